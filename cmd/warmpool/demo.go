@@ -1,0 +1,74 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"warmpool/internal/app"
+	"warmpool/internal/demo"
+)
+
+type demoCommand struct {
+	log    *slog.Logger
+	stdout io.Writer
+}
+
+func (c *demoCommand) Run(ctx context.Context, args []string) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own executable for the demo workers: %w", err)
+	}
+	cfg := demo.Config(exe)
+	fs := newFlagSet("demo")
+	fs.StringVar(&cfg.Listen, "listen", cfg.Listen, "public address")
+	fs.StringVar(&cfg.AdminListen, "admin-listen", cfg.AdminListen, "admin address")
+	fs.IntVar(&cfg.Worker.MaxRequests, "max-requests", cfg.Worker.MaxRequests, "recycle each worker after this many requests")
+	fs.BoolVar(&cfg.Warmup.Enabled, "warmup", true, "warm new workers before admitting them (false shows what other servers do)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if !cfg.Warmup.Enabled {
+		cfg.Warmup.Requests = nil
+	}
+	if cfg.Worker.MaxRequestsJitter >= cfg.Worker.MaxRequests {
+		cfg.Worker.MaxRequestsJitter = cfg.Worker.MaxRequests / 3
+	}
+	if err := cfg.Validate(); err != nil {
+		return usageError{err.Error()}
+	}
+	fmt.Fprintf(c.stdout, `warmpool demo: 2 demo workers whose first request burns 300ms of CPU under a lock.
+  Try:     curl -s http://%s/
+  Load:    for i in $(seq 500); do curl -s -o /dev/null -w '%%{time_total}\n' http://%s/; done | sort -n | tail -3
+  Status:  curl -s http://%s/status
+Workers recycle every ~%d requests; each replacement is warmed before it gets traffic. Ctrl-C stops.
+`, cfg.Listen, cfg.Listen, cfg.AdminListen, cfg.Worker.MaxRequests)
+	return app.Run(ctx, &cfg, c.log)
+}
+
+type demoWorkerCommand struct{}
+
+func (c *demoWorkerCommand) Run(_ context.Context, args []string) error {
+	fs := newFlagSet("demo-worker")
+	socket := fs.String("socket", "", "unix socket to serve on")
+	port := fs.String("port", "", "loopback port to serve on")
+	cold := fs.Duration("cold", 300*time.Millisecond, "CPU burnt by the first request, under a process-wide lock")
+	work := fs.Duration("work", time.Millisecond, "CPU burnt by every request")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return demo.ServeWorker(*socket, *port, *cold, *work)
+}
+
+type versionCommand struct{ stdout io.Writer }
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func (c *versionCommand) Run(context.Context, []string) error {
+	fmt.Fprintln(c.stdout, "warmpool", version)
+	return nil
+}

@@ -1,0 +1,100 @@
+// Command warmpool is an application server that only ever serves warm workers.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+)
+
+// usageError is a mistake on the command line: exit status 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// command is one subcommand.
+type command interface {
+	Run(ctx context.Context, args []string) error
+}
+
+func commands(stdout, stderr io.Writer) map[string]command {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
+	return map[string]command{
+		"run":         &runCommand{log: log},
+		"demo":        &demoCommand{log: log, stdout: stdout},
+		"demo-worker": &demoWorkerCommand{},
+		"version":     &versionCommand{stdout: stdout},
+	}
+}
+
+const usage = `warmpool: an application server that only ever serves warm workers
+
+Usage:
+  warmpool run --config warmpool.toml   serve the workers the config describes
+  warmpool demo                         the built-in demo: warm recycling with nothing installed
+  warmpool version                      print the version
+
+Signals: SIGTERM/SIGINT drain and exit; SIGHUP rolls every worker to a new generation.
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run is main without the exit, so tests can call it.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmd, ok := commands(stdout, stderr)[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "warmpool: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	err := cmd.Run(context.Background(), args[1:])
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "warmpool %s: %v\n", args[0], err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "warmpool %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+func logLevel() slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(os.Getenv("WARMPOOL_LOG_LEVEL"))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet("warmpool "+name, flag.ContinueOnError)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}

@@ -1,0 +1,8 @@
+module warmpool
+
+go 1.26.8
+
+require (
+	github.com/pelletier/go-toml/v2 v2.4.3
+	golang.org/x/sync v0.25.0
+)

@@ -1,0 +1,150 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"warmpool/internal/admin"
+	"warmpool/internal/config"
+	"warmpool/internal/pool"
+	"warmpool/internal/proxy"
+)
+
+// Server is one warmpool instance. New has no side effects; Start listens and spawns workers.
+type Server struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	bal   *proxy.Balancer
+	pool  *pool.Pool
+	front *proxy.Front
+	admin *admin.Handler
+
+	frontSrv, adminSrv *http.Server
+	frontLn, adminLn   net.Listener
+	socketDir          string
+	ownSocketDir       bool
+	serveErr           chan error
+	wg                 sync.WaitGroup
+}
+
+// New wires a server for cfg, which must be valid.
+func New(cfg *config.Config, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, serveErr: make(chan error, 2)}
+	s.bal = proxy.NewBalancer(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)
+	return s
+}
+
+// Start creates the socket directory, binds both listeners, starts the pool and serves.
+func (s *Server) Start() error {
+	cfg := s.cfg
+	s.socketDir = cfg.Worker.SocketDir
+	if s.socketDir == "" {
+		dir, err := os.MkdirTemp("", "warmpool-")
+		if err != nil {
+			return fmt.Errorf("socket directory: %w", err)
+		}
+		s.socketDir, s.ownSocketDir = dir, true
+	} else if err := os.MkdirAll(s.socketDir, 0o700); err != nil {
+		return fmt.Errorf("socket directory: %w", err)
+	}
+	var err error
+	if s.frontLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		s.removeSocketDir()
+		return fmt.Errorf("listen: %w", err)
+	}
+	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
+		s.frontLn.Close()
+		s.removeSocketDir()
+		return fmt.Errorf("admin_listen: %w", err)
+	}
+	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log})
+	s.front = proxy.NewFront(s.bal, proxy.Options{
+		RequestTimeout: cfg.Proxy.RequestTimeout.Duration,
+		Harakiri:       cfg.Proxy.Harakiri.Duration,
+		OnStuck:        s.pool.ReportStuck,
+		Logger:         s.log,
+	})
+	s.admin = admin.New(s.pool, cfg.MinReady)
+	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
+	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
+	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	s.pool.Start()
+	s.wg.Go(func() {
+		var err error
+		if cfg.TLSCert != "" {
+			err = s.frontSrv.ServeTLS(s.frontLn, cfg.TLSCert, cfg.TLSKey)
+		} else {
+			err = s.frontSrv.Serve(s.frontLn)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			s.serveErr <- fmt.Errorf("front: %w", err)
+		}
+	})
+	s.wg.Go(func() {
+		if err := s.adminSrv.Serve(s.adminLn); !errors.Is(err, http.ErrServerClosed) {
+			s.serveErr <- fmt.Errorf("admin: %w", err)
+		}
+	})
+	s.log.Info("warmpool started", "listen", s.frontLn.Addr().String(), "admin", s.adminLn.Addr().String(),
+		"workers", cfg.Worker.Count, "concurrency", cfg.Worker.Concurrency, "warmup_enabled", cfg.Warmup.Enabled,
+		"warmup_requests", len(cfg.Warmup.Requests), "max_requests", cfg.Worker.MaxRequests,
+		"max_lifetime", cfg.Worker.MaxLifetime.Duration, "max_rss", cfg.Worker.MaxRSS.String())
+	return nil
+}
+
+// FrontAddr is the bound public address.
+func (s *Server) FrontAddr() string { return s.frontLn.Addr().String() }
+
+// AdminAddr is the bound admin address.
+func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// Pool is the server's worker pool.
+func (s *Server) Pool() *pool.Pool { return s.pool }
+
+// Errors reports a listener that stopped serving on its own.
+func (s *Server) Errors() <-chan error { return s.serveErr }
+
+// Reload rolls the workers to a new generation, warm-first.
+func (s *Server) Reload() { s.pool.Reload() }
+
+// Close stops accepting, lets in-flight requests finish, stops every worker and waits for all
+// goroutines. When ctx ends first, what is left is cut off and the workers are killed.
+func (s *Server) Close(ctx context.Context) error {
+	if s.pool == nil {
+		return nil
+	}
+	s.admin.SetDraining()
+	var errs []error
+	if err := s.frontSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("front shutdown: %w", err))
+		s.frontSrv.Close()
+	}
+	if err := s.front.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("requests past their timeout: %w", err))
+	}
+	if err := s.pool.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("pool: %w", err))
+	}
+	if err := s.adminSrv.Shutdown(ctx); err != nil {
+		s.adminSrv.Close()
+	}
+	s.wg.Wait()
+	s.removeSocketDir()
+	return errors.Join(errs...)
+}
+
+func (s *Server) removeSocketDir() {
+	if s.ownSocketDir {
+		os.RemoveAll(s.socketDir)
+	}
+}

@@ -1,0 +1,137 @@
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole warmpool configuration. The zero value is not useful; start from Default.
+type Config struct {
+	// Listen is the public HTTP front, "host:port".
+	Listen string `toml:"listen"`
+	// AdminListen serves /readyz, /livez and /status; never the public listener.
+	AdminListen string `toml:"admin_listen"`
+	// TLSCert and TLSKey, when both set, make the front serve HTTPS (and HTTP/2).
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// MinReady is how many ready workers /readyz needs once the pool was first fully ready.
+	MinReady int `toml:"min_ready"`
+
+	Worker Worker `toml:"worker"`
+	Warmup Warmup `toml:"warmup"`
+	Proxy  Proxy  `toml:"proxy"`
+}
+
+// Worker describes the worker processes and when they are recycled.
+type Worker struct {
+	// Command is the argv template; "{socket}" or "{port}" is replaced per worker.
+	Command []string `toml:"command"`
+	// Dir is the working directory of the workers; empty means warmpool's own.
+	Dir string `toml:"dir"`
+	// Env adds or overrides environment variables of the workers.
+	Env map[string]string `toml:"env"`
+	// SocketDir holds the per-worker sockets; empty means a private temporary directory.
+	SocketDir string `toml:"socket_dir"`
+
+	Count       int `toml:"count"`
+	Concurrency int `toml:"concurrency"`
+
+	MaxRequests       int      `toml:"max_requests"`
+	MaxRequestsJitter int      `toml:"max_requests_jitter"`
+	MaxLifetime       Duration `toml:"max_lifetime"`
+	MaxLifetimeJitter Duration `toml:"max_lifetime_jitter"`
+	MaxRSS            Size     `toml:"max_rss"`
+	RSSCheckInterval  Duration `toml:"rss_check_interval"`
+
+	Surge           int      `toml:"surge"`
+	GracefulTimeout Duration `toml:"graceful_timeout"`
+
+	// RestartBackoff is the first delay after a failed start or warm-up; it doubles per
+	// consecutive failure up to RestartBackoffMax.
+	RestartBackoff    Duration `toml:"restart_backoff"`
+	RestartBackoffMax Duration `toml:"restart_backoff_max"`
+}
+
+// Warmup is the plan each new worker runs privately before it is admitted into rotation.
+type Warmup struct {
+	// Enabled false admits a worker as soon as it accepts connections (what other servers do).
+	Enabled bool `toml:"enabled"`
+	// Timeout bounds the whole boot of a worker: spawn, ready signal and every warm-up request.
+	Timeout Duration `toml:"timeout"`
+	// Concurrency is how many warm-up requests are in flight at once; 0 means worker.concurrency.
+	Concurrency int `toml:"concurrency"`
+	// Ready is "requests" (wait for the socket to accept) or "notify" (wait for READY=1 first).
+	Ready    string          `toml:"ready"`
+	Requests []WarmupRequest `toml:"request"`
+}
+
+// WarmupRequest is one request of the warm-up plan.
+type WarmupRequest struct {
+	Method  string            `toml:"method"`
+	Path    string            `toml:"path"`
+	Headers map[string]string `toml:"headers"`
+	Body    string            `toml:"body"`
+	// Expect lists the accepted statuses; empty accepts any 2xx.
+	Expect []int `toml:"expect"`
+	// Repeat sends the request this many times, to reach every thread of the worker.
+	Repeat int `toml:"repeat"`
+}
+
+// Proxy tunes the HTTP front.
+type Proxy struct {
+	// QueueSize is how many requests may wait for a free worker; past it, 503.
+	QueueSize int `toml:"queue_size"`
+	// QueueTimeout is how long a request may wait for a free worker; past it, 503.
+	QueueTimeout Duration `toml:"queue_timeout"`
+	// RequestTimeout is how long a worker may take to send response headers; past it, 504.
+	RequestTimeout Duration `toml:"request_timeout"`
+	// Harakiri, when set, is the hard limit: a worker still not answering a request this long
+	// after it was sent is killed and replaced warm. It must exceed RequestTimeout.
+	Harakiri Duration `toml:"harakiri"`
+}
+
+// Ready modes.
+const (
+	ReadyRequests = "requests"
+	ReadyNotify   = "notify"
+)
+
+// Default returns the configuration used for every key the operator leaves out.
+func Default() Config {
+	return Config{
+		Listen:      "127.0.0.1:8080",
+		AdminListen: "127.0.0.1:9090",
+		MinReady:    1,
+		Worker: Worker{
+			Count:             2,
+			Concurrency:       1,
+			Surge:             1,
+			RSSCheckInterval:  Duration{5 * time.Second},
+			GracefulTimeout:   Duration{30 * time.Second},
+			RestartBackoff:    Duration{500 * time.Millisecond},
+			RestartBackoffMax: Duration{30 * time.Second},
+		},
+		Warmup: Warmup{
+			Enabled: true,
+			Timeout: Duration{60 * time.Second},
+			Ready:   ReadyRequests,
+		},
+		Proxy: Proxy{
+			QueueSize:      1024,
+			QueueTimeout:   Duration{10 * time.Second},
+			RequestTimeout: Duration{60 * time.Second},
+		},
+	}
+}
+
+// WarmupConcurrency is the effective number of warm-up requests in flight at once.
+func (c *Config) WarmupConcurrency() int {
+	if c.Warmup.Concurrency > 0 {
+		return c.Warmup.Concurrency
+	}
+	return c.Worker.Concurrency
+}
+
+// Recycling reports whether any recycle trigger is configured.
+func (w *Worker) Recycling() bool {
+	return w.MaxRequests > 0 || w.MaxLifetime.Duration > 0 || w.MaxRSS.Bytes > 0
+}

@@ -1,0 +1,36 @@
+package pool
+
+import (
+	"time"
+
+	"warmpool/internal/warmup"
+	"warmpool/internal/worker"
+)
+
+// Events sent to the loop by worker goroutines, timers and callers.
+type (
+	booted struct {
+		w      *worker.Worker
+		result warmup.Result
+		err    error
+	}
+	exited struct{ w *worker.Worker }
+	due    struct {
+		w      *worker.Worker
+		reason string
+	}
+	stuck  struct{ w *worker.Worker }
+	reload struct{}
+)
+
+// Recycle reasons, as they appear in logs and status.
+const (
+	ReasonMaxRequests = "max_requests"
+	ReasonMaxLifetime = "max_lifetime"
+	ReasonMaxRSS      = "max_rss"
+	ReasonReload      = "reload"
+)
+
+// crashGrace is how long a worker must have been ready for its crash not to count toward the
+// restart backoff.
+const crashGrace = 10 * time.Second

@@ -1,0 +1,420 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"time"
+
+	"warmpool/internal/config"
+	"warmpool/internal/warmup"
+	"warmpool/internal/worker"
+)
+
+// reconcile starts workers until count are ready plus up to surge replacements for workers
+// due for recycling, and retires due workers once their replacements are in rotation.
+func (p *Pool) reconcile() {
+	if p.shuttingDown {
+		return
+	}
+	count, surge := p.cfg.Worker.Count, p.cfg.Worker.Surge
+	ready, booting := 0, 0
+	var due []*member
+	for _, m := range p.members {
+		switch {
+		case m.draining:
+		case m.admitted():
+			ready++
+			if m.recycle != "" {
+				due = append(due, m)
+			}
+		default:
+			booting++
+		}
+	}
+	sort.Slice(due, func(i, j int) bool { return due[i].flaggedAt.Before(due[j].flaggedAt) })
+	for ready > count && len(due) > 0 {
+		p.drain(due[0], "recycled: "+due[0].recycle)
+		due = due[1:]
+		ready--
+	}
+	want := max(0, count-ready) + min(len(due), surge)
+	if booting >= want {
+		return
+	}
+	if wait := time.Until(p.nextStart); wait > 0 {
+		if p.retry == nil {
+			p.retry = time.NewTimer(wait)
+		}
+		return
+	}
+	for ; booting < want; booting++ {
+		p.spawn()
+	}
+}
+
+func (p *Pool) spawn() {
+	p.nextID++
+	cfg := p.cfg
+	headerTimeout := cfg.Proxy.RequestTimeout.Duration
+	if cfg.Proxy.Harakiri.Duration > headerTimeout {
+		headerTimeout = cfg.Proxy.Harakiri.Duration
+	}
+	w := worker.New(worker.Spec{
+		ID:                    p.nextID,
+		Generation:            p.generation,
+		Command:               cfg.Worker.Command,
+		UsePort:               cfg.Worker.UsesPort(),
+		Dir:                   cfg.Worker.Dir,
+		Env:                   workerEnv(p.env, cfg.Worker.Env),
+		SocketDir:             p.dir,
+		Notify:                cfg.Warmup.Ready == config.ReadyNotify,
+		Concurrency:           cfg.Worker.Concurrency,
+		ResponseHeaderTimeout: headerTimeout,
+		Logger:                p.log,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	p.members[w] = &member{w: w, cancelBoot: cancel}
+	p.wg.Go(func() { p.run(ctx, w) })
+}
+
+// run owns one worker from spawn to exit; it reports to the loop and never changes pool state.
+func (p *Pool) run(ctx context.Context, w *worker.Worker) {
+	res, err := p.boot(ctx, w)
+	p.send(booted{w: w, result: res, err: err})
+	if err != nil {
+		// It never served a client; stop it politely but briefly.
+		stopCtx, cancel := context.WithTimeout(p.killCtx, min(p.cfg.Worker.GracefulTimeout.Duration, 5*time.Second))
+		w.Stop(stopCtx)
+		cancel()
+	} else {
+		select {
+		case <-w.RecycleDue():
+			p.send(due{w: w, reason: ReasonMaxRequests})
+		case <-w.Done():
+		}
+	}
+	<-w.Done()
+	w.Wait()
+	p.send(exited{w: w})
+}
+
+// boot spawns the worker, waits for its ready signal and socket, and runs the warm-up plan,
+// all within warmup.timeout. The worker exiting ends it at once with the exit status.
+func (p *Pool) boot(ctx context.Context, w *worker.Worker) (warmup.Result, error) {
+	timeout := p.cfg.Warmup.Timeout.Duration
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed", timeout))
+	defer cancelTimeout()
+	if err := w.Start(); err != nil {
+		return warmup.Result{}, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	p.wg.Go(func() {
+		select {
+		case <-w.Done():
+			cancel(fmt.Errorf("worker exited during boot: %s", worker.DescribeExit(w.ExitErr())))
+		case <-ctx.Done():
+		}
+	})
+	if ready := w.NotifyReady(); ready != nil {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return warmup.Result{}, fmt.Errorf("waiting for READY=1 on NOTIFY_SOCKET: %w", context.Cause(ctx))
+		}
+	}
+	if err := w.WaitListening(ctx); err != nil {
+		return warmup.Result{}, err
+	}
+	if !p.cfg.Warmup.Enabled {
+		return warmup.Result{}, nil
+	}
+	w.SetState(worker.Warming)
+	res, err := p.plan.Run(ctx, w.Transport())
+	return res, err
+}
+
+func (p *Pool) onBooted(ev booted) {
+	m := p.members[ev.w]
+	if m == nil {
+		return
+	}
+	w := ev.w
+	if ev.err != nil {
+		if m.cancelled {
+			p.log.Info("worker boot cancelled", "worker", w.ID(), "reason", m.stopReason)
+			return
+		}
+		p.failures++
+		delay := p.backoff()
+		p.nextStart = time.Now().Add(delay)
+		p.problem = fmt.Sprintf("worker %d (generation %d) failed to boot: %v", w.ID(), w.Generation(), ev.err)
+		p.log.Error("worker failed its boot or warm-up; it is stopped and never admitted",
+			"worker", w.ID(), "generation", w.Generation(), "pid", w.PID(), "error", ev.err,
+			"consecutive_failures", p.failures, "retry_in", delay)
+		m.stopReason = "failed warm-up"
+		return
+	}
+	m.warmed, m.warmup = true, ev.result
+	if p.shuttingDown || w.Generation() < p.generation {
+		m.cancelled, m.stopReason = true, "superseded before admission"
+		m.cancelBoot()
+		p.stopUnadmitted(m)
+		return
+	}
+	p.admit(m)
+}
+
+// admit is the only way into rotation, and only for a worker whose warm-up passed.
+func (p *Pool) admit(m *member) {
+	w := m.w
+	if !m.warmed {
+		p.log.Error("refusing to admit a worker that has not passed its warm-up", "worker", w.ID())
+		return
+	}
+	wc := &p.cfg.Worker
+	if wc.MaxRequests > 0 {
+		w.SetMaxRequests(int64(wc.MaxRequests + jitterInt(wc.MaxRequestsJitter)))
+	}
+	if wc.MaxLifetime.Duration > 0 {
+		life := wc.MaxLifetime.Duration + jitterDuration(wc.MaxLifetimeJitter.Duration)
+		m.lifetime = time.AfterFunc(life, func() { p.send(due{w: w, reason: ReasonMaxLifetime}) })
+	}
+	w.SetState(worker.Ready)
+	m.admittedAt = time.Now()
+	p.rot.Add(w, wc.Concurrency)
+	p.failures, p.problem, p.nextStart = 0, "", time.Time{}
+	p.log.Info("worker admitted into rotation", "worker", w.ID(), "generation", w.Generation(), "pid", w.PID(),
+		"boot", m.admittedAt.Sub(w.StartedAt()).Round(time.Millisecond), "warmup_requests", m.warmup.Requests,
+		"warmup", m.warmup.Duration.Round(time.Millisecond), "slowest_warmup_request", m.warmup.Slowest.Round(time.Millisecond))
+	if !p.isFirstReady && p.readyCount() >= wc.Count {
+		p.isFirstReady = true
+		close(p.firstReady)
+		p.log.Info("pool ready", "workers", wc.Count)
+	}
+}
+
+func (p *Pool) readyCount() int {
+	n := 0
+	for _, m := range p.members {
+		if m.admitted() && !m.draining {
+			n++
+		}
+	}
+	return n
+}
+
+// flag marks an admitted worker as due for recycling; reconcile starts its replacement.
+func (p *Pool) flag(m *member, reason string) {
+	if !m.admitted() || m.draining || m.recycle != "" {
+		return
+	}
+	m.recycle, m.flaggedAt = reason, time.Now()
+	p.log.Info("worker due for recycling; its replacement is started and warmed first",
+		"worker", m.w.ID(), "reason", reason, "requests", m.w.Served(), "age", time.Since(m.w.StartedAt()).Round(time.Millisecond))
+}
+
+// drain takes a worker out of rotation, lets its requests finish and stops it.
+func (p *Pool) drain(m *member, why string) {
+	if m.draining {
+		return
+	}
+	m.draining, m.stopReason = true, why
+	if m.lifetime != nil {
+		m.lifetime.Stop()
+	}
+	w := m.w
+	w.SetState(worker.Draining)
+	drained := p.rot.Remove(w)
+	grace := p.cfg.Worker.GracefulTimeout.Duration
+	p.log.Info("draining worker", "worker", w.ID(), "reason", why, "in_flight", w.InFlight())
+	p.wg.Go(func() {
+		deadline := time.Now().Add(grace)
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-drained:
+		case <-t.C:
+			p.log.Warn("worker still busy at graceful_timeout; stopping it anyway", "worker", w.ID(), "in_flight", w.InFlight())
+		case <-p.killCtx.Done():
+		}
+		ctx, cancel := context.WithTimeout(p.killCtx, max(time.Until(deadline), time.Second))
+		defer cancel()
+		w.Stop(ctx)
+	})
+}
+
+func (p *Pool) stopUnadmitted(m *member) {
+	m.draining = true
+	w := m.w
+	p.wg.Go(func() {
+		ctx, cancel := context.WithTimeout(p.killCtx, p.cfg.Worker.GracefulTimeout.Duration)
+		defer cancel()
+		w.Stop(ctx)
+	})
+}
+
+func (p *Pool) onExited(w *worker.Worker) {
+	m := p.members[w]
+	if m == nil {
+		return
+	}
+	delete(p.members, w)
+	m.cancelBoot()
+	if m.lifetime != nil {
+		m.lifetime.Stop()
+	}
+	reason := m.stopReason
+	crashed := !w.StopRequested() && m.admitted()
+	if crashed {
+		p.rot.Remove(w)
+		reason = "crashed: " + worker.DescribeExit(w.ExitErr())
+		lived := time.Since(m.admittedAt)
+		if lived < crashGrace {
+			p.failures++
+			p.nextStart = time.Now().Add(p.backoff())
+		}
+		p.problem = fmt.Sprintf("worker %d crashed after %s in rotation: %s", w.ID(), lived.Round(time.Millisecond), worker.DescribeExit(w.ExitErr()))
+		p.log.Error("worker exited unexpectedly; a warm replacement follows", "worker", w.ID(), "pid", w.PID(),
+			"exit", worker.DescribeExit(w.ExitErr()), "served", w.Served(), "in_flight_lost", w.InFlight())
+	} else {
+		if reason == "" {
+			reason = "exited: " + worker.DescribeExit(w.ExitErr())
+		}
+		p.log.Info("worker stopped", "worker", w.ID(), "pid", w.PID(), "reason", reason, "served", w.Served())
+	}
+	p.exits = append(p.exits, ExitRecord{ID: w.ID(), PID: w.PID(), At: time.Now(), Reason: reason})
+	if len(p.exits) > recentExits {
+		p.exits = p.exits[len(p.exits)-recentExits:]
+	}
+}
+
+func (p *Pool) onStuck(w *worker.Worker) {
+	m := p.members[w]
+	if m == nil || !m.admitted() || m.draining {
+		return
+	}
+	m.draining, m.stopReason = true, "killed: passed the harakiri limit"
+	p.rot.Remove(w)
+	w.MarkStopping()
+	w.Kill()
+}
+
+func (p *Pool) onReload() {
+	p.generation++
+	p.log.Info("reload: rolling every worker to a new generation, warm-first", "generation", p.generation)
+	for _, m := range p.members {
+		switch {
+		case m.w.Generation() >= p.generation || m.draining:
+		case m.admitted():
+			m.recycle = ""
+			p.flag(m, ReasonReload)
+		default:
+			m.cancelled, m.stopReason = true, "superseded by reload"
+			m.cancelBoot()
+		}
+	}
+	// A reload is a deliberate new attempt: do not make it wait for an old backoff.
+	p.nextStart = time.Time{}
+	if p.retry != nil {
+		p.retry.Stop()
+		p.retry = nil
+	}
+}
+
+func (p *Pool) beginShutdown() {
+	p.shuttingDown = true
+	p.log.Info("stopping all workers")
+	for _, m := range p.members {
+		switch {
+		case m.draining:
+		case m.admitted():
+			p.drain(m, "shutdown")
+		default:
+			m.cancelled, m.stopReason = true, "shutdown"
+			m.cancelBoot()
+		}
+	}
+}
+
+func (p *Pool) checkRSS() {
+	limit := p.cfg.Worker.MaxRSS.Bytes
+	for _, m := range p.members {
+		if !m.admitted() || m.draining || m.recycle != "" {
+			continue
+		}
+		rss, err := m.w.RSS()
+		if err != nil {
+			continue // it is exiting; the exit event follows
+		}
+		if rss > limit {
+			p.log.Info("worker above max_rss", "worker", m.w.ID(), "rss", rss, "max_rss", limit)
+			p.flag(m, ReasonMaxRSS)
+		}
+	}
+}
+
+func (p *Pool) backoff() time.Duration {
+	base, limit := p.cfg.Worker.RestartBackoff.Duration, p.cfg.Worker.RestartBackoffMax.Duration
+	d := base
+	for i := 1; i < p.failures && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+func (p *Pool) publish() {
+	st := Status{
+		Generation:    p.generation,
+		Desired:       p.cfg.Worker.Count,
+		FirstReady:    p.isFirstReady,
+		ShuttingDown:  p.shuttingDown,
+		WarmupEnabled: p.cfg.Warmup.Enabled,
+		Problem:       p.problem,
+		Failures:      p.failures,
+		RecentExits:   append([]ExitRecord(nil), p.exits...),
+	}
+	for _, m := range p.members {
+		w := m.w
+		ws := WorkerStatus{ID: w.ID(), PID: w.PID(), State: w.State(), Generation: w.Generation(),
+			StartedAt: w.StartedAt(), Served: w.Served(), InFlight: w.InFlight(), Recycle: m.recycle}
+		if m.admitted() {
+			at := m.admittedAt
+			ws.AdmittedAt = &at
+			ws.WarmupTime = m.warmup.Duration.Seconds()
+			if !m.draining {
+				st.Ready++
+			}
+		}
+		st.Workers = append(st.Workers, ws)
+	}
+	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].ID < st.Workers[j].ID })
+	p.mu.Lock()
+	p.status = st
+	p.mu.Unlock()
+}
+
+func jitterInt(n int) int {
+	if n <= 0 {
+		return 0
+	}
+	return rand.IntN(n + 1)
+}
+
+func jitterDuration(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return time.Duration(rand.Int64N(int64(d) + 1))
+}
+
+// workerEnv overlays the configured variables on the base environment.
+func workerEnv(base []string, extra map[string]string) []string {
+	env := append([]string(nil), base...)
+	for k, v := range extra {
+		env = append(env, k+"="+v)
+	}
+	return env
+}

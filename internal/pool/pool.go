@@ -1,0 +1,218 @@
+package pool
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"warmpool/internal/config"
+	"warmpool/internal/warmup"
+	"warmpool/internal/worker"
+)
+
+// Rotation is the set of workers that receive client requests (the proxy's balancer).
+type Rotation interface {
+	// Add puts w into rotation with room for limit concurrent requests.
+	Add(w *worker.Worker, limit int)
+	// Remove takes w out of rotation; the channel closes once its in-flight requests finished.
+	Remove(w *worker.Worker) <-chan struct{}
+}
+
+// Options configure a Pool.
+type Options struct {
+	Config   *config.Config
+	Rotation Rotation
+	// SocketDir holds the workers' sockets; it must exist.
+	SocketDir string
+	// Env is the workers' base environment; nil means warmpool's own.
+	Env    []string
+	Logger *slog.Logger
+}
+
+// Pool supervises the workers. New has no side effects; Start launches the event loop.
+type Pool struct {
+	cfg  *config.Config
+	rot  Rotation
+	log  *slog.Logger
+	plan *warmup.Plan
+	env  []string
+	dir  string
+
+	events     chan any
+	closing    chan struct{}
+	closeOnce  sync.Once
+	loopDone   chan struct{}
+	started    bool
+	killCtx    context.Context // canceled when Close runs out of time: stop everything now
+	kill       context.CancelFunc
+	firstReady chan struct{}
+	wg         sync.WaitGroup
+
+	// Owned by the loop goroutine.
+	members      map[*worker.Worker]*member
+	nextID       int
+	generation   int
+	failures     int
+	nextStart    time.Time
+	retry        *time.Timer
+	problem      string
+	isFirstReady bool
+	shuttingDown bool
+	exits        []ExitRecord
+
+	mu     sync.Mutex
+	status Status
+}
+
+type member struct {
+	w          *worker.Worker
+	cancelBoot context.CancelFunc
+	cancelled  bool // boot cancelled on purpose (reload, shutdown): not a failure
+	warmed     bool
+	warmup     warmup.Result
+	admittedAt time.Time
+	recycle    string // why it is due for recycling; "" when it is not
+	flaggedAt  time.Time
+	lifetime   *time.Timer
+	draining   bool
+	stopReason string
+}
+
+func (m *member) admitted() bool { return !m.admittedAt.IsZero() }
+
+// New returns a pool that will run cfg's workers and admit them into rot.
+func New(opts Options) *Pool {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	env := opts.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	killCtx, kill := context.WithCancel(context.Background())
+	return &Pool{
+		cfg:        opts.Config,
+		rot:        opts.Rotation,
+		log:        log,
+		plan:       warmup.NewPlan(opts.Config),
+		env:        env,
+		dir:        opts.SocketDir,
+		events:     make(chan any, 64),
+		closing:    make(chan struct{}),
+		loopDone:   make(chan struct{}),
+		killCtx:    killCtx,
+		kill:       kill,
+		firstReady: make(chan struct{}),
+		members:    map[*worker.Worker]*member{},
+		generation: 1,
+	}
+}
+
+// Start launches the event loop, which starts the first workers.
+func (p *Pool) Start() {
+	p.started = true
+	p.publish()
+	p.wg.Go(p.loop)
+}
+
+// Close drains and stops every worker, then waits for every goroutine of the pool. When ctx
+// ends first, the workers are killed.
+func (p *Pool) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() { close(p.closing) })
+	defer p.kill()
+	if !p.started {
+		return nil
+	}
+	var err error
+	select {
+	case <-p.loopDone:
+	case <-ctx.Done():
+		err = ctx.Err()
+		p.kill()
+	}
+	p.wg.Wait()
+	return err
+}
+
+// FirstReady is closed once worker.count workers were ready for the first time.
+func (p *Pool) FirstReady() <-chan struct{} { return p.firstReady }
+
+// Reload rolls every worker to a new generation, warm-first. Old workers keep serving until
+// their replacements are admitted, so a new generation that fails warm-up changes nothing.
+func (p *Pool) Reload() { p.send(reload{}) }
+
+// ReportStuck kills a worker that passed the harakiri limit; a warm replacement follows.
+func (p *Pool) ReportStuck(w *worker.Worker) { p.send(stuck{w}) }
+
+// Status is the latest snapshot of the pool.
+func (p *Pool) Status() Status {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
+func (p *Pool) send(ev any) {
+	select {
+	case p.events <- ev:
+	case <-p.loopDone:
+	}
+}
+
+func (p *Pool) loop() {
+	defer close(p.loopDone)
+	var rssTick <-chan time.Time
+	if p.cfg.Worker.MaxRSS.Bytes > 0 {
+		t := time.NewTicker(p.cfg.Worker.RSSCheckInterval.Duration)
+		defer t.Stop()
+		rssTick = t.C
+	}
+	closing := p.closing
+	p.reconcile()
+	p.publish()
+	for {
+		var retry <-chan time.Time
+		if p.retry != nil {
+			retry = p.retry.C
+		}
+		select {
+		case ev := <-p.events:
+			p.handle(ev)
+		case <-retry:
+			p.retry = nil
+		case <-rssTick:
+			p.checkRSS()
+		case <-closing:
+			closing = nil
+			p.beginShutdown()
+		}
+		if p.shuttingDown && len(p.members) == 0 {
+			if p.retry != nil {
+				p.retry.Stop()
+			}
+			p.publish()
+			return
+		}
+		p.reconcile()
+		p.publish()
+	}
+}
+
+func (p *Pool) handle(ev any) {
+	switch ev := ev.(type) {
+	case booted:
+		p.onBooted(ev)
+	case exited:
+		p.onExited(ev.w)
+	case due:
+		if m := p.members[ev.w]; m != nil {
+			p.flag(m, ev.reason)
+		}
+	case stuck:
+		p.onStuck(ev.w)
+	case reload:
+		p.onReload()
+	}
+}

@@ -1,0 +1,46 @@
+package pool
+
+import (
+	"time"
+
+	"warmpool/internal/worker"
+)
+
+// WorkerStatus is one worker as the status endpoint shows it.
+type WorkerStatus struct {
+	ID         int          `json:"id"`
+	PID        int          `json:"pid"`
+	State      worker.State `json:"state"`
+	Generation int          `json:"generation"`
+	StartedAt  time.Time    `json:"started_at"`
+	AdmittedAt *time.Time   `json:"admitted_at,omitempty"`
+	Served     int64        `json:"requests_served"`
+	InFlight   int64        `json:"in_flight"`
+	Recycle    string       `json:"recycle_pending,omitempty"`
+	WarmupTime float64      `json:"warmup_seconds,omitempty"`
+}
+
+// ExitRecord is a worker that is gone, and why.
+type ExitRecord struct {
+	ID     int       `json:"id"`
+	PID    int       `json:"pid"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+}
+
+// Status is a snapshot of the pool.
+type Status struct {
+	Generation    int            `json:"generation"`
+	Desired       int            `json:"desired"`
+	Ready         int            `json:"ready"`
+	FirstReady    bool           `json:"first_ready"`
+	ShuttingDown  bool           `json:"shutting_down"`
+	WarmupEnabled bool           `json:"warmup_enabled"`
+	Workers       []WorkerStatus `json:"workers"`
+	// Problem says why replacements are failing, empty when they are not.
+	Problem     string       `json:"problem,omitempty"`
+	Failures    int          `json:"consecutive_failures"`
+	RecentExits []ExitRecord `json:"recent_exits"`
+}
+
+const recentExits = 20

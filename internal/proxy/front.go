@@ -1,0 +1,164 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"time"
+
+	"warmpool/internal/worker"
+)
+
+// Options tune the Front. Zero values mean: no harakiri, nobody told of stuck workers.
+type Options struct {
+	// RequestTimeout is how long a worker may take to send response headers; past it, 504.
+	RequestTimeout time.Duration
+	// Harakiri, when above RequestTimeout, keeps the worker's slot after the 504 until it
+	// answers or this hard limit passes; then OnStuck is called with the worker.
+	Harakiri time.Duration
+	// OnStuck is told of a worker that passed the Harakiri limit; nil means nobody is told.
+	OnStuck func(w *worker.Worker)
+	Logger  *slog.Logger
+}
+
+// Front forwards client requests to workers leased from a Balancer.
+type Front struct {
+	bal  *Balancer
+	opts Options
+	log  *slog.Logger
+	rp   *httputil.ReverseProxy
+	wg   sync.WaitGroup // requests detached after a timeout, waiting for harakiri
+}
+
+const maxAttempts = 3
+
+// NewFront returns a front over bal. It has no goroutines of its own until it serves.
+func NewFront(bal *Balancer, opts Options) *Front {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Front{bal: bal, opts: opts, log: opts.Logger}
+	f.rp = &httputil.ReverseProxy{
+		Rewrite:      rewrite,
+		Transport:    forwarder{f},
+		ErrorHandler: f.writeError,
+		ErrorLog:     slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
+		BufferPool:   newBufferPool(),
+	}
+	return f
+}
+
+func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.rp.ServeHTTP(w, r) }
+
+// Close waits for requests that were answered 504 but still occupy a worker.
+func (f *Front) Close(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { f.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// rewrite builds the outbound request: the client's Host is kept, X-Forwarded-* are set (the
+// client's X-Forwarded-For chain is extended), and no client can pose as a warm-up request.
+func rewrite(pr *httputil.ProxyRequest) {
+	pr.Out.URL.Scheme = "http"
+	pr.Out.URL.Host = "worker"
+	pr.Out.Host = pr.In.Host
+	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
+		pr.Out.Header["X-Forwarded-For"] = prior
+	}
+	pr.SetXForwarded()
+	pr.Out.Header.Del(worker.WarmupHeader)
+}
+
+// forwarder is the ReverseProxy's transport: it leases a worker per request.
+type forwarder struct{ f *Front }
+
+func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
+	f := fw.f
+	for attempt := 1; ; attempt++ {
+		lease, err := f.bal.Acquire(req.Context())
+		if err != nil {
+			return nil, err
+		}
+		resp, err := f.send(lease, req)
+		var dial *worker.DialError
+		if err != nil && errors.As(err, &dial) && attempt < maxAttempts && req.Context().Err() == nil {
+			// Nothing was sent: the worker died between its exit and its removal. Try another.
+			f.log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)
+			continue
+		}
+		return resp, err
+	}
+}
+
+// send forwards req to the leased worker; the lease is released when the response body is
+// closed, or at once on error.
+func (f *Front) send(lease Lease, req *http.Request) (*http.Response, error) {
+	if f.opts.Harakiri > f.opts.RequestTimeout && f.opts.RequestTimeout > 0 {
+		return f.sendWatched(lease, req)
+	}
+	w := lease.Worker()
+	resp, err := w.Transport().RoundTrip(req)
+	if err != nil {
+		lease.Release()
+		return nil, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: f.opts.RequestTimeout}
+	}
+	resp.Body = wrapBody(resp, lease.Release)
+	return resp, nil
+}
+
+type roundTripResult struct {
+	resp *http.Response
+	err  error
+}
+
+// sendWatched answers 504 at RequestTimeout but keeps the worker's slot, because the worker is
+// still busy with the request, until it answers or the Harakiri limit (the transport's
+// response-header timeout) passes and the worker is reported stuck.
+func (f *Front) sendWatched(lease Lease, req *http.Request) (*http.Response, error) {
+	w := lease.Worker()
+	upCtx, cancel := context.WithCancel(context.WithoutCancel(req.Context()))
+	stopFollowing := context.AfterFunc(req.Context(), cancel)
+	results := make(chan roundTripResult, 1)
+	f.wg.Go(func() {
+		resp, err := w.Transport().RoundTrip(req.WithContext(upCtx))
+		results <- roundTripResult{resp, err}
+	})
+	timer := time.NewTimer(f.opts.RequestTimeout)
+	select {
+	case r := <-results:
+		timer.Stop()
+		stopFollowing()
+		if r.err != nil {
+			cancel()
+			lease.Release()
+			return nil, &UpstreamError{WorkerID: w.ID(), Err: r.err, Timeout: f.opts.RequestTimeout}
+		}
+		r.resp.Body = wrapBody(r.resp, func() { cancel(); lease.Release() })
+		return r.resp, nil
+	case <-timer.C:
+	}
+	stopFollowing()
+	f.wg.Go(func() {
+		r := <-results
+		if r.err != nil && isTimeout(r.err) && f.opts.OnStuck != nil {
+			f.log.Error("worker passed the harakiri limit; it will be killed and replaced",
+				"worker", w.ID(), "pid", w.PID(), "harakiri", f.opts.Harakiri, "path", req.URL.Path)
+			f.opts.OnStuck(w)
+		}
+		if r.resp != nil {
+			r.resp.Body.Close()
+		}
+		cancel()
+		lease.Release()
+	})
+	return nil, &UpstreamError{WorkerID: w.ID(), Err: errResponseTimeout, Timeout: f.opts.RequestTimeout}
+}

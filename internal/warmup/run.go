@@ -1,0 +1,124 @@
+package warmup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"golang.org/x/sync/errgroup"
+
+	"warmpool/internal/worker"
+)
+
+// Result summarises a passed warm-up.
+type Result struct {
+	Requests int
+	Duration time.Duration
+	// Slowest is the slowest single warm-up request: usually the one that met the cold code.
+	Slowest time.Duration
+}
+
+// Failure is a warm-up request that did not get an expected answer.
+type Failure struct {
+	Method, Path string
+	Attempt      int // 1-based repeat index
+	Status       int // 0 when no response came
+	Body         string
+	Want         string
+	Err          error
+}
+
+func (f *Failure) Error() string {
+	if f.Status == 0 {
+		return fmt.Sprintf("warm-up request %s %s (#%d) failed: %v", f.Method, f.Path, f.Attempt, f.Err)
+	}
+	return fmt.Sprintf("warm-up request %s %s (#%d) got status %d, want %s; body starts %q",
+		f.Method, f.Path, f.Attempt, f.Status, f.Want, f.Body)
+}
+
+func (f *Failure) Unwrap() error { return f.Err }
+
+const bodyExcerpt = 200
+
+// Run sends the plan to one worker through rt: the requests in order, each repeated, up to
+// Concurrency in flight. The first failure cancels the rest and is returned.
+func (p *Plan) Run(ctx context.Context, rt http.RoundTripper) (Result, error) {
+	start := time.Now()
+	res := Result{}
+	for i := range p.Requests {
+		r := &p.Requests[i]
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(p.Concurrency)
+		times := make([]time.Duration, r.Repeat)
+		for n := range r.Repeat {
+			g.Go(func() error {
+				d, err := r.send(gctx, rt, n+1)
+				times[n] = d
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return res, err
+		}
+		for _, d := range times {
+			res.Slowest = max(res.Slowest, d)
+		}
+		res.Requests += r.Repeat
+	}
+	res.Duration = time.Since(start)
+	return res, nil
+}
+
+func (r *Request) send(ctx context.Context, rt http.RoundTripper, attempt int) (time.Duration, error) {
+	var body io.Reader
+	if r.Body != "" {
+		body = strings.NewReader(r.Body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.Method, "http://worker"+r.Path, body)
+	if err != nil {
+		return 0, &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: err}
+	}
+	for k, v := range r.Header {
+		req.Header[k] = v
+	}
+	req.Host = r.Host
+	if req.Host == "" {
+		req.Host = "localhost"
+	}
+	req.Header.Set(worker.WarmupHeader, "1")
+	start := time.Now()
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			err = cause
+		}
+		return 0, &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: err}
+	}
+	defer resp.Body.Close()
+	head, _ := io.ReadAll(io.LimitReader(resp.Body, bodyExcerpt))
+	_, copyErr := io.Copy(io.Discard, resp.Body)
+	took := time.Since(start)
+	if !r.Accepts(resp.StatusCode) {
+		return took, &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Status: resp.StatusCode,
+			Body: printable(head), Want: r.expectation()}
+	}
+	if copyErr != nil {
+		return took, &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: fmt.Errorf("reading body: %w", copyErr)}
+	}
+	return took, nil
+}
+
+func printable(b []byte) string {
+	s := strings.ToValidUTF8(string(b), "\uFFFD")
+	if utf8.RuneCountInString(s) > 120 {
+		s = string([]rune(s)[:120]) + "..."
+	}
+	return s
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,382 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Spec is everything needed to spawn one worker.
+type Spec struct {
+	ID         int
+	Generation int
+	// Command is the argv template with "{socket}" or "{port}" (and optionally "{id}").
+	Command []string
+	// UsePort gives the worker a free loopback TCP port instead of a unix socket.
+	UsePort bool
+	Dir     string
+	// Env is the complete environment before warmpool's own variables are added.
+	Env []string
+	// SocketDir is where the worker's unix socket and notify socket are created.
+	SocketDir string
+	// Notify creates a NOTIFY_SOCKET for the worker and makes NotifyReady meaningful.
+	Notify bool
+	// Concurrency sizes the connection pool to the worker.
+	Concurrency int
+	// ResponseHeaderTimeout bounds the wait for a response's headers on this worker's transport.
+	ResponseHeaderTimeout time.Duration
+	Logger                *slog.Logger
+}
+
+// Worker is one worker process. New has no side effects; Start spawns the process.
+type Worker struct {
+	spec    Spec
+	log     *slog.Logger
+	state   stateBox
+	network string
+	address string
+	port    int
+
+	cmd       *exec.Cmd
+	pid       int
+	startedAt time.Time
+	notify    *notifyListener
+	transport *http.Transport
+
+	done    chan struct{} // closed once the process has exited and been reaped
+	exitErr error         // valid after done
+	stopped atomic.Bool   // warmpool asked the worker to stop
+	wg      sync.WaitGroup
+
+	served      atomic.Int64
+	inFlight    atomic.Int64
+	maxRequests atomic.Int64
+	recycleDue  chan struct{}
+	dueOnce     sync.Once
+}
+
+// New prepares a worker; nothing runs until Start.
+func New(spec Spec) *Worker {
+	if spec.Logger == nil {
+		spec.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{
+		spec:       spec,
+		log:        spec.Logger.With("worker", spec.ID, "generation", spec.Generation),
+		done:       make(chan struct{}),
+		recycleDue: make(chan struct{}),
+	}
+}
+
+// ID is the worker's number, unique within one warmpool process.
+func (w *Worker) ID() int { return w.spec.ID }
+
+// Generation is the reload generation the worker was started in.
+func (w *Worker) Generation() int { return w.spec.Generation }
+
+// PID is the worker's process id (0 before Start).
+func (w *Worker) PID() int { return w.pid }
+
+// State is the worker's current state.
+func (w *Worker) State() State { return w.state.load() }
+
+// SetState moves the worker to s, unless it already stopped or failed.
+func (w *Worker) SetState(s State) bool { return w.state.advance(s) }
+
+// StartedAt is when the process was spawned.
+func (w *Worker) StartedAt() time.Time { return w.startedAt }
+
+// Address is where the worker listens: a socket path or host:port.
+func (w *Worker) Address() string { return w.address }
+
+// Done is closed once the process has exited.
+func (w *Worker) Done() <-chan struct{} { return w.done }
+
+// ExitErr is the exit status (nil for exit 0); only valid after Done is closed.
+func (w *Worker) ExitErr() error { return w.exitErr }
+
+// StopRequested reports whether warmpool asked the worker to stop (so its exit is no crash).
+func (w *Worker) StopRequested() bool { return w.stopped.Load() }
+
+// Start spawns the process. The process gets its own process group and dies with warmpool.
+func (w *Worker) Start() error {
+	if err := w.prepareAddress(); err != nil {
+		return err
+	}
+	env := w.environment()
+	if w.spec.Notify {
+		n, err := listenNotify(filepath.Join(w.spec.SocketDir, fmt.Sprintf("w%d.notify", w.spec.ID)), w.log)
+		if err != nil {
+			return err
+		}
+		w.notify = n
+		env = append(env, EnvNotify+"="+n.path)
+	}
+	argv := w.expand(w.spec.Command)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = w.spec.Dir
+	cmd.Env = env
+	cmd.Stdout = &lineLogger{log: w.log, stream: "stdout"}
+	cmd.Stderr = &lineLogger{log: w.log, stream: "stderr"}
+	// Own process group: signals reach the worker's children too. Pdeathsig: a worker never
+	// outlives warmpool, even when warmpool is killed with SIGKILL.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// A grandchild holding stdout open must not block the reaping forever.
+	cmd.WaitDelay = 2 * time.Second
+	w.state.advance(Starting)
+	if err := cmd.Start(); err != nil {
+		w.closeNotify()
+		w.state.advance(Failed)
+		w.exitErr = err
+		close(w.done)
+		return fmt.Errorf("worker %d: spawn %q: %w", w.spec.ID, argv[0], err)
+	}
+	w.cmd = cmd
+	w.pid = cmd.Process.Pid
+	w.startedAt = time.Now()
+	w.transport = w.newTransport()
+	if w.notify != nil {
+		w.wg.Go(w.notify.serve)
+	}
+	w.wg.Go(w.reap)
+	w.log.Info("worker spawned", "pid", w.pid, "address", w.address)
+	return nil
+}
+
+func (w *Worker) prepareAddress() error {
+	if w.spec.UsePort {
+		port, err := freePort()
+		if err != nil {
+			return fmt.Errorf("worker %d: %w", w.spec.ID, err)
+		}
+		w.network, w.port = "tcp", port
+		w.address = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		return nil
+	}
+	w.network = "unix"
+	w.address = filepath.Join(w.spec.SocketDir, fmt.Sprintf("w%d.sock", w.spec.ID))
+	_ = os.Remove(w.address)
+	return nil
+}
+
+func (w *Worker) environment() []string {
+	env := make([]string, 0, len(w.spec.Env)+4)
+	for _, kv := range w.spec.Env {
+		// warmpool's own NOTIFY_SOCKET belongs to systemd and warmpool, never to a worker.
+		if strings.HasPrefix(kv, EnvNotify+"=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	env = append(env, EnvWorkerID+"="+strconv.Itoa(w.spec.ID), EnvGeneration+"="+strconv.Itoa(w.spec.Generation))
+	if w.network == "unix" {
+		env = append(env, EnvSocket+"="+w.address)
+	} else {
+		env = append(env, EnvPort+"="+strconv.Itoa(w.port))
+	}
+	return env
+}
+
+func (w *Worker) expand(template []string) []string {
+	out := make([]string, len(template))
+	for i, a := range template {
+		a = strings.ReplaceAll(a, "{socket}", w.address)
+		a = strings.ReplaceAll(a, "{port}", strconv.Itoa(w.port))
+		a = strings.ReplaceAll(a, "{id}", strconv.Itoa(w.spec.ID))
+		out[i] = a
+	}
+	return out
+}
+
+func (w *Worker) reap() {
+	err := w.cmd.Wait()
+	if w.stopped.Load() {
+		w.state.advance(Stopped)
+	} else {
+		w.state.advance(Failed)
+	}
+	w.exitErr = err
+	w.closeNotify()
+	if w.network == "unix" {
+		_ = os.Remove(w.address)
+	}
+	w.transport.CloseIdleConnections()
+	close(w.done)
+}
+
+func (w *Worker) closeNotify() {
+	if w.notify != nil {
+		w.notify.close()
+	}
+}
+
+// NotifyReady is closed when the worker sent READY=1; nil when Spec.Notify is off.
+func (w *Worker) NotifyReady() <-chan struct{} {
+	if w.notify == nil {
+		return nil
+	}
+	return w.notify.ready
+}
+
+// WaitListening returns once the worker's socket accepts a connection, or with an error when
+// the worker exits or ctx ends first.
+func (w *Worker) WaitListening(ctx context.Context) error {
+	delay := 2 * time.Millisecond
+	var d net.Dialer
+	for {
+		conn, err := d.DialContext(ctx, w.network, w.address)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-w.done:
+			t.Stop()
+			return fmt.Errorf("worker exited before listening: %v", describeExit(w.exitErr))
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("worker not listening on %s: %w (last dial error: %v)", w.address, context.Cause(ctx), err)
+		case <-t.C:
+		}
+		delay = min(delay*2, 100*time.Millisecond)
+	}
+}
+
+// Transport is the HTTP transport to this worker; requests may use any URL host.
+func (w *Worker) Transport() *http.Transport { return w.transport }
+
+func (w *Worker) newTransport() *http.Transport {
+	var d net.Dialer
+	network, address := w.network, w.address
+	return &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			conn, err := d.DialContext(ctx, network, address)
+			if err != nil {
+				return nil, &DialError{WorkerID: w.spec.ID, Err: err}
+			}
+			return conn, nil
+		},
+		MaxIdleConns:          0,
+		MaxIdleConnsPerHost:   max(w.spec.Concurrency*2, 2),
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ResponseHeaderTimeout: w.spec.ResponseHeaderTimeout,
+	}
+}
+
+// DialError is a failure to connect to a worker: nothing of the request was sent, so it is
+// safe to retry elsewhere.
+type DialError struct {
+	WorkerID int
+	Err      error
+}
+
+func (e *DialError) Error() string { return fmt.Sprintf("connect to worker %d: %v", e.WorkerID, e.Err) }
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Stop asks the worker to exit: SIGTERM to its process group, then SIGKILL when ctx ends.
+// It returns once the process has exited.
+func (w *Worker) Stop(ctx context.Context) {
+	if w.cmd == nil {
+		return
+	}
+	w.stopped.Store(true)
+	select {
+	case <-w.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-w.pid, syscall.SIGTERM)
+	select {
+	case <-w.done:
+		return
+	case <-ctx.Done():
+		w.log.Warn("worker did not exit in time; killing it", "pid", w.pid)
+	}
+	w.Kill()
+	<-w.done
+}
+
+// Kill sends SIGKILL to the worker's whole process group at once.
+func (w *Worker) Kill() {
+	if w.cmd == nil {
+		return
+	}
+	select {
+	case <-w.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-w.pid, syscall.SIGKILL)
+}
+
+// MarkStopping records that an exit is expected (a forced kill by warmpool is no crash).
+func (w *Worker) MarkStopping() { w.stopped.Store(true) }
+
+// Wait waits for the worker's goroutines; call after Done or Stop.
+func (w *Worker) Wait() { w.wg.Wait() }
+
+// RSS is the resident memory of the worker's process group.
+func (w *Worker) RSS() (int64, error) {
+	if w.pid == 0 {
+		return 0, errors.New("rss: worker not started")
+	}
+	return groupRSS(w.pid)
+}
+
+// SetMaxRequests sets after how many requests RecycleDue closes; 0 means never.
+func (w *Worker) SetMaxRequests(n int64) { w.maxRequests.Store(n) }
+
+// RecycleDue is closed once the worker has been given its max_requests.
+func (w *Worker) RecycleDue() <-chan struct{} { return w.recycleDue }
+
+// BeginRequest counts a client request routed to this worker (warm-up requests are not).
+func (w *Worker) BeginRequest() {
+	n := w.served.Add(1)
+	w.inFlight.Add(1)
+	if limit := w.maxRequests.Load(); limit > 0 && n >= limit {
+		w.dueOnce.Do(func() { close(w.recycleDue) })
+	}
+}
+
+// EndRequest marks a client request as finished.
+func (w *Worker) EndRequest() { w.inFlight.Add(-1) }
+
+// Served is how many client requests the worker was given.
+func (w *Worker) Served() int64 { return w.served.Load() }
+
+// InFlight is how many client requests the worker is serving now.
+func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
+
+// describeExit renders an exit error for humans ("exit status 3", "signal: killed").
+func describeExit(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
+
+// DescribeExit is describeExit for other packages.
+func DescribeExit(err error) string { return describeExit(err) }
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
