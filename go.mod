@@ -6,3 +6,5 @@ require (
 	github.com/pelletier/go-toml/v2 v2.4.3
 	golang.org/x/sync v0.25.0
 )
+
+require go.uber.org/goleak v1.3.0 // indirect

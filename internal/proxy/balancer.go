@@ -96,9 +96,13 @@ func (b *Balancer) Queued() int {
 }
 
 // Acquire leases the least busy worker with room, waiting in the queue when none has.
-func (b *Balancer) Acquire(ctx context.Context) (Lease, error) {
+func (b *Balancer) Acquire(ctx context.Context) (Lease, error) { return b.AcquireAvoiding(ctx, nil) }
+
+// AcquireAvoiding is Acquire that does not pick avoid (a worker that just refused a connection)
+// while another worker has room.
+func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (Lease, error) {
 	b.mu.Lock()
-	if be := b.pickLocked(); be != nil {
+	if be := b.pickLocked(avoid); be != nil {
 		be.inFlight++
 		b.mu.Unlock()
 		be.w.BeginRequest()
@@ -172,7 +176,7 @@ func (b *Balancer) handOffLocked(be *backend) bool {
 }
 
 // pickLocked returns the backend with the fewest requests in flight that still has room.
-func (b *Balancer) pickLocked() *backend {
+func (b *Balancer) pickLocked(avoid *worker.Worker) *backend {
 	n := len(b.backends)
 	if n == 0 {
 		return nil
@@ -182,7 +186,7 @@ func (b *Balancer) pickLocked() *backend {
 	var best *backend
 	for i := range n {
 		be := b.backends[(start+i)%n]
-		if be.inFlight >= be.limit {
+		if be.inFlight >= be.limit || be.w == avoid {
 			continue
 		}
 		if best == nil || be.inFlight < best.inFlight {

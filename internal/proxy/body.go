@@ -44,3 +44,26 @@ func newBufferPool() *bufferPool {
 
 func (bp *bufferPool) Get() []byte  { return *(bp.p.Get().(*[]byte)) }
 func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
+
+// retryableBody is a request body that survives the transport's Close after a failed dial, so
+// the request can go to another worker as long as nothing was read from it.
+type retryableBody struct {
+	io.ReadCloser
+	read bool
+}
+
+func (b *retryableBody) Read(p []byte) (int, error) {
+	b.read = true
+	return b.ReadCloser.Read(p)
+}
+
+// Close passes through once anything was read; an untouched body stays open for a retry, and
+// the HTTP server closes it when the handler returns.
+func (b *retryableBody) Close() error {
+	if b.read {
+		return b.ReadCloser.Close()
+	}
+	return nil
+}
+
+func (b *retryableBody) consumed() bool { return b != nil && b.read }

@@ -83,16 +83,26 @@ type forwarder struct{ f *Front }
 
 func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	f := fw.f
+	var avoid *worker.Worker
+	var body *retryableBody
+	if req.Body != nil && req.Body != http.NoBody {
+		// The transport closes the body even when the dial fails; keep it for a retry.
+		body = &retryableBody{ReadCloser: req.Body}
+		out := *req
+		out.Body = body
+		req = &out
+	}
 	for attempt := 1; ; attempt++ {
-		lease, err := f.bal.Acquire(req.Context())
+		lease, err := f.bal.AcquireAvoiding(req.Context(), avoid)
 		if err != nil {
 			return nil, err
 		}
 		resp, err := f.send(lease, req)
 		var dial *worker.DialError
-		if err != nil && errors.As(err, &dial) && attempt < maxAttempts && req.Context().Err() == nil {
+		if err != nil && errors.As(err, &dial) && attempt < maxAttempts && req.Context().Err() == nil && !body.consumed() {
 			// Nothing was sent: the worker died between its exit and its removal. Try another.
 			f.log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)
+			avoid = lease.Worker()
 			continue
 		}
 		return resp, err

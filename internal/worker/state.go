@@ -1,6 +1,9 @@
 package worker
 
-import "sync/atomic"
+import (
+	"fmt"
+	"sync/atomic"
+)
 
 // State is where a worker is in its life.
 type State int32
@@ -26,6 +29,17 @@ func (s State) String() string {
 
 // MarshalText writes the state's name, for the status JSON.
 func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText reads a state's name.
+func (s *State) UnmarshalText(b []byte) error {
+	for i, n := range stateNames {
+		if n == string(b) {
+			*s = State(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown worker state %q", b)
+}
 
 // stateBox holds a State with atomic transitions.
 type stateBox struct{ v atomic.Int32 }

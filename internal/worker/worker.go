@@ -50,8 +50,8 @@ type Worker struct {
 	port    int
 
 	cmd       *exec.Cmd
-	pid       int
-	startedAt time.Time
+	pid       atomic.Int64
+	startedAt atomic.Int64 // unix nanoseconds
 	notify    *notifyListener
 	transport *http.Transport
 
@@ -87,7 +87,7 @@ func (w *Worker) ID() int { return w.spec.ID }
 func (w *Worker) Generation() int { return w.spec.Generation }
 
 // PID is the worker's process id (0 before Start).
-func (w *Worker) PID() int { return w.pid }
+func (w *Worker) PID() int { return int(w.pid.Load()) }
 
 // State is the worker's current state.
 func (w *Worker) State() State { return w.state.load() }
@@ -96,7 +96,12 @@ func (w *Worker) State() State { return w.state.load() }
 func (w *Worker) SetState(s State) bool { return w.state.advance(s) }
 
 // StartedAt is when the process was spawned.
-func (w *Worker) StartedAt() time.Time { return w.startedAt }
+func (w *Worker) StartedAt() time.Time {
+	if ns := w.startedAt.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
 
 // Address is where the worker listens: a socket path or host:port.
 func (w *Worker) Address() string { return w.address }
@@ -144,14 +149,14 @@ func (w *Worker) Start() error {
 		return fmt.Errorf("worker %d: spawn %q: %w", w.spec.ID, argv[0], err)
 	}
 	w.cmd = cmd
-	w.pid = cmd.Process.Pid
-	w.startedAt = time.Now()
+	w.pid.Store(int64(cmd.Process.Pid))
+	w.startedAt.Store(time.Now().UnixNano())
 	w.transport = w.newTransport()
 	if w.notify != nil {
 		w.wg.Go(w.notify.serve)
 	}
 	w.wg.Go(w.reap)
-	w.log.Info("worker spawned", "pid", w.pid, "address", w.address)
+	w.log.Info("worker spawned", "pid", w.PID(), "address", w.address)
 	return nil
 }
 
@@ -299,12 +304,12 @@ func (w *Worker) Stop(ctx context.Context) {
 		return
 	default:
 	}
-	_ = syscall.Kill(-w.pid, syscall.SIGTERM)
+	_ = syscall.Kill(-w.PID(), syscall.SIGTERM)
 	select {
 	case <-w.done:
 		return
 	case <-ctx.Done():
-		w.log.Warn("worker did not exit in time; killing it", "pid", w.pid)
+		w.log.Warn("worker did not exit in time; killing it", "pid", w.PID())
 	}
 	w.Kill()
 	<-w.done
@@ -320,7 +325,7 @@ func (w *Worker) Kill() {
 		return
 	default:
 	}
-	_ = syscall.Kill(-w.pid, syscall.SIGKILL)
+	_ = syscall.Kill(-w.PID(), syscall.SIGKILL)
 }
 
 // MarkStopping records that an exit is expected (a forced kill by warmpool is no crash).
@@ -331,10 +336,11 @@ func (w *Worker) Wait() { w.wg.Wait() }
 
 // RSS is the resident memory of the worker's process group.
 func (w *Worker) RSS() (int64, error) {
-	if w.pid == 0 {
+	pid := w.PID()
+	if pid == 0 {
 		return 0, errors.New("rss: worker not started")
 	}
-	return groupRSS(w.pid)
+	return groupRSS(pid)
 }
 
 // SetMaxRequests sets after how many requests RecycleDue closes; 0 means never.

@@ -1,0 +1,286 @@
+package pool_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"warmpool/internal/config"
+	"warmpool/internal/testutil"
+	"warmpool/internal/testworker"
+)
+
+const admitted = "worker admitted into rotation"
+
+// Recycling under concurrent load: no failed request, no request on a worker whose warm-up had
+// not passed, no request that met the cold start, and the rotation never below count.
+func TestRecyclingUnderLoadIsWarmAndKeepsCapacity(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.MaxRequests = 25
+	cfg.Worker.MaxRequestsJitter = 5
+	cfg.Worker.Surge = 2
+	h := start(t, cfg)
+	h.waitReady()
+
+	const clients, perClient = 8, 100
+	var mu sync.Mutex
+	workers := map[string]bool{}
+	var failures []string
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for range perClient {
+				r := h.get("/sleep?ms=5")
+				mu.Lock()
+				switch {
+				case r.err != nil:
+					failures = append(failures, r.err.Error())
+				case r.status != 200:
+					failures = append(failures, strconv.Itoa(r.status)+" "+r.body)
+				case r.header.Get(testworker.HeaderWarmupsSeen) != "4":
+					failures = append(failures, "served by worker "+r.header.Get(testworker.HeaderID)+" after only "+r.header.Get(testworker.HeaderWarmupsSeen)+" warm-up requests")
+				case r.header.Get(testworker.HeaderCold) != "false":
+					failures = append(failures, "request met the cold start on worker "+r.header.Get(testworker.HeaderID))
+				}
+				workers[r.header.Get(testworker.HeaderID)] = true
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed; first: %s", len(failures), clients*perClient, failures[0])
+	}
+	// A worker serves on past max_requests until its replacement is warm, so fewer workers
+	// than 800/25 serve; still, several generations must have.
+	if len(workers) < 6 {
+		t.Fatalf("only %d distinct workers served %d requests with max_requests 25: recycling did not happen", len(workers), clients*perClient)
+	}
+	t.Logf("%d distinct workers served %d requests", len(workers), clients*perClient)
+	h.logs.WaitN(testutil.Msg("worker stopped", "reason", "recycled: max_requests"), 4, 10*time.Second)
+	h.rot.mu.Lock()
+	defer h.rot.mu.Unlock()
+	for i, n := range h.rot.sizeAtRemove {
+		if n < cfg.Worker.Count+1 {
+			t.Errorf("remove #%d happened with %d workers in rotation; a recycle must leave count (%d) behind", i, n, cfg.Worker.Count)
+		}
+	}
+	if h.rot.addedNotWarmed > 0 {
+		t.Errorf("%d workers were added to rotation before reaching the ready state", h.rot.addedNotWarmed)
+	}
+}
+
+// The post-mortem's failure: the warm-up is rejected by a host check. It must be reported
+// loudly and the worker must never be admitted; retries back off.
+func TestWarmupRejectedWith400IsReportedAndNeverAdmitted(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.Surge = 1
+	cfg.MinReady = 1
+	cfg.Worker.Env[testworker.EnvAllowedHost] = "app.example.com"
+	cfg.Warmup.Requests[0].Headers = map[string]string{"Host": "localhost"}
+	cfg.Proxy.QueueTimeout = config.Duration{Duration: 100 * time.Millisecond}
+	h := start(t, cfg)
+
+	fails := h.logs.WaitN(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 3, 20*time.Second)
+	msg := fails[0].Attrs["error"]
+	for _, want := range []string{"GET /", "got status 400", "Invalid HTTP_HOST header"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("failure log %q does not mention %q", msg, want)
+		}
+	}
+	if a, b := fails[1].Attrs["retry_in"], fails[2].Attrs["retry_in"]; a == b {
+		t.Errorf("backoff did not grow: %s then %s", a, b)
+	}
+	if n := len(h.rot.added); n != 0 {
+		t.Fatalf("%d workers admitted although every warm-up got 400", n)
+	}
+	st := h.statusJSON()
+	if !strings.Contains(st.Problem, "got status 400") || st.Ready != 0 || st.FirstReady {
+		t.Fatalf("status does not say why nothing is ready: %+v", st)
+	}
+	// Nothing is ready: a client waits in the queue and gets 503 after queue_timeout.
+	if r := h.get("/"); r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "no worker became free") {
+		t.Fatalf("with no ready worker want 503 with Retry-After and a reason, got %d %q", r.status, r.body)
+	}
+}
+
+// kill -9 of a worker under load loses only the requests in flight on it.
+func TestKill9UnderLoadLosesOnlyInFlightRequests(t *testing.T) {
+	cfg := baseConfig()
+	h := start(t, cfg)
+	h.waitReady()
+	victim := workerPID(h, 1)
+
+	var mu sync.Mutex
+	var failed []reply
+	ok := 0
+	var wg sync.WaitGroup
+	killed := make(chan struct{})
+	for i := range 6 {
+		wg.Go(func() {
+			for j := range 40 {
+				if i == 0 && j == 10 {
+					if err := syscall.Kill(victim, syscall.SIGKILL); err != nil {
+						t.Errorf("kill: %v", err)
+					}
+					close(killed)
+				}
+				// POST: not idempotent, so nothing retries a request the dead worker had taken.
+				r := h.post("/sleep?ms=10")
+				mu.Lock()
+				if r.err != nil || r.status != 200 {
+					failed = append(failed, r)
+				} else {
+					ok++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	<-killed
+	h.logs.Wait(testutil.Msg("worker exited unexpectedly; a warm replacement follows", "worker", "1"), 10*time.Second)
+	h.logs.Wait(testutil.Msg(admitted, "worker", "3"), 10*time.Second)
+	if len(failed) > cfg.Worker.Concurrency {
+		t.Fatalf("%d requests failed; at most the victim's in-flight requests (%d) may", len(failed), cfg.Worker.Concurrency)
+	}
+	for _, r := range failed {
+		if r.status != 502 || !strings.Contains(r.body, "warmpool: worker 1") {
+			t.Errorf("a lost request must get 502 naming the worker; got %d %q %v", r.status, r.body, r.err)
+		}
+	}
+	t.Logf("%d ok, %d failed (in flight on the killed worker)", ok, len(failed))
+	if st := h.pool.Status(); st.Ready != 2 {
+		t.Fatalf("pool did not recover to 2 ready workers: %+v", st)
+	}
+}
+
+// A reload whose new generation fails its warm-up leaves the old generation serving; once the
+// code is fixed the roll completes.
+func TestReloadKeepsOldGenerationWhenNewOneFailsWarmup(t *testing.T) {
+	cfg := baseConfig()
+	broken := filepath.Join(t.TempDir(), "broken")
+	cfg.Worker.Env[testworker.EnvBrokenFile] = broken
+	h := start(t, cfg)
+	h.waitReady()
+
+	if err := os.WriteFile(broken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.pool.Reload()
+	fail := h.logs.Wait(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted", "generation", "2"), 10*time.Second)
+	if !strings.Contains(fail.Attrs["error"], "got status 500") {
+		t.Errorf("failure does not name the status: %s", fail.Attrs["error"])
+	}
+	for range 20 {
+		if r := h.get("/"); r.status != 200 || r.header.Get(testworker.HeaderGeneration) != "1" {
+			t.Fatalf("old generation must keep serving during a failed reload: %d %s gen=%s", r.status, r.body, r.header.Get(testworker.HeaderGeneration))
+		}
+	}
+	st := h.pool.Status()
+	if st.Ready != 2 || !strings.Contains(st.Problem, "generation 2") {
+		t.Fatalf("status must show 2 ready and why generation 2 fails: %+v", st)
+	}
+
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	h.logs.WaitN(testutil.Msg(admitted, "generation", "2"), 2, 20*time.Second)
+	h.logs.WaitN(testutil.Msg("worker stopped", "reason", "recycled: reload"), 2, 20*time.Second)
+	if r := h.get("/"); r.header.Get(testworker.HeaderGeneration) != "2" {
+		t.Fatalf("after the roll, requests must reach generation 2, got %q", r.header.Get(testworker.HeaderGeneration))
+	}
+}
+
+// Warm-up requests never count toward max_requests; client requests do.
+func TestWarmupDoesNotCountTowardMaxRequests(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.MaxRequests = 3
+	h := start(t, cfg)
+	h.waitReady()
+	if st := h.pool.Status(); st.Workers[0].Served != 0 || st.Workers[0].Recycle != "" {
+		t.Fatalf("4 warm-up requests were counted: %+v", st.Workers[0])
+	}
+	for i := 1; i <= 3; i++ {
+		if r := h.get("/"); r.header.Get(testworker.HeaderRequestIndex) != strconv.Itoa(i) || r.header.Get(testworker.HeaderID) != "1" {
+			t.Fatalf("request %d: worker %s index %s", i, r.header.Get(testworker.HeaderID), r.header.Get(testworker.HeaderRequestIndex))
+		}
+	}
+	h.logs.Wait(testutil.Msg("worker due for recycling; its replacement is started and warmed first", "worker", "1", "reason", "max_requests"), 5*time.Second)
+	h.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "recycled: max_requests"), 10*time.Second)
+}
+
+func TestLifetimeAndRSSRecycle(t *testing.T) {
+	t.Run("max_lifetime", func(t *testing.T) {
+		cfg := baseConfig()
+		cfg.Worker.Count = 1
+		cfg.Worker.MaxLifetime = config.Duration{Duration: 300 * time.Millisecond}
+		h := start(t, cfg)
+		h.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "recycled: max_lifetime"), 10*time.Second)
+	})
+	t.Run("max_rss", func(t *testing.T) {
+		cfg := baseConfig()
+		cfg.Worker.Count = 1
+		cfg.Worker.MaxRSS = config.Size{Bytes: 1 << 20} // any Go process is above 1 MiB
+		cfg.Worker.RSSCheckInterval = config.Duration{Duration: 20 * time.Millisecond}
+		h := start(t, cfg)
+		h.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "recycled: max_rss"), 10*time.Second)
+	})
+}
+
+// ready = "notify": the warm-up starts only after the worker sent READY=1.
+func TestNotifyReadyGatesWarmup(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Warmup.Ready = config.ReadyNotify
+	cfg.Worker.Env[testworker.EnvNotifyDelay] = "150ms"
+	h := start(t, cfg)
+	h.waitReady()
+	r := h.get("/")
+	if r.header.Get(testworker.HeaderNotifiedEarly) != "1" {
+		t.Fatalf("first warm-up request reached the worker before READY=1 (flag %q)", r.header.Get(testworker.HeaderNotifiedEarly))
+	}
+}
+
+func TestNotifyNeverSentFailsBoot(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Warmup.Ready = config.ReadyNotify
+	cfg.Warmup.Timeout = config.Duration{Duration: 200 * time.Millisecond}
+	h := start(t, cfg)
+	r := h.logs.Wait(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 10*time.Second)
+	if !strings.Contains(r.Attrs["error"], "READY=1") || !strings.Contains(r.Attrs["error"], "warmup.timeout") {
+		t.Fatalf("error should say READY=1 never came within warmup.timeout: %s", r.Attrs["error"])
+	}
+}
+
+// A worker that keeps dying at start is retried with growing delays; the reason is logged.
+func TestCrashLoopBacksOff(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.Env[testworker.EnvExitAtStart] = "7"
+	h := start(t, cfg)
+	fails := h.logs.WaitN(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 4, 20*time.Second)
+	if !strings.Contains(fails[0].Attrs["error"], "exit status 7") {
+		t.Errorf("error should carry the exit status: %s", fails[0].Attrs["error"])
+	}
+	var delays []time.Duration
+	for _, f := range fails {
+		d, err := time.ParseDuration(f.Attrs["retry_in"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		delays = append(delays, d)
+	}
+	if !(delays[0] < delays[1] && delays[1] < delays[2]) {
+		t.Errorf("backoff should grow: %v", delays)
+	}
+	h.logs.Wait(testutil.Msg("test worker exiting at start as told", "worker", "1", "stream", "stderr"), 5*time.Second)
+}

@@ -1,0 +1,217 @@
+package testworker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"warmpool/internal/worker"
+)
+
+// Environment variables that choose the worker's behaviour.
+const (
+	EnvActive      = "WARMPOOL_TESTWORKER"      // "1": this process is a test worker
+	EnvCold        = "TW_COLD"                  // duration of the cold start of the first request
+	EnvAllowedHost = "TW_ALLOWED_HOST"          // other Host headers get 400, like Django's ALLOWED_HOSTS
+	EnvNotifyDelay = "TW_NOTIFY_DELAY"          // send READY=1 this long after listening
+	EnvExitAtStart = "TW_EXIT_AT_START"         // exit at once with this status
+	EnvBrokenFile  = "TW_BROKEN_IF_FILE_EXISTS" // a worker started while this file exists answers 500
+	EnvListenDelay = "TW_LISTEN_DELAY"          // wait this long before listening
+)
+
+// Response headers of the test worker.
+const (
+	HeaderID            = "X-Worker-Id"
+	HeaderPID           = "X-Worker-Pid"
+	HeaderGeneration    = "X-Worker-Generation"
+	HeaderWarmupsSeen   = "X-Warmups-Seen"  // warm-up requests received before this request
+	HeaderRequestIndex  = "X-Request-Index" // 1-based index among client requests
+	HeaderCold          = "X-Cold"
+	HeaderNotifiedEarly = "X-Notified-Before-Warmup"
+)
+
+// Active reports whether this process was started as a test worker.
+func Active() bool { return os.Getenv(EnvActive) == "1" }
+
+type server struct {
+	id, pid, gen  string
+	cold          time.Duration
+	allowedHost   string
+	broken        bool
+	initLock      sync.Mutex
+	warm          atomic.Bool
+	warmups       atomic.Int64
+	requests      atomic.Int64
+	notified      atomic.Bool
+	notifiedFirst atomic.Int32 // 0 unknown, 1 notified before first warm-up, 2 not
+}
+
+// Main runs the test worker until SIGTERM and exits the process.
+func Main() {
+	if code := os.Getenv(EnvExitAtStart); code != "" {
+		n, _ := strconv.Atoi(code)
+		fmt.Fprintln(os.Stderr, "test worker exiting at start as told")
+		os.Exit(n)
+	}
+	s := &server{
+		id: os.Getenv(worker.EnvWorkerID), pid: strconv.Itoa(os.Getpid()), gen: os.Getenv(worker.EnvGeneration),
+		allowedHost: os.Getenv(EnvAllowedHost),
+	}
+	s.cold, _ = time.ParseDuration(os.Getenv(EnvCold))
+	if f := os.Getenv(EnvBrokenFile); f != "" {
+		if _, err := os.Stat(f); err == nil {
+			s.broken = true
+		}
+	}
+	if d, err := time.ParseDuration(os.Getenv(EnvListenDelay)); err == nil {
+		time.Sleep(d) // simulates a slow import at startup
+	}
+	ln, err := worker.ListenFromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "test worker:", err)
+		os.Exit(1)
+	}
+	fmt.Printf("test worker %s listening (pid %s)\n", s.id, s.pid)
+	if d, err := time.ParseDuration(os.Getenv(EnvNotifyDelay)); err == nil {
+		go func() {
+			time.Sleep(d)
+			s.notified.Store(true)
+			notify("READY=1")
+		}()
+	}
+	srv := &http.Server{Handler: s}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	_ = srv.Serve(ln)
+	<-ctx.Done()
+	os.Exit(0)
+}
+
+func notify(state string) {
+	path := os.Getenv(worker.EnvNotify)
+	if path == "" {
+		return
+	}
+	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = conn.Write([]byte(state))
+}
+
+func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	isWarmup := r.Header.Get(worker.WarmupHeader) != ""
+	h := w.Header()
+	h.Set(HeaderID, s.id)
+	h.Set(HeaderPID, s.pid)
+	h.Set(HeaderGeneration, s.gen)
+	if isWarmup {
+		if s.notifiedFirst.Load() == 0 {
+			v := int32(2)
+			if s.notified.Load() {
+				v = 1
+			}
+			s.notifiedFirst.CompareAndSwap(0, v)
+		}
+	} else {
+		h.Set(HeaderWarmupsSeen, strconv.FormatInt(s.warmups.Load(), 10))
+		h.Set(HeaderRequestIndex, strconv.FormatInt(s.requests.Add(1), 10))
+		h.Set(HeaderNotifiedEarly, strconv.Itoa(int(s.notifiedFirst.Load())))
+	}
+	if s.allowedHost != "" && hostOnly(r.Host) != s.allowedHost {
+		http.Error(w, "Invalid HTTP_HOST header: '"+r.Host+"'. You may need to add it to ALLOWED_HOSTS.", http.StatusBadRequest)
+		return
+	}
+	if s.broken {
+		http.Error(w, "broken build: ImportError: cannot import name 'views'", http.StatusInternalServerError)
+		return
+	}
+	cold := s.ensureWarm()
+	h.Set(HeaderCold, strconv.FormatBool(cold))
+	if isWarmup {
+		defer s.warmups.Add(1)
+	}
+	switch r.URL.Path {
+	case "/sleep":
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+		}
+		fmt.Fprintln(w, "slept", ms)
+	case "/crash":
+		fmt.Fprintln(os.Stderr, "test worker crashing as told")
+		os.Exit(3)
+	case "/hang":
+		select {} // stuck for good: only SIGKILL ends it
+	case "/echo":
+		h.Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"host": r.Host, "header": r.Header, "proto": r.Proto,
+			"env": map[string]string{
+				"WARMPOOL_WORKER_ID": os.Getenv(worker.EnvWorkerID), "WARMPOOL_SOCKET": os.Getenv(worker.EnvSocket),
+				"PORT": os.Getenv(worker.EnvPort), "NOTIFY_SOCKET": os.Getenv(worker.EnvNotify),
+				"WARMPOOL_GENERATION": os.Getenv(worker.EnvGeneration), "EXTRA": os.Getenv("EXTRA"),
+			},
+		})
+	case "/stream":
+		h.Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "first")
+		w.(http.Flusher).Flush()
+		select { // the rest comes only once the client has read the first chunk and hung up
+		case <-r.Context().Done():
+		case <-time.After(10 * time.Second):
+			fmt.Fprintln(w, "second")
+		}
+	case "/upload":
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintln(w, n)
+	case "/trailer":
+		h.Set("Trailer", "X-Checksum")
+		fmt.Fprintln(w, "body")
+		h.Set("X-Checksum", "abc123")
+	default:
+		fmt.Fprintln(w, "ok")
+	}
+}
+
+func (s *server) ensureWarm() bool {
+	if s.warm.Load() {
+		return false
+	}
+	s.initLock.Lock()
+	defer s.initLock.Unlock()
+	if !s.warm.Load() {
+		time.Sleep(s.cold)
+		s.warm.Store(true)
+	}
+	return true
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
