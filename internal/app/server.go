@@ -111,6 +111,9 @@ func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
 // Pool is the server's worker pool.
 func (s *Server) Pool() *pool.Pool { return s.pool }
 
+// Queued is how many requests wait for a free worker.
+func (s *Server) Queued() int { return s.bal.Queued() }
+
 // Errors reports a listener that stopped serving on its own.
 func (s *Server) Errors() <-chan error { return s.serveErr }
 
@@ -124,6 +127,7 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.admin.SetDraining()
+	s.log.Info("server draining", "in_flight", s.bal.Queued())
 	var errs []error
 	if err := s.frontSrv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("front shutdown: %w", err))

@@ -25,7 +25,7 @@ func (c *Config) Validate() error {
 	if c.AdminListen == "" {
 		bad("admin_listen", "must be set (host:port)")
 	}
-	if c.Listen != "" && c.Listen == c.AdminListen {
+	if c.Listen != "" && c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
 		bad("admin_listen", "is the same address as listen (%s); the admin endpoints never share the public listener", c.Listen)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {

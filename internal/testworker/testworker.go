@@ -148,6 +148,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if isWarmup {
 		defer s.warmups.Add(1)
 	}
+	if !isWarmup && (r.URL.Path == "/sleep" || r.URL.Path == "/hang") {
+		fmt.Println("test worker request " + r.URL.Path) // tests wait on this line in the log
+	}
 	switch r.URL.Path {
 	case "/sleep":
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))

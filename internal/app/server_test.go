@@ -1,0 +1,390 @@
+package app_test
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"warmpool/internal/app"
+	"warmpool/internal/config"
+	"warmpool/internal/testutil"
+	"warmpool/internal/testworker"
+)
+
+type env struct {
+	t    *testing.T
+	srv  *app.Server
+	logs *testutil.Logs
+	cl   *http.Client
+	base string
+}
+
+func testConfig() *config.Config {
+	cfg := config.Default()
+	cfg.Listen, cfg.AdminListen = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Worker.Command = []string{os.Args[0], "{socket}"}
+	cfg.Worker.Env = map[string]string{testworker.EnvActive: "1", testworker.EnvCold: "20ms", "EXTRA": "from-config"}
+	cfg.Worker.Count = 2
+	cfg.Worker.Concurrency = 4
+	cfg.Worker.GracefulTimeout = config.Duration{Duration: 5 * time.Second}
+	cfg.Worker.RestartBackoff = config.Duration{Duration: 20 * time.Millisecond}
+	cfg.Warmup.Timeout = config.Duration{Duration: 10 * time.Second}
+	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/", Repeat: 2}}
+	return &cfg
+}
+
+func startServer(t *testing.T, cfg *config.Config) *env {
+	t.Helper()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("invalid test config: %v", err)
+	}
+	logs := testutil.NewLogs(t)
+	s := app.New(cfg, logs.Logger())
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, srv: s, logs: logs, base: "http://" + s.FrontAddr(),
+		cl: &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}}
+	t.Cleanup(func() {
+		e.cl.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return e
+}
+
+func (e *env) waitReady() {
+	e.t.Helper()
+	select {
+	case <-e.srv.Pool().FirstReady():
+	case <-time.After(20 * time.Second):
+		e.t.Fatalf("not ready: %+v", e.srv.Pool().Status())
+	}
+}
+
+func (e *env) do(req *http.Request) (*http.Response, string) {
+	e.t.Helper()
+	resp, err := e.cl.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp, string(b)
+}
+
+func (e *env) get(path string) (*http.Response, string) {
+	req, _ := http.NewRequest("GET", e.base+path, nil)
+	return e.do(req)
+}
+
+func TestForwardedHeadersTraceparentAndHopByHop(t *testing.T) {
+	e := startServer(t, testConfig())
+	e.waitReady()
+	req, _ := http.NewRequest("GET", e.base+"/echo", nil)
+	req.Host = "app.example.com"
+	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	req.Header.Set("Connection", "X-Hop-Secret")
+	req.Header.Set("X-Hop-Secret", "must not pass")
+	req.Header.Set("X-Warmpool-Warmup", "1") // a client posing as warm-up traffic
+	resp, body := e.do(req)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var echo struct {
+		Host   string              `json:"host"`
+		Header map[string][]string `json:"header"`
+		Env    map[string]string   `json:"env"`
+	}
+	if err := json.Unmarshal([]byte(body), &echo); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header(echo.Header)
+	checks := map[string]string{
+		"Host":              echo.Host,
+		"X-Forwarded-For":   h.Get("X-Forwarded-For"),
+		"X-Forwarded-Proto": h.Get("X-Forwarded-Proto"),
+		"X-Forwarded-Host":  h.Get("X-Forwarded-Host"),
+		"Traceparent":       h.Get("Traceparent"),
+	}
+	want := map[string]string{
+		"Host":              "app.example.com",
+		"X-Forwarded-For":   "203.0.113.7, 127.0.0.1",
+		"X-Forwarded-Proto": "http",
+		"X-Forwarded-Host":  "app.example.com",
+		"Traceparent":       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+	}
+	for k, v := range want {
+		if checks[k] != v {
+			t.Errorf("%s = %q, want %q", k, checks[k], v)
+		}
+	}
+	for _, hop := range []string{"X-Hop-Secret", "X-Warmpool-Warmup"} {
+		if h.Get(hop) != "" {
+			t.Errorf("%s reached the worker", hop)
+		}
+	}
+	if echo.Env["WARMPOOL_WORKER_ID"] == "" || !strings.HasSuffix(echo.Env["WARMPOOL_SOCKET"], ".sock") || echo.Env["EXTRA"] != "from-config" {
+		t.Errorf("worker environment: %v", echo.Env)
+	}
+}
+
+// warmpool's own NOTIFY_SOCKET (systemd's) must never reach a worker; worker output reaches
+// the log tagged with the worker id.
+func TestWorkerEnvironmentAndOutput(t *testing.T) {
+	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify-of-warmpool")
+	e := startServer(t, testConfig())
+	e.waitReady()
+	_, body := e.get("/echo")
+	if strings.Contains(body, "notify-of-warmpool") {
+		t.Fatalf("warmpool's NOTIFY_SOCKET leaked to the worker: %s", body)
+	}
+	e.logs.Wait(testutil.Contains("test worker 1 listening"), 5*time.Second)
+	rec := e.logs.All(testutil.Contains("test worker 1 listening"))[0]
+	if rec.Attrs["worker"] != "1" || rec.Attrs["stream"] != "stdout" {
+		t.Fatalf("worker output not tagged with its worker: %v", rec)
+	}
+}
+
+func TestPortPlaceholder(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Command = []string{os.Args[0], "--port={port}"}
+	e := startServer(t, cfg)
+	e.waitReady()
+	resp, body := e.get("/echo")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"PORT":"`) || strings.Contains(body, `"PORT":""`) {
+		t.Fatalf("worker in port mode: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestStreamingResponseAndLargeUpload(t *testing.T) {
+	e := startServer(t, testConfig())
+	e.waitReady()
+
+	// The worker sends "first", then waits for the client to hang up: only a streaming proxy
+	// lets the client read the first line.
+	resp, err := e.cl.Get(e.base + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	resp.Body.Close()
+	if err != nil || line != "first\n" {
+		t.Fatalf("streamed first chunk: %q %v", line, err)
+	}
+
+	const size = 32 << 20
+	pr, pw := io.Pipe()
+	go func() {
+		chunk := make([]byte, 64<<10)
+		for sent := 0; sent < size; sent += len(chunk) {
+			if _, err := pw.Write(chunk); err != nil {
+				return
+			}
+		}
+		pw.Close()
+	}()
+	req, _ := http.NewRequest("POST", e.base+"/upload", pr) // unknown length: chunked
+	resp2, body := e.do(req)
+	if resp2.StatusCode != 200 || strings.TrimSpace(body) != strconv.Itoa(size) {
+		t.Fatalf("upload: %d %q", resp2.StatusCode, body)
+	}
+
+	resp3, body3 := e.get("/trailer")
+	if body3 != "body\n" || resp3.Trailer.Get("X-Checksum") != "abc123" {
+		t.Fatalf("trailers: body %q trailer %v", body3, resp3.Trailer)
+	}
+}
+
+func TestCrashMidRequestGets502OthersUnaffected(t *testing.T) {
+	e := startServer(t, testConfig())
+	e.waitReady()
+	resp, body := e.get("/crash")
+	if resp.StatusCode != 502 || !strings.Contains(body, "warmpool: worker") {
+		t.Fatalf("crashing request: %d %q", resp.StatusCode, body)
+	}
+	e.logs.Wait(testutil.Msg("worker exited unexpectedly; a warm replacement follows"), 5*time.Second)
+	for range 10 {
+		if r, b := e.get("/"); r.StatusCode != 200 {
+			t.Fatalf("request after the crash: %d %s", r.StatusCode, b)
+		}
+	}
+	e.logs.Wait(testutil.Msg("worker admitted into rotation", "worker", "3"), 10*time.Second)
+}
+
+func TestTimeout504ThenHarakiriKillsAndReplaces(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	cfg.Proxy.RequestTimeout = config.Duration{Duration: 200 * time.Millisecond}
+	cfg.Proxy.Harakiri = config.Duration{Duration: 600 * time.Millisecond}
+	e := startServer(t, cfg)
+	e.waitReady()
+	resp, body := e.get("/hang")
+	if resp.StatusCode != 504 || !strings.Contains(body, "worker 1 sent no response within 200ms") {
+		t.Fatalf("hanging request: %d %q", resp.StatusCode, body)
+	}
+	e.logs.Wait(testutil.Msg("worker passed the harakiri limit; it will be killed and replaced", "worker", "1"), 5*time.Second)
+	e.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "killed: passed the harakiri limit"), 5*time.Second)
+	e.logs.Wait(testutil.Msg("worker admitted into rotation", "worker", "2"), 10*time.Second)
+	if r, b := e.get("/"); r.StatusCode != 200 {
+		t.Fatalf("after harakiri: %d %s", r.StatusCode, b)
+	}
+}
+
+func TestQueueFullAndQueueTimeoutGive503(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.Concurrency = 1
+	cfg.Proxy.QueueSize = 1
+	cfg.Proxy.QueueTimeout = config.Duration{Duration: 2 * time.Second}
+	e := startServer(t, cfg)
+	e.waitReady()
+
+	// One request occupies the only slot, a second waits in the queue of one.
+	done := make(chan int, 2)
+	go func() { r, _ := e.get("/sleep?ms=1500"); done <- r.StatusCode }()
+	e.logs.Wait(testutil.Contains("test worker request /sleep"), 5*time.Second)
+	go func() { r, _ := e.get("/"); done <- r.StatusCode }()
+	waitQueued(t, e, 1)
+	resp, body := e.get("/")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "queue is full") {
+		t.Fatalf("third request: %d %q", resp.StatusCode, body)
+	}
+	for range 2 {
+		if s := <-done; s != 200 {
+			t.Fatalf("queued request: %d", s)
+		}
+	}
+}
+
+// waitQueued waits until n requests wait for a worker, watching the status the admin serves.
+func waitQueued(t *testing.T, e *env, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for e.srv.Queued() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request queued")
+		}
+		time.Sleep(time.Millisecond) // no event exists for "a request entered the queue"
+	}
+}
+
+func TestReadyzLivezAndShutdown(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Env[testworker.EnvListenDelay] = "1s"
+	e := startServer(t, cfg)
+	admin := "http://" + e.srv.AdminAddr()
+	status := func(path string) (int, string) {
+		resp, err := e.cl.Get(admin + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if c, b := status("/readyz"); c != 503 || !strings.Contains(b, "0 of 2") {
+		t.Fatalf("readyz before warm-up: %d %q", c, b)
+	}
+	if c, _ := status("/livez"); c != 200 {
+		t.Fatalf("livez: %d", c)
+	}
+	e.waitReady()
+	if c, b := status("/readyz"); c != 200 {
+		t.Fatalf("readyz when ready: %d %q", c, b)
+	}
+	c, b := status("/status")
+	if c != 200 || !strings.Contains(b, `"state": "ready"`) {
+		t.Fatalf("status: %d %s", c, b)
+	}
+
+	// Shutdown: an in-flight request finishes; readyz says 503 meanwhile.
+	inflight := make(chan int, 1)
+	go func() { r, _ := e.get("/sleep?ms=800"); inflight <- r.StatusCode }()
+	e.logs.Wait(testutil.Contains("test worker request /sleep"), 5*time.Second)
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		closed <- e.srv.Close(ctx)
+	}()
+	e.logs.Wait(testutil.Msg("server draining"), 5*time.Second)
+	if c, b := status("/readyz"); c != 503 || !strings.Contains(b, "shutting down") {
+		t.Fatalf("readyz while draining: %d %q", c, b)
+	}
+	if s := <-inflight; s != 200 {
+		t.Fatalf("in-flight request during shutdown: %d", s)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	e.logs.WaitN(testutil.Msg("worker stopped", "reason", "shutdown"), 2, 5*time.Second)
+}
+
+func TestHTTP2OverTLS(t *testing.T) {
+	cfg := testConfig()
+	cfg.TLSCert, cfg.TLSKey = selfSignedCert(t)
+	e := startServer(t, cfg)
+	e.waitReady()
+	cl := &http.Client{Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true,
+	}}
+	defer cl.CloseIdleConnections()
+	resp, err := cl.Get("https://" + e.srv.FrontAddr() + "/echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 || !strings.Contains(string(b), `"X-Forwarded-Proto":["https"]`) {
+		t.Fatalf("h2: proto %s status %d body %s", resp.Proto, resp.StatusCode, b)
+	}
+}
+
+func selfSignedCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	return certFile, keyFile
+}
