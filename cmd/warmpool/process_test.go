@@ -1,0 +1,307 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// proc is warmpool running as a real process (this test binary re-executed).
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	lines  []string
+	change chan struct{}
+	exited chan struct{}
+	err    error
+}
+
+func startProc(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), envMain+"=1"), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, cmd: cmd, change: make(chan struct{}), exited: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			close(p.change)
+			p.change = make(chan struct{})
+			p.mu.Unlock()
+		}
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		<-p.exited
+	})
+	return p
+}
+
+// waitLines waits for n log lines containing every part, and returns them.
+func (p *proc) waitLines(n int, parts ...string) []string {
+	p.t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		p.mu.Lock()
+		var found []string
+		for _, l := range p.lines {
+			ok := true
+			for _, part := range parts {
+				if !strings.Contains(l, part) {
+					ok = false
+					break
+				}
+			}
+			if ok {
+				found = append(found, l)
+			}
+		}
+		change := p.change
+		p.mu.Unlock()
+		if len(found) >= n {
+			return found
+		}
+		select {
+		case <-change:
+		case <-p.exited:
+			p.t.Fatalf("warmpool exited (%v) before logging %q; output:\n%s", p.err, parts, p.output())
+		case <-deadline:
+			p.t.Fatalf("timed out waiting for %d lines with %q; output:\n%s", n, parts, p.output())
+		}
+	}
+}
+
+func (p *proc) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return strings.Join(p.lines, "\n")
+}
+
+func (p *proc) wait() error {
+	select {
+	case <-p.exited:
+		return p.err
+	case <-time.After(30 * time.Second):
+		p.t.Fatalf("warmpool did not exit; output:\n%s", p.output())
+		return nil
+	}
+}
+
+var addrRe = regexp.MustCompile(`listen=(\S+) admin=(\S+)`)
+
+// addresses reads the bound front and admin addresses from the start line.
+func (p *proc) addresses() (front, admin string) {
+	line := p.waitLines(1, `msg="warmpool started"`)[0]
+	m := addrRe.FindStringSubmatch(line)
+	if m == nil {
+		p.t.Fatalf("no addresses in %q", line)
+	}
+	return m[1], m[2]
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "warmpool.toml")
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func testWorkerConfig(t *testing.T) string {
+	return writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+
+[worker]
+command = [%q, "{socket}"]
+count = 2
+concurrency = 4
+graceful_timeout = "5s"
+env = { WARMPOOL_TESTWORKER = "1", TW_COLD = "20ms" }
+
+[warmup]
+timeout = "10s"
+[[warmup.request]]
+path = "/"
+repeat = 4
+`, os.Args[0]))
+}
+
+func workerPIDs(t *testing.T, admin string) []int {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Workers []struct {
+			PID int `json:"pid"`
+		} `json:"workers"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, w := range st.Workers {
+		pids = append(pids, w.PID)
+	}
+	if len(pids) == 0 {
+		t.Fatal("no workers in status")
+	}
+	return pids
+}
+
+// waitGone waits, through pidfds (an event, not a poll), until every process has exited.
+func waitGone(t *testing.T, pids []int, timeout time.Duration) {
+	t.Helper()
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err == unix.ESRCH {
+			continue // already gone
+		}
+		if err != nil {
+			t.Fatalf("pidfd_open %d: %v", pid, err)
+		}
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, int(timeout.Milliseconds()))
+		unix.Close(fd)
+		if err != nil || n == 0 {
+			t.Fatalf("worker pid %d still alive %s after warmpool died (poll %d %v)", pid, timeout, n, err)
+		}
+	}
+}
+
+func TestSIGKILLOfWarmpoolLeavesNoWorkerBehind(t *testing.T) {
+	p := startProc(t, nil, "run", "--config", testWorkerConfig(t))
+	_, admin := p.addresses()
+	p.waitLines(1, `msg="pool ready"`)
+	pids := workerPIDs(t, admin)
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait()
+	waitGone(t, pids, 5*time.Second)
+}
+
+func TestSignalsHUPRollsTERMDrainsAndExits0(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	notify, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer notify.Close()
+	p := startProc(t, []string{"NOTIFY_SOCKET=" + sock}, "run", "--config", testWorkerConfig(t))
+	front, admin := p.addresses()
+
+	// systemd Type=notify: READY=1 once the pool is ready.
+	buf := make([]byte, 256)
+	notify.SetReadDeadline(time.Now().Add(20 * time.Second))
+	n, err := notify.Read(buf)
+	if err != nil || string(buf[:n]) != "READY=1" {
+		t.Fatalf("sd_notify: %q %v", buf[:n], err)
+	}
+	p.waitLines(1, `msg="pool ready"`)
+
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLines(2, `msg="worker admitted into rotation"`, "generation=2")
+	p.waitLines(2, `msg="worker stopped"`, `reason="recycled: reload"`)
+	pids := workerPIDs(t, admin)
+
+	slow := make(chan string, 1)
+	go func() {
+		resp, err := http.Get("http://" + front + "/sleep?ms=700")
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- fmt.Sprintf("%d %s", resp.StatusCode, strings.TrimSpace(string(b)))
+	}()
+	p.waitLines(1, "test worker request /sleep")
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-slow; got != "200 slept 700" {
+		t.Fatalf("in-flight request during SIGTERM: %s", got)
+	}
+	if err := p.wait(); err != nil {
+		t.Fatalf("warmpool exit after SIGTERM: %v; output:\n%s", err, p.output())
+	}
+	notify.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := notify.Read(buf); err != nil || string(buf[:n]) != "STOPPING=1" {
+		t.Fatalf("sd_notify at stop: %q %v", buf[:n], err)
+	}
+	waitGone(t, pids, 5*time.Second)
+}
+
+func TestInvalidConfigExits2NamingTheLine(t *testing.T) {
+	path := writeConfig(t, "listen = \"127.0.0.1:0\"\n[worker]\nmax_request = 5\n")
+	p := startProc(t, nil, "run", "--config", path)
+	err := p.wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v", err)
+	}
+	if out := p.output(); !strings.Contains(out, path+":3: unknown key \"worker.max_request\"") {
+		t.Fatalf("error does not name file:line and key:\n%s", out)
+	}
+}
+
+func TestDemoServesOnlyWarmWorkers(t *testing.T) {
+	p := startProc(t, nil, "demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0", "--max-requests", "20")
+	front, _ := p.addresses()
+	p.waitLines(1, `msg="pool ready"`)
+	cl := &http.Client{Timeout: 10 * time.Second}
+	defer cl.CloseIdleConnections()
+	workers := map[string]bool{}
+	for i := range 600 {
+		resp, err := cl.Get("http://" + front + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || resp.Header.Get("X-Cold") != "0" {
+			t.Fatalf("request %d: status %d cold=%s", i, resp.StatusCode, resp.Header.Get("X-Cold"))
+		}
+		workers[resp.Header.Get("X-Worker-Id")] = true
+	}
+	if len(workers) < 3 {
+		t.Fatalf("demo did not recycle: workers %v", workers)
+	}
+	p.cmd.Process.Signal(syscall.SIGINT)
+	if err := p.wait(); err != nil {
+		t.Fatalf("demo exit: %v", err)
+	}
+}
