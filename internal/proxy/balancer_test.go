@@ -1,0 +1,158 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"warmpool/internal/worker"
+)
+
+func newWorkers(n int) []*worker.Worker {
+	ws := make([]*worker.Worker, n)
+	for i := range ws {
+		ws[i] = worker.New(worker.Spec{ID: i + 1})
+	}
+	return ws
+}
+
+func TestLeastOutstandingWithinLimits(t *testing.T) {
+	b := NewBalancer(10, time.Second)
+	ws := newWorkers(2)
+	b.Add(ws[0], 2)
+	b.Add(ws[1], 2)
+	ctx := context.Background()
+	var leases []Lease
+	count := map[int]int{}
+	for range 4 {
+		l, err := b.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leases = append(leases, l)
+		count[l.Worker().ID()]++
+	}
+	if count[1] != 2 || count[2] != 2 {
+		t.Fatalf("uneven spread or limit broken: %v", count)
+	}
+	leases[0].Release()
+	l, _ := b.Acquire(ctx)
+	if l.Worker() != leases[0].Worker() {
+		t.Fatalf("the only worker with room is %d, got %d", leases[0].Worker().ID(), l.Worker().ID())
+	}
+	if ws[0].Served()+ws[1].Served() != 5 {
+		t.Fatalf("served counts: %d %d", ws[0].Served(), ws[1].Served())
+	}
+}
+
+func TestQueueHandOffFullAndTimeout(t *testing.T) {
+	b := NewBalancer(1, 50*time.Millisecond)
+	w := newWorkers(1)[0]
+	b.Add(w, 1)
+	ctx := context.Background()
+	held, err := b.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Acquire(ctx); !errors.Is(err, ErrQueueTimeout) {
+		t.Fatalf("want queue timeout, got %v", err)
+	}
+
+	b2 := NewBalancer(1, time.Minute)
+	b2.Add(w, 1)
+	held2, _ := b2.Acquire(ctx)
+	got := make(chan Lease)
+	go func() {
+		l, err := b2.Acquire(ctx)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l
+	}()
+	for b2.Queued() != 1 {
+		time.Sleep(time.Millisecond) // nothing signals "entered the queue"
+	}
+	if _, err := b2.Acquire(ctx); !errors.Is(err, ErrQueueFull) {
+		t.Fatalf("want queue full, got %v", err)
+	}
+	held2.Release()
+	l := <-got
+	if l.Worker() != w {
+		t.Fatal("queued request did not get the freed worker")
+	}
+	l.Release()
+	held.Release()
+}
+
+func TestAddServesWaitersAndCancel(t *testing.T) {
+	b := NewBalancer(5, time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error)
+	go func() { _, err := b.Acquire(ctx); errs <- err }()
+	for b.Queued() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	if err := <-errs; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+	if b.Queued() != 0 {
+		t.Fatal("cancelled waiter left in queue")
+	}
+	got := make(chan Lease)
+	go func() { l, _ := b.Acquire(context.Background()); got <- l }()
+	for b.Queued() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	w := newWorkers(1)[0]
+	b.Add(w, 1) // admission serves the queue at once
+	l := <-got
+	if l.Worker() != w {
+		t.Fatal("waiter not served by the admitted worker")
+	}
+	l.Release()
+}
+
+func TestRemoveDrainsAndAvoid(t *testing.T) {
+	b := NewBalancer(5, time.Second)
+	ws := newWorkers(2)
+	b.Add(ws[0], 4)
+	l, _ := b.Acquire(context.Background())
+	drained := b.Remove(ws[0])
+	select {
+	case <-drained:
+		t.Fatal("drained with a request in flight")
+	default:
+	}
+	b.Add(ws[1], 4)
+	if l2, _ := b.Acquire(context.Background()); l2.Worker() != ws[1] {
+		t.Fatal("removed worker picked")
+	} else {
+		l2.Release()
+	}
+	l.Release()
+	<-drained
+
+	b.Add(ws[0], 4)
+	for range 3 {
+		l, err := b.AcquireAvoiding(context.Background(), ws[0])
+		if err != nil || l.Worker() != ws[1] {
+			t.Fatalf("avoid ignored: %v", err)
+		}
+		l.Release()
+	}
+}
+
+func BenchmarkAcquireRelease(b *testing.B) {
+	bal := NewBalancer(10, time.Second)
+	for _, w := range newWorkers(8) {
+		bal.Add(w, 4)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		l, _ := bal.Acquire(ctx)
+		l.Release()
+	}
+}
