@@ -147,6 +147,9 @@ func TestKill9UnderLoadLosesOnlyInFlightRequests(t *testing.T) {
 	<-killed
 	h.logs.Wait(testutil.Msg("worker exited unexpectedly; a warm replacement follows", "worker", "1"), 10*time.Second)
 	h.logs.Wait(testutil.Msg(admitted, "worker", "3"), 10*time.Second)
+	for _, r := range failed {
+		t.Logf("lost: %d %q %v", r.status, r.body, r.err)
+	}
 	if len(failed) > cfg.Worker.Concurrency {
 		t.Fatalf("%d requests failed; at most the victim's in-flight requests (%d) may", len(failed), cfg.Worker.Concurrency)
 	}

@@ -19,6 +19,8 @@ type UpstreamError struct {
 	WorkerID int
 	Err      error
 	Timeout  time.Duration // the request timeout in force, for the message
+	// Sent reports that the request reached the worker before the exchange failed.
+	Sent bool
 }
 
 func (e *UpstreamError) Error() string { return fmt.Sprintf("worker %d: %v", e.WorkerID, e.Err) }
@@ -46,8 +48,10 @@ func classify(r *http.Request, err error, queueTimeout time.Duration) (int, stri
 		return http.StatusServiceUnavailable, "no worker became free within " + queueTimeout.String() + "; retry later"
 	case errors.As(err, &up) && isTimeout(err):
 		return http.StatusGatewayTimeout, fmt.Sprintf("worker %d sent no response within %s", up.WorkerID, up.Timeout)
-	case errors.As(err, &dial):
+	case errors.As(err, &dial) && (up == nil || !up.Sent):
 		return http.StatusBadGateway, fmt.Sprintf("could not connect to worker %d (it may have exited)", dial.WorkerID)
+	case errors.As(err, &dial):
+		return http.StatusBadGateway, fmt.Sprintf("worker %d exited with this request in flight", dial.WorkerID)
 	case errors.As(err, &up):
 		return http.StatusBadGateway, fmt.Sprintf("worker %d failed before answering: %v (it may have exited or crashed)", up.WorkerID, up.Err)
 	default:

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"warmpool/internal/worker"
@@ -92,6 +94,17 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		out.Body = body
 		req = &out
 	}
+	// The transport replays an idempotent request on a fresh connection when a reused one
+	// breaks; if that replay then fails to connect, the request did reach the (now dead)
+	// worker, and sending it elsewhere could crash the next worker too. So retry elsewhere
+	// only when no byte of the request was ever written.
+	var written atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+		if info.Err == nil {
+			written.Store(true)
+		}
+	}}
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
 	for attempt := 1; ; attempt++ {
 		lease, err := f.bal.AcquireAvoiding(req.Context(), avoid)
 		if err != nil {
@@ -99,11 +112,15 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, err := f.send(lease, req)
 		var dial *worker.DialError
-		if err != nil && errors.As(err, &dial) && attempt < maxAttempts && req.Context().Err() == nil && !body.consumed() {
+		if err != nil && errors.As(err, &dial) && attempt < maxAttempts && req.Context().Err() == nil && !body.consumed() && !written.Load() {
 			// Nothing was sent: the worker died between its exit and its removal. Try another.
 			f.log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)
 			avoid = lease.Worker()
 			continue
+		}
+		var up *UpstreamError
+		if errors.As(err, &up) {
+			up.Sent = written.Load()
 		}
 		return resp, err
 	}
