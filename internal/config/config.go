@@ -60,7 +60,10 @@ type Warmup struct {
 	// Concurrency is how many warm-up requests are in flight at once; 0 means worker.concurrency.
 	Concurrency int `toml:"concurrency"`
 	// Ready is "requests" (wait for the socket to accept) or "notify" (wait for READY=1 first).
-	Ready    string          `toml:"ready"`
+	Ready string `toml:"ready"`
+	// Nice lowers a new worker's CPU priority (nice value, 0-19) until its warm-up passed, so
+	// warming a replacement never takes CPU from the workers serving traffic. 0 turns it off.
+	Nice     int             `toml:"nice"`
 	Requests []WarmupRequest `toml:"request"`
 }
 
@@ -114,6 +117,7 @@ func Default() Config {
 			Enabled: true,
 			Timeout: Duration{60 * time.Second},
 			Ready:   ReadyRequests,
+			Nice:    10,
 		},
 		Proxy: Proxy{
 			QueueSize:      1024,

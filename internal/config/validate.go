@@ -85,6 +85,9 @@ func (c *Config) Validate() error {
 	if wu.Ready != ReadyRequests && wu.Ready != ReadyNotify {
 		bad("warmup.ready", "is %q; must be %q or %q", wu.Ready, ReadyRequests, ReadyNotify)
 	}
+	if wu.Nice < 0 || wu.Nice > 19 {
+		bad("warmup.nice", "is %d; must be between 0 (off) and 19", wu.Nice)
+	}
 	if !wu.Enabled && len(wu.Requests) > 0 {
 		bad("warmup.request", "%d warm-up requests are given but warmup.enabled = false, so none would run", len(wu.Requests))
 	}

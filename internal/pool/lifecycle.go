@@ -109,6 +109,7 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker) (warmup.Result, error
 	if err := w.Start(); err != nil {
 		return warmup.Result{}, err
 	}
+	p.lowerPriority(w)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p.wg.Go(func() {
@@ -132,8 +133,24 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker) (warmup.Result, error
 		return warmup.Result{}, nil
 	}
 	w.SetState(worker.Warming)
+	p.lowerPriority(w) // again: threads started since the spawn
 	res, err := p.plan.Run(ctx, w.Transport())
+	if err == nil && p.nice > 0 {
+		if err := w.SetNice(0); err != nil {
+			p.log.Warn("could not restore the worker's CPU priority after its warm-up", "worker", w.ID(), "error", err)
+		}
+	}
 	return res, err
+}
+
+// lowerPriority makes a booting worker yield the CPU to the workers serving traffic.
+func (p *Pool) lowerPriority(w *worker.Worker) {
+	if p.nice == 0 {
+		return
+	}
+	if err := w.SetNice(p.nice); err != nil {
+		p.log.Debug("could not lower a booting worker's priority", "worker", w.ID(), "error", err)
+	}
 }
 
 func (p *Pool) onBooted(ev booted) {

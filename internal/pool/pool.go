@@ -39,6 +39,7 @@ type Pool struct {
 	plan *warmup.Plan
 	env  []string
 	dir  string
+	nice int // effective warmup.nice: 0 when priorities cannot be restored
 
 	events     chan any
 	closing    chan struct{}
@@ -113,6 +114,16 @@ func New(opts Options) *Pool {
 
 // Start launches the event loop, which starts the first workers.
 func (p *Pool) Start() {
+	p.nice = p.cfg.Warmup.Nice
+	if !p.cfg.Warmup.Enabled {
+		p.nice = 0
+	}
+	if p.nice > 0 {
+		if ok, why := worker.CanRestorePriority(); !ok {
+			p.log.Warn("warmup.nice not applied: warm-ups run at normal priority", "warmup.nice", p.nice, "reason", why)
+			p.nice = 0
+		}
+	}
 	p.started = true
 	p.publish()
 	p.wg.Go(p.loop)

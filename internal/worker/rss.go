@@ -10,15 +10,20 @@ import (
 
 var pageSize = int64(os.Getpagesize())
 
-// groupRSS sums the resident memory of every process in process group pgid, so a worker that
-// forks (a gunicorn master and its child) is measured whole.
-func groupRSS(pgid int) (int64, error) {
+// groupProcess is one process of a worker's process group, as /proc shows it.
+type groupProcess struct {
+	pid      int
+	rssBytes int64
+}
+
+// groupProcesses lists the processes in process group pgid (a gunicorn master and its
+// children, say), so a worker is measured and reprioritised whole.
+func groupProcesses(pgid int) ([]groupProcess, error) {
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0, fmt.Errorf("rss: %w", err)
+		return nil, fmt.Errorf("list processes: %w", err)
 	}
-	var total int64
-	found := false
+	var out []groupProcess
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -34,7 +39,7 @@ func groupRSS(pgid int) (int64, error) {
 			continue
 		}
 		fields := bytes.Fields(stat[end+1:])
-		// fields[0] is state (field 3); pgrp is field 5, rss (pages) is field 24.
+		// fields[0] is field 3 (state); pgrp is field 5, rss (pages) field 24.
 		if len(fields) < 22 {
 			continue
 		}
@@ -42,11 +47,23 @@ func groupRSS(pgid int) (int64, error) {
 			continue
 		}
 		pages, _ := strconv.ParseInt(string(fields[21]), 10, 64)
-		total += pages * pageSize
-		found = true
+		out = append(out, groupProcess{pid: pid, rssBytes: pages * pageSize})
 	}
-	if !found {
-		return 0, fmt.Errorf("rss: process group %d not found", pgid)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("process group %d not found", pgid)
+	}
+	return out, nil
+}
+
+// groupRSS sums the resident memory of every process in process group pgid.
+func groupRSS(pgid int) (int64, error) {
+	procs, err := groupProcesses(pgid)
+	if err != nil {
+		return 0, fmt.Errorf("rss: %w", err)
+	}
+	var total int64
+	for _, p := range procs {
+		total += p.rssBytes
 	}
 	return total, nil
 }
