@@ -135,11 +135,45 @@ func (f *Front) send(lease Lease, req *http.Request) (*http.Response, error) {
 	w := lease.Worker()
 	resp, err := w.Transport().RoundTrip(req)
 	if err != nil {
-		lease.Release()
+		f.releaseAfterFailure(lease, err)
 		return nil, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: f.opts.RequestTimeout}
 	}
 	resp.Body = wrapBody(resp, lease.Release)
 	return resp, nil
+}
+
+// failureHold is how long a slot stays taken after its request failed on a broken connection.
+const failureHold = 250 * time.Millisecond
+
+// releaseAfterFailure returns the slot of a request that failed. A broken connection usually
+// means the worker just died: its slot stays taken until the exit is seen (then its socket is
+// gone and a new request fails to connect and goes elsewhere) or failureHold passes, so no new
+// request is sent into a dying worker's open connections meanwhile.
+func (f *Front) releaseAfterFailure(lease Lease, err error) {
+	var dial *worker.DialError
+	w := lease.Worker()
+	if errors.As(err, &dial) || isTimeout(err) || chanClosed(w.Done()) {
+		lease.Release()
+		return
+	}
+	f.wg.Go(func() {
+		t := time.NewTimer(failureHold)
+		defer t.Stop()
+		select {
+		case <-w.Done():
+		case <-t.C:
+		}
+		lease.Release()
+	})
+}
+
+func chanClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 type roundTripResult struct {
@@ -166,7 +200,7 @@ func (f *Front) sendWatched(lease Lease, req *http.Request) (*http.Response, err
 		stopFollowing()
 		if r.err != nil {
 			cancel()
-			lease.Release()
+			f.releaseAfterFailure(lease, r.err)
 			return nil, &UpstreamError{WorkerID: w.ID(), Err: r.err, Timeout: f.opts.RequestTimeout}
 		}
 		r.resp.Body = wrapBody(r.resp, func() { cancel(); lease.Release() })
