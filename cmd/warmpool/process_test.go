@@ -235,6 +235,16 @@ func TestSignalsHUPRollsTERMDrainsAndExits0(t *testing.T) {
 	}
 	p.waitLines(2, `msg="worker admitted into rotation"`, "generation=2")
 	p.waitLines(2, `msg="worker stopped"`, `reason="recycled: reload"`)
+
+	// gunicorn's convention: SIGTTIN adds a worker (warmed like any other), SIGTTOU removes one.
+	if err := p.cmd.Process.Signal(syscall.SIGTTIN); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLines(1, `msg="worker admitted into rotation"`, "worker=5")
+	if err := p.cmd.Process.Signal(syscall.SIGTTOU); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLines(1, `msg="worker stopped"`, `reason="scale down"`)
 	pids := workerPIDs(t, admin)
 
 	slow := make(chan string, 1)

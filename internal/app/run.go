@@ -14,10 +14,10 @@ import (
 )
 
 // Run serves cfg until SIGTERM or SIGINT (or ctx ends), then shuts down gracefully. SIGHUP
-// rolls the workers to a new generation. READY=1 goes to NOTIFY_SOCKET once the pool is ready.
+// rolls the workers to a new generation; SIGTTIN and SIGTTOU add and remove a worker. READY=1 goes to NOTIFY_SOCKET once the pool is ready.
 func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	signals := make(chan os.Signal, 4)
-	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 	defer signal.Stop(signals)
 
 	s := New(cfg, log)
@@ -35,9 +35,16 @@ loop:
 				log.Warn("could not tell systemd we are ready", "error", err)
 			}
 		case sig := <-signals:
-			if sig == syscall.SIGHUP {
+			switch sig {
+			case syscall.SIGHUP:
 				log.Info("SIGHUP: reloading workers")
 				s.Reload()
+				continue
+			case syscall.SIGTTIN:
+				s.Pool().Scale(+1)
+				continue
+			case syscall.SIGTTOU:
+				s.Pool().Scale(-1)
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())

@@ -21,6 +21,7 @@ type (
 	}
 	stuck  struct{ w *worker.Worker }
 	reload struct{}
+	scale  struct{ delta int }
 )
 
 // Recycle reasons, as they appear in logs and status.
@@ -29,6 +30,7 @@ const (
 	ReasonMaxLifetime = "max_lifetime"
 	ReasonMaxRSS      = "max_rss"
 	ReasonReload      = "reload"
+	ReasonScaleDown   = "scale down"
 )
 
 // crashGrace is how long a worker must have been ready for its crash not to count toward the

@@ -18,19 +18,22 @@ func (p *Pool) reconcile() {
 	if p.shuttingDown {
 		return
 	}
-	count, surge := p.cfg.Worker.Count, p.cfg.Worker.Surge
+	count, surge := p.count, p.cfg.Worker.Surge
 	ready, booting := 0, 0
-	var due []*member
+	var due, steady, boots []*member
 	for _, m := range p.members {
 		switch {
-		case m.draining:
+		case m.draining || m.cancelled:
 		case m.admitted():
 			ready++
 			if m.recycle != "" {
 				due = append(due, m)
+			} else {
+				steady = append(steady, m)
 			}
 		default:
 			booting++
+			boots = append(boots, m)
 		}
 	}
 	sort.Slice(due, func(i, j int) bool { return due[i].flaggedAt.Before(due[j].flaggedAt) })
@@ -38,6 +41,18 @@ func (p *Pool) reconcile() {
 		p.drain(due[0], "recycled: "+due[0].recycle)
 		due = due[1:]
 		ready--
+	}
+	// Scaled down: the oldest workers go.
+	sort.Slice(steady, func(i, j int) bool { return steady[i].admittedAt.Before(steady[j].admittedAt) })
+	for ; ready > count && len(steady) > 0; ready-- {
+		p.drain(steady[0], ReasonScaleDown)
+		steady = steady[1:]
+	}
+	for want := max(0, count-ready) + min(len(due), surge); booting > want && len(boots) > 0; booting-- {
+		m := boots[len(boots)-1]
+		boots = boots[:len(boots)-1]
+		m.cancelled, m.stopReason = true, ReasonScaleDown
+		m.cancelBoot()
 	}
 	want := max(0, count-ready) + min(len(due), surge)
 	if booting >= want {
@@ -206,10 +221,10 @@ func (p *Pool) admit(m *member) {
 	p.log.Info("worker admitted into rotation", "worker", w.ID(), "generation", w.Generation(), "pid", w.PID(),
 		"boot", m.admittedAt.Sub(w.StartedAt()).Round(time.Millisecond), "warmup_requests", m.warmup.Requests,
 		"warmup", m.warmup.Duration.Round(time.Millisecond), "slowest_warmup_request", m.warmup.Slowest.Round(time.Millisecond))
-	if !p.isFirstReady && p.readyCount() >= wc.Count {
+	if !p.isFirstReady && p.readyCount() >= p.count {
 		p.isFirstReady = true
 		close(p.firstReady)
-		p.log.Info("pool ready", "workers", wc.Count)
+		p.log.Info("pool ready", "workers", p.count)
 	}
 }
 
@@ -385,7 +400,7 @@ func (p *Pool) backoff() time.Duration {
 func (p *Pool) publish() {
 	st := Status{
 		Generation:    p.generation,
-		Desired:       p.cfg.Worker.Count,
+		Desired:       p.count,
 		FirstReady:    p.isFirstReady,
 		ShuttingDown:  p.shuttingDown,
 		WarmupEnabled: p.cfg.Warmup.Enabled,

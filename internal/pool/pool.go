@@ -52,6 +52,7 @@ type Pool struct {
 	wg         sync.WaitGroup
 
 	// Owned by the loop goroutine.
+	count        int // desired ready workers: worker.count, changed by Scale
 	members      map[*worker.Worker]*member
 	nextID       int
 	generation   int
@@ -108,6 +109,7 @@ func New(opts Options) *Pool {
 		kill:       kill,
 		firstReady: make(chan struct{}),
 		members:    map[*worker.Worker]*member{},
+		count:      opts.Config.Worker.Count,
 		generation: 1,
 	}
 }
@@ -154,6 +156,10 @@ func (p *Pool) FirstReady() <-chan struct{} { return p.firstReady }
 // Reload rolls every worker to a new generation, warm-first. Old workers keep serving until
 // their replacements are admitted, so a new generation that fails warm-up changes nothing.
 func (p *Pool) Reload() { p.send(reload{}) }
+
+// Scale changes the number of ready workers to keep by delta (never below 1). New workers are
+// warmed and admitted like any other; surplus workers are drained, oldest first.
+func (p *Pool) Scale(delta int) { p.send(scale{delta}) }
 
 // ReportStuck kills a worker that passed the harakiri limit; a warm replacement follows.
 func (p *Pool) ReportStuck(w *worker.Worker) { p.send(stuck{w}) }
@@ -225,5 +231,9 @@ func (p *Pool) handle(ev any) {
 		p.onStuck(ev.w)
 	case reload:
 		p.onReload()
+	case scale:
+		old := p.count
+		p.count = max(1, p.count+ev.delta)
+		p.log.Info("scaling the pool", "from", old, "to", p.count)
 	}
 }

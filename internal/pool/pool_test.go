@@ -287,3 +287,31 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	}
 	h.logs.Wait(testutil.Msg("test worker exiting at start as told", "worker", "1", "stream", "stderr"), 5*time.Second)
 }
+
+// Scale-up goes through the same warm admission; scale-down drains the oldest workers.
+func TestScaleUpIsWarmAndScaleDownDrains(t *testing.T) {
+	cfg := baseConfig()
+	h := start(t, cfg)
+	h.waitReady()
+	h.pool.Scale(+1)
+	h.logs.Wait(testutil.Msg(admitted, "worker", "3"), 10*time.Second)
+	if st := h.pool.Status(); st.Desired != 3 || st.Ready != 3 {
+		t.Fatalf("after scale up: %+v", st)
+	}
+	if h.rot.addedNotWarmed != 0 || len(h.rot.added) != 3 {
+		t.Fatalf("scale-up bypassed warm admission: added %d, not warmed %d", len(h.rot.added), h.rot.addedNotWarmed)
+	}
+	h.pool.Scale(-2)
+	stopped := h.logs.WaitN(testutil.Msg("worker stopped", "reason", "scale down"), 2, 10*time.Second)
+	for _, r := range stopped {
+		if r.Attrs["worker"] == "3" {
+			t.Errorf("scale-down should retire the oldest workers, retired %v", r.Attrs["worker"])
+		}
+	}
+	if st := h.pool.Status(); st.Desired != 1 || st.Ready != 1 {
+		t.Fatalf("after scale down: %+v", st)
+	}
+	if r := h.get("/"); r.status != 200 || r.header.Get(testworker.HeaderID) != "3" {
+		t.Fatalf("the remaining worker must serve: %d from %s", r.status, r.header.Get(testworker.HeaderID))
+	}
+}
