@@ -173,6 +173,7 @@ func freeAddr() (string, error) {
 func writeConfig(path, bin, listen, admin string, s scenario) error {
 	jitter := s.maxRequests / 10
 	warmup := `enabled = true
+timeout = "30s"
 [[warmup.request]]
 path = "/"
 headers = { Host = "localhost" }
@@ -196,7 +197,6 @@ graceful_timeout = "10s"
 queue_timeout = "30s"
 
 [warmup]
-timeout = "30s"
 %s
 `, listen, admin, bin, s.maxRequests, jitter, warmup)
 	return os.WriteFile(path, []byte(cfg), 0o644)
@@ -226,6 +226,7 @@ func runScenario(ctx context.Context, bin, dir string, s scenario, o options, d 
 	}
 	defer cmd.Process.Kill()
 	ready := make(chan struct{})
+	var output []string
 	var recycles int
 	var mu sync.Mutex
 	logDone := make(chan struct{})
@@ -235,6 +236,11 @@ func runScenario(ctx context.Context, bin, dir string, s scenario, o options, d 
 		once := sync.Once{}
 		for sc.Scan() {
 			line := sc.Text()
+			mu.Lock()
+			if len(output) < 50 {
+				output = append(output, line)
+			}
+			mu.Unlock()
 			if strings.Contains(line, `msg="pool ready"`) {
 				once.Do(func() { close(ready) })
 			}
@@ -247,6 +253,10 @@ func runScenario(ctx context.Context, bin, dir string, s scenario, o options, d 
 	}()
 	select {
 	case <-ready:
+	case <-logDone: // warmpool exited
+		mu.Lock()
+		defer mu.Unlock()
+		return res, fmt.Errorf("warmpool exited before it was ready:\n%s", strings.Join(output, "\n"))
 	case <-time.After(30 * time.Second):
 		return res, errors.New("warmpool not ready within 30s")
 	}

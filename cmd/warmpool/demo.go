@@ -37,7 +37,8 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	if cfg.Worker.MaxRequestsJitter >= cfg.Worker.MaxRequests {
 		cfg.Worker.MaxRequestsJitter = cfg.Worker.MaxRequests / 3
 	}
-	if err := cfg.Validate(); err != nil {
+	l := cfg.Loaded()
+	if err := l.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
 	fmt.Fprintf(c.stdout, `warmpool demo: 2 demo workers whose first request burns 300ms of CPU under a lock.
@@ -46,7 +47,7 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
   Status:  curl -s http://%s/status
 Workers recycle every ~%d requests; each replacement is warmed before it gets traffic. Ctrl-C stops.
 `, cfg.Listen, cfg.Listen, cfg.AdminListen, cfg.Worker.MaxRequests)
-	return app.Run(ctx, &cfg, c.log)
+	return app.Run(ctx, l, nil, c.log)
 }
 
 type demoWorkerCommand struct{}

@@ -25,6 +25,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
 	return map[string]command{
 		"run":         &runCommand{log: log},
+		"check":       &checkCommand{stdout: stdout},
 		"demo":        &demoCommand{log: log, stdout: stdout},
 		"demo-worker": &demoWorkerCommand{},
 		"version":     &versionCommand{stdout: stdout},
@@ -34,11 +35,14 @@ func commands(stdout, stderr io.Writer) map[string]command {
 const usage = `warmpool: an application server that only ever serves warm workers
 
 Usage:
-  warmpool run --config warmpool.toml   serve the workers the config describes
+  warmpool run [--config F] [--set key=value]...    serve the workers the config describes
+  warmpool check [--config F] [--set key=value]...  validate; print every effective value and its source
   warmpool demo                         the built-in demo: warm recycling with nothing installed
   warmpool version                      print the version
 
-Signals: SIGTERM/SIGINT drain and exit; SIGHUP rolls every worker to a new generation.
+Layers, lowest first: defaults, the config file, WARMPOOL_SECTION_KEY environment variables
+(WARMPOOL_WORKER_COUNT=4), --set flags. Signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads
+the config and rolls every worker to it, warm-first; SIGTTIN/SIGTTOU add/remove a worker.
 `
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -64,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
-	case errors.As(err, &ue):
+	case errors.As(err, &ue) || isConfigError(err):
 		fmt.Fprintf(stderr, "warmpool %s: %v\n", args[0], err)
 		return 2
 	default:

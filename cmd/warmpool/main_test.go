@@ -10,7 +10,7 @@ import (
 )
 
 // envMain makes the re-executed test binary act as the warmpool command.
-const envMain = "WARMPOOL_TEST_MAIN"
+const envMain = "WP_TEST_MAIN"
 
 func TestMain(m *testing.M) {
 	if testworker.Active() {

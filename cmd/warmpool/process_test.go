@@ -144,7 +144,7 @@ command = [%q, "{socket}"]
 count = 2
 concurrency = 4
 graceful_timeout = "5s"
-env = { WARMPOOL_TESTWORKER = "1", TW_COLD = "20ms" }
+env = { WP_TESTWORKER = "1", TW_COLD = "20ms" }
 
 [warmup]
 timeout = "10s"
@@ -313,5 +313,51 @@ func TestDemoServesOnlyWarmWorkers(t *testing.T) {
 	p.cmd.Process.Signal(syscall.SIGINT)
 	if err := p.wait(); err != nil {
 		t.Fatalf("demo exit: %v", err)
+	}
+}
+
+// SIGHUP re-reads the config: an invalid one is logged with all its problems and changes
+// nothing; a valid one is applied and every worker rolled to it, warm-first.
+func TestSIGHUPReReadsConfig(t *testing.T) {
+	path := testWorkerConfig(t)
+	p := startProc(t, nil, "run", "--config", path)
+	line := p.waitLines(1, `msg="warmpool started"`)[0]
+	if !strings.Contains(line, `warmup="warm-up: ENABLED, 4 requests to 1 paths, concurrency 4`) {
+		t.Fatalf("start line does not state the warm-up plan: %s", line)
+	}
+	_, admin := p.addresses()
+	p.waitLines(1, `msg="pool ready"`)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bad := strings.Replace(string(good), "count = 2", "count = 2\nmax_requests_jitter = 5\nmax_requestz = 9", 1)
+	if err := os.WriteFile(path, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	rejected := p.waitLines(1, `msg="SIGHUP: the new configuration is rejected; the running one stays in force and no worker is replaced"`)[0]
+	if !strings.Contains(rejected, `unknown key \"worker.max_requestz\"`) {
+		t.Fatalf("rejection does not name the problem: %s", rejected)
+	}
+
+	bigger := strings.Replace(string(good), "count = 2", "count = 3", 1)
+	if err := os.WriteFile(path, []byte(bigger), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	p.waitLines(1, `msg="SIGHUP: configuration re-read; rolling every worker to it, warm-first"`)
+	p.waitLines(3, `msg="worker admitted into rotation"`, "generation=2")
+	p.waitLines(2, `msg="worker stopped"`, `reason="recycled: reload"`)
+	if n := len(workerPIDs(t, admin)); n != 3 {
+		t.Fatalf("after the reload to count = 3: %d workers", n)
+	}
+	if out := p.output(); strings.Contains(out, "generation=2") && strings.Count(out, `msg="configuration reloaded"`) != 1 {
+		t.Fatalf("the invalid config must not have been applied:\n%s", out)
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -2,26 +2,123 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
 	"log/slog"
+	"os"
+	"strings"
 
 	"warmpool/internal/app"
 	"warmpool/internal/config"
 )
 
+// configFlags are the flags that choose the configuration layers.
+type configFlags struct {
+	path string
+	sets stringList
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func (c *configFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.path, "config", "", "the TOML config file (default: warmpool.toml when it exists)")
+	fs.Var(&c.sets, "set", "override one setting, key=value (repeatable), e.g. --set worker.count=4")
+}
+
+func (c *configFlags) layers() config.Layers {
+	path := c.path
+	if path == "" {
+		if _, err := os.Stat("warmpool.toml"); err == nil {
+			path = "warmpool.toml"
+		}
+	}
+	return config.Layers{File: path, Env: os.Environ(), Sets: c.sets}
+}
+
+// load reads and validates the configuration; the error lists every problem.
+func (c *configFlags) load() (*config.Loaded, error) {
+	l, err := config.Load(c.layers())
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Validate(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// configError lists every problem of a configuration: exit status 2.
+type configError struct{ err error }
+
+func (e configError) Error() string {
+	problems := splitErrors(e.err)
+	var b strings.Builder
+	fmt.Fprintf(&b, "the configuration has %d problem(s):", len(problems))
+	for _, p := range problems {
+		b.WriteString("\n  - " + p)
+	}
+	return b.String()
+}
+
+func splitErrors(err error) []string {
+	var out []string
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			out = append(out, splitErrors(e)...)
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
+
 type runCommand struct{ log *slog.Logger }
 
 func (c *runCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("run")
-	path := fs.String("config", "warmpool.toml", "the TOML config file")
+	var cf configFlags
+	cf.register(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	cfg, err := config.Load(*path)
+	l, err := cf.load()
 	if err != nil {
-		return usageError{err.Error()}
+		return configError{err}
 	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{"invalid config " + *path + ":\n" + err.Error()}
+	return app.Run(ctx, l, cf.load, c.log)
+}
+
+type checkCommand struct{ stdout io.Writer }
+
+func (c *checkCommand) Run(_ context.Context, args []string) error {
+	fs := newFlagSet("check")
+	var cf configFlags
+	cf.register(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
 	}
-	return app.Run(ctx, &cfg, c.log)
+	layers := cf.layers()
+	l, err := config.Load(layers)
+	if err != nil {
+		return configError{err}
+	}
+	if err := l.Validate(); err != nil {
+		return configError{err}
+	}
+	what := "defaults, environment and flags (no config file)"
+	if layers.File != "" {
+		what = layers.File
+	}
+	fmt.Fprintf(c.stdout, "# %s is valid. Effective configuration, each value with its source:\n", what)
+	l.Explain(c.stdout)
+	return nil
+}
+
+func isConfigError(err error) bool {
+	var ce configError
+	return errors.As(err, &ce)
 }

@@ -17,7 +17,7 @@ type StatusSource interface {
 // Handler serves the admin endpoints.
 type Handler struct {
 	src      StatusSource
-	minReady int
+	minReady atomic.Int64
 	draining atomic.Bool
 	mux      *http.ServeMux
 }
@@ -25,12 +25,16 @@ type Handler struct {
 // New returns the admin handler. /readyz needs minReady ready workers once the pool was first
 // fully ready.
 func New(src StatusSource, minReady int) *Handler {
-	h := &Handler{src: src, minReady: minReady, mux: http.NewServeMux()}
+	h := &Handler{src: src, mux: http.NewServeMux()}
+	h.minReady.Store(int64(minReady))
 	h.mux.HandleFunc("GET /livez", h.livez)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /status", h.status)
 	return h
 }
+
+// SetMinReady changes the readiness threshold (on a config reload).
+func (h *Handler) SetMinReady(n int) { h.minReady.Store(int64(n)) }
 
 // SetDraining makes /readyz answer 503 from now on: warmpool is shutting down.
 func (h *Handler) SetDraining() { h.draining.Store(true) }
@@ -52,9 +56,9 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	case !st.FirstReady:
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, "not ready: %d of %d workers warmed up so far\n", st.Ready, st.Desired)
-	case st.Ready < h.minReady:
+	case int64(st.Ready) < h.minReady.Load():
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "not ready: %d ready workers, min_ready is %d; %s\n", st.Ready, h.minReady, st.Problem)
+		fmt.Fprintf(w, "not ready: %d ready workers, min_ready is %d; %s\n", st.Ready, h.minReady.Load(), st.Problem)
 	default:
 		fmt.Fprintf(w, "ready: %d of %d workers\n", st.Ready, st.Desired)
 	}

@@ -13,14 +13,20 @@ import (
 	"warmpool/internal/sdnotify"
 )
 
-// Run serves cfg until SIGTERM or SIGINT (or ctx ends), then shuts down gracefully. SIGHUP
-// rolls the workers to a new generation; SIGTTIN and SIGTTOU add and remove a worker. READY=1 goes to NOTIFY_SOCKET once the pool is ready.
-func Run(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
+// Reloader re-reads and validates the configuration for SIGHUP.
+type Reloader func() (*config.Loaded, error)
+
+// Run serves l until SIGTERM or SIGINT (or ctx ends), then shuts down gracefully. SIGHUP
+// re-reads the configuration with reload (when not nil) and rolls the workers to a new
+// generation; an invalid configuration is logged with all its errors and changes nothing.
+// SIGTTIN and SIGTTOU add and remove a worker. READY=1 goes to NOTIFY_SOCKET once the pool is
+// ready.
+func Run(ctx context.Context, l *config.Loaded, reload Reloader, log *slog.Logger) error {
 	signals := make(chan os.Signal, 4)
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 	defer signal.Stop(signals)
 
-	s := New(cfg, log)
+	s := New(l, log)
 	if err := s.Start(); err != nil {
 		return err
 	}
@@ -37,8 +43,7 @@ loop:
 		case sig := <-signals:
 			switch sig {
 			case syscall.SIGHUP:
-				log.Info("SIGHUP: reloading workers")
-				s.Reload()
+				onHangup(s, reload, log)
 				continue
 			case syscall.SIGTTIN:
 				s.Pool().Scale(+1)
@@ -58,7 +63,7 @@ loop:
 	}
 	_ = sdnotify.Notify(sdnotify.Stopping)
 	// In-flight requests get the graceful timeout; a little more lets workers exit cleanly.
-	grace := cfg.Worker.GracefulTimeout.Duration + 5*time.Second
+	grace := s.cfg.Worker.GracefulTimeout.Duration + 5*time.Second
 	closeCtx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := s.Close(closeCtx); err != nil && runErr == nil {
@@ -66,4 +71,24 @@ loop:
 	}
 	log.Info("warmpool stopped")
 	return runErr
+}
+
+// onHangup re-reads the configuration and applies it, or keeps the running one when the new
+// one is invalid; either way it says so.
+func onHangup(s *Server, reload Reloader, log *slog.Logger) {
+	if reload == nil {
+		log.Info("SIGHUP: rolling every worker to a new generation")
+		s.Reload()
+		return
+	}
+	l, err := reload()
+	if err == nil {
+		err = s.Apply(l)
+	}
+	if err != nil {
+		log.Error("SIGHUP: the new configuration is rejected; the running one stays in force and no worker is replaced",
+			"errors", err.Error())
+		return
+	}
+	log.Info("SIGHUP: configuration re-read; rolling every worker to it, warm-first", "warmup", l.WarmupSummary())
 }

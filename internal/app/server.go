@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 // Server is one warmpool instance. New has no side effects; Start listens and spawns workers.
 type Server struct {
 	cfg   *config.Config
+	src   *config.Loaded
 	log   *slog.Logger
 	bal   *proxy.Balancer
 	pool  *pool.Pool
@@ -34,12 +36,13 @@ type Server struct {
 	wg                 sync.WaitGroup
 }
 
-// New wires a server for cfg, which must be valid.
-func New(cfg *config.Config, log *slog.Logger) *Server {
+// New wires a server for a validated configuration.
+func New(l *config.Loaded, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, serveErr: make(chan error, 2)}
+	cfg := &l.Config
+	s := &Server{cfg: cfg, src: l, log: log, serveErr: make(chan error, 2)}
 	s.bal = proxy.NewBalancer(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)
 	return s
 }
@@ -67,13 +70,9 @@ func (s *Server) Start() error {
 		s.removeSocketDir()
 		return fmt.Errorf("admin_listen: %w", err)
 	}
-	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log})
-	s.front = proxy.NewFront(s.bal, proxy.Options{
-		RequestTimeout: cfg.Proxy.RequestTimeout.Duration,
-		Harakiri:       cfg.Proxy.Harakiri.Duration,
-		OnStuck:        s.pool.ReportStuck,
-		Logger:         s.log,
-	})
+	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log,
+		WarmupSummary: s.src.WarmupSummary()})
+	s.front = proxy.NewFront(s.bal, s.frontOptions(cfg))
 	s.admin = admin.New(s.pool, cfg.MinReady)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
@@ -96,10 +95,78 @@ func (s *Server) Start() error {
 		}
 	})
 	s.log.Info("warmpool started", "listen", s.frontLn.Addr().String(), "admin", s.adminLn.Addr().String(),
-		"workers", cfg.Worker.Count, "concurrency", cfg.Worker.Concurrency, "warmup_enabled", cfg.Warmup.Enabled,
-		"warmup_requests", len(cfg.Warmup.Requests), "max_requests", cfg.Worker.MaxRequests,
-		"max_lifetime", cfg.Worker.MaxLifetime.Duration, "max_rss", cfg.Worker.MaxRSS.String())
+		"workers", cfg.Worker.Count, "concurrency", cfg.Worker.Concurrency, "recycling", recyclingPlan(cfg),
+		"warmup", s.src.WarmupSummary())
 	return nil
+}
+
+func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
+	return proxy.Options{
+		RequestTimeout: cfg.Proxy.RequestTimeout.Duration,
+		Harakiri:       cfg.Proxy.Harakiri.Duration,
+		OnStuck:        s.pool.ReportStuck,
+		AllowedHosts:   cfg.Proxy.AllowedHosts,
+		Logger:         s.log,
+	}
+}
+
+// recyclingPlan states the recycle triggers in force.
+func recyclingPlan(cfg *config.Config) string {
+	w := &cfg.Worker
+	var on []string
+	if w.MaxRequests > 0 {
+		on = append(on, fmt.Sprintf("max_requests %d (+0..%d)", w.MaxRequests, w.MaxRequestsJitter))
+	}
+	if w.MaxLifetime.Duration > 0 {
+		on = append(on, fmt.Sprintf("max_lifetime %s (+0..%s)", w.MaxLifetime.Duration, w.MaxLifetimeJitter.Duration))
+	}
+	if w.MaxRSS.Bytes > 0 {
+		on = append(on, "max_rss "+w.MaxRSS.String())
+	}
+	if len(on) == 0 {
+		return "off"
+	}
+	return strings.Join(on, ", ") + fmt.Sprintf("; surge %d", w.Surge)
+}
+
+// fixedAtStart are the settings a reload cannot change: they are bound at start.
+var fixedAtStart = []string{"listen", "admin_listen", "tls_cert", "tls_key", "worker.socket_dir"}
+
+// Apply puts a new, validated configuration in force and rolls the workers to it, warm-first.
+// A change to a setting bound at start is refused whole, naming the setting.
+func (s *Server) Apply(l *config.Loaded) error {
+	var errs []error
+	old, cfg := s.cfg, &l.Config
+	for _, key := range fixedAtStart {
+		before, after := fixedValue(old, key), fixedValue(cfg, key)
+		if before != after {
+			errs = append(errs, fmt.Errorf("%s changed from %q to %q (%s), but it is bound at start: restart warmpool to change it", key, before, after, l.Source(key)))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	s.cfg, s.src = cfg, l
+	s.bal.SetQueue(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)
+	s.front.SetOptions(s.frontOptions(cfg))
+	s.admin.SetMinReady(cfg.MinReady)
+	s.pool.Reconfigure(cfg, l.WarmupSummary())
+	return nil
+}
+
+func fixedValue(c *config.Config, key string) string {
+	switch key {
+	case "listen":
+		return c.Listen
+	case "admin_listen":
+		return c.AdminListen
+	case "tls_cert":
+		return c.TLSCert
+	case "tls_key":
+		return c.TLSKey
+	default:
+		return c.Worker.SocketDir
+	}
 }
 
 // FrontAddr is the bound public address.

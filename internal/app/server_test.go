@@ -56,7 +56,7 @@ func startServer(t *testing.T, cfg *config.Config) *env {
 		t.Fatalf("invalid test config: %v", err)
 	}
 	logs := testutil.NewLogs(t)
-	s := app.New(cfg, logs.Logger())
+	s := app.New(cfg.Loaded(), logs.Logger())
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -387,4 +387,23 @@ func selfSignedCert(t *testing.T) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
+}
+
+func TestAllowedHostsRejectsOtherHostsButNotTheWarmup(t *testing.T) {
+	cfg := testConfig()
+	cfg.Proxy.AllowedHosts = []string{"app.example.com"}
+	cfg.Warmup.Requests[0].Headers = map[string]string{"Host": "app.example.com"}
+	e := startServer(t, cfg)
+	e.waitReady() // the warm-up used an allowed Host, so workers were admitted
+	req, _ := http.NewRequest("GET", e.base+"/", nil)
+	req.Host = "evil.example.net"
+	resp, body := e.do(req)
+	if resp.StatusCode != 400 || !strings.Contains(body, `host "evil.example.net" is not in proxy.allowed_hosts`) {
+		t.Fatalf("foreign host: %d %q", resp.StatusCode, body)
+	}
+	req, _ = http.NewRequest("GET", e.base+"/", nil)
+	req.Host = "app.example.com"
+	if resp, body := e.do(req); resp.StatusCode != 200 {
+		t.Fatalf("allowed host: %d %q", resp.StatusCode, body)
+	}
 }

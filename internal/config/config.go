@@ -87,6 +87,9 @@ type Proxy struct {
 	QueueTimeout Duration `toml:"queue_timeout"`
 	// RequestTimeout is how long a worker may take to send response headers; past it, 504.
 	RequestTimeout Duration `toml:"request_timeout"`
+	// AllowedHosts, when set, is the front's host allow-list: requests with another Host get
+	// 400. Entries are exact names, ".example.com" for a domain and its subdomains, or "*".
+	AllowedHosts []string `toml:"allowed_hosts"`
 	// Harakiri, when set, is the hard limit: a worker still not answering a request this long
 	// after it was sent is killed and replaced warm. It must exceed RequestTimeout.
 	Harakiri Duration `toml:"harakiri"`

@@ -1,13 +1,55 @@
 package config
 
 import (
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
+// load runs the whole pipeline on a document written to w.toml, with env and --set layers.
+func load(t *testing.T, doc string, env, sets []string) (*Loaded, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "w.toml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := Load(Layers{File: path, Env: env, Sets: sets})
+	if err == nil {
+		err = l.Validate()
+	}
+	var msgs []string
+	for _, e := range unjoin(err) {
+		msgs = append(msgs, strings.ReplaceAll(e.Error(), path, "w.toml"))
+	}
+	return l, msgs
+}
+
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+const minimal = `[worker]
+command = ["app", "{socket}"]
+[[warmup.request]]
+path = "/"
+`
+
 func TestParseFullExample(t *testing.T) {
-	cfg, err := Parse("warmpool.toml", []byte(`
+	l, errs := load(t, `
 listen = "127.0.0.1:8080"
 admin_listen = "127.0.0.1:9090"
 
@@ -35,13 +77,11 @@ expect = [200]
 repeat = 4
 [[warmup.request]]
 path = "/api/orders"
-`))
-	if err != nil {
-		t.Fatal(err)
+`, nil, nil)
+	if errs != nil {
+		t.Fatalf("valid example rejected: %v", errs)
 	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatalf("valid example rejected: %v", err)
-	}
+	cfg := &l.Config
 	if cfg.Worker.MaxRSS.Bytes != 512<<20 || cfg.Worker.MaxLifetime.Duration != time.Hour || cfg.Warmup.Ready != ReadyNotify {
 		t.Fatalf("decoded wrong: %+v", cfg.Worker)
 	}
@@ -49,24 +89,234 @@ path = "/api/orders"
 	if r[0].Method != "GET" || r[1].Method != "GET" || r[1].Repeat != 1 || r[0].Headers["Host"] != "app.example.com" {
 		t.Fatalf("request defaults: %+v", r)
 	}
-	if !cfg.Worker.UsesSocket() || cfg.Worker.UsesPort() {
-		t.Fatal("placeholder detection")
+	if got := l.Source("worker.max_rss").String(); !strings.HasSuffix(got, "w.toml:13") {
+		t.Fatalf("source of worker.max_rss: %s", got)
+	}
+	if got := l.Source("warmup.request[1].path").String(); !strings.HasSuffix(got, "w.toml:28") {
+		t.Fatalf("source of warmup.request[1].path: %s", got)
+	}
+	if l.Source("worker.dir").Kind != FromDefault {
+		t.Fatal("an absent key must come from the default")
 	}
 }
 
-func TestParseErrorsNameFileLineAndKey(t *testing.T) {
-	cases := []struct{ doc, want string }{
-		{"[worker]\ncount = 2\nmax_request = 5\n", `w.toml:3: unknown key "worker.max_request"`},
-		{"[worker]\ngraceful_timeout = \"30 seconds\"\n", `w.toml:2`},
-		{"[worker]\ngraceful_timeout = \"30 seconds\"\n", `want a number with a unit`},
-		{"[worker]\nmax_rss = \"lots\"\n", `invalid size "lots"`},
-		{"[worker]\ncount = \"two\"\n", `w.toml:2`},
-		{"listen = \n", `w.toml:1`},
+// Every decoding problem is reported at once, with file:line and the expected form.
+func TestDecodeErrorsNameFileLineAndForm(t *testing.T) {
+	_, errs := load(t, `listen = 8080
+[worker]
+command = ["app", "{socket}"]
+max_request = 5
+graceful_timeout = "30 seconds"
+max_rss = "lots"
+count = "two"
+env = { A = 1 }
+[warmup]
+enabld = true
+[[warmup.request]]
+path = "/"
+repeats = 2
+[prxy]
+`, nil, nil)
+	want := []string{
+		`w.toml:1: listen: want a string, got the integer 8080`,
+		`w.toml:7: worker.count: want an integer, got the string "two"`,
+		`w.toml:8: worker.env: want a table of strings such as { NAME = "value" }, but A is the integer 1`,
+		`w.toml:5: worker.graceful_timeout: invalid duration "30 seconds": want a number with a unit such as "500ms", "30s" or "5m"`,
+		`w.toml:4: unknown key "worker.max_request" (did you mean "worker.max_requests"?)`,
+		`w.toml:6: worker.max_rss: invalid size "lots": want a whole number with an optional unit such as "512MiB" or "2GiB"`,
+		`w.toml:10: unknown key "warmup.enabld" (did you mean "warmup.enabled"?)`,
+		`w.toml:13: unknown key "warmup.request[0].repeats" (did you mean "warmup.request[0].repeat"?)`,
+		`w.toml:14: unknown key "prxy" (did you mean "proxy"?)`,
 	}
-	for _, c := range cases {
-		_, err := Parse("w.toml", []byte(c.doc))
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%q: error %v, want it to contain %q", c.doc, err, c.want)
+	slices.Sort(want)
+	slices.Sort(errs)
+	if !slices.Equal(errs, want) {
+		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestKeyInTheWrongSectionIsPointedOut(t *testing.T) {
+	_, errs := load(t, "max_requests = 5\n"+minimal, nil, nil)
+	want := `w.toml:1: unknown key "max_requests" (did you mean "worker.max_requests"? it belongs in a different section)`
+	if len(errs) != 1 || errs[0] != want {
+		t.Fatalf("got %q", errs)
+	}
+}
+
+func TestSyntaxErrorHasPosition(t *testing.T) {
+	_, errs := load(t, "listen = \n", nil, nil)
+	if len(errs) != 1 || !strings.HasPrefix(errs[0], "w.toml:1:") {
+		t.Fatalf("got %q", errs)
+	}
+}
+
+// Layers: defaults < file < environment < flags, each value with its source.
+func TestLayersAndSources(t *testing.T) {
+	doc := minimal + "[proxy]\nqueue_size = 10\nqueue_timeout = \"5s\"\n"
+	l, errs := load(t, doc, []string{
+		"WARMPOOL_PROXY_QUEUE_SIZE=20", "WARMPOOL_WORKER_COUNT=3", "WARMPOOL_WORKER_ENV={ A = \"b\" }",
+		"WARMPOOL_WORKER_ID=7", "HOME=/root", // a worker's own variable and an unrelated one are not settings
+	}, []string{"worker.count=5", "warmup.nice=0"})
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	c := &l.Config
+	checks := []struct {
+		key, source string
+		ok          bool
+	}{
+		{"proxy.queue_timeout", "w.toml:7", c.Proxy.QueueTimeout.Duration == 5*time.Second},
+		{"proxy.queue_size", "env WARMPOOL_PROXY_QUEUE_SIZE", c.Proxy.QueueSize == 20},
+		{"worker.count", "flag --set worker.count", c.Worker.Count == 5},
+		{"worker.env", "env WARMPOOL_WORKER_ENV", c.Worker.Env["A"] == "b"},
+		{"warmup.nice", "flag --set warmup.nice", c.Warmup.Nice == 0},
+		{"worker.concurrency", "default", c.Worker.Concurrency == 1},
+		{"worker.command", "w.toml:2", c.Worker.Command[1] == "{socket}"},
+	}
+	for _, ch := range checks {
+		if got := strings.ReplaceAll(l.Source(ch.key).String(), filepath.Dir(l.Source("worker.command").Where)+"/", ""); got != ch.source || !ch.ok {
+			t.Errorf("%s: source %q value ok %v; want source %q", ch.key, got, ch.ok, ch.source)
+		}
+	}
+}
+
+func TestLayerErrors(t *testing.T) {
+	_, errs := load(t, minimal, []string{
+		"WARMPOOL_WORKER_COUNT=four", "WARMPOOL_WORKER_MAX_REQUEST=5", "WARMPOOL_WORKER_COMMAND=app {socket}",
+	}, []string{"worker.cuont=2", "warmup.request.path=/x", "proxy.harakiri=soon", "listen"})
+	want := []string{
+		`env WARMPOOL_WORKER_COUNT: worker.count: want an integer, got "four"`,
+		`env WARMPOOL_WORKER_MAX_REQUEST: not a warmpool setting (did you mean WARMPOOL_WORKER_MAX_REQUESTS?)`,
+		`env WARMPOOL_WORKER_COMMAND: worker.command: want an array of strings such as ["app", "{socket}"], got "app {socket}"`,
+		`flag --set worker.cuont: unknown key (did you mean worker.count?)`,
+		`flag --set warmup.request.path: warm-up requests can only be declared in the config file ([[warmup.request]])`,
+		`flag --set proxy.harakiri: proxy.harakiri: invalid duration "soon": want a number with a unit such as "500ms", "30s" or "5m"`,
+		`flag --set listen: want key=value`,
+	}
+	slices.Sort(want)
+	slices.Sort(errs)
+	if !slices.Equal(errs, want) {
+		t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(errs, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// One case per rule (and per branch of a rule), with the exact message.
+func TestRules(t *testing.T) {
+	cases := []struct {
+		name string
+		doc  string
+		env  []string
+		want string
+	}{
+		{"listeners differ", `listen = "127.0.0.1:8080"
+admin_listen = "127.0.0.1:8080"
+` + minimal, nil,
+			`admin_listen = "127.0.0.1:8080" (w.toml:2) is the same address as listen = "127.0.0.1:8080" (w.toml:1): the admin endpoints never share the public listener; give admin_listen another port`},
+		{"no command", "[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.command (default): must be set: the argv of one worker, with {socket} or {port} where it should listen`},
+		{"both placeholders", "[worker]\ncommand = [\"app\", \"{socket}\", \"{port}\"]\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.command = ["app", "{socket}", "{port}"] (w.toml:2) uses both {socket} and {port}: use one`},
+		{"no placeholder", "[worker]\ncommand = [\"app\"]\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.command = ["app"] (w.toml:2) uses neither {socket} nor {port}, so a worker cannot be told where to listen: add one`},
+		{"tls half", "tls_cert = \"c.pem\"\n" + minimal, nil,
+			`tls_cert = "c.pem" (w.toml:1) is set but tls_key is not: set both to serve HTTPS, or neither`},
+		{"count", minimal, []string{"WARMPOOL_WORKER_COUNT=0"},
+			`worker.count = 0 (env WARMPOOL_WORKER_COUNT): must be at least 1`},
+		{"min_ready", "min_ready = 3\n" + minimal, nil,
+			`min_ready = 3 (w.toml:1): must be between 1 and worker.count = 2 (default)`},
+		{"nice range", minimal + "[warmup]\nnice = 25\n", nil,
+			`warmup.nice = 25 (w.toml:6): must be between 0 (off) and 19`},
+		{"jitter without base", minimal, []string{"WARMPOOL_WORKER_MAX_REQUESTS_JITTER=10"},
+			`worker.max_requests_jitter = 10 (env WARMPOOL_WORKER_MAX_REQUESTS_JITTER) has no effect because worker.max_requests = 0 (default) never recycles: remove the jitter or set max_requests`},
+		{"jitter at base", "[worker]\ncommand = [\"app\", \"{socket}\"]\nmax_requests = 100\nmax_requests_jitter = 100\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.max_requests_jitter = 100 (w.toml:4) is not below worker.max_requests = 100 (w.toml:3): lower the jitter (a tenth of max_requests is typical)`},
+		{"lifetime jitter", "[worker]\ncommand = [\"app\", \"{socket}\"]\nmax_lifetime = \"1m\"\nmax_lifetime_jitter = \"1h\"\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.max_lifetime_jitter = "1h0m0s" (w.toml:4) is not below worker.max_lifetime = "1m0s" (w.toml:3): lower the jitter`},
+		{"rss interval without rss", "[worker]\ncommand = [\"app\", \"{socket}\"]\nrss_check_interval = \"1s\"\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.rss_check_interval = "1s" (w.toml:3) has no effect because worker.max_rss = "0" (default): remove it or set max_rss`},
+		{"surge above count", "[worker]\ncommand = [\"app\", \"{socket}\"]\nsurge = 3\nmax_requests = 10\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.surge = 3 (w.toml:3): must be between 1 and worker.count = 2 (default): recycling is on, and each recycle starts its replacement first`},
+		{"surge zero", "[worker]\ncommand = [\"app\", \"{socket}\"]\nsurge = 0\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.surge = 0 (w.toml:3): must be between 1 and worker.count = 2 (default): a replacement must be started before a worker is retired`},
+		{"empty plan with recycling", "[worker]\ncommand = [\"app\", \"{socket}\"]\nmax_requests = 1000\n", nil,
+			`warmup.enabled = true (default) but the warm-up plan is empty (no [[warmup.request]], warmup.ready = "requests"): recycling is on (worker.max_requests = 1000 (w.toml:3)), so every replacement would take traffic cold; add [[warmup.request]] entries that reach your slow code, use warmup.ready = "notify", or set warmup.enabled = false to accept cold workers explicitly`},
+		{"empty plan", "[worker]\ncommand = [\"app\", \"{socket}\"]\n", nil,
+			`warmup.enabled = true (default) but the warm-up plan is empty (no [[warmup.request]], warmup.ready = "requests"): every new worker (first start, crash restart, reload) would take traffic cold; add [[warmup.request]] entries that reach your slow code, use warmup.ready = "notify", or set warmup.enabled = false to accept cold workers explicitly`},
+		{"requests while disabled", minimal + "[warmup]\nenabled = false\n", nil,
+			`1 warm-up requests are declared ([[warmup.request]] at w.toml:3) but warmup.enabled = false (w.toml:6), so none would run: remove them or enable the warm-up`},
+		{"warm-up setting while disabled", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[warmup]\nenabled = false\ntimeout = \"5s\"\n", nil,
+			`warmup.timeout = "5s" (w.toml:5) has no effect because warmup.enabled = false (w.toml:4): remove it or enable the warm-up`},
+		{"warm-up concurrency", minimal + "[warmup]\nconcurrency = 8\n", nil,
+			`warmup.concurrency = 8 (w.toml:6) is above worker.concurrency = 1 (default): a worker cannot take more warm-up requests at once than its threads; lower it (0 means the same as worker.concurrency)`},
+		{"warm-up timeout vs lifetime", "[worker]\ncommand = [\"app\", \"{socket}\"]\nmax_lifetime = \"30s\"\n[warmup]\ntimeout = \"60s\"\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`warmup.timeout = "1m0s" (w.toml:5) is longer than worker.max_lifetime = "30s" (w.toml:3): a worker could be due for recycling before its warm-up may end; shorten the warm-up timeout or lengthen max_lifetime`},
+		{"warm-up host rejected", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[proxy]\nallowed_hosts = [\"app.example.com\"]\n[[warmup.request]]\npath = \"/healthz\"\nheaders = { Host = \"localhost\" }\n", nil,
+			`warm-up request GET /healthz sends Host "localhost" (w.toml:7), which proxy.allowed_hosts = ["app.example.com"] (w.toml:4) rejects: the warm-up would be refused like the post-mortem's; set its Host header to an allowed host`},
+		{"bad path", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"healthz\"\n", nil,
+			`warmup.request[0].path = "healthz" (w.toml:4): must start with /`},
+		{"bad method", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"/\"\nmethod = \"FETCH\"\n", nil,
+			`warmup.request[0].method = "FETCH" (w.toml:5): not an HTTP method`},
+		{"bad repeat", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"/\"\nrepeat = 0\n", nil,
+			`warmup.request[0].repeat = 0 (w.toml:5): must be at least 1`},
+		{"bad expect", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"/\"\nexpect = [42]\n", nil,
+			`warmup.request[0].expect (w.toml:5) has 42: not an HTTP status`},
+		{"bad ready", minimal + "[warmup]\nready = \"socket\"\n", nil,
+			`warmup.ready = "socket" (w.toml:6): must be "requests" or "notify"`},
+		{"zero timeout", minimal + "[proxy]\nrequest_timeout = \"0s\"\n", nil,
+			`proxy.request_timeout = "0s" (w.toml:6): must be above 0`},
+		{"harakiri", minimal + "[proxy]\nharakiri = \"1s\"\n", nil,
+			`proxy.harakiri = "1s" (w.toml:6) is not above proxy.request_timeout = "1m0s" (default): the hard limit must come after the 504; raise harakiri or lower request_timeout`},
+		{"socket_dir with port", "[worker]\ncommand = [\"app\", \"{port}\"]\nsocket_dir = \"/run/wp\"\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.socket_dir = "/run/wp" (w.toml:3) has no effect because worker.command = ["app", "{port}"] (w.toml:2) listens on {port}: remove it`},
+	}
+	covered := map[string]bool{}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errs := load(t, tc.doc, tc.env, nil)
+			if len(errs) != 1 || errs[0] != tc.want {
+				t.Fatalf("got %d errors:\n%s\nwant exactly:\n%s", len(errs), strings.Join(errs, "\n"), tc.want)
+			}
+		})
+		covered[tc.name] = true
+	}
+	if _, errs := load(t, minimal, nil, nil); errs != nil {
+		t.Fatalf("minimal config rejected: %v", errs)
+	}
+}
+
+// A config with several problems lists all of them, not only the first.
+func TestAllProblemsListed(t *testing.T) {
+	_, errs := load(t, "[worker]\ncommand = [\"app\"]\ncount = 0\nconcurrency = 0\n", nil, nil)
+	if len(errs) < 4 {
+		t.Fatalf("want at least 4 problems, got %d: %q", len(errs), errs)
+	}
+}
+
+func TestEveryRuleIsInTheREADME(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range RuleNames() {
+		if !strings.Contains(string(readme), name) {
+			t.Errorf("README does not list the rule %q", name)
+		}
+	}
+	for _, key := range leafKeys {
+		if !strings.Contains(string(readme), "`"+key+"`") {
+			t.Errorf("README's config reference lacks `%s`", key)
+		}
+	}
+}
+
+func TestHostAllowed(t *testing.T) {
+	list := []string{"app.example.com", ".internal.example"}
+	for host, want := range map[string]bool{
+		"app.example.com": true, "APP.example.com:8080": true, "evil.com": false,
+		"internal.example": true, "a.internal.example": true, "xinternal.example": false,
+	} {
+		if got := HostAllowed(list, host); got != want {
+			t.Errorf("HostAllowed(%q) = %v", host, got)
 		}
 	}
 }
@@ -85,63 +335,5 @@ func TestSize(t *testing.T) {
 	}
 	if s := (Size{512 << 20}).String(); s != "512MiB" {
 		t.Errorf("String = %s", s)
-	}
-}
-
-func valid() Config {
-	c := Default()
-	c.Worker.Command = []string{"app", "{socket}"}
-	return c
-}
-
-func TestValidateRules(t *testing.T) {
-	cases := []struct {
-		name   string
-		mutate func(*Config)
-		want   string
-	}{
-		{"no command", func(c *Config) { c.Worker.Command = nil }, "worker.command: must be set"},
-		{"both placeholders", func(c *Config) { c.Worker.Command = []string{"x", "{socket}", "{port}"} }, "uses both {socket} and {port}"},
-		{"no placeholder", func(c *Config) { c.Worker.Command = []string{"x"} }, "uses neither {socket} nor {port}"},
-		{"same listeners", func(c *Config) { c.AdminListen = c.Listen }, "admin_listen: is the same address as listen"},
-		{"jitter at base", func(c *Config) { c.Worker.MaxRequests, c.Worker.MaxRequestsJitter = 100, 100 }, "worker.max_requests_jitter: is 100; must be below worker.max_requests (100)"},
-		{"lifetime jitter", func(c *Config) {
-			c.Worker.MaxLifetime, c.Worker.MaxLifetimeJitter = Duration{time.Minute}, Duration{time.Hour}
-		}, "worker.max_lifetime_jitter"},
-		{"surge above count", func(c *Config) { c.Worker.Surge = 3 }, "worker.surge: is 3; must be between 1 and worker.count (2)"},
-		{"surge zero", func(c *Config) { c.Worker.Surge = 0 }, "worker.surge: is 0"},
-		{"warmup concurrency", func(c *Config) { c.Warmup.Concurrency = 8 }, "warmup.concurrency: is 8; must be between 0 (same as worker.concurrency) and worker.concurrency (1)"},
-		{"requests while disabled", func(c *Config) {
-			c.Warmup.Enabled = false
-			c.Warmup.Requests = []WarmupRequest{{Method: "GET", Path: "/", Repeat: 1}}
-		}, "warmup.request: 1 warm-up requests are given but warmup.enabled = false"},
-		{"bad ready", func(c *Config) { c.Warmup.Ready = "socket" }, `warmup.ready: is "socket"`},
-		{"bad path", func(c *Config) { c.Warmup.Requests = []WarmupRequest{{Method: "GET", Path: "healthz", Repeat: 1}} }, `warmup.request[0].path: is "healthz"; must start with /`},
-		{"bad method", func(c *Config) { c.Warmup.Requests = []WarmupRequest{{Method: "FETCH", Path: "/", Repeat: 1}} }, `warmup.request[0].method`},
-		{"bad expect", func(c *Config) {
-			c.Warmup.Requests = []WarmupRequest{{Method: "GET", Path: "/", Repeat: 1, Expect: []int{42}}}
-		}, "warmup.request[0].expect: has 42"},
-		{"harakiri below timeout", func(c *Config) { c.Proxy.Harakiri = Duration{time.Second} }, "proxy.harakiri: is 1s; must be above proxy.request_timeout (1m0s)"},
-		{"tls half", func(c *Config) { c.TLSCert = "cert.pem" }, "tls_cert and tls_key must be set together"},
-		{"min_ready", func(c *Config) { c.MinReady = 3 }, "min_ready: is 3; must be between 1 and worker.count (2)"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			c := valid()
-			tc.mutate(&c)
-			err := c.Validate()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("got %v, want %q", err, tc.want)
-			}
-		})
-	}
-	c := valid()
-	if err := c.Validate(); err != nil {
-		t.Fatalf("defaults with a command must be valid: %v", err)
-	}
-	// Every problem is reported, not only the first.
-	c.Worker.Count, c.Worker.Concurrency = 0, 0
-	if err := c.Validate(); strings.Count(err.Error(), "\n") < 2 {
-		t.Fatalf("want several errors, got %v", err)
 	}
 }

@@ -3,6 +3,8 @@ package pool
 import (
 	"time"
 
+	"warmpool/internal/config"
+
 	"warmpool/internal/warmup"
 	"warmpool/internal/worker"
 )
@@ -22,6 +24,11 @@ type (
 	stuck  struct{ w *worker.Worker }
 	reload struct{}
 	scale  struct{ delta int }
+	// reconfigure applies a new configuration and rolls the workers to it.
+	reconfigure struct {
+		cfg     *config.Config
+		summary string
+	}
 )
 
 // Recycle reasons, as they appear in logs and status.

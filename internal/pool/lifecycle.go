@@ -91,16 +91,25 @@ func (p *Pool) spawn() {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	p.members[w] = &member{w: w, cancelBoot: cancel}
-	p.wg.Go(func() { p.run(ctx, w) })
+	b := bootSpec{cfg: cfg, plan: p.plan, nice: p.nice}
+	p.wg.Go(func() { p.run(ctx, w, b) })
+}
+
+// bootSpec is what a worker's goroutine needs of the configuration, fixed at its spawn so a
+// reload never changes a boot under way.
+type bootSpec struct {
+	cfg  *config.Config
+	plan *warmup.Plan
+	nice int
 }
 
 // run owns one worker from spawn to exit; it reports to the loop and never changes pool state.
-func (p *Pool) run(ctx context.Context, w *worker.Worker) {
-	res, err := p.boot(ctx, w)
+func (p *Pool) run(ctx context.Context, w *worker.Worker, b bootSpec) {
+	res, err := p.boot(ctx, w, b)
 	p.send(booted{w: w, result: res, err: err})
 	if err != nil {
 		// It never served a client; stop it politely but briefly.
-		stopCtx, cancel := context.WithTimeout(p.killCtx, min(p.cfg.Worker.GracefulTimeout.Duration, 5*time.Second))
+		stopCtx, cancel := context.WithTimeout(p.killCtx, min(b.cfg.Worker.GracefulTimeout.Duration, 5*time.Second))
 		w.Stop(stopCtx)
 		cancel()
 	} else {
@@ -117,14 +126,14 @@ func (p *Pool) run(ctx context.Context, w *worker.Worker) {
 
 // boot spawns the worker, waits for its ready signal and socket, and runs the warm-up plan,
 // all within warmup.timeout. The worker exiting ends it at once with the exit status.
-func (p *Pool) boot(ctx context.Context, w *worker.Worker) (warmup.Result, error) {
-	timeout := p.cfg.Warmup.Timeout.Duration
+func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.Result, error) {
+	timeout := b.cfg.Warmup.Timeout.Duration
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed", timeout))
 	defer cancelTimeout()
 	if err := w.Start(); err != nil {
 		return warmup.Result{}, err
 	}
-	p.lowerPriority(w)
+	p.lowerPriority(w, b.nice)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p.wg.Go(func() {
@@ -144,13 +153,13 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker) (warmup.Result, error
 	if err := w.WaitListening(ctx); err != nil {
 		return warmup.Result{}, err
 	}
-	if !p.cfg.Warmup.Enabled {
+	if !b.cfg.Warmup.Enabled {
 		return warmup.Result{}, nil
 	}
 	w.SetState(worker.Warming)
-	p.lowerPriority(w) // again: threads started since the spawn
-	res, err := p.plan.Run(ctx, w.Transport())
-	if err == nil && p.nice > 0 {
+	p.lowerPriority(w, b.nice) // again: threads started since the spawn
+	res, err := b.plan.Run(ctx, w.Transport())
+	if err == nil && b.nice > 0 {
 		if err := w.SetNice(0); err != nil {
 			p.log.Warn("could not restore the worker's CPU priority after its warm-up", "worker", w.ID(), "error", err)
 		}
@@ -159,11 +168,11 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker) (warmup.Result, error
 }
 
 // lowerPriority makes a booting worker yield the CPU to the workers serving traffic.
-func (p *Pool) lowerPriority(w *worker.Worker) {
-	if p.nice == 0 {
+func (p *Pool) lowerPriority(w *worker.Worker, nice int) {
+	if nice == 0 {
 		return
 	}
-	if err := w.SetNice(p.nice); err != nil {
+	if err := w.SetNice(nice); err != nil {
 		p.log.Debug("could not lower a booting worker's priority", "worker", w.ID(), "error", err)
 	}
 }
@@ -281,8 +290,9 @@ func (p *Pool) drain(m *member, why string) {
 func (p *Pool) stopUnadmitted(m *member) {
 	m.draining = true
 	w := m.w
+	grace := p.cfg.Worker.GracefulTimeout.Duration
 	p.wg.Go(func() {
-		ctx, cancel := context.WithTimeout(p.killCtx, p.cfg.Worker.GracefulTimeout.Duration)
+		ctx, cancel := context.WithTimeout(p.killCtx, grace)
 		defer cancel()
 		w.Stop(ctx)
 	})
@@ -404,6 +414,7 @@ func (p *Pool) publish() {
 		FirstReady:    p.isFirstReady,
 		ShuttingDown:  p.shuttingDown,
 		WarmupEnabled: p.cfg.Warmup.Enabled,
+		WarmupPlan:    p.summary,
 		Problem:       p.problem,
 		Failures:      p.failures,
 		RecentExits:   append([]ExitRecord(nil), p.exits...),

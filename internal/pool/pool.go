@@ -27,8 +27,10 @@ type Options struct {
 	// SocketDir holds the workers' sockets; it must exist.
 	SocketDir string
 	// Env is the workers' base environment; nil means warmpool's own.
-	Env    []string
-	Logger *slog.Logger
+	Env []string
+	// WarmupSummary states the warm-up plan in the status; empty means "".
+	WarmupSummary string
+	Logger        *slog.Logger
 }
 
 // Pool supervises the workers. New has no side effects; Start launches the event loop.
@@ -52,6 +54,7 @@ type Pool struct {
 	wg         sync.WaitGroup
 
 	// Owned by the loop goroutine.
+	summary      string
 	count        int // desired ready workers: worker.count, changed by Scale
 	members      map[*worker.Worker]*member
 	nextID       int
@@ -110,22 +113,14 @@ func New(opts Options) *Pool {
 		firstReady: make(chan struct{}),
 		members:    map[*worker.Worker]*member{},
 		count:      opts.Config.Worker.Count,
+		summary:    opts.WarmupSummary,
 		generation: 1,
 	}
 }
 
 // Start launches the event loop, which starts the first workers.
 func (p *Pool) Start() {
-	p.nice = p.cfg.Warmup.Nice
-	if !p.cfg.Warmup.Enabled {
-		p.nice = 0
-	}
-	if p.nice > 0 {
-		if ok, why := worker.CanRestorePriority(); !ok {
-			p.log.Warn("warmup.nice not applied: warm-ups run at normal priority", "warmup.nice", p.nice, "reason", why)
-			p.nice = 0
-		}
-	}
+	p.nice = p.effectiveNice(p.cfg)
 	p.started = true
 	p.publish()
 	p.wg.Go(p.loop)
@@ -156,6 +151,24 @@ func (p *Pool) FirstReady() <-chan struct{} { return p.firstReady }
 // Reload rolls every worker to a new generation, warm-first. Old workers keep serving until
 // their replacements are admitted, so a new generation that fails warm-up changes nothing.
 func (p *Pool) Reload() { p.send(reload{}) }
+
+// effectiveNice is warmup.nice when priorities can be restored after the warm-up, else 0
+// (with a warning: the setting is not silently ignored).
+func (p *Pool) effectiveNice(cfg *config.Config) int {
+	if !cfg.Warmup.Enabled || cfg.Warmup.Nice == 0 {
+		return 0
+	}
+	if ok, why := worker.CanRestorePriority(); !ok {
+		p.log.Warn("warmup.nice not applied: warm-ups run at normal priority", "warmup.nice", cfg.Warmup.Nice, "reason", why)
+		return 0
+	}
+	return cfg.Warmup.Nice
+}
+
+// Reconfigure applies a new, valid configuration and rolls every worker to it, warm-first.
+func (p *Pool) Reconfigure(cfg *config.Config, warmupSummary string) {
+	p.send(reconfigure{cfg: cfg, summary: warmupSummary})
+}
 
 // Scale changes the number of ready workers to keep by delta (never below 1). New workers are
 // warmed and admitted like any other; surplus workers are drained, oldest first.
@@ -230,6 +243,12 @@ func (p *Pool) handle(ev any) {
 	case stuck:
 		p.onStuck(ev.w)
 	case reload:
+		p.onReload()
+	case reconfigure:
+		p.cfg, p.plan, p.summary = ev.cfg, warmup.NewPlan(ev.cfg), ev.summary
+		p.nice = p.effectiveNice(ev.cfg)
+		p.count = ev.cfg.Worker.Count
+		p.log.Info("configuration reloaded", "workers", p.count, "warmup", ev.summary)
 		p.onReload()
 	case scale:
 		old := p.count

@@ -224,7 +224,8 @@ func TestLifetimeAndRSSRecycle(t *testing.T) {
 	t.Run("max_lifetime", func(t *testing.T) {
 		cfg := baseConfig()
 		cfg.Worker.Count = 1
-		cfg.Worker.MaxLifetime = config.Duration{Duration: 300 * time.Millisecond}
+		cfg.Worker.MaxLifetime = config.Duration{Duration: time.Second}
+		cfg.Warmup.Timeout = cfg.Worker.MaxLifetime // may not exceed max_lifetime
 		h := start(t, cfg)
 		h.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "recycled: max_lifetime"), 10*time.Second)
 	})

@@ -36,6 +36,7 @@ type Status struct {
 	FirstReady    bool           `json:"first_ready"`
 	ShuttingDown  bool           `json:"shutting_down"`
 	WarmupEnabled bool           `json:"warmup_enabled"`
+	WarmupPlan    string         `json:"warmup_plan,omitempty"`
 	Workers       []WorkerStatus `json:"workers"`
 	// Problem says why replacements are failing, empty when they are not.
 	Problem     string       `json:"problem,omitempty"`

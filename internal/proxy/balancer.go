@@ -81,6 +81,20 @@ func (b *Balancer) Remove(w *worker.Worker) <-chan struct{} {
 	return closed
 }
 
+// SetQueue changes the queue's bounds (on a config reload).
+func (b *Balancer) SetQueue(size int, timeout time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.queueSize, b.queueTimeout = size, timeout
+}
+
+// QueueTimeout is the longest a request waits for a worker.
+func (b *Balancer) QueueTimeout() time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.queueTimeout
+}
+
 // Len is the number of workers in rotation.
 func (b *Balancer) Len() int {
 	b.mu.Lock()
@@ -108,6 +122,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 		be.w.BeginRequest()
 		return Lease{be, b}, nil
 	}
+	queueTimeout := b.queueTimeout
 	if len(b.waiters) >= b.queueSize {
 		b.mu.Unlock()
 		return Lease{}, ErrQueueFull
@@ -116,7 +131,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	b.waiters = append(b.waiters, wt)
 	b.mu.Unlock()
 
-	timer := time.NewTimer(b.queueTimeout)
+	timer := time.NewTimer(queueTimeout)
 	defer timer.Stop()
 	var err error
 	select {

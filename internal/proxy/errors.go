@@ -60,7 +60,7 @@ func classify(r *http.Request, err error, queueTimeout time.Duration) (int, stri
 }
 
 func (f *Front) writeError(rw http.ResponseWriter, r *http.Request, err error) {
-	status, reason := classify(r, err, f.bal.queueTimeout)
+	status, reason := classify(r, err, f.bal.QueueTimeout())
 	if status == 0 {
 		f.log.Debug("client went away", "path", r.URL.Path, "error", err)
 		rw.WriteHeader(http.StatusBadGateway)

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptrace"
@@ -11,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"warmpool/internal/config"
 	"warmpool/internal/worker"
 )
 
@@ -23,13 +25,15 @@ type Options struct {
 	Harakiri time.Duration
 	// OnStuck is told of a worker that passed the Harakiri limit; nil means nobody is told.
 	OnStuck func(w *worker.Worker)
-	Logger  *slog.Logger
+	// AllowedHosts, when not empty, rejects requests for other hosts with 400.
+	AllowedHosts []string
+	Logger       *slog.Logger
 }
 
 // Front forwards client requests to workers leased from a Balancer.
 type Front struct {
 	bal  *Balancer
-	opts Options
+	opts atomic.Pointer[Options]
 	log  *slog.Logger
 	rp   *httputil.ReverseProxy
 	wg   sync.WaitGroup // requests detached after a timeout, waiting for harakiri
@@ -42,7 +46,8 @@ func NewFront(bal *Balancer, opts Options) *Front {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	f := &Front{bal: bal, opts: opts, log: opts.Logger}
+	f := &Front{bal: bal, log: opts.Logger}
+	f.opts.Store(&opts)
 	f.rp = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
 		Transport:    forwarder{f},
@@ -53,7 +58,24 @@ func NewFront(bal *Balancer, opts Options) *Front {
 	return f
 }
 
-func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.rp.ServeHTTP(w, r) }
+// SetOptions replaces the options (on a config reload); requests in progress keep theirs.
+func (f *Front) SetOptions(opts Options) {
+	if opts.Logger == nil {
+		opts.Logger = f.log
+	}
+	f.opts.Store(&opts)
+}
+
+func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if hosts := f.opts.Load().AllowedHosts; len(hosts) > 0 && !config.HostAllowed(hosts, r.Host) {
+		f.log.Warn("request for a host not in proxy.allowed_hosts", "host", r.Host, "path", r.URL.Path)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, "warmpool: host %q is not in proxy.allowed_hosts\n", r.Host)
+		return
+	}
+	f.rp.ServeHTTP(w, r)
+}
 
 // Close waits for requests that were answered 504 but still occupy a worker.
 func (f *Front) Close(ctx context.Context) error {
@@ -129,14 +151,15 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 // send forwards req to the leased worker; the lease is released when the response body is
 // closed, or at once on error.
 func (f *Front) send(lease Lease, req *http.Request) (*http.Response, error) {
-	if f.opts.Harakiri > f.opts.RequestTimeout && f.opts.RequestTimeout > 0 {
-		return f.sendWatched(lease, req)
+	opts := f.opts.Load()
+	if opts.Harakiri > opts.RequestTimeout && opts.RequestTimeout > 0 {
+		return f.sendWatched(lease, req, opts)
 	}
 	w := lease.Worker()
 	resp, err := w.Transport().RoundTrip(req)
 	if err != nil {
 		f.releaseAfterFailure(lease, err)
-		return nil, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: f.opts.RequestTimeout}
+		return nil, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout}
 	}
 	resp.Body = wrapBody(resp, lease.Release)
 	return resp, nil
@@ -184,7 +207,7 @@ type roundTripResult struct {
 // sendWatched answers 504 at RequestTimeout but keeps the worker's slot, because the worker is
 // still busy with the request, until it answers or the Harakiri limit (the transport's
 // response-header timeout) passes and the worker is reported stuck.
-func (f *Front) sendWatched(lease Lease, req *http.Request) (*http.Response, error) {
+func (f *Front) sendWatched(lease Lease, req *http.Request, opts *Options) (*http.Response, error) {
 	w := lease.Worker()
 	upCtx, cancel := context.WithCancel(context.WithoutCancel(req.Context()))
 	stopFollowing := context.AfterFunc(req.Context(), cancel)
@@ -193,7 +216,7 @@ func (f *Front) sendWatched(lease Lease, req *http.Request) (*http.Response, err
 		resp, err := w.Transport().RoundTrip(req.WithContext(upCtx))
 		results <- roundTripResult{resp, err}
 	})
-	timer := time.NewTimer(f.opts.RequestTimeout)
+	timer := time.NewTimer(opts.RequestTimeout)
 	select {
 	case r := <-results:
 		timer.Stop()
@@ -201,7 +224,7 @@ func (f *Front) sendWatched(lease Lease, req *http.Request) (*http.Response, err
 		if r.err != nil {
 			cancel()
 			f.releaseAfterFailure(lease, r.err)
-			return nil, &UpstreamError{WorkerID: w.ID(), Err: r.err, Timeout: f.opts.RequestTimeout}
+			return nil, &UpstreamError{WorkerID: w.ID(), Err: r.err, Timeout: opts.RequestTimeout}
 		}
 		r.resp.Body = wrapBody(r.resp, func() { cancel(); lease.Release() })
 		return r.resp, nil
@@ -210,10 +233,10 @@ func (f *Front) sendWatched(lease Lease, req *http.Request) (*http.Response, err
 	stopFollowing()
 	f.wg.Go(func() {
 		r := <-results
-		if r.err != nil && isTimeout(r.err) && f.opts.OnStuck != nil {
+		if r.err != nil && isTimeout(r.err) && opts.OnStuck != nil {
 			f.log.Error("worker passed the harakiri limit; it will be killed and replaced",
-				"worker", w.ID(), "pid", w.PID(), "harakiri", f.opts.Harakiri, "path", req.URL.Path)
-			f.opts.OnStuck(w)
+				"worker", w.ID(), "pid", w.PID(), "harakiri", opts.Harakiri, "path", req.URL.Path)
+			opts.OnStuck(w)
 		}
 		if r.resp != nil {
 			r.resp.Body.Close()
@@ -221,5 +244,5 @@ func (f *Front) sendWatched(lease Lease, req *http.Request) (*http.Response, err
 		cancel()
 		lease.Release()
 	})
-	return nil, &UpstreamError{WorkerID: w.ID(), Err: errResponseTimeout, Timeout: f.opts.RequestTimeout}
+	return nil, &UpstreamError{WorkerID: w.ID(), Err: errResponseTimeout, Timeout: opts.RequestTimeout}
 }

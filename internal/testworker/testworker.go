@@ -20,7 +20,7 @@ import (
 
 // Environment variables that choose the worker's behaviour.
 const (
-	EnvActive      = "WARMPOOL_TESTWORKER"      // "1": this process is a test worker
+	EnvActive      = "WP_TESTWORKER"            // "1": this process is a test worker
 	EnvCold        = "TW_COLD"                  // duration of the cold start of the first request
 	EnvAllowedHost = "TW_ALLOWED_HOST"          // other Host headers get 400, like Django's ALLOWED_HOSTS
 	EnvNotifyDelay = "TW_NOTIFY_DELAY"          // send READY=1 this long after listening

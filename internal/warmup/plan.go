@@ -29,7 +29,10 @@ type Plan struct {
 func NewPlan(cfg *config.Config) *Plan {
 	p := &Plan{Concurrency: max(cfg.WarmupConcurrency(), 1)}
 	for _, r := range cfg.Warmup.Requests {
-		req := Request{Method: r.Method, Path: r.Path, Body: r.Body, Expect: r.Expect, Repeat: r.Repeat, Header: http.Header{}}
+		req := Request{Method: r.Method, Path: r.Path, Body: r.Body, Expect: r.Expect, Repeat: max(r.Repeat, 1), Header: http.Header{}}
+		if req.Method == "" {
+			req.Method = http.MethodGet
+		}
 		for k, v := range r.Headers {
 			if strings.EqualFold(k, "Host") {
 				req.Host = v

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+// The output of `warmpool check`: every value with its source (file:line, env, flag, default)
+// and the warm-up plan.
+func TestCheckGolden(t *testing.T) {
+	t.Setenv("WARMPOOL_PROXY_QUEUE_SIZE", "256")
+	var out bytes.Buffer
+	err := (&checkCommand{stdout: &out}).Run(context.Background(),
+		[]string{"--config", "testdata/check.toml", "--set", "worker.graceful_timeout=45s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := "testdata/check.golden"
+	if *update {
+		if err := os.WriteFile(golden, out.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.String() != string(want) {
+		t.Fatalf("check output differs from %s (go test -run TestCheckGolden -update to accept):\n%s", golden, out.String())
+	}
+}
+
+func TestCheckListsEveryProblemAndExits2(t *testing.T) {
+	path := writeConfig(t, `[worker]
+command = ["app"]
+count = 0
+max_requestz = 3
+`)
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"check", "--config", path}, &stdout, &stderr)
+	if code != 2 {
+		t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
+	}
+	msg := stderr.String()
+	// Decoding problems come first: the unknown key stops validation, and is named with its line.
+	if !strings.Contains(msg, path+`:4: unknown key "worker.max_requestz" (did you mean "worker.max_requests"?)`) {
+		t.Fatalf("stderr:\n%s", msg)
+	}
+	path = writeConfig(t, `[worker]
+command = ["app"]
+count = 0
+`)
+	stderr.Reset()
+	if code := run([]string{"check", "--config", path}, &stdout, &stderr); code != 2 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"problem(s):", "uses neither {socket} nor {port}", "worker.count = 0", "warm-up plan is empty"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+}

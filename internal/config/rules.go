@@ -1,0 +1,369 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"reflect"
+	"strings"
+)
+
+// Placeholders in worker.command.
+const (
+	SocketPlaceholder = "{socket}"
+	PortPlaceholder   = "{port}"
+)
+
+// rule is one check across settings. Every rule warmpool enforces is in rules, below; README's
+// config section lists them by name.
+type rule struct {
+	name  string
+	check func(l *Loaded, r *report)
+}
+
+var rules = []rule{
+	{"listeners differ", checkListeners},
+	{"one placeholder in worker.command", checkCommand},
+	{"tls_cert and tls_key together", checkTLS},
+	{"counts in range", checkCounts},
+	{"jitter below its base", checkJitter},
+	{"max_rss and its interval", checkRSS},
+	{"surge between 1 and count", checkSurge},
+	{"an enabled warm-up has a plan", checkPlanExists},
+	{"no warm-up settings while warm-up is disabled", checkDisabledWarmup},
+	{"warm-up concurrency within worker concurrency", checkWarmupConcurrency},
+	{"warm-up timeout within max_lifetime", checkWarmupTimeout},
+	{"warm-up Host allowed by proxy.allowed_hosts", checkWarmupHost},
+	{"warm-up requests well-formed", checkRequests},
+	{"timeouts positive", checkTimeouts},
+	{"harakiri above request_timeout", checkHarakiri},
+	{"socket_dir only with {socket}", checkSocketDir},
+}
+
+// RuleNames lists the rules in the order they are checked.
+func RuleNames() []string {
+	names := make([]string, len(rules))
+	for i, r := range rules {
+		names[i] = r.name
+	}
+	return names
+}
+
+// Validate checks a programmatic config (every value counts as a default).
+func (c *Config) Validate() error { return c.Loaded().Validate() }
+
+// Validate applies every rule and returns all problems, each naming the settings involved
+// with their values and sources, and what to change.
+func (l *Loaded) Validate() error {
+	r := &report{l: l}
+	for _, rl := range rules {
+		rl.check(l, r)
+	}
+	return errors.Join(r.errs...)
+}
+
+type report struct {
+	l    *Loaded
+	errs []error
+}
+
+func (r *report) add(format string, args ...any) {
+	r.errs = append(r.errs, fmt.Errorf(format, args...))
+}
+
+// kv renders "key = value (source)" for a leaf key.
+func (l *Loaded) kv(key string) string {
+	return fmt.Sprintf("%s = %s (%s)", key, l.value(key), l.Source(key))
+}
+
+// value renders the effective value of a leaf key in TOML syntax.
+func (l *Loaded) value(key string) string {
+	fd, ok := lookup(key)
+	if !ok {
+		return "?"
+	}
+	return render(reflect.ValueOf(&l.Config).Elem().FieldByIndex(fd.index), fd.kind)
+}
+
+func checkListeners(l *Loaded, r *report) {
+	c := &l.Config
+	if c.Listen == "" {
+		r.add("%s: must be set (host:port)", l.kv("listen"))
+	}
+	if c.AdminListen == "" {
+		r.add("%s: must be set (host:port)", l.kv("admin_listen"))
+	}
+	if c.Listen != "" && c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
+		r.add("%s is the same address as %s: the admin endpoints never share the public listener; give admin_listen another port",
+			l.kv("admin_listen"), l.kv("listen"))
+	}
+}
+
+func checkCommand(l *Loaded, r *report) {
+	w := &l.Config.Worker
+	if len(w.Command) == 0 {
+		r.add("worker.command (%s): must be set: the argv of one worker, with %s or %s where it should listen",
+			l.Source("worker.command"), SocketPlaceholder, PortPlaceholder)
+		return
+	}
+	socket, port := w.UsesSocket(), w.UsesPort()
+	switch {
+	case socket && port:
+		r.add("%s uses both %s and %s: use one", l.kv("worker.command"), SocketPlaceholder, PortPlaceholder)
+	case !socket && !port:
+		r.add("%s uses neither %s nor %s, so a worker cannot be told where to listen: add one", l.kv("worker.command"), SocketPlaceholder, PortPlaceholder)
+	}
+}
+
+func checkTLS(l *Loaded, r *report) {
+	c := &l.Config
+	if c.TLSCert != "" && c.TLSKey == "" {
+		r.add("%s is set but tls_key is not: set both to serve HTTPS, or neither", l.kv("tls_cert"))
+	}
+	if c.TLSKey != "" && c.TLSCert == "" {
+		r.add("%s is set but tls_cert is not: set both to serve HTTPS, or neither", l.kv("tls_key"))
+	}
+}
+
+func checkCounts(l *Loaded, r *report) {
+	c := &l.Config
+	if c.Worker.Count < 1 {
+		r.add("%s: must be at least 1", l.kv("worker.count"))
+	}
+	if c.Worker.Concurrency < 1 {
+		r.add("%s: must be at least 1", l.kv("worker.concurrency"))
+	}
+	if c.Worker.Count >= 1 && (c.MinReady < 1 || c.MinReady > c.Worker.Count) {
+		r.add("%s: must be between 1 and %s", l.kv("min_ready"), l.kv("worker.count"))
+	}
+	if c.Worker.MaxRequests < 0 {
+		r.add("%s: must be 0 (never) or more", l.kv("worker.max_requests"))
+	}
+	if c.Proxy.QueueSize < 0 {
+		r.add("%s: must be 0 or more", l.kv("proxy.queue_size"))
+	}
+	if c.Warmup.Nice < 0 || c.Warmup.Nice > 19 {
+		r.add("%s: must be between 0 (off) and 19", l.kv("warmup.nice"))
+	}
+}
+
+func checkJitter(l *Loaded, r *report) {
+	w := &l.Config.Worker
+	switch {
+	case w.MaxRequestsJitter < 0:
+		r.add("%s: must be 0 or more", l.kv("worker.max_requests_jitter"))
+	case w.MaxRequestsJitter > 0 && w.MaxRequests == 0:
+		r.add("%s has no effect because %s never recycles: remove the jitter or set max_requests",
+			l.kv("worker.max_requests_jitter"), l.kv("worker.max_requests"))
+	case w.MaxRequestsJitter > 0 && w.MaxRequestsJitter >= w.MaxRequests:
+		r.add("%s is not below %s: lower the jitter (a tenth of max_requests is typical)",
+			l.kv("worker.max_requests_jitter"), l.kv("worker.max_requests"))
+	}
+	switch {
+	case w.MaxLifetimeJitter.Duration > 0 && w.MaxLifetime.Duration == 0:
+		r.add("%s has no effect because %s never recycles: remove the jitter or set max_lifetime",
+			l.kv("worker.max_lifetime_jitter"), l.kv("worker.max_lifetime"))
+	case w.MaxLifetimeJitter.Duration > 0 && w.MaxLifetimeJitter.Duration >= w.MaxLifetime.Duration:
+		r.add("%s is not below %s: lower the jitter", l.kv("worker.max_lifetime_jitter"), l.kv("worker.max_lifetime"))
+	}
+}
+
+func checkRSS(l *Loaded, r *report) {
+	w := &l.Config.Worker
+	if w.MaxRSS.Bytes == 0 && l.Explicit("worker.rss_check_interval") {
+		r.add("%s has no effect because %s: remove it or set max_rss", l.kv("worker.rss_check_interval"), l.kv("worker.max_rss"))
+	}
+	if w.MaxRSS.Bytes > 0 && w.RSSCheckInterval.Duration <= 0 {
+		r.add("%s: must be above 0 when %s", l.kv("worker.rss_check_interval"), l.kv("worker.max_rss"))
+	}
+}
+
+func checkSurge(l *Loaded, r *report) {
+	w := &l.Config.Worker
+	if w.Surge < 1 || (w.Count >= 1 && w.Surge > w.Count) {
+		why := "a replacement must be started before a worker is retired"
+		if w.Recycling() {
+			why = "recycling is on, and each recycle starts its replacement first"
+		}
+		r.add("%s: must be between 1 and %s: %s", l.kv("worker.surge"), l.kv("worker.count"), why)
+	}
+}
+
+// recyclingTriggers names the recycle settings that are on, with their sources.
+func recyclingTriggers(l *Loaded) []string {
+	var on []string
+	w := &l.Config.Worker
+	if w.MaxRequests > 0 {
+		on = append(on, l.kv("worker.max_requests"))
+	}
+	if w.MaxLifetime.Duration > 0 {
+		on = append(on, l.kv("worker.max_lifetime"))
+	}
+	if w.MaxRSS.Bytes > 0 {
+		on = append(on, l.kv("worker.max_rss"))
+	}
+	return on
+}
+
+func checkPlanExists(l *Loaded, r *report) {
+	wu := &l.Config.Warmup
+	if !wu.Enabled || len(wu.Requests) > 0 || wu.Ready == ReadyNotify {
+		return
+	}
+	why := "every new worker (first start, crash restart, reload) would take traffic cold"
+	if on := recyclingTriggers(l); len(on) > 0 {
+		why = "recycling is on (" + strings.Join(on, ", ") + "), so every replacement would take traffic cold"
+	}
+	r.add("%s but the warm-up plan is empty (no [[warmup.request]], warmup.ready = %q): %s; add [[warmup.request]] entries that reach your slow code, use warmup.ready = \"notify\", or set warmup.enabled = false to accept cold workers explicitly",
+		l.kv("warmup.enabled"), wu.Ready, why)
+}
+
+func checkDisabledWarmup(l *Loaded, r *report) {
+	wu := &l.Config.Warmup
+	if wu.Enabled {
+		return
+	}
+	if len(wu.Requests) > 0 {
+		r.add("%d warm-up requests are declared ([[warmup.request]] at %s) but %s, so none would run: remove them or enable the warm-up",
+			len(wu.Requests), l.Source("warmup.request"), l.kv("warmup.enabled"))
+	}
+	for _, key := range []string{"warmup.timeout", "warmup.concurrency", "warmup.ready", "warmup.nice"} {
+		if l.Explicit(key) {
+			r.add("%s has no effect because %s: remove it or enable the warm-up", l.kv(key), l.kv("warmup.enabled"))
+		}
+	}
+}
+
+func checkWarmupConcurrency(l *Loaded, r *report) {
+	c := &l.Config
+	if c.Warmup.Concurrency < 0 || c.Warmup.Concurrency > c.Worker.Concurrency {
+		r.add("%s is above %s: a worker cannot take more warm-up requests at once than its threads; lower it (0 means the same as worker.concurrency)",
+			l.kv("warmup.concurrency"), l.kv("worker.concurrency"))
+	}
+}
+
+func checkWarmupTimeout(l *Loaded, r *report) {
+	c := &l.Config
+	if c.Warmup.Enabled && c.Worker.MaxLifetime.Duration > 0 && c.Warmup.Timeout.Duration > c.Worker.MaxLifetime.Duration {
+		r.add("%s is longer than %s: a worker could be due for recycling before its warm-up may end; shorten the warm-up timeout or lengthen max_lifetime",
+			l.kv("warmup.timeout"), l.kv("worker.max_lifetime"))
+	}
+}
+
+func checkWarmupHost(l *Loaded, r *report) {
+	c := &l.Config
+	if len(c.Proxy.AllowedHosts) == 0 || !c.Warmup.Enabled {
+		return
+	}
+	for i, req := range c.Warmup.Requests {
+		host := "localhost"
+		for k, v := range req.Headers {
+			if strings.EqualFold(k, "Host") {
+				host = v
+			}
+		}
+		if !HostAllowed(c.Proxy.AllowedHosts, host) {
+			key := fmt.Sprintf("warmup.request[%d].headers", i)
+			r.add("warm-up request %s %s sends Host %q (%s), which %s rejects: the warm-up would be refused like the post-mortem's; set its Host header to an allowed host",
+				req.Method, req.Path, host, l.Source(key), l.kv("proxy.allowed_hosts"))
+		}
+	}
+}
+
+// HostAllowed reports whether host (with or without port) matches the allow-list: an exact
+// name, or ".example.com" for the domain and its subdomains, or "*" for any.
+func HostAllowed(allowed []string, host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	for _, a := range allowed {
+		a = strings.ToLower(a)
+		switch {
+		case a == "*" || a == host:
+			return true
+		case strings.HasPrefix(a, ".") && (host == a[1:] || strings.HasSuffix(host, a)):
+			return true
+		}
+	}
+	return false
+}
+
+func checkRequests(l *Loaded, r *report) {
+	for i, req := range l.Config.Warmup.Requests {
+		key := fmt.Sprintf("warmup.request[%d]", i)
+		at := func(field string) string { return l.Source(key + "." + field).String() }
+		if !strings.HasPrefix(req.Path, "/") {
+			r.add("%s.path = %q (%s): must start with /", key, req.Path, at("path"))
+		}
+		if !validMethod(req.Method) {
+			r.add("%s.method = %q (%s): not an HTTP method", key, req.Method, at("method"))
+		}
+		if req.Repeat < 1 {
+			r.add("%s.repeat = %d (%s): must be at least 1", key, req.Repeat, at("repeat"))
+		}
+		for _, s := range req.Expect {
+			if s < 100 || s > 599 {
+				r.add("%s.expect (%s) has %d: not an HTTP status", key, at("expect"), s)
+			}
+		}
+	}
+	if wu := &l.Config.Warmup; wu.Ready != ReadyRequests && wu.Ready != ReadyNotify {
+		r.add("%s: must be %q or %q", l.kv("warmup.ready"), ReadyRequests, ReadyNotify)
+	}
+}
+
+func checkTimeouts(l *Loaded, r *report) {
+	c := &l.Config
+	for key, d := range map[string]Duration{
+		"worker.graceful_timeout": c.Worker.GracefulTimeout, "warmup.timeout": c.Warmup.Timeout,
+		"proxy.request_timeout": c.Proxy.RequestTimeout, "worker.restart_backoff": c.Worker.RestartBackoff,
+	} {
+		if d.Duration <= 0 {
+			r.add("%s: must be above 0", l.kv(key))
+		}
+	}
+	if c.Worker.RestartBackoffMax.Duration < c.Worker.RestartBackoff.Duration {
+		r.add("%s is below %s: raise it", l.kv("worker.restart_backoff_max"), l.kv("worker.restart_backoff"))
+	}
+}
+
+func checkHarakiri(l *Loaded, r *report) {
+	p := &l.Config.Proxy
+	if p.Harakiri.Duration > 0 && p.Harakiri.Duration <= p.RequestTimeout.Duration {
+		r.add("%s is not above %s: the hard limit must come after the 504; raise harakiri or lower request_timeout",
+			l.kv("proxy.harakiri"), l.kv("proxy.request_timeout"))
+	}
+}
+
+func checkSocketDir(l *Loaded, r *report) {
+	w := &l.Config.Worker
+	if w.SocketDir != "" && w.UsesPort() && !w.UsesSocket() {
+		r.add("%s has no effect because %s listens on {port}: remove it", l.kv("worker.socket_dir"), l.kv("worker.command"))
+	}
+}
+
+// UsesSocket reports whether the command template asks for a unix socket.
+func (w *Worker) UsesSocket() bool { return templateHas(w.Command, SocketPlaceholder) }
+
+// UsesPort reports whether the command template asks for a TCP port.
+func (w *Worker) UsesPort() bool { return templateHas(w.Command, PortPlaceholder) }
+
+func templateHas(argv []string, placeholder string) bool {
+	for _, a := range argv {
+		if strings.Contains(a, placeholder) {
+			return true
+		}
+	}
+	return false
+}
+
+func validMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions:
+		return true
+	}
+	return false
+}
