@@ -322,7 +322,7 @@ func TestSIGHUPReReadsConfig(t *testing.T) {
 	path := testWorkerConfig(t)
 	p := startProc(t, nil, "run", "--config", path)
 	line := p.waitLines(1, `msg="warmpool started"`)[0]
-	if !strings.Contains(line, `warmup="warm-up: ENABLED, 4 requests to 1 paths, concurrency 4`) {
+	if !strings.Contains(line, `warmup="warm-up: ENABLED, 4 requests to 1 path, concurrency 4`) {
 		t.Fatalf("start line does not state the warm-up plan: %s", line)
 	}
 	_, admin := p.addresses()

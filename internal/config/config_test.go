@@ -337,3 +337,18 @@ func TestSize(t *testing.T) {
 		t.Errorf("String = %s", s)
 	}
 }
+
+// A programmatic config keeps its values; only zero values get defaults.
+func TestProgrammaticConfigKeepsValues(t *testing.T) {
+	c := Default()
+	c.Worker.Command = []string{"app", "{socket}"}
+	c.Warmup.Requests = []WarmupRequest{{Path: "/", Repeat: 4}, {Path: "/b", Method: "post"}}
+	l := c.Loaded()
+	r := l.Config.Warmup.Requests
+	if r[0].Repeat != 4 || r[0].Method != "GET" || r[1].Repeat != 1 || r[1].Method != "POST" {
+		t.Fatalf("requests: %+v", r)
+	}
+	if got := l.WarmupSummary(); !strings.HasPrefix(got, "warm-up: ENABLED, 5 requests to 2 paths, concurrency 1") {
+		t.Fatalf("summary: %s", got)
+	}
+}

@@ -91,8 +91,15 @@ func (l *Loaded) WarmupSummary() string {
 	if wu.Ready == ReadyNotify {
 		ready = "after READY=1 on its NOTIFY_SOCKET"
 	}
-	return fmt.Sprintf("warm-up: ENABLED, %d requests to %d paths, concurrency %d, timeout %s; each worker is warmed %s, then admitted",
-		total, len(paths), l.Config.WarmupConcurrency(), wu.Timeout.Duration, ready)
+	return fmt.Sprintf("warm-up: ENABLED, %s to %s, concurrency %d, timeout %s; each worker is warmed %s, then admitted",
+		plural(total, "request"), plural(len(paths), "path"), l.Config.WarmupConcurrency(), wu.Timeout.Duration, ready)
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
 
 // Loaded wraps a programmatic config (tests, the demo): every value counts as a default.

@@ -332,11 +332,11 @@ func (l *Loaded) applyRequestDefaults() {
 	for i := range l.Config.Warmup.Requests {
 		r := &l.Config.Warmup.Requests[i]
 		key := fmt.Sprintf("warmup.request[%d].", i)
-		if !l.Explicit(key + "method") {
+		if r.Method == "" && !l.Explicit(key+"method") {
 			r.Method = http.MethodGet
 		}
 		r.Method = strings.ToUpper(r.Method)
-		if !l.Explicit(key + "repeat") {
+		if r.Repeat == 0 && !l.Explicit(key+"repeat") {
 			r.Repeat = 1
 		}
 	}

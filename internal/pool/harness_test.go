@@ -157,3 +157,20 @@ func workerPID(h *harness, id int) int {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// waitStatus waits, on status-change events, until cond holds for the pool's status.
+func (h *harness) waitStatus(what string, cond func(pool.Status) bool) pool.Status {
+	h.t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		changed := h.pool.StatusChanged()
+		if st := h.pool.Status(); cond(st) {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			h.t.Fatalf("timed out waiting for %s; status: %+v", what, h.pool.Status())
+		}
+	}
+}

@@ -436,6 +436,8 @@ func (p *Pool) publish() {
 	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].ID < st.Workers[j].ID })
 	p.mu.Lock()
 	p.status = st
+	close(p.changed)
+	p.changed = make(chan struct{})
 	p.mu.Unlock()
 }
 

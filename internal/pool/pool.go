@@ -67,8 +67,9 @@ type Pool struct {
 	shuttingDown bool
 	exits        []ExitRecord
 
-	mu     sync.Mutex
-	status Status
+	mu      sync.Mutex
+	status  Status
+	changed chan struct{} // closed and replaced at each publish
 }
 
 type member struct {
@@ -111,6 +112,7 @@ func New(opts Options) *Pool {
 		killCtx:    killCtx,
 		kill:       kill,
 		firstReady: make(chan struct{}),
+		changed:    make(chan struct{}),
 		members:    map[*worker.Worker]*member{},
 		count:      opts.Config.Worker.Count,
 		summary:    opts.WarmupSummary,
@@ -182,6 +184,13 @@ func (p *Pool) Status() Status {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.status
+}
+
+// StatusChanged returns a channel that is closed at the next change of the status.
+func (p *Pool) StatusChanged() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
 }
 
 func (p *Pool) send(ev any) {

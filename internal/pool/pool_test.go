@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"warmpool/internal/config"
+	"warmpool/internal/pool"
 	"warmpool/internal/testutil"
 	"warmpool/internal/testworker"
 )
@@ -159,9 +160,7 @@ func TestKill9UnderLoadLosesOnlyInFlightRequests(t *testing.T) {
 		}
 	}
 	t.Logf("%d ok, %d failed (in flight on the killed worker)", ok, len(failed))
-	if st := h.pool.Status(); st.Ready != 2 {
-		t.Fatalf("pool did not recover to 2 ready workers: %+v", st)
-	}
+	h.waitStatus("recovery to 2 ready workers", func(st pool.Status) bool { return st.Ready == 2 })
 }
 
 // A reload whose new generation fails its warm-up leaves the old generation serving; once the
@@ -186,10 +185,9 @@ func TestReloadKeepsOldGenerationWhenNewOneFailsWarmup(t *testing.T) {
 			t.Fatalf("old generation must keep serving during a failed reload: %d %s gen=%s", r.status, r.body, r.header.Get(testworker.HeaderGeneration))
 		}
 	}
-	st := h.pool.Status()
-	if st.Ready != 2 || !strings.Contains(st.Problem, "generation 2") {
-		t.Fatalf("status must show 2 ready and why generation 2 fails: %+v", st)
-	}
+	h.waitStatus("2 ready and the reason generation 2 fails", func(st pool.Status) bool {
+		return st.Ready == 2 && strings.Contains(st.Problem, "generation 2")
+	})
 
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
@@ -208,7 +206,7 @@ func TestWarmupDoesNotCountTowardMaxRequests(t *testing.T) {
 	cfg.Worker.MaxRequests = 3
 	h := start(t, cfg)
 	h.waitReady()
-	if st := h.pool.Status(); st.Workers[0].Served != 0 || st.Workers[0].Recycle != "" {
+	if st := h.waitStatus("1 ready", func(st pool.Status) bool { return st.Ready == 1 }); st.Workers[0].Served != 0 || st.Workers[0].Recycle != "" {
 		t.Fatalf("4 warm-up requests were counted: %+v", st.Workers[0])
 	}
 	for i := 1; i <= 3; i++ {
@@ -296,9 +294,7 @@ func TestScaleUpIsWarmAndScaleDownDrains(t *testing.T) {
 	h.waitReady()
 	h.pool.Scale(+1)
 	h.logs.Wait(testutil.Msg(admitted, "worker", "3"), 10*time.Second)
-	if st := h.pool.Status(); st.Desired != 3 || st.Ready != 3 {
-		t.Fatalf("after scale up: %+v", st)
-	}
+	h.waitStatus("3 ready", func(st pool.Status) bool { return st.Desired == 3 && st.Ready == 3 })
 	if h.rot.addedNotWarmed != 0 || len(h.rot.added) != 3 {
 		t.Fatalf("scale-up bypassed warm admission: added %d, not warmed %d", len(h.rot.added), h.rot.addedNotWarmed)
 	}
@@ -309,9 +305,7 @@ func TestScaleUpIsWarmAndScaleDownDrains(t *testing.T) {
 			t.Errorf("scale-down should retire the oldest workers, retired %v", r.Attrs["worker"])
 		}
 	}
-	if st := h.pool.Status(); st.Desired != 1 || st.Ready != 1 {
-		t.Fatalf("after scale down: %+v", st)
-	}
+	h.waitStatus("1 ready", func(st pool.Status) bool { return st.Desired == 1 && st.Ready == 1 })
 	if r := h.get("/"); r.status != 200 || r.header.Get(testworker.HeaderID) != "3" {
 		t.Fatalf("the remaining worker must serve: %d from %s", r.status, r.header.Get(testworker.HeaderID))
 	}
