@@ -361,3 +361,36 @@ func TestSIGHUPReReadsConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// With warm-up disabled on purpose, the start line says so and names where.
+func TestStartLineStatesDisabledWarmup(t *testing.T) {
+	path := writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[worker]
+command = [%q, "{socket}"]
+count = 1
+env = { WP_TESTWORKER = "1" }
+[warmup]
+enabled = false
+`, os.Args[0]))
+	p := startProc(t, nil, "run", "--config", path)
+	line := p.waitLines(1, `msg="warmpool started"`)[0]
+	if !strings.Contains(line, fmt.Sprintf(`warmup="warm-up: DISABLED by warmup.enabled = false (%s:8)"`, path)) {
+		t.Fatalf("start line: %s", line)
+	}
+	_, admin := p.addresses()
+	p.waitLines(1, `msg="pool ready"`)
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(b), "\nwarmpool_warmup_enabled 0\n") {
+		t.Fatalf("metrics do not say warm-up is off")
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(); err != nil {
+		t.Fatal(err)
+	}
+}

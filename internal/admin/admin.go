@@ -23,10 +23,13 @@ type Handler struct {
 }
 
 // New returns the admin handler. /readyz needs minReady ready workers once the pool was first
-// fully ready.
-func New(src StatusSource, minReady int) *Handler {
+// fully ready; metrics (nil: no /metrics) serves /metrics.
+func New(src StatusSource, minReady int, metrics http.Handler) *Handler {
 	h := &Handler{src: src, mux: http.NewServeMux()}
 	h.minReady.Store(int64(minReady))
+	if metrics != nil {
+		h.mux.Handle("GET /metrics", metrics)
+	}
 	h.mux.HandleFunc("GET /livez", h.livez)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /status", h.status)

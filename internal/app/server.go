@@ -12,10 +12,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"warmpool/internal/admin"
 	"warmpool/internal/config"
 	"warmpool/internal/pool"
 	"warmpool/internal/proxy"
+	"warmpool/internal/telemetry"
 )
 
 // Server is one warmpool instance. New has no side effects; Start listens and spawns workers.
@@ -27,6 +32,10 @@ type Server struct {
 	pool  *pool.Pool
 	front *proxy.Front
 	admin *admin.Handler
+
+	metrics *telemetry.Metrics
+	access  *telemetry.AccessLog
+	check   *telemetry.WarmupCheck
 
 	frontSrv, adminSrv *http.Server
 	frontLn, adminLn   net.Listener
@@ -61,19 +70,37 @@ func (s *Server) Start() error {
 		return fmt.Errorf("socket directory: %w", err)
 	}
 	var err error
+	if s.access, err = telemetry.OpenAccessLog(cfg.Telemetry.AccessLog); err != nil {
+		s.removeSocketDir()
+		return err
+	}
 	if s.frontLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		s.removeSocketDir()
+		s.access.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
 		s.frontLn.Close()
 		s.removeSocketDir()
+		s.access.Close()
 		return fmt.Errorf("admin_listen: %w", err)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = telemetry.NewMetrics(reg)
+	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
+	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
 	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log,
-		WarmupSummary: s.src.WarmupSummary()})
+		WarmupSummary: s.src.WarmupSummary(), Metrics: s.metrics})
+	s.metrics.SetWorkerStates(func() map[string]int {
+		counts := map[string]int{}
+		for _, w := range s.pool.Status().Workers {
+			counts[w.State.String()]++
+		}
+		return counts
+	})
 	s.front = proxy.NewFront(s.bal, s.frontOptions(cfg))
-	s.admin = admin.New(s.pool, cfg.MinReady)
+	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
 	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
@@ -106,6 +133,8 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		Harakiri:       cfg.Proxy.Harakiri.Duration,
 		OnStuck:        s.pool.ReportStuck,
 		AllowedHosts:   cfg.Proxy.AllowedHosts,
+		Observer:       &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access},
+		ColdWindow:     cfg.Telemetry.ColdWindow,
 		Logger:         s.log,
 	}
 }
@@ -130,7 +159,7 @@ func recyclingPlan(cfg *config.Config) string {
 }
 
 // fixedAtStart are the settings a reload cannot change: they are bound at start.
-var fixedAtStart = []string{"listen", "admin_listen", "tls_cert", "tls_key", "worker.socket_dir"}
+var fixedAtStart = []string{"listen", "admin_listen", "tls_cert", "tls_key", "worker.socket_dir", "telemetry.access_log"}
 
 // Apply puts a new, validated configuration in force and rolls the workers to it, warm-first.
 // A change to a setting bound at start is refused whole, naming the setting.
@@ -147,6 +176,8 @@ func (s *Server) Apply(l *config.Loaded) error {
 		return errors.Join(errs...)
 	}
 	s.cfg, s.src = cfg, l
+	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
+	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
 	s.bal.SetQueue(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)
 	s.front.SetOptions(s.frontOptions(cfg))
 	s.admin.SetMinReady(cfg.MinReady)
@@ -164,6 +195,8 @@ func fixedValue(c *config.Config, key string) string {
 		return c.TLSCert
 	case "tls_key":
 		return c.TLSKey
+	case "telemetry.access_log":
+		return c.Telemetry.AccessLog
 	default:
 		return c.Worker.SocketDir
 	}
@@ -211,6 +244,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	s.wg.Wait()
 	s.removeSocketDir()
+	if err := s.access.Close(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 

@@ -16,9 +16,23 @@ type Config struct {
 	// MinReady is how many ready workers /readyz needs once the pool was first fully ready.
 	MinReady int `toml:"min_ready"`
 
-	Worker Worker `toml:"worker"`
-	Warmup Warmup `toml:"warmup"`
-	Proxy  Proxy  `toml:"proxy"`
+	Worker    Worker    `toml:"worker"`
+	Warmup    Warmup    `toml:"warmup"`
+	Proxy     Proxy     `toml:"proxy"`
+	Telemetry Telemetry `toml:"telemetry"`
+}
+
+// Telemetry makes cold starts visible.
+type Telemetry struct {
+	// ColdWindow is how many first client requests of each worker are labelled first_requests.
+	ColdWindow int `toml:"cold_window"`
+	// WarmupCheckFactor and WarmupCheckFloor: a new worker's first request to a path slower
+	// than the pool's steady median for it by both this factor and this margin is reported as
+	// a path the warm-up plan did not cover.
+	WarmupCheckFactor float64  `toml:"warmup_check_factor"`
+	WarmupCheckFloor  Duration `toml:"warmup_check_floor"`
+	// AccessLog is "off", "stdout" or a file path; JSON lines.
+	AccessLog string `toml:"access_log"`
 }
 
 // Worker describes the worker processes and when they are recycled.
@@ -126,6 +140,12 @@ func Default() Config {
 			QueueSize:      1024,
 			QueueTimeout:   Duration{10 * time.Second},
 			RequestTimeout: Duration{60 * time.Second},
+		},
+		Telemetry: Telemetry{
+			ColdWindow:        3,
+			WarmupCheckFactor: 5,
+			WarmupCheckFloor:  Duration{50 * time.Millisecond},
+			AccessLog:         "off",
 		},
 	}
 }

@@ -312,6 +312,12 @@ func parseText(k kind, text string) (any, error) {
 			return nil, fmt.Errorf("want %s, got %q", form[k], text)
 		}
 		return n, nil
+	case kindFloat:
+		f, err := strconv.ParseFloat(strings.TrimSpace(text), 64)
+		if err != nil {
+			return nil, fmt.Errorf("want %s, got %q", form[k], text)
+		}
+		return f, nil
 	case kindBool:
 		b, err := strconv.ParseBool(strings.TrimSpace(text))
 		if err != nil {

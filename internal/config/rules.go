@@ -39,6 +39,7 @@ var rules = []rule{
 	{"timeouts positive", checkTimeouts},
 	{"harakiri above request_timeout", checkHarakiri},
 	{"socket_dir only with {socket}", checkSocketDir},
+	{"telemetry settings in range", checkTelemetry},
 }
 
 // RuleNames lists the rules in the order they are checked.
@@ -366,4 +367,14 @@ func validMethod(m string) bool {
 		return true
 	}
 	return false
+}
+
+func checkTelemetry(l *Loaded, r *report) {
+	t := &l.Config.Telemetry
+	if t.ColdWindow < 1 {
+		r.add("%s: must be at least 1", l.kv("telemetry.cold_window"))
+	}
+	if t.WarmupCheckFactor <= 1 {
+		r.add("%s: must be above 1 (how many times slower than steady a first request may be)", l.kv("telemetry.warmup_check_factor"))
+	}
 }

@@ -15,6 +15,7 @@ type kind int
 const (
 	kindString kind = iota
 	kindInt
+	kindFloat
 	kindBool
 	kindDuration
 	kindSize
@@ -27,6 +28,7 @@ const (
 var form = map[kind]string{
 	kindString:    "a string",
 	kindInt:       "an integer",
+	kindFloat:     "a number",
 	kindBool:      "true or false",
 	kindDuration:  `a duration string such as "500ms", "30s" or "5m"`,
 	kindSize:      `a size such as "512MiB", "2GiB" or a number of bytes`,
@@ -96,6 +98,8 @@ func kindOf(t reflect.Type) kind {
 		return kindString
 	case reflect.Int:
 		return kindInt
+	case reflect.Float64:
+		return kindFloat
 	case reflect.Bool:
 		return kindBool
 	case reflect.Slice:
@@ -159,6 +163,15 @@ func assign(v reflect.Value, k kind, raw any) error {
 			return bad()
 		}
 		v.SetInt(n)
+	case kindFloat:
+		switch x := raw.(type) {
+		case float64:
+			v.SetFloat(x)
+		case int64:
+			v.SetFloat(float64(x))
+		default:
+			return bad()
+		}
 	case kindBool:
 		b, ok := raw.(bool)
 		if !ok {
@@ -249,6 +262,12 @@ func render(v reflect.Value, k kind) string {
 		return strconv.Quote(v.String())
 	case kindInt:
 		return strconv.FormatInt(v.Int(), 10)
+	case kindFloat:
+		f := strconv.FormatFloat(v.Float(), 'f', -1, 64)
+		if !strings.ContainsAny(f, ".eE") {
+			f += ".0"
+		}
+		return f
 	case kindBool:
 		return strconv.FormatBool(v.Bool())
 	case kindDuration:

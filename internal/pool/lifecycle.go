@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -92,6 +93,7 @@ func (p *Pool) spawn() {
 	ctx, cancel := context.WithCancel(context.Background())
 	p.members[w] = &member{w: w, cancelBoot: cancel}
 	b := bootSpec{cfg: cfg, plan: p.plan, nice: p.nice}
+	p.met.WorkerSpawned()
 	p.wg.Go(func() { p.run(ctx, w, b) })
 }
 
@@ -128,7 +130,7 @@ func (p *Pool) run(ctx context.Context, w *worker.Worker, b bootSpec) {
 // all within warmup.timeout. The worker exiting ends it at once with the exit status.
 func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.Result, error) {
 	timeout := b.cfg.Warmup.Timeout.Duration
-	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed", timeout))
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed: %w", timeout, errBootTimeout))
 	defer cancelTimeout()
 	if err := w.Start(); err != nil {
 		return warmup.Result{}, err
@@ -139,7 +141,7 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 	p.wg.Go(func() {
 		select {
 		case <-w.Done():
-			cancel(fmt.Errorf("worker exited during boot: %s", worker.DescribeExit(w.ExitErr())))
+			cancel(fmt.Errorf("%w: %s", errBootExit, worker.DescribeExit(w.ExitErr())))
 		case <-ctx.Done():
 		}
 	})
@@ -189,6 +191,7 @@ func (p *Pool) onBooted(ev booted) {
 			return
 		}
 		p.failures++
+		p.met.WarmupFailed(failureReason(ev.err))
 		delay := p.backoff()
 		p.nextStart = time.Now().Add(delay)
 		p.problem = fmt.Sprintf("worker %d (generation %d) failed to boot: %v", w.ID(), w.Generation(), ev.err)
@@ -226,6 +229,7 @@ func (p *Pool) admit(m *member) {
 	w.SetState(worker.Ready)
 	m.admittedAt = time.Now()
 	p.rot.Add(w, wc.Concurrency)
+	p.met.WorkerAdmitted(m.admittedAt.Sub(w.StartedAt()))
 	p.failures, p.problem, p.nextStart = 0, "", time.Time{}
 	p.log.Info("worker admitted into rotation", "worker", w.ID(), "generation", w.Generation(), "pid", w.PID(),
 		"boot", m.admittedAt.Sub(w.StartedAt()).Round(time.Millisecond), "warmup_requests", m.warmup.Requests,
@@ -253,6 +257,7 @@ func (p *Pool) flag(m *member, reason string) {
 		return
 	}
 	m.recycle, m.flaggedAt = reason, time.Now()
+	p.met.RecycleDue(reason)
 	p.log.Info("worker due for recycling; its replacement is started and warmed first",
 		"worker", m.w.ID(), "reason", reason, "requests", m.w.Served(), "age", time.Since(m.w.StartedAt()).Round(time.Millisecond))
 }
@@ -311,6 +316,7 @@ func (p *Pool) onExited(w *worker.Worker) {
 	reason := m.stopReason
 	crashed := !w.StopRequested() && m.admitted()
 	if crashed {
+		p.met.WorkerCrashed("exited")
 		p.rot.Remove(w)
 		reason = "crashed: " + worker.DescribeExit(w.ExitErr())
 		lived := time.Since(m.admittedAt)
@@ -339,6 +345,7 @@ func (p *Pool) onStuck(w *worker.Worker) {
 		return
 	}
 	m.draining, m.stopReason = true, "killed: passed the harakiri limit"
+	p.met.WorkerCrashed("harakiri")
 	p.rot.Remove(w)
 	w.MarkStopping()
 	w.Kill()
@@ -439,6 +446,26 @@ func (p *Pool) publish() {
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
+}
+
+// Causes that end a boot, for messages and the failure metric's reason.
+var (
+	errBootTimeout = errors.New("boot timed out")
+	errBootExit    = errors.New("worker exited during boot")
+)
+
+func failureReason(err error) string {
+	var f *warmup.Failure
+	switch {
+	case errors.Is(err, errBootTimeout):
+		return "timeout"
+	case errors.Is(err, errBootExit):
+		return "exited"
+	case errors.As(err, &f) && f.Status != 0:
+		return "status"
+	default:
+		return "error"
+	}
 }
 
 func jitterInt(n int) int {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"warmpool/internal/config"
+	"warmpool/internal/telemetry"
 	"warmpool/internal/warmup"
 	"warmpool/internal/worker"
 )
@@ -30,7 +31,9 @@ type Options struct {
 	Env []string
 	// WarmupSummary states the warm-up plan in the status; empty means "".
 	WarmupSummary string
-	Logger        *slog.Logger
+	// Metrics counts spawns, warm-up failures, recycles and crashes; nil records nothing.
+	Metrics *telemetry.Metrics
+	Logger  *slog.Logger
 }
 
 // Pool supervises the workers. New has no side effects; Start launches the event loop.
@@ -41,6 +44,7 @@ type Pool struct {
 	plan *warmup.Plan
 	env  []string
 	dir  string
+	met  *telemetry.Metrics
 	nice int // effective warmup.nice: 0 when priorities cannot be restored
 
 	events     chan any
@@ -106,6 +110,7 @@ func New(opts Options) *Pool {
 		plan:       warmup.NewPlan(opts.Config),
 		env:        env,
 		dir:        opts.SocketDir,
+		met:        opts.Metrics,
 		events:     make(chan any, 64),
 		closing:    make(chan struct{}),
 		loopDone:   make(chan struct{}),

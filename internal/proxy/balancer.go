@@ -40,6 +40,8 @@ type waiter struct{ got chan *backend }
 type Lease struct {
 	b   *backend
 	bal *Balancer
+	// Index is the request's 1-based index among the worker's client requests.
+	Index int64
 }
 
 // Worker is the leased worker.
@@ -119,8 +121,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	if be := b.pickLocked(avoid); be != nil {
 		be.inFlight++
 		b.mu.Unlock()
-		be.w.BeginRequest()
-		return Lease{be, b}, nil
+		return Lease{be, b, be.w.BeginRequest()}, nil
 	}
 	queueTimeout := b.queueTimeout
 	if len(b.waiters) >= b.queueSize {
@@ -136,8 +137,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	var err error
 	select {
 	case be := <-wt.got:
-		be.w.BeginRequest()
-		return Lease{be, b}, nil
+		return Lease{be, b, be.w.BeginRequest()}, nil
 	case <-timer.C:
 		err = ErrQueueTimeout
 	case <-ctx.Done():
@@ -154,8 +154,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	b.mu.Unlock()
 	// A worker was handed over just as we gave up; its slot is ours to return.
 	be := <-wt.got
-	be.w.BeginRequest()
-	l := Lease{be, b}
+	l := Lease{be, b, be.w.BeginRequest()}
 	l.Release()
 	return Lease{}, err
 }

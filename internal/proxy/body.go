@@ -67,3 +67,29 @@ func (b *retryableBody) Close() error {
 }
 
 func (b *retryableBody) consumed() bool { return b != nil && b.read }
+
+// statusWriter notes the status and size of a response for the observer. Unwrap lets
+// http.ResponseController reach the connection's Flusher and Hijacker (streaming, upgrades).
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && code >= 200 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

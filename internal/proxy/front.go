@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"warmpool/internal/config"
+	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 )
 
@@ -27,8 +28,20 @@ type Options struct {
 	OnStuck func(w *worker.Worker)
 	// AllowedHosts, when not empty, rejects requests for other hosts with 400.
 	AllowedHosts []string
-	Logger       *slog.Logger
+	// Observer is told of every finished request; nil means nobody is.
+	Observer Observer
+	// ColdWindow is how many first requests of a worker count as its first requests.
+	ColdWindow int
+	Logger     *slog.Logger
 }
+
+// Observer records requests (metrics, access log, warm-up check).
+type Observer interface {
+	StartRequest()
+	ObserveRequest(r *http.Request, req *telemetry.Request)
+}
+
+type requestInfoKey struct{}
 
 // Front forwards client requests to workers leased from a Balancer.
 type Front struct {
@@ -67,7 +80,25 @@ func (f *Front) SetOptions(opts Options) {
 }
 
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if hosts := f.opts.Load().AllowedHosts; len(hosts) > 0 && !config.HostAllowed(hosts, r.Host) {
+	opts := f.opts.Load()
+	obs := opts.Observer
+	if obs == nil {
+		f.serve(w, r, opts)
+		return
+	}
+	obs.StartRequest()
+	info := &telemetry.Request{Method: r.Method, Path: r.URL.Path, Start: time.Now(), TraceID: telemetry.TraceID(r.Header)}
+	sw := &statusWriter{ResponseWriter: w}
+	f.serve(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)), opts)
+	info.Status, info.Bytes, info.Duration = sw.status, sw.bytes, time.Since(info.Start)
+	if info.Status == 0 {
+		info.Status = http.StatusOK
+	}
+	obs.ObserveRequest(r, info)
+}
+
+func (f *Front) serve(w http.ResponseWriter, r *http.Request, opts *Options) {
+	if len(opts.AllowedHosts) > 0 && !config.HostAllowed(opts.AllowedHosts, r.Host) {
 		f.log.Warn("request for a host not in proxy.allowed_hosts", "host", r.Host, "path", r.URL.Path)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusBadRequest)
@@ -127,12 +158,20 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	info, _ := req.Context().Value(requestInfoKey{}).(*telemetry.Request)
 	for attempt := 1; ; attempt++ {
+		queued := time.Now()
 		lease, err := f.bal.AcquireAvoiding(req.Context(), avoid)
+		if info != nil {
+			info.QueueWait += time.Since(queued)
+		}
 		if err != nil {
 			return nil, err
 		}
-		resp, err := f.send(lease, req)
+		if info != nil {
+			f.describe(info, lease)
+		}
+		resp, err := f.send(lease, req, info)
 		var dial *worker.DialError
 		if err != nil && errors.As(err, &dial) && attempt < maxAttempts && req.Context().Err() == nil && !body.consumed() && !written.Load() {
 			// Nothing was sent: the worker died between its exit and its removal. Try another.
@@ -148,20 +187,38 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
+// describe records which worker serves the request, and how fresh it is.
+func (f *Front) describe(info *telemetry.Request, lease Lease) {
+	w := lease.Worker()
+	info.WorkerID, info.PID, info.Generation = w.ID(), w.PID(), w.Generation()
+	info.RequestIndex = lease.Index
+	info.WorkerAge = time.Since(w.StartedAt())
+	info.FirstRequests = lease.Index <= int64(f.opts.Load().ColdWindow)
+}
+
 // send forwards req to the leased worker; the lease is released when the response body is
-// closed, or at once on error.
-func (f *Front) send(lease Lease, req *http.Request) (*http.Response, error) {
+// closed, or at once on error. info (may be nil) gets the upstream time.
+func (f *Front) send(lease Lease, req *http.Request, info *telemetry.Request) (*http.Response, error) {
 	opts := f.opts.Load()
+	sent := time.Now()
 	if opts.Harakiri > opts.RequestTimeout && opts.RequestTimeout > 0 {
-		return f.sendWatched(lease, req, opts)
+		return f.sendWatched(lease, req, opts, info, sent)
 	}
 	w := lease.Worker()
 	resp, err := w.Transport().RoundTrip(req)
 	if err != nil {
+		if info != nil {
+			info.Upstream = time.Since(sent)
+		}
 		f.releaseAfterFailure(lease, err)
 		return nil, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout}
 	}
-	resp.Body = wrapBody(resp, lease.Release)
+	resp.Body = wrapBody(resp, func() {
+		if info != nil {
+			info.Upstream = time.Since(sent)
+		}
+		lease.Release()
+	})
 	return resp, nil
 }
 
@@ -207,7 +264,7 @@ type roundTripResult struct {
 // sendWatched answers 504 at RequestTimeout but keeps the worker's slot, because the worker is
 // still busy with the request, until it answers or the Harakiri limit (the transport's
 // response-header timeout) passes and the worker is reported stuck.
-func (f *Front) sendWatched(lease Lease, req *http.Request, opts *Options) (*http.Response, error) {
+func (f *Front) sendWatched(lease Lease, req *http.Request, opts *Options, info *telemetry.Request, sent time.Time) (*http.Response, error) {
 	w := lease.Worker()
 	upCtx, cancel := context.WithCancel(context.WithoutCancel(req.Context()))
 	stopFollowing := context.AfterFunc(req.Context(), cancel)
@@ -226,9 +283,18 @@ func (f *Front) sendWatched(lease Lease, req *http.Request, opts *Options) (*htt
 			f.releaseAfterFailure(lease, r.err)
 			return nil, &UpstreamError{WorkerID: w.ID(), Err: r.err, Timeout: opts.RequestTimeout}
 		}
-		r.resp.Body = wrapBody(r.resp, func() { cancel(); lease.Release() })
+		r.resp.Body = wrapBody(r.resp, func() {
+			if info != nil {
+				info.Upstream = time.Since(sent)
+			}
+			cancel()
+			lease.Release()
+		})
 		return r.resp, nil
 	case <-timer.C:
+		if info != nil {
+			info.Upstream = time.Since(sent)
+		}
 	}
 	stopFollowing()
 	f.wg.Go(func() {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,6 +28,7 @@ const (
 	EnvExitAtStart = "TW_EXIT_AT_START"         // exit at once with this status
 	EnvBrokenFile  = "TW_BROKEN_IF_FILE_EXISTS" // a worker started while this file exists answers 500
 	EnvListenDelay = "TW_LISTEN_DELAY"          // wait this long before listening
+	EnvPathCold    = "TW_PATH_COLD"             // "/report=200ms": a lazy init on the first request to that path
 )
 
 // Response headers of the test worker.
@@ -54,6 +56,8 @@ type server struct {
 	requests      atomic.Int64
 	notified      atomic.Bool
 	notifiedFirst atomic.Int32 // 0 unknown, 1 notified before first warm-up, 2 not
+	pathCold      map[string]time.Duration
+	pathWarm      sync.Map
 }
 
 // Main runs the test worker until SIGTERM and exits the process.
@@ -68,6 +72,13 @@ func Main() {
 		allowedHost: os.Getenv(EnvAllowedHost),
 	}
 	s.cold, _ = time.ParseDuration(os.Getenv(EnvCold))
+	s.pathCold = map[string]time.Duration{}
+	if v := os.Getenv(EnvPathCold); v != "" {
+		for _, item := range strings.Split(v, ",") {
+			path, d, _ := strings.Cut(item, "=")
+			s.pathCold[path], _ = time.ParseDuration(d)
+		}
+	}
 	if f := os.Getenv(EnvBrokenFile); f != "" {
 		if _, err := os.Stat(f); err == nil {
 			s.broken = true
@@ -144,6 +155,17 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cold := s.ensureWarm()
+	if d, ok := s.pathCold[r.URL.Path]; ok {
+		if _, done := s.pathWarm.Load(r.URL.Path); !done {
+			s.initLock.Lock() // like a lazy import: under the process-wide lock
+			if _, done := s.pathWarm.Load(r.URL.Path); !done {
+				time.Sleep(d)
+				s.pathWarm.Store(r.URL.Path, true)
+				cold = true
+			}
+			s.initLock.Unlock()
+		}
+	}
 	h.Set(HeaderCold, strconv.FormatBool(cold))
 	if isWarmup {
 		defer s.warmups.Add(1)

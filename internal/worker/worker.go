@@ -349,13 +349,15 @@ func (w *Worker) SetMaxRequests(n int64) { w.maxRequests.Store(n) }
 // RecycleDue is closed once the worker has been given its max_requests.
 func (w *Worker) RecycleDue() <-chan struct{} { return w.recycleDue }
 
-// BeginRequest counts a client request routed to this worker (warm-up requests are not).
-func (w *Worker) BeginRequest() {
+// BeginRequest counts a client request routed to this worker (warm-up requests are not) and
+// returns its 1-based index among them.
+func (w *Worker) BeginRequest() int64 {
 	n := w.served.Add(1)
 	w.inFlight.Add(1)
 	if limit := w.maxRequests.Load(); limit > 0 && n >= limit {
 		w.dueOnce.Do(func() { close(w.recycleDue) })
 	}
+	return n
 }
 
 // EndRequest marks a client request as finished.

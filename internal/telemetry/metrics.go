@@ -1,0 +1,176 @@
+package telemetry
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are warmpool's Prometheus metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	requests          *prometheus.CounterVec
+	requestDuration   *prometheus.HistogramVec
+	upstreamDuration  *prometheus.HistogramVec
+	queueWait         prometheus.Histogram
+	inFlight          prometheus.Gauge
+	spawns            prometheus.Counter
+	warmupFailures    *prometheus.CounterVec
+	recycles          *prometheus.CounterVec
+	crashes           *prometheus.CounterVec
+	warmupDuration    prometheus.Histogram
+	warmupEnabled     prometheus.Gauge
+	warmupIneffective prometheus.Counter
+	workers           *stateCollector
+}
+
+// Latency buckets from 1 ms to 10 s: the steady path and the cold starts both land in range.
+var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmpool_requests_total",
+			Help: "Client requests by status class, and whether they were among the first cold_window requests of their worker.",
+		}, []string{"code", "first_requests"}),
+		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "warmpool_request_duration_seconds", Help: "Client request duration at the front, queue wait included.",
+			Buckets: latencyBuckets,
+		}, []string{"first_requests"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "warmpool_upstream_duration_seconds", Help: "Time a worker took, from sending it the request to the end of its response.",
+			Buckets: latencyBuckets,
+		}, []string{"first_requests"}),
+		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "warmpool_queue_wait_seconds", Help: "Time a request waited for a free worker.",
+			Buckets: []float64{.0001, .001, .005, .01, .05, .1, .5, 1, 5, 10},
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "warmpool_in_flight_requests", Help: "Client requests being served or waiting for a worker.",
+		}),
+		spawns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warmpool_worker_spawns_total", Help: "Worker processes started.",
+		}),
+		warmupFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmpool_warmup_failures_total", Help: "Workers that failed their boot or warm-up and were never admitted, by reason.",
+		}, []string{"reason"}),
+		recycles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmpool_recycles_total", Help: "Workers due for recycling, by trigger.",
+		}, []string{"reason"}),
+		crashes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmpool_worker_crashes_total", Help: "Admitted workers that exited without being asked to, or were killed at the harakiri limit.",
+		}, []string{"reason"}),
+		warmupDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "warmpool_warmup_duration_seconds", Help: "Time from a worker's spawn to its admission.",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+		warmupEnabled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "warmpool_warmup_enabled", Help: "1 when new workers are warmed before admission, 0 when warmup.enabled = false.",
+		}),
+		warmupIneffective: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warmpool_warmup_ineffective_total",
+			Help: "Newly admitted workers whose first requests were much slower than the pool's steady latency for the same path: the warm-up plan did not cover it.",
+		}),
+		workers: &stateCollector{desc: prometheus.NewDesc("warmpool_workers", "Workers by state.", []string{"state"}, nil)},
+	}
+	reg.MustRegister(m.requests, m.requestDuration, m.upstreamDuration, m.queueWait, m.inFlight, m.spawns,
+		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.workers)
+	return m
+}
+
+// ObserveRequest records one finished client request.
+func (m *Metrics) ObserveRequest(req *Request) {
+	if m == nil {
+		return
+	}
+	first := strconv.FormatBool(req.FirstRequests)
+	m.requests.WithLabelValues(statusClass(req.Status), first).Inc()
+	m.requestDuration.WithLabelValues(first).Observe(req.Duration.Seconds())
+	if req.WorkerID != 0 {
+		m.upstreamDuration.WithLabelValues(first).Observe(req.Upstream.Seconds())
+		m.queueWait.Observe(req.QueueWait.Seconds())
+	}
+}
+
+// RequestStarted and RequestEnded track the requests in flight.
+func (m *Metrics) RequestStarted() {
+	if m != nil {
+		m.inFlight.Inc()
+	}
+}
+
+// RequestEnded is the counterpart of RequestStarted.
+func (m *Metrics) RequestEnded() {
+	if m != nil {
+		m.inFlight.Dec()
+	}
+}
+
+// WorkerSpawned counts a started worker process.
+func (m *Metrics) WorkerSpawned() {
+	if m != nil {
+		m.spawns.Inc()
+	}
+}
+
+// WarmupFailed counts a worker that was never admitted.
+func (m *Metrics) WarmupFailed(reason string) {
+	if m != nil {
+		m.warmupFailures.WithLabelValues(reason).Inc()
+	}
+}
+
+// WorkerAdmitted records the boot time of an admitted worker.
+func (m *Metrics) WorkerAdmitted(boot time.Duration) {
+	if m != nil {
+		m.warmupDuration.Observe(boot.Seconds())
+	}
+}
+
+// RecycleDue counts a worker due for recycling.
+func (m *Metrics) RecycleDue(reason string) {
+	if m != nil {
+		m.recycles.WithLabelValues(reason).Inc()
+	}
+}
+
+// WorkerCrashed counts an admitted worker lost without being asked to stop.
+func (m *Metrics) WorkerCrashed(reason string) {
+	if m != nil {
+		m.crashes.WithLabelValues(reason).Inc()
+	}
+}
+
+// SetWarmupEnabled states whether warm-up is on.
+func (m *Metrics) SetWarmupEnabled(on bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if on {
+		v = 1
+	}
+	m.warmupEnabled.Set(v)
+}
+
+// WarmupIneffective counts a worker whose warm-up missed a slow path.
+func (m *Metrics) WarmupIneffective() {
+	if m != nil {
+		m.warmupIneffective.Inc()
+	}
+}
+
+// SetWorkerStates gives the source of the warmpool_workers gauge, read at each scrape.
+func (m *Metrics) SetWorkerStates(counts func() map[string]int) {
+	if m != nil {
+		m.workers.counts.Store(&counts)
+	}
+}
+
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "other"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}

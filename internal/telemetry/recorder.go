@@ -1,0 +1,23 @@
+package telemetry
+
+import "net/http"
+
+// Recorder is the front's Observer: metrics, the warm-up check and the access log.
+type Recorder struct {
+	Metrics *Metrics     // nil: none
+	Check   *WarmupCheck // nil: none
+	Access  *AccessLog   // nil: off
+}
+
+// StartRequest counts a request in flight.
+func (r *Recorder) StartRequest() { r.Metrics.RequestStarted() }
+
+// ObserveRequest records one finished request everywhere it belongs.
+func (r *Recorder) ObserveRequest(_ *http.Request, req *Request) {
+	r.Metrics.RequestEnded()
+	r.Metrics.ObserveRequest(req)
+	if r.Check != nil {
+		r.Check.Observe(req)
+	}
+	r.Access.Write(req)
+}

@@ -1,0 +1,31 @@
+package telemetry
+
+import (
+	"net/http"
+	"time"
+)
+
+// Request is what the front knows about one finished client request.
+type Request struct {
+	Method, Path string
+	Status       int
+	Bytes        int64
+	Start        time.Time
+	Duration     time.Duration
+	QueueWait    time.Duration
+	Upstream     time.Duration // from sending to the worker until its response body ended
+	// Worker fields are zero when no worker was leased (503 from the queue, 400 for the host).
+	WorkerID     int
+	PID          int
+	Generation   int
+	RequestIndex int64         // 1-based among the worker's client requests
+	WorkerAge    time.Duration // since the worker was spawned
+	// FirstRequests is true among the first cold_window requests of the worker.
+	FirstRequests bool
+	TraceID       string
+}
+
+// Observer is told of every finished client request.
+type Observer interface {
+	ObserveRequest(r *http.Request, req *Request)
+}
