@@ -81,7 +81,7 @@ func main() {
 	var o options
 	var only string
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "load duration per scenario, split over the rounds")
-	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each runs every scenario once, interleaved, so noise hits all alike")
+	flag.IntVar(&o.rounds, "rounds", 6, "rounds; each runs every scenario once, interleaved, so noise hits all alike")
 	flag.IntVar(&o.rate, "rate", 200, "requests per second (open loop)")
 	flag.IntVar(&o.maxRequests, "max-requests", 100, "worker.max_requests for the recycling scenarios")
 	flag.StringVar(&o.out, "out", "bench/results/seed.md", "markdown results file (empty: none)")

@@ -1,13 +1,20 @@
 package admin
 
 import (
+	"embed"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync/atomic"
+	"time"
 
 	"warmpool/internal/pool"
+	"warmpool/internal/telemetry"
+	"warmpool/internal/worker"
 )
+
+//go:embed page/index.html
+var page embed.FS
 
 // StatusSource is what the admin endpoints report on.
 type StatusSource interface {
@@ -17,15 +24,17 @@ type StatusSource interface {
 // Handler serves the admin endpoints.
 type Handler struct {
 	src      StatusSource
+	history  *telemetry.History
 	minReady atomic.Int64
 	draining atomic.Bool
 	mux      *http.ServeMux
 }
 
 // New returns the admin handler. /readyz needs minReady ready workers once the pool was first
-// fully ready; metrics (nil: no /metrics) serves /metrics.
-func New(src StatusSource, minReady int, metrics http.Handler) *Handler {
-	h := &Handler{src: src, mux: http.NewServeMux()}
+// fully ready; metrics (nil: no /metrics) serves /metrics; history (nil: none) gives the
+// latency figures of /status and the page's chart.
+func New(src StatusSource, minReady int, metrics http.Handler, history *telemetry.History) *Handler {
+	h := &Handler{src: src, history: history, mux: http.NewServeMux()}
 	h.minReady.Store(int64(minReady))
 	if metrics != nil {
 		h.mux.Handle("GET /metrics", metrics)
@@ -33,6 +42,7 @@ func New(src StatusSource, minReady int, metrics http.Handler) *Handler {
 	h.mux.HandleFunc("GET /livez", h.livez)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
 	h.mux.HandleFunc("GET /status", h.status)
+	h.mux.HandleFunc("GET /{$}", h.page)
 	return h
 }
 
@@ -67,9 +77,50 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
+// statusResponse is the pool's status with what is measured at request time.
+type statusResponse struct {
+	pool.Status
+	Workers []workerStatus `json:"workers"`
+	// Latency is the last minute's P50/P99, first requests of workers vs steady.
+	Latency telemetry.Summary `json:"latency"`
+	// Chart is per second over the last five minutes.
+	Chart []telemetry.Point `json:"chart"`
+}
+
+type workerStatus struct {
+	pool.WorkerStatus
+	AgeSeconds float64 `json:"age_seconds"`
+	RSSBytes   int64   `json:"rss_bytes,omitempty"`
+}
+
 func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
+	st := h.src.Status()
+	resp := statusResponse{Status: st, Workers: make([]workerStatus, 0, len(st.Workers)), Chart: []telemetry.Point{}}
+	for _, ws := range st.Workers {
+		out := workerStatus{WorkerStatus: ws}
+		if !ws.StartedAt.IsZero() {
+			out.AgeSeconds = time.Since(ws.StartedAt).Seconds()
+		}
+		if ws.PID != 0 {
+			out.RSSBytes, _ = worker.GroupRSS(ws.PID)
+		}
+		resp.Workers = append(resp.Workers, out)
+	}
+	if h.history != nil {
+		resp.Latency = h.history.Summary(time.Minute)
+		resp.Chart = h.history.Points(5 * time.Minute)
+	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	_ = enc.Encode(h.src.Status())
+	_ = enc.Encode(resp)
+}
+
+// page is the live status page: self-contained, no external assets.
+func (h *Handler) page(w http.ResponseWriter, _ *http.Request) {
+	b, _ := page.ReadFile("page/index.html")
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+	_, _ = w.Write(b)
 }

@@ -34,6 +34,7 @@ type Server struct {
 	admin *admin.Handler
 
 	metrics *telemetry.Metrics
+	history *telemetry.History
 	access  *telemetry.AccessLog
 	check   *telemetry.WarmupCheck
 
@@ -88,6 +89,7 @@ func (s *Server) Start() error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = telemetry.NewMetrics(reg)
+	s.history = telemetry.NewHistory()
 	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
 	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
 	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log,
@@ -100,7 +102,7 @@ func (s *Server) Start() error {
 		return counts
 	})
 	s.front = proxy.NewFront(s.bal, s.frontOptions(cfg))
-	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}))
+	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}), s.history)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
 	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
@@ -133,7 +135,7 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		Harakiri:       cfg.Proxy.Harakiri.Duration,
 		OnStuck:        s.pool.ReportStuck,
 		AllowedHosts:   cfg.Proxy.AllowedHosts,
-		Observer:       &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access},
+		Observer:       &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access, History: s.history},
 		ColdWindow:     cfg.Telemetry.ColdWindow,
 		Logger:         s.log,
 	}

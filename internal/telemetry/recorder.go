@@ -7,6 +7,7 @@ type Recorder struct {
 	Metrics *Metrics     // nil: none
 	Check   *WarmupCheck // nil: none
 	Access  *AccessLog   // nil: off
+	History *History     // nil: none
 }
 
 // StartRequest counts a request in flight.
@@ -20,4 +21,7 @@ func (r *Recorder) ObserveRequest(_ *http.Request, req *Request) {
 		r.Check.Observe(req)
 	}
 	r.Access.Write(req)
+	if r.History != nil {
+		r.History.Observe(req)
+	}
 }

@@ -67,3 +67,6 @@ func groupRSS(pgid int) (int64, error) {
 	}
 	return total, nil
 }
+
+// GroupRSS is the resident memory of process group pgid (a worker started by this package).
+func GroupRSS(pgid int) (int64, error) { return groupRSS(pgid) }
