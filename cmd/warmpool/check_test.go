@@ -66,3 +66,10 @@ count = 0
 		}
 	}
 }
+
+func TestExampleConfigIsValid(t *testing.T) {
+	var out bytes.Buffer
+	if err := (&checkCommand{stdout: &out}).Run(context.Background(), []string{"--config", "../../examples/demo.toml"}); err != nil {
+		t.Fatal(err)
+	}
+}

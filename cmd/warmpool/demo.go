@@ -58,10 +58,11 @@ func (c *demoWorkerCommand) Run(_ context.Context, args []string) error {
 	port := fs.String("port", "", "loopback port to serve on")
 	cold := fs.Duration("cold", 300*time.Millisecond, "CPU burnt by the first request, under a process-wide lock")
 	work := fs.Duration("work", time.Millisecond, "CPU burnt by every request")
+	report := fs.Duration("report-cold", 200*time.Millisecond, "CPU burnt by the first request to /report (its own lazy init)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	return demo.ServeWorker(*socket, *port, *cold, *work)
+	return demo.ServeWorker(*socket, *port, *cold, *work, map[string]time.Duration{"/report": *report})
 }
 
 type versionCommand struct{ stdout io.Writer }

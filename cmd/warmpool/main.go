@@ -26,6 +26,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 	return map[string]command{
 		"run":         &runCommand{log: log},
 		"check":       &checkCommand{stdout: stdout},
+		"diagnose":    &diagnoseCommand{log: log, stdout: stdout},
 		"demo":        &demoCommand{log: log, stdout: stdout},
 		"demo-worker": &demoWorkerCommand{},
 		"version":     &versionCommand{stdout: stdout},
@@ -37,8 +38,11 @@ const usage = `warmpool: an application server that only ever serves warm worker
 Usage:
   warmpool run [--config F] [--set key=value]...    serve the workers the config describes
   warmpool check [--config F] [--set key=value]...  validate; print every effective value and its source
-  warmpool demo                         the built-in demo: warm recycling with nothing installed
-  warmpool version                      print the version
+  warmpool diagnose [--config F] [--path P]... [--host H]
+                                                    measure cold, warmed and steady latency per path:
+                                                    does the warm-up plan reach the slow code?
+  warmpool demo                                     the built-in demo: warm recycling with nothing installed
+  warmpool version                                  print the version
 
 Layers, lowest first: defaults, the config file, WARMPOOL_SECTION_KEY environment variables
 (WARMPOOL_WORKER_COUNT=4), --set flags. Signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads

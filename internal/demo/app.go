@@ -19,17 +19,22 @@ type App struct {
 	ColdCost time.Duration
 	// WorkCost is the CPU burnt by every request.
 	WorkCost time.Duration
+	// ColdPaths have a lazy init of their own on their first request (a report module, say),
+	// also under the process-wide lock.
+	ColdPaths map[string]time.Duration
 
 	id       string
 	pid      string
 	initLock sync.Mutex
 	warm     atomic.Bool
+	pathWarm sync.Map
 	requests atomic.Int64
 }
 
 // NewApp returns the demo app for this process.
-func NewApp(coldCost, workCost time.Duration) *App {
-	return &App{ColdCost: coldCost, WorkCost: workCost, id: os.Getenv(worker.EnvWorkerID), pid: strconv.Itoa(os.Getpid())}
+func NewApp(coldCost, workCost time.Duration, coldPaths map[string]time.Duration) *App {
+	return &App{ColdCost: coldCost, WorkCost: workCost, ColdPaths: coldPaths,
+		id: os.Getenv(worker.EnvWorkerID), pid: strconv.Itoa(os.Getpid())}
 }
 
 // Response headers that let a client see what its request met.
@@ -43,6 +48,9 @@ const (
 
 func (a *App) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cold := a.ensureWarm()
+	if a.ensurePathWarm(r.URL.Path) {
+		cold = true
+	}
 	burn(a.WorkCost)
 	n := a.requests.Add(1)
 	h := w.Header()
@@ -65,6 +73,24 @@ func (a *App) ensureWarm() bool {
 	if !a.warm.Load() {
 		burn(a.ColdCost)
 		a.warm.Store(true)
+	}
+	return true
+}
+
+// ensurePathWarm runs a path's own lazy init once; it reports whether this request met it.
+func (a *App) ensurePathWarm(path string) bool {
+	cost, ok := a.ColdPaths[path]
+	if !ok {
+		return false
+	}
+	if _, done := a.pathWarm.Load(path); done {
+		return false
+	}
+	a.initLock.Lock()
+	defer a.initLock.Unlock()
+	if _, done := a.pathWarm.Load(path); !done {
+		burn(cost)
+		a.pathWarm.Store(path, true)
 	}
 	return true
 }

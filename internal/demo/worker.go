@@ -15,7 +15,7 @@ import (
 )
 
 // ServeWorker runs the demo app on the socket or port warmpool gave it, until SIGTERM.
-func ServeWorker(socket, port string, coldCost, workCost time.Duration) error {
+func ServeWorker(socket, port string, coldCost, workCost time.Duration, coldPaths map[string]time.Duration) error {
 	var ln net.Listener
 	var err error
 	switch {
@@ -30,7 +30,7 @@ func ServeWorker(socket, port string, coldCost, workCost time.Duration) error {
 	if err != nil {
 		return fmt.Errorf("demo worker: %w", err)
 	}
-	srv := &http.Server{Handler: NewApp(coldCost, workCost), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: NewApp(coldCost, workCost, coldPaths), ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	errs := make(chan error, 1)

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"fmt"
 	"math/rand/v2"
 	"sort"
@@ -73,28 +74,34 @@ func (p *Pool) reconcile() {
 func (p *Pool) spawn() {
 	p.nextID++
 	cfg := p.cfg
-	headerTimeout := cfg.Proxy.RequestTimeout.Duration
-	if cfg.Proxy.Harakiri.Duration > headerTimeout {
-		headerTimeout = cfg.Proxy.Harakiri.Duration
-	}
-	w := worker.New(worker.Spec{
-		ID:                    p.nextID,
-		Generation:            p.generation,
-		Command:               cfg.Worker.Command,
-		UsePort:               cfg.Worker.UsesPort(),
-		Dir:                   cfg.Worker.Dir,
-		Env:                   workerEnv(p.env, cfg.Worker.Env),
-		SocketDir:             p.dir,
-		Notify:                cfg.Warmup.Ready == config.ReadyNotify,
-		Concurrency:           cfg.Worker.Concurrency,
-		ResponseHeaderTimeout: headerTimeout,
-		Logger:                p.log,
-	})
+	w := worker.New(WorkerSpec(cfg, p.nextID, p.generation, p.dir, p.env, p.log))
 	ctx, cancel := context.WithCancel(context.Background())
 	p.members[w] = &member{w: w, cancelBoot: cancel}
 	b := bootSpec{cfg: cfg, plan: p.plan, nice: p.nice}
 	p.met.WorkerSpawned()
 	p.wg.Go(func() { p.run(ctx, w, b) })
+}
+
+// WorkerSpec is how the pool spawns a worker of cfg: diagnose uses it to start workers the same
+// way. env is the base environment.
+func WorkerSpec(cfg *config.Config, id, generation int, socketDir string, env []string, log *slog.Logger) worker.Spec {
+	headerTimeout := cfg.Proxy.RequestTimeout.Duration
+	if cfg.Proxy.Harakiri.Duration > headerTimeout {
+		headerTimeout = cfg.Proxy.Harakiri.Duration
+	}
+	return worker.Spec{
+		ID:                    id,
+		Generation:            generation,
+		Command:               cfg.Worker.Command,
+		UsePort:               cfg.Worker.UsesPort(),
+		Dir:                   cfg.Worker.Dir,
+		Env:                   workerEnv(env, cfg.Worker.Env),
+		SocketDir:             socketDir,
+		Notify:                cfg.Warmup.Ready == config.ReadyNotify,
+		Concurrency:           cfg.Worker.Concurrency,
+		ResponseHeaderTimeout: headerTimeout,
+		Logger:                log,
+	}
 }
 
 // bootSpec is what a worker's goroutine needs of the configuration, fixed at its spawn so a
