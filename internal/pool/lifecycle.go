@@ -3,8 +3,8 @@ package pool
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sort"
 	"time"
