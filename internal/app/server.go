@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"warmpool/internal/admin"
 	"warmpool/internal/config"
@@ -34,6 +37,9 @@ type Server struct {
 	admin *admin.Handler
 
 	metrics *telemetry.Metrics
+	tracer  trace.Tracer             // nil: tracing off
+	tp      trace.TracerProvider     // given by WithTracerProvider; not shut down by Close
+	ownTP   *sdktrace.TracerProvider // made from telemetry.otlp_endpoint; flushed by Close
 	history *telemetry.History
 	access  *telemetry.AccessLog
 	check   *telemetry.WarmupCheck
@@ -46,13 +52,23 @@ type Server struct {
 	wg                 sync.WaitGroup
 }
 
+// Option adjusts a Server.
+type Option func(*Server)
+
+// WithTracerProvider traces with tp instead of telemetry.otlp_endpoint (tests use an
+// in-memory exporter); the caller shuts it down.
+func WithTracerProvider(tp trace.TracerProvider) Option { return func(s *Server) { s.tp = tp } }
+
 // New wires a server for a validated configuration.
-func New(l *config.Loaded, log *slog.Logger) *Server {
+func New(l *config.Loaded, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg := &l.Config
 	s := &Server{cfg: cfg, src: l, log: log, serveErr: make(chan error, 2)}
+	for _, o := range opts {
+		o(s)
+	}
 	s.bal = proxy.NewBalancer(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)
 	return s
 }
@@ -86,6 +102,19 @@ func (s *Server) Start() error {
 		s.access.Close()
 		return fmt.Errorf("admin_listen: %w", err)
 	}
+	if s.tp == nil && cfg.Telemetry.OTLPEndpoint != "" {
+		if s.ownTP, err = telemetry.NewTracerProvider(context.Background(), cfg.Telemetry.OTLPEndpoint, cfg.Telemetry.ServiceName, cfg.Telemetry.TraceSampleRatio); err != nil {
+			s.frontLn.Close()
+			s.adminLn.Close()
+			s.removeSocketDir()
+			s.access.Close()
+			return err
+		}
+		s.tp = s.ownTP
+	}
+	if s.tp != nil {
+		s.tracer = s.tp.Tracer(telemetry.TracerName)
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = telemetry.NewMetrics(reg)
@@ -93,7 +122,7 @@ func (s *Server) Start() error {
 	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
 	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
 	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log,
-		WarmupSummary: s.src.WarmupSummary(), Metrics: s.metrics})
+		WarmupSummary: s.src.WarmupSummary(), Metrics: s.metrics, Tracer: s.tracer})
 	s.metrics.SetWorkerStates(func() map[string]int {
 		counts := map[string]int{}
 		for _, w := range s.pool.Status().Workers {
@@ -137,6 +166,7 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		AllowedHosts:   cfg.Proxy.AllowedHosts,
 		Observer:       &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access, History: s.history},
 		ColdWindow:     cfg.Telemetry.ColdWindow,
+		Tracer:         s.tracer,
 		Logger:         s.log,
 	}
 }
@@ -161,7 +191,8 @@ func recyclingPlan(cfg *config.Config) string {
 }
 
 // fixedAtStart are the settings a reload cannot change: they are bound at start.
-var fixedAtStart = []string{"listen", "admin_listen", "tls_cert", "tls_key", "worker.socket_dir", "telemetry.access_log"}
+var fixedAtStart = []string{"listen", "admin_listen", "tls_cert", "tls_key", "worker.socket_dir", "telemetry.access_log",
+	"telemetry.otlp_endpoint", "telemetry.service_name", "telemetry.trace_sample_ratio"}
 
 // Apply puts a new, validated configuration in force and rolls the workers to it, warm-first.
 // A change to a setting bound at start is refused whole, naming the setting.
@@ -199,6 +230,12 @@ func fixedValue(c *config.Config, key string) string {
 		return c.TLSKey
 	case "telemetry.access_log":
 		return c.Telemetry.AccessLog
+	case "telemetry.otlp_endpoint":
+		return c.Telemetry.OTLPEndpoint
+	case "telemetry.service_name":
+		return c.Telemetry.ServiceName
+	case "telemetry.trace_sample_ratio":
+		return strconv.FormatFloat(c.Telemetry.TraceSampleRatio, 'g', -1, 64)
 	default:
 		return c.Worker.SocketDir
 	}
@@ -248,6 +285,12 @@ func (s *Server) Close(ctx context.Context) error {
 	s.removeSocketDir()
 	if err := s.access.Close(); err != nil {
 		errs = append(errs, err)
+	}
+	if s.ownTP != nil {
+		// Flush the last spans (drains, exits) to the collector.
+		if err := s.ownTP.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("trace export: %w", err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -50,13 +50,13 @@ func testConfig() *config.Config {
 	return &cfg
 }
 
-func startServer(t *testing.T, cfg *config.Config) *env {
+func startServer(t *testing.T, cfg *config.Config, opts ...app.Option) *env {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("invalid test config: %v", err)
 	}
 	logs := testutil.NewLogs(t)
-	s := app.New(cfg.Loaded(), logs.Logger())
+	s := app.New(cfg.Loaded(), logs.Logger(), opts...)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,13 @@ type Telemetry struct {
 	WarmupCheckFloor  Duration `toml:"warmup_check_floor"`
 	// AccessLog is "off", "stdout" or a file path; JSON lines.
 	AccessLog string `toml:"access_log"`
+	// OTLPEndpoint turns tracing on: spans go over OTLP/HTTP to this URL
+	// ("http://127.0.0.1:4318"; the path defaults to /v1/traces). Empty: no tracing.
+	OTLPEndpoint string `toml:"otlp_endpoint"`
+	// ServiceName is the service.name of warmpool's spans.
+	ServiceName string `toml:"service_name"`
+	// TraceSampleRatio is the share of new traces recorded; a client's sampled flag is followed.
+	TraceSampleRatio float64 `toml:"trace_sample_ratio"`
 }
 
 // Worker describes the worker processes and when they are recycled.
@@ -146,6 +153,8 @@ func Default() Config {
 			WarmupCheckFactor: 5,
 			WarmupCheckFloor:  Duration{50 * time.Millisecond},
 			AccessLog:         "off",
+			ServiceName:       "warmpool",
+			TraceSampleRatio:  1,
 		},
 	}
 }

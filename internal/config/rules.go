@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 )
@@ -373,6 +374,20 @@ func checkTelemetry(l *Loaded, r *report) {
 	t := &l.Config.Telemetry
 	if t.ColdWindow < 1 {
 		r.add("%s: must be at least 1", l.kv("telemetry.cold_window"))
+	}
+	if t.OTLPEndpoint != "" {
+		if u, err := url.Parse(t.OTLPEndpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			r.add("%s: want an http:// or https:// URL such as \"http://127.0.0.1:4318\"", l.kv("telemetry.otlp_endpoint"))
+		}
+	} else {
+		for _, key := range []string{"telemetry.service_name", "telemetry.trace_sample_ratio"} {
+			if l.Explicit(key) {
+				r.add("%s has no effect because tracing is off (telemetry.otlp_endpoint is not set): remove it or set the endpoint", l.kv(key))
+			}
+		}
+	}
+	if t.TraceSampleRatio < 0 || t.TraceSampleRatio > 1 {
+		r.add("%s: must be between 0 and 1", l.kv("telemetry.trace_sample_ratio"))
 	}
 	if t.WarmupCheckFactor <= 1 {
 		r.add("%s: must be above 1 (how many times slower than steady a first request may be)", l.kv("telemetry.warmup_check_factor"))

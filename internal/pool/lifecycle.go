@@ -9,6 +9,10 @@ import (
 	"sort"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"warmpool/internal/config"
 	"warmpool/internal/warmup"
 	"warmpool/internal/worker"
@@ -75,8 +79,10 @@ func (p *Pool) spawn() {
 	p.nextID++
 	cfg := p.cfg
 	w := worker.New(WorkerSpec(cfg, p.nextID, p.generation, p.dir, p.env, p.log))
-	ctx, cancel := context.WithCancel(context.Background())
-	p.members[w] = &member{w: w, cancelBoot: cancel}
+	traceCtx, span := p.tracer.Start(context.Background(), "warmpool.worker", trace.WithAttributes(
+		attribute.Int("warmpool.worker.id", w.ID()), attribute.Int("warmpool.worker.generation", w.Generation())))
+	ctx, cancel := context.WithCancel(traceCtx)
+	p.members[w] = &member{w: w, cancelBoot: cancel, span: span}
 	b := bootSpec{cfg: cfg, plan: p.plan, nice: p.nice}
 	p.met.WorkerSpawned()
 	p.wg.Go(func() { p.run(ctx, w, b) })
@@ -139,9 +145,12 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 	timeout := b.cfg.Warmup.Timeout.Duration
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed: %w", timeout, errBootTimeout))
 	defer cancelTimeout()
+	_, spawnSpan := p.tracer.Start(ctx, "warmpool.worker.spawn")
 	if err := w.Start(); err != nil {
+		endSpan(spawnSpan, err)
 		return warmup.Result{}, err
 	}
+	spawnSpan.SetAttributes(attribute.Int("process.pid", w.PID()))
 	p.lowerPriority(w, b.nice)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -156,18 +165,24 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return warmup.Result{}, fmt.Errorf("waiting for READY=1 on NOTIFY_SOCKET: %w", context.Cause(ctx))
+			err := fmt.Errorf("waiting for READY=1 on NOTIFY_SOCKET: %w", context.Cause(ctx))
+			endSpan(spawnSpan, err)
+			return warmup.Result{}, err
 		}
 	}
 	if err := w.WaitListening(ctx); err != nil {
+		endSpan(spawnSpan, err)
 		return warmup.Result{}, err
 	}
+	endSpan(spawnSpan, nil)
 	if !b.cfg.Warmup.Enabled {
 		return warmup.Result{}, nil
 	}
 	w.SetState(worker.Warming)
 	p.lowerPriority(w, b.nice) // again: threads started since the spawn
-	res, err := b.plan.Run(ctx, w.Transport())
+	warmCtx, warmSpan := p.tracer.Start(ctx, "warmpool.warmup", trace.WithAttributes(attribute.Int("warmpool.warmup.requests", b.plan.Total())))
+	res, err := b.plan.Run(warmCtx, w.Transport())
+	endSpan(warmSpan, err)
 	if err == nil && b.nice > 0 {
 		if err := w.SetNice(0); err != nil {
 			p.log.Warn("could not restore the worker's CPU priority after its warm-up", "worker", w.ID(), "error", err)
@@ -235,6 +250,8 @@ func (p *Pool) admit(m *member) {
 	}
 	w.SetState(worker.Ready)
 	m.admittedAt = time.Now()
+	_, admitSpan := p.tracer.Start(trace.ContextWithSpan(context.Background(), m.span), "warmpool.worker.admit")
+	admitSpan.End()
 	p.rot.Add(w, wc.Concurrency)
 	p.met.WorkerAdmitted(m.admittedAt.Sub(w.StartedAt()))
 	p.failures, p.problem, p.nextStart = 0, "", time.Time{}
@@ -278,6 +295,8 @@ func (p *Pool) drain(m *member, why string) {
 	if m.lifetime != nil {
 		m.lifetime.Stop()
 	}
+	_, m.drainSpan = p.tracer.Start(trace.ContextWithSpan(context.Background(), m.span), "warmpool.worker.drain",
+		trace.WithAttributes(attribute.String("warmpool.drain.reason", why)))
 	w := m.w
 	w.SetState(worker.Draining)
 	drained := p.rot.Remove(w)
@@ -340,6 +359,15 @@ func (p *Pool) onExited(w *worker.Worker) {
 		}
 		p.log.Info("worker stopped", "worker", w.ID(), "pid", w.PID(), "reason", reason, "served", w.Served())
 	}
+	if m.drainSpan != nil {
+		m.drainSpan.End()
+	}
+	m.span.AddEvent("warmpool.worker.exit", trace.WithAttributes(attribute.String("warmpool.exit.reason", reason)))
+	m.span.SetAttributes(attribute.Int("process.pid", w.PID()), attribute.Int64("warmpool.worker.requests", w.Served()))
+	if crashed || !m.admitted() && !m.cancelled {
+		m.span.SetStatus(codes.Error, reason)
+	}
+	m.span.End()
 	p.exits = append(p.exits, ExitRecord{ID: w.ID(), PID: w.PID(), At: time.Now(), Reason: reason})
 	if len(p.exits) > recentExits {
 		p.exits = p.exits[len(p.exits)-recentExits:]
@@ -453,6 +481,13 @@ func (p *Pool) publish() {
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // Causes that end a boot, for messages and the failure metric's reason.

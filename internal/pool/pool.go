@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
 	"warmpool/internal/config"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/warmup"
@@ -33,19 +36,24 @@ type Options struct {
 	WarmupSummary string
 	// Metrics counts spawns, warm-up failures, recycles and crashes; nil records nothing.
 	Metrics *telemetry.Metrics
-	Logger  *slog.Logger
+	// Tracer makes a span per worker lifecycle (spawn, warm-up and its requests, admit, drain,
+	// exit); nil means no spans.
+	Tracer trace.Tracer
+	Logger *slog.Logger
 }
 
 // Pool supervises the workers. New has no side effects; Start launches the event loop.
 type Pool struct {
-	cfg  *config.Config
-	rot  Rotation
-	log  *slog.Logger
-	plan *warmup.Plan
-	env  []string
-	dir  string
-	met  *telemetry.Metrics
-	nice int // effective warmup.nice: 0 when priorities cannot be restored
+	cfg    *config.Config
+	rot    Rotation
+	log    *slog.Logger
+	plan   *warmup.Plan
+	env    []string
+	dir    string
+	met    *telemetry.Metrics
+	tracer trace.Tracer // never nil: a no-op tracer when tracing is off
+	traced bool
+	nice   int // effective warmup.nice: 0 when priorities cannot be restored
 
 	events     chan any
 	closing    chan struct{}
@@ -88,6 +96,8 @@ type member struct {
 	lifetime   *time.Timer
 	draining   bool
 	stopReason string
+	span       trace.Span // the whole life of the worker
+	drainSpan  trace.Span
 }
 
 func (m *member) admitted() bool { return !m.admittedAt.IsZero() }
@@ -103,11 +113,16 @@ func New(opts Options) *Pool {
 		env = os.Environ()
 	}
 	killCtx, kill := context.WithCancel(context.Background())
-	return &Pool{
+	tracer := opts.Tracer
+	if tracer == nil {
+		tracer = noop.NewTracerProvider().Tracer("")
+	}
+	p := &Pool{
 		cfg:        opts.Config,
 		rot:        opts.Rotation,
 		log:        log,
-		plan:       warmup.NewPlan(opts.Config),
+		tracer:     tracer,
+		traced:     opts.Tracer != nil,
 		env:        env,
 		dir:        opts.SocketDir,
 		met:        opts.Metrics,
@@ -123,6 +138,16 @@ func New(opts Options) *Pool {
 		summary:    opts.WarmupSummary,
 		generation: 1,
 	}
+	p.plan = p.newPlan(opts.Config)
+	return p
+}
+
+func (p *Pool) newPlan(cfg *config.Config) *warmup.Plan {
+	plan := warmup.NewPlan(cfg)
+	if p.traced {
+		plan.Tracer = p.tracer
+	}
+	return plan
 }
 
 // Start launches the event loop, which starts the first workers.
@@ -259,7 +284,7 @@ func (p *Pool) handle(ev any) {
 	case reload:
 		p.onReload()
 	case reconfigure:
-		p.cfg, p.plan, p.summary = ev.cfg, warmup.NewPlan(ev.cfg), ev.summary
+		p.cfg, p.plan, p.summary = ev.cfg, p.newPlan(ev.cfg), ev.summary
 		p.nice = p.effectiveNice(ev.cfg)
 		p.count = ev.cfg.Worker.Count
 		p.log.Info("configuration reloaded", "workers", p.count, "warmup", ev.summary)

@@ -8,9 +8,15 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"warmpool/internal/config"
 	"warmpool/internal/telemetry"
@@ -32,7 +38,10 @@ type Options struct {
 	Observer Observer
 	// ColdWindow is how many first requests of a worker count as its first requests.
 	ColdWindow int
-	Logger     *slog.Logger
+	// Tracer makes a server span per request, continuing the client's W3C trace context and
+	// passing its own to the worker; nil means no tracing (traceparent passes through as is).
+	Tracer trace.Tracer
+	Logger *slog.Logger
 }
 
 // Observer records requests (metrics, access log, warm-up check).
@@ -62,7 +71,7 @@ func NewFront(bal *Balancer, opts Options) *Front {
 	f := &Front{bal: bal, log: opts.Logger}
 	f.opts.Store(&opts)
 	f.rp = &httputil.ReverseProxy{
-		Rewrite:      rewrite,
+		Rewrite:      f.rewrite,
 		Transport:    forwarder{f},
 		ErrorHandler: f.writeError,
 		ErrorLog:     slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
@@ -82,19 +91,54 @@ func (f *Front) SetOptions(opts Options) {
 func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	opts := f.opts.Load()
 	obs := opts.Observer
-	if obs == nil {
+	if obs == nil && opts.Tracer == nil {
 		f.serve(w, r, opts)
 		return
 	}
-	obs.StartRequest()
+	ctx := r.Context()
+	var span trace.Span
+	if opts.Tracer != nil {
+		ctx = telemetry.Propagator.Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx, span = opts.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
+				attribute.String("server.address", r.Host), attribute.String("network.protocol.version", protoVersion(r))))
+	}
+	if obs != nil {
+		obs.StartRequest()
+	}
 	info := &telemetry.Request{Method: r.Method, Path: r.URL.Path, Start: time.Now(), TraceID: telemetry.TraceID(r.Header)}
+	if span != nil && span.SpanContext().IsValid() {
+		info.TraceID = span.SpanContext().TraceID().String()
+	}
 	sw := &statusWriter{ResponseWriter: w}
-	f.serve(sw, r.WithContext(context.WithValue(r.Context(), requestInfoKey{}, info)), opts)
+	f.serve(sw, r.WithContext(context.WithValue(ctx, requestInfoKey{}, info)), opts)
 	info.Status, info.Bytes, info.Duration = sw.status, sw.bytes, time.Since(info.Start)
 	if info.Status == 0 {
 		info.Status = http.StatusOK
 	}
-	obs.ObserveRequest(r, info)
+	if span != nil {
+		endServerSpan(span, info)
+	}
+	if obs != nil {
+		obs.ObserveRequest(r, info)
+	}
+}
+
+func endServerSpan(span trace.Span, info *telemetry.Request) {
+	span.SetAttributes(attribute.Int("http.response.status_code", info.Status))
+	if info.WorkerID != 0 {
+		span.SetAttributes(attribute.Int("warmpool.worker.id", info.WorkerID), attribute.Int("warmpool.worker.pid", info.PID),
+			attribute.Int("warmpool.worker.generation", info.Generation), attribute.Int64("warmpool.worker.request_index", info.RequestIndex),
+			attribute.Bool("warmpool.first_requests", info.FirstRequests), attribute.Float64("warmpool.worker.age_s", info.WorkerAge.Seconds()))
+	}
+	if info.Status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(info.Status))
+	}
+	span.End()
+}
+
+func protoVersion(r *http.Request) string {
+	return strconv.Itoa(r.ProtoMajor) + "." + strconv.Itoa(r.ProtoMinor)
 }
 
 func (f *Front) serve(w http.ResponseWriter, r *http.Request, opts *Options) {
@@ -121,8 +165,9 @@ func (f *Front) Close(ctx context.Context) error {
 }
 
 // rewrite builds the outbound request: the client's Host is kept, X-Forwarded-* are set (the
-// client's X-Forwarded-For chain is extended), and no client can pose as a warm-up request.
-func rewrite(pr *httputil.ProxyRequest) {
+// client's X-Forwarded-For chain is extended), no client can pose as a warm-up request, and
+// with tracing on the worker gets warmpool's span as the parent of its own.
+func (f *Front) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = "worker"
 	pr.Out.Host = pr.In.Host
@@ -131,6 +176,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 	}
 	pr.SetXForwarded()
 	pr.Out.Header.Del(worker.WarmupHeader)
+	if sc := trace.SpanContextFromContext(pr.Out.Context()); sc.IsValid() {
+		telemetry.Propagator.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
+	}
 }
 
 // forwarder is the ReverseProxy's transport: it leases a worker per request.
@@ -152,12 +200,12 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	// worker, and sending it elsewhere could crash the next worker too. So retry elsewhere
 	// only when no byte of the request was ever written.
 	var written atomic.Bool
-	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+	clientTrace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
 		if info.Err == nil {
 			written.Store(true)
 		}
 	}}
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	req = req.WithContext(httptrace.WithClientTrace(req.Context(), clientTrace))
 	info, _ := req.Context().Value(requestInfoKey{}).(*telemetry.Request)
 	for attempt := 1; ; attempt++ {
 		queued := time.Now()
@@ -170,6 +218,11 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		if info != nil {
 			f.describe(info, lease)
+		}
+		if span := trace.SpanFromContext(req.Context()); span.IsRecording() {
+			span.AddEvent("warmpool.queue_wait", trace.WithTimestamp(time.Now()), trace.WithAttributes(
+				attribute.Float64("warmpool.queue_wait_ms", float64(time.Since(queued).Microseconds())/1000),
+				attribute.Int("warmpool.worker.id", lease.Worker().ID())))
 		}
 		resp, err := f.send(lease, req, info)
 		var dial *worker.DialError

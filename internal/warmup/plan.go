@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"warmpool/internal/config"
 )
 
@@ -23,6 +25,9 @@ type Request struct {
 type Plan struct {
 	Requests    []Request
 	Concurrency int
+	// Tracer makes a span per warm-up request, a child of the span in Run's context, and its
+	// trace context goes to the worker; nil means no spans.
+	Tracer trace.Tracer
 }
 
 // NewPlan builds the plan from the configuration.

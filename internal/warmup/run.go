@@ -2,6 +2,7 @@ package warmup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"warmpool/internal/worker"
@@ -57,7 +62,7 @@ func (p *Plan) Run(ctx context.Context, rt http.RoundTripper) (Result, error) {
 		times := make([]time.Duration, r.Repeat)
 		for n := range r.Repeat {
 			g.Go(func() error {
-				d, err := r.send(gctx, rt, n+1)
+				d, err := r.send(gctx, rt, n+1, p.Tracer)
 				times[n] = d
 				return err
 			})
@@ -74,7 +79,23 @@ func (p *Plan) Run(ctx context.Context, rt http.RoundTripper) (Result, error) {
 	return res, nil
 }
 
-func (r *Request) send(ctx context.Context, rt http.RoundTripper, attempt int) (time.Duration, error) {
+func (r *Request) send(ctx context.Context, rt http.RoundTripper, attempt int, tracer trace.Tracer) (d time.Duration, err error) {
+	if tracer != nil {
+		var span trace.Span
+		ctx, span = tracer.Start(ctx, "warmpool.warmup.request", trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.Path),
+				attribute.Int("warmpool.warmup.attempt", attempt)))
+		defer func() {
+			var f *Failure
+			if errors.As(err, &f) && f.Status != 0 {
+				span.SetAttributes(attribute.Int("http.response.status_code", f.Status))
+			}
+			if err != nil {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}()
+	}
 	var body io.Reader
 	if r.Body != "" {
 		body = strings.NewReader(r.Body)
@@ -91,6 +112,9 @@ func (r *Request) send(ctx context.Context, rt http.RoundTripper, attempt int) (
 		req.Host = "localhost"
 	}
 	req.Header.Set(worker.WarmupHeader, "1")
+	if tracer != nil {
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(req.Header))
+	}
 	start := time.Now()
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
