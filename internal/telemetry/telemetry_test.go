@@ -1,0 +1,109 @@
+package telemetry
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func steadyReq(path string, d time.Duration) *Request {
+	return &Request{Path: path, Status: 200, WorkerID: 1, RequestIndex: 10, Upstream: d, Duration: d, Start: time.Now()}
+}
+
+func TestWarmupCheckWarnsOncePerWorkerAboveFactorAndFloor(t *testing.T) {
+	var logs bytes.Buffer
+	misses := 0
+	c := NewWarmupCheck(5, 50*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)), func() { misses++ })
+	first := func(worker int, d time.Duration) {
+		c.Observe(&Request{Path: "/api", Status: 200, WorkerID: worker, RequestIndex: 1, FirstRequests: true, Upstream: d})
+	}
+	first(2, time.Second) // no steady samples yet: nothing to compare with
+	for range minSamples {
+		c.Observe(steadyReq("/api", 2*time.Millisecond))
+	}
+	first(3, 40*time.Millisecond) // 20x steady but only 38 ms above: under the floor
+	first(4, 9*time.Millisecond)  // under the factor
+	first(5, 300*time.Millisecond)
+	first(5, 300*time.Millisecond) // the same worker again: one warning per worker
+	first(6, 300*time.Millisecond)
+	c.Observe(&Request{Path: "/other", Status: 200, WorkerID: 7, RequestIndex: 1, FirstRequests: true, Upstream: time.Second})
+	if misses != 2 || strings.Count(logs.String(), "warm-up did not cover this path") != 2 {
+		t.Fatalf("misses %d, logs:\n%s", misses, logs.String())
+	}
+	if !strings.Contains(logs.String(), "worker=5 path=/api") || !strings.Contains(logs.String(), "steady_median=2ms") {
+		t.Fatalf("warning lacks worker, path or latencies:\n%s", logs.String())
+	}
+}
+
+func TestHistoryQuantilesSplitByFirstRequests(t *testing.T) {
+	h := NewHistory()
+	now := time.Now()
+	h.now = func() time.Time { return now }
+	for i := 1; i <= 100; i++ {
+		h.Observe(&Request{WorkerID: 1, Start: now.Add(-time.Second), Duration: time.Duration(i) * time.Millisecond})
+	}
+	h.Observe(&Request{WorkerID: 1, FirstRequests: true, Start: now.Add(-time.Second), Duration: 300 * time.Millisecond})
+	h.Observe(&Request{WorkerID: 0, Start: now.Add(-time.Second), Duration: time.Hour}) // a 503: no worker, not counted
+	s := h.Summary(time.Minute)
+	if s.SteadyN != 100 || s.SteadyP50 != 50 || s.SteadyP99 != 99 || s.FirstN != 1 || s.FirstP99 != 300 {
+		t.Fatalf("summary: %+v", s)
+	}
+	if pts := h.Points(time.Minute); len(pts) != 1 || pts[0].SteadyN != 100 || pts[0].FirstP50 != 300 {
+		t.Fatalf("points: %+v", pts)
+	}
+	h.now = func() time.Time { return now.Add(10 * time.Minute) }
+	if pts := h.Points(5 * time.Minute); len(pts) != 0 {
+		t.Fatalf("old seconds must age out: %+v", pts)
+	}
+}
+
+func TestTraceIDAndStatusClass(t *testing.T) {
+	h := http.Header{}
+	h.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if got := TraceID(h); got != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Fatalf("TraceID = %q", got)
+	}
+	h.Set("Traceparent", "garbage")
+	if TraceID(h) != "" {
+		t.Fatal("malformed traceparent accepted")
+	}
+	for code, want := range map[int]string{200: "2xx", 404: "4xx", 503: "5xx", 0: "other"} {
+		if got := statusClass(code); got != want {
+			t.Errorf("statusClass(%d) = %s", code, got)
+		}
+	}
+}
+
+func TestAccessLogLine(t *testing.T) {
+	var buf bytes.Buffer
+	NewAccessLog(&buf, nil).Write(&Request{Method: "GET", Path: "/x", Status: 502, WorkerID: 3, Duration: 1500 * time.Microsecond, FirstRequests: true})
+	var rec map[string]any
+	if err := json.Unmarshal(buf.Bytes(), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["status"] != 502.0 || rec["duration_ms"] != 1.5 || rec["worker"] != 3.0 || rec["first_requests"] != true || rec["level"] != nil || rec["msg"] != nil {
+		t.Fatalf("access record: %v", rec)
+	}
+}
+
+func TestMetricsAreLintClean(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	m.ObserveRequest(&Request{Status: 200, WorkerID: 1, FirstRequests: true})
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", err, problems)
+	}
+	var nilMetrics *Metrics
+	nilMetrics.ObserveRequest(&Request{}) // a nil *Metrics records nothing and does not panic
+}
