@@ -48,9 +48,15 @@ max_requestz = 3
 		t.Fatalf("exit %d, want 2; stderr:\n%s", code, stderr.String())
 	}
 	msg := stderr.String()
-	// Decoding problems come first: the unknown key stops validation, and is named with its line.
-	if !strings.Contains(msg, path+`:4: unknown key "worker.max_requestz" (did you mean "worker.max_requests"?)`) {
-		t.Fatalf("stderr:\n%s", msg)
+	// Decoding problems and rule problems are listed together.
+	for _, want := range []string{
+		path + `:4: unknown key "worker.max_requestz" (did you mean "worker.max_requests"?)`,
+		`worker.command = ["app"] (` + path + `:2) uses neither {socket} nor {port}`,
+		`worker.count = 0 (` + path + `:3): must be at least 1`,
+	} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, msg)
+		}
 	}
 	path = writeConfig(t, `[worker]
 command = ["app"]

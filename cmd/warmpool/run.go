@@ -41,16 +41,7 @@ func (c *configFlags) layers() config.Layers {
 }
 
 // load reads and validates the configuration; the error lists every problem.
-func (c *configFlags) load() (*config.Loaded, error) {
-	l, err := config.Load(c.layers())
-	if err != nil {
-		return nil, err
-	}
-	if err := l.Validate(); err != nil {
-		return nil, err
-	}
-	return l, nil
-}
+func (c *configFlags) load() (*config.Loaded, error) { return config.LoadAndValidate(c.layers()) }
 
 // configError lists every problem of a configuration: exit status 2.
 type configError struct{ err error }
@@ -102,11 +93,8 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 		return err
 	}
 	layers := cf.layers()
-	l, err := config.Load(layers)
+	l, err := config.LoadAndValidate(layers)
 	if err != nil {
-		return configError{err}
-	}
-	if err := l.Validate(); err != nil {
 		return configError{err}
 	}
 	what := "defaults, environment and flags (no config file)"

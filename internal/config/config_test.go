@@ -352,3 +352,21 @@ func TestProgrammaticConfigKeepsValues(t *testing.T) {
 		t.Fatalf("summary: %s", got)
 	}
 }
+
+// Both stages' problems are listed; a rule about a setting that failed to decode is left out.
+func TestLoadAndValidateListsBothStages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "w.toml")
+	os.WriteFile(path, []byte("[worker]\ncommand = [\"app\"]\ncount = \"x\"\nsurge = 0\n[[warmup.request]]\npath = \"/\"\n"), 0o600)
+	_, err := LoadAndValidate(Layers{File: path})
+	var msgs []string
+	for _, e := range unjoin(err) {
+		msgs = append(msgs, strings.ReplaceAll(e.Error(), path, "w.toml"))
+	}
+	want := []string{
+		`w.toml:3: worker.count: want an integer, got the string "x"`,
+		`worker.command = ["app"] (w.toml:2) uses neither {socket} nor {port}, so a worker cannot be told where to listen: add one`,
+	}
+	if !slices.Equal(msgs, want) {
+		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(msgs, "\n"), strings.Join(want, "\n"))
+	}
+}

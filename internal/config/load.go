@@ -52,6 +52,52 @@ func Load(layers Layers) (*Loaded, error) {
 	return ld.l, nil
 }
 
+// LoadAndValidate is Load then Validate, listing every problem of both stages. A rule that
+// involves a setting which failed to decode is left out: it would speak of a default the
+// operator never chose.
+func LoadAndValidate(layers Layers) (*Loaded, error) {
+	ld := &loader{l: &Loaded{Config: Default(), sources: map[string]Source{}}}
+	if layers.File != "" {
+		data, err := os.ReadFile(layers.File)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		ld.file(layers.File, data)
+	}
+	ld.env(layers.Env)
+	ld.sets(layers.Sets)
+	ld.l.applyRequestDefaults()
+	errs := ld.errs
+	for _, e := range unwrapAll(ld.l.Validate()) {
+		if !mentionsAny(e.Error(), ld.failed) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return ld.l, nil
+}
+
+func unwrapAll(err error) []error {
+	if err == nil {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+func mentionsAny(msg string, keys []string) bool {
+	for _, k := range keys {
+		if strings.Contains(msg, k) {
+			return true
+		}
+	}
+	return false
+}
+
 // Parse loads a TOML document alone (name is used in messages as the file name).
 func Parse(name string, data []byte) (*Loaded, error) {
 	ld := &loader{l: &Loaded{Config: Default(), sources: map[string]Source{}}}
@@ -64,8 +110,9 @@ func Parse(name string, data []byte) (*Loaded, error) {
 }
 
 type loader struct {
-	l    *Loaded
-	errs []error
+	l      *Loaded
+	errs   []error
+	failed []string // keys whose value could not be decoded
 }
 
 func (ld *loader) fail(format string, args ...any) {
@@ -120,6 +167,7 @@ func (f *fileWalk) table(tb *table, root reflect.Value, doc map[string]any, pref
 		if fd, ok := tb.fields[name]; ok {
 			if err := assign(root.FieldByIndex(fd.index), fd.kind, raw); err != nil {
 				f.ld.fail("%s: %s: %v", f.where(key), key, err)
+				f.ld.failed = append(f.ld.failed, key)
 				continue
 			}
 			f.ld.l.sources[key] = Source{Kind: FromFile, Where: f.where(key)}
@@ -291,6 +339,7 @@ func (ld *loader) setText(key, text string, src Source) {
 	}
 	if err != nil {
 		ld.fail("%s: %s: %v", src, key, err)
+		ld.failed = append(ld.failed, key)
 		return
 	}
 	ld.l.sources[key] = src
