@@ -1,0 +1,210 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+type harness struct {
+	dir         string
+	warmpoolBin string
+	upstreamBin string
+	workers     []string // the two workers the peers front (warmpool starts its own two)
+	procs       []*proc
+	log         io.Writer
+}
+
+// proc is a process the harness started in its own process group.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (h *harness) freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// spawn starts argv; with a marker it waits for that line on stderr.
+func (h *harness) spawn(name string, argv []string, marker string) (*proc, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
+	h.procs = append(h.procs, p)
+	ready := make(chan struct{})
+	var once sync.Once
+	var tail []string
+	var mu sync.Mutex
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			mu.Lock()
+			tail = append(tail, sc.Text())
+			if len(tail) > 20 {
+				tail = tail[1:]
+			}
+			mu.Unlock()
+			if marker != "" && strings.Contains(sc.Text(), marker) {
+				once.Do(func() { close(ready) })
+			}
+		}
+		cmd.Wait()
+		close(p.done)
+	}()
+	if marker == "" {
+		return p, nil
+	}
+	select {
+	case <-ready:
+		return p, nil
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return p, fmt.Errorf("%s did not become ready:\n%s", name, strings.Join(tail, "\n"))
+}
+
+func (h *harness) waitListening(addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond) // polling a port: there is no event for "now listening"
+	}
+	return fmt.Errorf("nothing listens on %s", addr)
+}
+
+func (p *proc) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (h *harness) close() {
+	for i := len(h.procs) - 1; i >= 0; i-- {
+		h.procs[i].stop()
+	}
+}
+
+var clockTicks = 100.0 // USER_HZ on Linux
+
+// groupCPU is the CPU time used so far by every process of process group pgid.
+func groupCPU(pgid int) time.Duration {
+	entries, _ := os.ReadDir("/proc")
+	var ticks float64
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		end := strings.LastIndexByte(string(stat), ')')
+		f := strings.Fields(string(stat[end+1:]))
+		if len(f) < 13 {
+			continue
+		}
+		if g, _ := strconv.Atoi(f[2]); g != pgid {
+			continue
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		s, _ := strconv.ParseFloat(f[12], 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks / clockTicks * float64(time.Second))
+}
+
+var rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
+
+// wrk runs one closed-loop measurement and returns requests per second and the requests done.
+func runWrk(ctx context.Context, addr string, d time.Duration) (rps float64, err error) {
+	out, err := exec.CommandContext(ctx, "wrk", "-t2", "-c64", "-d"+strconv.Itoa(int(d.Seconds()))+"s", "http://"+addr+"/").CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("wrk: %v\n%s", err, out)
+	}
+	m := rpsRe.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("wrk output without Requests/sec:\n%s", out)
+	}
+	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
+		return 0, fmt.Errorf("wrk saw errors:\n%s", out)
+	}
+	return strconv.ParseFloat(string(m[1]), 64)
+}
+
+// openLoop sends rate requests per second for d, each at its scheduled time, and returns
+// P50 and P99 measured from the schedule, and the number of errors.
+func openLoop(ctx context.Context, addr string, rate int, d time.Duration) (p50, p99 time.Duration, errs int) {
+	tr := &http.Transport{MaxIdleConnsPerHost: 512}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	n := int(d.Seconds() * float64(rate))
+	lat := make([]time.Duration, n)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now().Add(20 * time.Millisecond)
+	for i := range n {
+		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
+		time.Sleep(time.Until(at))
+		wg.Go(func() {
+			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
+			resp, err := cl.Do(req)
+			if err == nil {
+				_, err = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != 200 {
+					err = errors.New(resp.Status)
+				}
+			}
+			lat[i] = time.Since(at)
+			if err != nil {
+				mu.Lock()
+				errs++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(lat)
+	return lat[(n-1)/2], lat[(n-1)*99/100], errs
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"io"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs every target for about a second so the harness does not rot. No thresholds.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two binaries and runs four targets")
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		t.Skip("wrk is not installed: apt-get install wrk (CI installs it)")
+	}
+	o := options{duration: time.Second, runs: 1, rate: 100, loopFor: time.Second}
+	results, err := run(context.Background(), o, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(results) != len(targets) {
+		t.Fatalf("%d results for %d targets", len(results), len(targets))
+	}
+	for _, r := range results {
+		if r.skipped != "" {
+			t.Logf("%s skipped: %s", r.name, r.skipped)
+			continue
+		}
+		if r.rps <= 0 || r.p99 <= 0 || r.openErrors != 0 {
+			t.Errorf("%s: rps %.0f p99 %s errors %d", r.name, r.rps, r.p99, r.openErrors)
+		}
+		if r.name != "direct" && r.cpuPerReq <= 0 {
+			t.Errorf("%s: no CPU measured", r.name)
+		}
+	}
+	if md := renderMarkdown(o, results); !strings.Contains(md, "| warmpool |") {
+		t.Errorf("markdown: %s", md)
+	}
+	if svg := renderSVG(results); !strings.HasPrefix(svg, "<svg") {
+		t.Errorf("svg: %s", svg)
+	}
+}

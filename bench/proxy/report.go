@@ -1,0 +1,100 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"time"
+)
+
+func us(d time.Duration) string { return fmt.Sprintf("%.1f us", float64(d.Nanoseconds())/1000) }
+func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d.Microseconds())/1000) }
+
+func ratio(a, b float64) string {
+	if a == 0 || b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+func renderMarkdown(o options, results []result) string {
+	var b strings.Builder
+	var nginx *result
+	for i := range results {
+		if results[i].name == "nginx" && results[i].skipped == "" {
+			nginx = &results[i]
+		}
+	}
+	fmt.Fprintf(&b, "# Proxy cost: warmpool next to nginx and HAProxy\n\n")
+	fmt.Fprintf(&b, "Two trivial workers (bench/upstream: 64-byte body) on loopback TCP; each proxy in front of two such workers.\n")
+	fmt.Fprintf(&b, "Closed loop: `wrk -t2 -c64`, %s per run, median of %d; proxy CPU per request from /proc over the same runs.\n", o.duration, o.runs)
+	fmt.Fprintf(&b, "Open loop: %d req/s for %s, latency from each request's schedule.\n\n", o.rate, o.loopFor)
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Run: %s. Command: `go run ./bench/proxy -duration %s -runs %d -rate %d`\n\n",
+		host, runtime.NumCPU(), runtime.Version(), cpuModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate)
+	fmt.Fprintf(&b, "| target | req/s | vs nginx | proxy CPU/request | vs nginx | open-loop P50 | P99 | P99 vs nginx | errors |\n")
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, r := range results {
+		if r.skipped != "" {
+			fmt.Fprintf(&b, "| %s | skipped: %s | | | | | | | |\n", r.name, r.skipped)
+			continue
+		}
+		vsRPS, vsCPU, vsP99 := "–", "–", "–"
+		if nginx != nil {
+			vsRPS, vsP99 = ratio(r.rps, nginx.rps), ratio(float64(r.p99), float64(nginx.p99))
+			if r.cpuPerReq > 0 {
+				vsCPU = ratio(float64(r.cpuPerReq), float64(nginx.cpuPerReq))
+			}
+		}
+		cpu := "–"
+		if r.cpuPerReq > 0 {
+			cpu = us(r.cpuPerReq)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %d |\n", r.name, r.rps, vsRPS, cpu, vsCPU, ms(r.p50), ms(r.p99), vsP99, r.openErrors)
+	}
+	b.WriteString("\n![throughput](proxy.svg)\n")
+	return b.String()
+}
+
+func renderSVG(results []result) string {
+	var b strings.Builder
+	maxRPS := 1.0
+	for _, r := range results {
+		maxRPS = max(maxRPS, r.rps)
+	}
+	rowH, left, width := 34, 110, 560
+	height := rowH*len(results) + 40
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`, left+width+120, height)
+	fmt.Fprintf(&b, `<text x="10" y="20" font-weight="bold">Closed-loop throughput (wrk -t2 -c64), requests/s</text>`)
+	for i, r := range results {
+		y := 34 + i*rowH
+		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`, y+16, r.name)
+		if r.skipped != "" {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#888">skipped</text>`, left, y+16)
+			continue
+		}
+		w := int(float64(width) * r.rps / maxRPS)
+		color := "#8aa4c8"
+		if r.name == "warmpool" {
+			color = "#2e9d57"
+		}
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="22" fill="%s"/>`, left, y, w, color)
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%.0f</text>`, left+w+6, y+16, r.rps)
+	}
+	b.WriteString(`</svg>`)
+	return b.String()
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return "unknown CPU"
+}

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// target is one way of reaching the two workers.
+type target struct {
+	name string
+	// start launches the proxy (nil for direct) and returns its address.
+	start func(h *harness) (addr string, p *proc, err error)
+	// needs names the binary the target requires; missing means the target is skipped.
+	needs string
+}
+
+var targets = []target{
+	{name: "direct", start: startDirect},
+	{name: "warmpool", start: startWarmpool},
+	{name: "nginx", start: startNginx, needs: "nginx"},
+	{name: "haproxy", start: startHAProxy, needs: "haproxy"},
+}
+
+func startDirect(h *harness) (string, *proc, error) { return h.workers[0], nil, nil }
+
+func startWarmpool(h *harness) (string, *proc, error) {
+	addr, admin := h.freeAddr(), h.freeAddr()
+	cfg := fmt.Sprintf(`listen = %q
+admin_listen = %q
+[worker]
+command = [%q, "--port", "{port}"]
+count = 2
+concurrency = 256
+[proxy]
+queue_size = 4096
+[[warmup.request]]
+path = "/"
+`, addr, admin, h.upstreamBin)
+	path := filepath.Join(h.dir, "warmpool.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return "", nil, err
+	}
+	p, err := h.spawn("warmpool", []string{h.warmpoolBin, "run", "--config", path}, "pool ready")
+	return addr, p, err
+}
+
+func startNginx(h *harness) (string, *proc, error) {
+	addr := h.freeAddr()
+	dir := filepath.Join(h.dir, "nginx")
+	os.MkdirAll(dir, 0o755)
+	cfg := fmt.Sprintf(`worker_processes auto;
+daemon off;
+master_process on;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+  upstream workers {
+    least_conn;
+    server %[2]s;
+    server %[3]s;
+    keepalive 128;
+  }
+  server {
+    listen %[4]s;
+    location / {
+      proxy_pass http://workers;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+  }
+}
+`, dir, h.workers[0], h.workers[1], addr)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return "", nil, err
+	}
+	p, err := h.spawn("nginx", []string{"nginx", "-p", dir, "-c", path}, "")
+	if err == nil {
+		err = h.waitListening(addr)
+	}
+	return addr, p, err
+}
+
+func startHAProxy(h *harness) (string, *proc, error) {
+	addr := h.freeAddr()
+	cfg := fmt.Sprintf(`global
+  nbthread 2
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+  option forwardfor
+frontend front
+  bind %s
+  default_backend workers
+backend workers
+  balance leastconn
+  http-reuse always
+  server w1 %s
+  server w2 %s
+`, addr, h.workers[0], h.workers[1])
+	path := filepath.Join(h.dir, "haproxy.cfg")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return "", nil, err
+	}
+	p, err := h.spawn("haproxy", []string{"haproxy", "-db", "-f", path}, "")
+	if err == nil {
+		err = h.waitListening(addr)
+	}
+	return addr, p, err
+}
