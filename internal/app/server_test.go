@@ -407,3 +407,31 @@ func TestAllowedHostsRejectsOtherHostsButNotTheWarmup(t *testing.T) {
 		t.Fatalf("allowed host: %d %q", resp.StatusCode, body)
 	}
 }
+
+// A worker that closes idle keep-alive connections (gunicorn does after 2 s) costs no request:
+// the stale connection is noticed before anything is written to it.
+func TestWorkerClosingIdleConnectionsLosesNothing(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.Env[testworker.EnvIdleTimeout] = "100ms"
+	cfg.Warmup.Requests[0].Repeat = 1 // exactly one warm-up connection, closed first
+	e := startServer(t, cfg)
+	e.waitReady()
+	for round := 1; round <= 3; round++ {
+		for range 5 {
+			for _, path := range []string{"/", "/empty"} {
+				if r, b := e.get(path); r.StatusCode/100 != 2 {
+					t.Fatalf("round %d %s: %d %s", round, path, r.StatusCode, b)
+				}
+			}
+		}
+		req, _ := http.NewRequest("HEAD", e.base+"/", nil)
+		if r, _ := e.do(req); r.StatusCode != 200 {
+			t.Fatalf("HEAD: %d", r.StatusCode)
+		}
+		// Wait until the worker closed the idle connection warmpool kept.
+		e.logs.WaitN(testutil.Contains("test worker connection closed"), round+1, 5*time.Second)
+	}
+	// Rounds 2 and 3 began on a connection the worker had closed, and lost nothing.
+	e.logs.WaitN(testutil.Msg("worker closed an idle connection; using another"), 1, time.Second)
+}

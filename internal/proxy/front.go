@@ -258,7 +258,13 @@ func (f *Front) send(lease Lease, req *http.Request, info *telemetry.Request) (*
 		return f.sendWatched(lease, req, opts, info, sent)
 	}
 	w := lease.Worker()
-	resp, err := w.Transport().RoundTrip(req)
+	var resp *http.Response
+	var err error
+	if syncEligible(req) {
+		resp, err = f.roundTripSync(w, req)
+	} else {
+		resp, err = w.Transport().RoundTrip(req)
+	}
 	if err != nil {
 		if info != nil {
 			info.Upstream = time.Since(sent)

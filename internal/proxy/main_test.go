@@ -4,6 +4,14 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"warmpool/internal/testworker"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if testworker.Active() {
+		testworker.Main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}

@@ -29,6 +29,7 @@ const (
 	EnvBrokenFile  = "TW_BROKEN_IF_FILE_EXISTS" // a worker started while this file exists answers 500
 	EnvListenDelay = "TW_LISTEN_DELAY"          // wait this long before listening
 	EnvPathCold    = "TW_PATH_COLD"             // "/report=200ms": a lazy init on the first request to that path
+	EnvIdleTimeout = "TW_IDLE_TIMEOUT"          // close idle keep-alive connections after this long, as gunicorn does
 )
 
 // Response headers of the test worker.
@@ -101,6 +102,14 @@ func Main() {
 		}()
 	}
 	srv := &http.Server{Handler: s}
+	if d, err := time.ParseDuration(os.Getenv(EnvIdleTimeout)); err == nil {
+		srv.IdleTimeout = d
+		srv.ConnState = func(_ net.Conn, st http.ConnState) {
+			if st == http.StateClosed {
+				fmt.Println("test worker connection closed") // tests wait on this line
+			}
+		}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -212,6 +221,8 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprintln(w, n)
+	case "/empty":
+		w.WriteHeader(http.StatusNoContent)
 	case "/trailer":
 		h.Set("Trailer", "X-Checksum")
 		fmt.Fprintln(w, "body")

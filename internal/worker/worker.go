@@ -54,6 +54,7 @@ type Worker struct {
 	startedAt atomic.Int64 // unix nanoseconds
 	notify    *notifyListener
 	transport *http.Transport
+	conns     *ConnPool
 
 	done    chan struct{} // closed once the process has exited and been reaped
 	exitErr error         // valid after done
@@ -152,6 +153,7 @@ func (w *Worker) Start() error {
 	w.pid.Store(int64(cmd.Process.Pid))
 	w.startedAt.Store(time.Now().UnixNano())
 	w.transport = w.newTransport()
+	w.conns = &ConnPool{dial: w.dial, maxIdle: max(w.spec.Concurrency*2, 2)}
 	if w.notify != nil {
 		w.wg.Go(w.notify.serve)
 	}
@@ -218,6 +220,7 @@ func (w *Worker) reap() {
 		_ = os.Remove(w.address)
 	}
 	w.transport.CloseIdleConnections()
+	w.conns.Close()
 	close(w.done)
 }
 
@@ -263,17 +266,24 @@ func (w *Worker) WaitListening(ctx context.Context) error {
 // Transport is the HTTP transport to this worker; requests may use any URL host.
 func (w *Worker) Transport() *http.Transport { return w.transport }
 
-func (w *Worker) newTransport() *http.Transport {
+// Conns is the pool of kept-alive connections for the proxy's synchronous path.
+func (w *Worker) Conns() *ConnPool { return w.conns }
+
+// ResponseHeaderTimeout is how long the worker may take to send response headers.
+func (w *Worker) ResponseHeaderTimeout() time.Duration { return w.spec.ResponseHeaderTimeout }
+
+func (w *Worker) dial(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
-	network, address := w.network, w.address
+	conn, err := d.DialContext(ctx, w.network, w.address)
+	if err != nil {
+		return nil, &DialError{WorkerID: w.spec.ID, Err: err}
+	}
+	return conn, nil
+}
+
+func (w *Worker) newTransport() *http.Transport {
 	return &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			conn, err := d.DialContext(ctx, network, address)
-			if err != nil {
-				return nil, &DialError{WorkerID: w.spec.ID, Err: err}
-			}
-			return conn, nil
-		},
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return w.dial(ctx) },
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   max(w.spec.Concurrency*2, 2),
 		IdleConnTimeout:       90 * time.Second,

@@ -1,0 +1,144 @@
+package proxy
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"syscall"
+	"time"
+
+	"warmpool/internal/worker"
+)
+
+// The synchronous path: for body-less requests (the bulk of traffic), the handler's goroutine
+// writes the request on a kept-alive connection and reads the response itself, with no
+// hand-off to per-connection goroutines as in http.Transport. Requests with a body, upgrades
+// and "Expect: 100-continue" keep http.Transport, which handles their corner cases.
+
+// syncEligible reports whether req can take the synchronous path.
+func syncEligible(req *http.Request) bool {
+	return (req.Body == nil || req.Body == http.NoBody) && req.ContentLength == 0 &&
+		req.Method != http.MethodConnect && req.Header.Get("Upgrade") == "" && req.Header.Get("Expect") == ""
+}
+
+// roundTripSync sends req to w on a pooled connection and returns the response, whose body
+// hands the connection back to the pool once read to the end.
+func (f *Front) roundTripSync(w *worker.Worker, req *http.Request) (*http.Response, error) {
+	pool := w.Conns()
+	var c *worker.Conn
+	for {
+		var err error
+		if c, err = pool.Get(req.Context()); err != nil {
+			return nil, err
+		}
+		if !c.Reused || alive(c) {
+			break
+		}
+		c.Close() // the worker closed it while idle (a keep-alive timeout): nothing was sent
+		f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())
+	}
+	ctx := req.Context()
+	stop := func() bool { return true }
+	if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
+	}
+	if err := req.Write(c.W); err != nil {
+		return nil, failSync(c, stop, err)
+	}
+	if err := c.W.Flush(); err != nil {
+		return nil, failSync(c, stop, err)
+	}
+	if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.WroteRequest != nil {
+		tr.WroteRequest(httptrace.WroteRequestInfo{})
+	}
+	if d := w.ResponseHeaderTimeout(); d > 0 {
+		c.SetReadDeadline(time.Now().Add(d))
+	}
+	var resp *http.Response
+	for {
+		var err error
+		if resp, err = http.ReadResponse(c.R, req); err != nil {
+			return nil, failSync(c, stop, err)
+		}
+		// Skip interim responses (100 Continue, 103 Early Hints); 101 never comes here.
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+	b := &syncBody{body: resp.Body, pool: pool, c: c, stop: stop, keep: !resp.Close && !req.Close}
+	if resp.Body == http.NoBody {
+		b.finish(true)
+	}
+	resp.Body = b
+	return resp, nil
+}
+
+func failSync(c *worker.Conn, stop func() bool, err error) error {
+	stop()
+	c.Close()
+	return err
+}
+
+// alive peeks at an idle connection without blocking: a worker that closed it shows EOF.
+func alive(c *worker.Conn) bool {
+	if c.R.Buffered() > 0 {
+		return false // bytes nobody asked for: do not trust the stream
+	}
+	raw, err := c.Conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return false
+	}
+	ok := false
+	var buf [1]byte
+	_ = raw.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true // never wait
+	})
+	return ok
+}
+
+// syncBody returns the connection to the pool once the response was read to its end.
+type syncBody struct {
+	body io.ReadCloser
+	pool *worker.ConnPool
+	c    *worker.Conn
+	stop func() bool
+	keep bool
+	done bool
+}
+
+func (b *syncBody) Read(p []byte) (int, error) {
+	if b.done && b.body == http.NoBody {
+		return 0, io.EOF
+	}
+	n, err := b.body.Read(p)
+	if err == io.EOF {
+		b.finish(true)
+	} else if err != nil {
+		b.finish(false)
+	}
+	return n, err
+}
+
+func (b *syncBody) Close() error {
+	err := b.body.Close()
+	if !b.done {
+		b.finish(false) // not read to the end: the stream cannot be reused
+	}
+	return err
+}
+
+func (b *syncBody) finish(reusable bool) {
+	if b.done {
+		return
+	}
+	b.done = true
+	if b.stop() && reusable && b.keep {
+		b.pool.Put(b.c)
+		return
+	}
+	b.c.Close()
+}

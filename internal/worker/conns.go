@@ -1,0 +1,70 @@
+package worker
+
+import (
+	"bufio"
+	"context"
+	"net"
+	"sync"
+)
+
+// Conn is a kept-alive connection to a worker with its buffers, for the proxy's synchronous
+// HTTP/1.1 path.
+type Conn struct {
+	net.Conn
+	R *bufio.Reader
+	W *bufio.Writer
+	// Reused reports that the connection served an earlier request.
+	Reused bool
+}
+
+// ConnPool keeps idle connections to one worker.
+type ConnPool struct {
+	dial    func(ctx context.Context) (net.Conn, error)
+	maxIdle int
+
+	mu     sync.Mutex
+	idle   []*Conn
+	closed bool
+}
+
+// Get returns an idle connection, or dials a new one (dial failures are *DialError).
+func (p *ConnPool) Get(ctx context.Context) (*Conn, error) {
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		c.Reused = true
+		return c, nil
+	}
+	p.mu.Unlock()
+	nc, err := p.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Conn{Conn: nc, R: bufio.NewReaderSize(nc, 16<<10), W: bufio.NewWriterSize(nc, 8<<10)}, nil
+}
+
+// Put keeps c for the next request, or closes it when the pool is full or closed.
+func (p *ConnPool) Put(c *Conn) {
+	p.mu.Lock()
+	if p.closed || len(p.idle) >= p.maxIdle {
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	p.idle = append(p.idle, c)
+	p.mu.Unlock()
+}
+
+// Close closes the idle connections and refuses new ones.
+func (p *ConnPool) Close() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle, p.closed = nil, true
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
