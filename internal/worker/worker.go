@@ -283,7 +283,7 @@ func (w *Worker) dial(ctx context.Context) (net.Conn, error) {
 
 func (w *Worker) newTransport() *http.Transport {
 	return &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return w.dial(ctx) },
+		DialContext:           func(ctx context.Context, _, _ string) (net.Conn, error) { return w.dial(ctx) },
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   max(w.spec.Concurrency*2, 2),
 		IdleConnTimeout:       90 * time.Second,
