@@ -16,6 +16,11 @@ import (
 // hand-off to per-connection goroutines as in http.Transport. Requests with a body, upgrades
 // and "Expect: 100-continue" keep http.Transport, which handles their corner cases.
 
+// staleCheckAfter: a connection idle this long is checked before use. Workers close idle
+// connections after seconds (gunicorn: 2 s); one that ends a connection on purpose says
+// "Connection: close", and then it is not kept.
+const staleCheckAfter = 100 * time.Millisecond
+
 // syncEligible reports whether req can take the synchronous path.
 func syncEligible(req *http.Request) bool {
 	return (req.Body == nil || req.Body == http.NoBody) && req.ContentLength == 0 &&
@@ -32,7 +37,7 @@ func (f *Front) roundTripSync(w *worker.Worker, req *http.Request) (*http.Respon
 		if c, err = pool.Get(req.Context()); err != nil {
 			return nil, err
 		}
-		if !c.Reused || alive(c) {
+		if !c.Reused || time.Since(c.IdleSince) < staleCheckAfter || alive(c) {
 			break
 		}
 		c.Close() // the worker closed it while idle (a keep-alive timeout): nothing was sent

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"time"
 )
 
 // Conn is a kept-alive connection to a worker with its buffers, for the proxy's synchronous
@@ -15,6 +16,8 @@ type Conn struct {
 	W *bufio.Writer
 	// Reused reports that the connection served an earlier request.
 	Reused bool
+	// IdleSince is when the connection went back to the pool.
+	IdleSince time.Time
 }
 
 // ConnPool keeps idle connections to one worker.
@@ -54,6 +57,7 @@ func (p *ConnPool) Put(c *Conn) {
 		c.Close()
 		return
 	}
+	c.IdleSince = time.Now()
 	p.idle = append(p.idle, c)
 	p.mu.Unlock()
 }
