@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net/http"
@@ -27,15 +28,27 @@ func syncEligible(req *http.Request) bool {
 		req.Method != http.MethodConnect && req.Header.Get("Upgrade") == "" && req.Header.Get("Expect") == ""
 }
 
-// roundTripSync sends req to w on a pooled connection and returns the response, whose body
-// hands the connection back to the pool once read to the end.
+// roundTripSync sends req (built by ReverseProxy) to w on a pooled connection and returns the
+// response, whose body hands the connection back to the pool once read to the end.
 func (f *Front) roundTripSync(w *worker.Worker, req *http.Request) (*http.Response, error) {
+	resp, sent, err := f.exchangeSync(w, req.Context(), func(bw *bufio.Writer) error { return req.Write(bw) }, req)
+	if sent {
+		if tr := httptrace.ContextClientTrace(req.Context()); tr != nil && tr.WroteRequest != nil {
+			tr.WroteRequest(httptrace.WroteRequestInfo{})
+		}
+	}
+	return resp, err
+}
+
+// exchangeSync writes a request with write on a pooled connection to w, flushes it and reads the
+// response to forRead (its method decides whether a body follows). sent reports that the
+// request reached the worker.
+func (f *Front) exchangeSync(w *worker.Worker, ctx context.Context, write func(*bufio.Writer) error, forRead *http.Request) (resp *http.Response, sent bool, err error) {
 	pool := w.Conns()
 	var c *worker.Conn
 	for {
-		var err error
-		if c, err = pool.Get(req.Context()); err != nil {
-			return nil, err
+		if c, err = pool.Get(ctx); err != nil {
+			return nil, false, err
 		}
 		if !c.Reused || time.Since(c.IdleSince) < staleCheckAfter || alive(c) {
 			break
@@ -43,28 +56,22 @@ func (f *Front) roundTripSync(w *worker.Worker, req *http.Request) (*http.Respon
 		c.Close() // the worker closed it while idle (a keep-alive timeout): nothing was sent
 		f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())
 	}
-	ctx := req.Context()
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	}
-	if err := req.Write(c.W); err != nil {
-		return nil, failSync(c, stop, err)
+	if err := write(c.W); err != nil {
+		return nil, false, failSync(c, stop, err)
 	}
 	if err := c.W.Flush(); err != nil {
-		return nil, failSync(c, stop, err)
-	}
-	if tr := httptrace.ContextClientTrace(ctx); tr != nil && tr.WroteRequest != nil {
-		tr.WroteRequest(httptrace.WroteRequestInfo{})
+		return nil, false, failSync(c, stop, err)
 	}
 	if d := w.ResponseHeaderTimeout(); d > 0 {
 		c.SetReadDeadline(time.Now().Add(d))
 	}
-	var resp *http.Response
 	for {
-		var err error
-		if resp, err = http.ReadResponse(c.R, req); err != nil {
-			return nil, failSync(c, stop, err)
+		if resp, err = http.ReadResponse(c.R, forRead); err != nil {
+			return nil, true, failSync(c, stop, err)
 		}
 		// Skip interim responses (100 Continue, 103 Early Hints); 101 never comes here.
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
@@ -72,12 +79,12 @@ func (f *Front) roundTripSync(w *worker.Worker, req *http.Request) (*http.Respon
 		}
 	}
 	c.SetReadDeadline(time.Time{})
-	b := &syncBody{body: resp.Body, pool: pool, c: c, stop: stop, keep: !resp.Close && !req.Close}
+	b := &syncBody{body: resp.Body, pool: pool, c: c, stop: stop, keep: !resp.Close && !forRead.Close}
 	if resp.Body == http.NoBody {
 		b.finish(true)
 	}
 	resp.Body = b
-	return resp, nil
+	return resp, true, nil
 }
 
 func failSync(c *worker.Conn, stop func() bool, err error) error {
