@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -435,3 +436,31 @@ func TestWorkerClosingIdleConnectionsLosesNothing(t *testing.T) {
 	// Rounds 2 and 3 began on a connection the worker had closed, and lost nothing.
 	e.logs.WaitN(testutil.Msg("worker closed an idle connection; using another"), 1, time.Second)
 }
+
+// A worker that dies mid-body: the client's response is cut off (not completed as if whole),
+// and the worker's slot comes back.
+func TestClientSeesTruncatedBodyWhenWorkerDiesMidStream(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	e := startServer(t, cfg)
+	e.waitReady()
+	resp, err := e.cl.Get(e.base + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+	if line != "first\n" {
+		t.Fatalf("first chunk: %q", line)
+	}
+	syscall.Kill(atoi(resp.Header.Get(testworker.HeaderPID)), syscall.SIGKILL)
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Fatal("a response cut off by the worker's death read as complete")
+	}
+	resp.Body.Close()
+	e.logs.Wait(testutil.Msg("worker admitted into rotation", "worker", "2"), 10*time.Second)
+	if r, b := e.get("/"); r.StatusCode != 200 {
+		t.Fatalf("after the crash: %d %s", r.StatusCode, b)
+	}
+}
+
+func atoi(s string) int { n, _ := strconv.Atoi(s); return n }

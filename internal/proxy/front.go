@@ -149,6 +149,10 @@ func (f *Front) serve(w http.ResponseWriter, r *http.Request, opts *Options) {
 		fmt.Fprintf(w, "warmpool: host %q is not in proxy.allowed_hosts\n", r.Host)
 		return
 	}
+	if directEligible(r, opts) {
+		f.serveDirect(w, r, opts)
+		return
+	}
 	f.rp.ServeHTTP(w, r)
 }
 

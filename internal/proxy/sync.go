@@ -79,7 +79,8 @@ func (f *Front) exchangeSync(w *worker.Worker, ctx context.Context, write func(*
 		}
 	}
 	c.SetReadDeadline(time.Time{})
-	b := &syncBody{body: resp.Body, pool: pool, c: c, stop: stop, keep: !resp.Close && !forRead.Close}
+	// Only the worker's "Connection: close" ends the connection: a client's never reaches it.
+	b := &syncBody{body: resp.Body, pool: pool, c: c, stop: stop, keep: !resp.Close}
 	if resp.Body == http.NoBody {
 		b.finish(true)
 	}
