@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"warmpool/bench/loadgen"
 )
 
 type options struct {
@@ -64,17 +65,7 @@ func (r *result) merge(round result) {
 	}
 	r.roundP99 = append(r.roundP99, round.p99)
 	r.latencies = append(r.latencies, round.latencies...)
-	r.p50, r.p99, r.max = percentiles(r.latencies)
-}
-
-func percentiles(lat []time.Duration) (p50, p99, max time.Duration) {
-	s := slices.Clone(lat)
-	slices.Sort(s)
-	n := len(s)
-	if n == 0 {
-		return 0, 0, 0
-	}
-	return s[(n-1)/2], s[(n-1)*99/100], s[n-1]
+	r.p50, r.p99, r.max = loadgen.Percentiles(r.latencies)
 }
 
 func main() {
@@ -261,10 +252,10 @@ func runScenario(ctx context.Context, bin, dir string, s scenario, o options, d 
 		return res, errors.New("warmpool not ready within 30s")
 	}
 
-	lat, cold, errs, first := load(ctx, "http://"+listen+"/", o.rate, d)
-	res.sent, res.cold, res.errors, res.firstError = len(lat), cold, errs, first
-	res.latencies = lat
-	res.p50, res.p99, res.max = percentiles(lat)
+	lr := loadgen.Run(ctx, "http://"+listen+"/", o.rate, d, 30*time.Second)
+	res.sent, res.cold, res.errors, res.firstError = len(lr.Latencies), lr.Cold, lr.Errors, lr.FirstErr
+	res.latencies = lr.Latencies
+	res.p50, res.p99, res.max = loadgen.Percentiles(lr.Latencies)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		return res, err
 	}
@@ -276,53 +267,6 @@ func runScenario(ctx context.Context, bin, dir string, s scenario, o options, d 
 	res.recycles = recycles
 	mu.Unlock()
 	return res, nil
-}
-
-// load sends rate requests per second for d, each at its scheduled time whatever the others do
-// (open loop), and measures each from its scheduled time, so a stall is not hidden by the
-// requests it delayed (no coordinated omission).
-func load(ctx context.Context, url string, rate int, d time.Duration) (lat []time.Duration, cold, errs int, firstErr string) {
-	tr := &http.Transport{MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	cl := &http.Client{Transport: tr, Timeout: 30 * time.Second}
-	total := int(d.Seconds() * float64(rate))
-	interval := time.Second / time.Duration(rate)
-	lat = make([]time.Duration, total)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	start := time.Now().Add(50 * time.Millisecond)
-	for i := range total {
-		at := start.Add(time.Duration(i) * interval)
-		time.Sleep(time.Until(at))
-		wg.Go(func() {
-			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-			resp, err := cl.Do(req)
-			ok, isCold := false, false
-			if err == nil {
-				_, err = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				ok = err == nil && resp.StatusCode == 200
-				isCold = resp.Header.Get("X-Cold") == "1"
-				if !ok && err == nil {
-					err = fmt.Errorf("status %d", resp.StatusCode)
-				}
-			}
-			lat[i] = time.Since(at)
-			mu.Lock()
-			defer mu.Unlock()
-			if !ok {
-				errs++
-				if firstErr == "" {
-					firstErr = err.Error()
-				}
-			}
-			if isCold {
-				cold++
-			}
-		})
-	}
-	wg.Wait()
-	return lat, cold, errs, firstErr
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }

@@ -464,3 +464,21 @@ func TestClientSeesTruncatedBodyWhenWorkerDiesMidStream(t *testing.T) {
 }
 
 func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
+
+// A worker that closes every connection after its response without "Connection: close" (as
+// uWSGI's http-socket does) loses no request, whether the close is seen before reuse or not.
+func TestWorkerClosingSilentlyAfterEachResponse(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	e := startServer(t, cfg)
+	e.waitReady()
+	for i := range 50 {
+		if r, b := e.get("/close-silently"); r.StatusCode != 200 || b != "ok\n" {
+			t.Fatalf("request %d: %d %q", i, r.StatusCode, b)
+		}
+		req, _ := http.NewRequest("HEAD", e.base+"/close-silently", nil)
+		if r, _ := e.do(req); r.StatusCode != 200 {
+			t.Fatalf("HEAD %d: %d", i, r.StatusCode)
+		}
+	}
+}

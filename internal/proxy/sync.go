@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptrace"
@@ -16,11 +17,6 @@ import (
 // writes the request on a kept-alive connection and reads the response itself, with no
 // hand-off to per-connection goroutines as in http.Transport. Requests with a body, upgrades
 // and "Expect: 100-continue" keep http.Transport, which handles their corner cases.
-
-// staleCheckAfter: a connection idle this long is checked before use. Workers close idle
-// connections after seconds (gunicorn: 2 s); one that ends a connection on purpose says
-// "Connection: close", and then it is not kept.
-const staleCheckAfter = 100 * time.Millisecond
 
 // syncEligible reports whether req can take the synchronous path.
 func syncEligible(req *http.Request) bool {
@@ -43,17 +39,54 @@ func (f *Front) roundTripSync(w *worker.Worker, req *http.Request) (*http.Respon
 // exchangeSync writes a request with write on a pooled connection to w, flushes it and reads the
 // response to forRead (its method decides whether a body follows). sent reports that the
 // request reached the worker.
-func (f *Front) exchangeSync(w *worker.Worker, ctx context.Context, write func(*bufio.Writer) error, forRead *http.Request) (resp *http.Response, sent bool, err error) {
+func (f *Front) exchangeSync(w *worker.Worker, ctx context.Context, write func(*bufio.Writer) error, forRead *http.Request) (*http.Response, bool, error) {
+	everSent := false
+	for attempt := 1; ; attempt++ {
+		resp, sent, reused, err := f.exchangeOnce(w, ctx, write, forRead, attempt > 1)
+		everSent = everSent || sent
+		// Some workers (uWSGI's http-socket) close a connection after a response without
+		// saying "Connection: close". A reused connection that breaks before any byte of the
+		// response came most likely never served this request: an idempotent one is sent
+		// once more, to the same worker on a fresh connection, as http.Transport does. If it
+		// did reach the worker (which then died), everSent keeps it from going elsewhere.
+		if reused && attempt == 1 && brokenConn(err) && idempotent(forRead.Method) && ctx.Err() == nil {
+			f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
+			continue
+		}
+		return resp, everSent, err
+	}
+}
+
+// brokenConn is a connection that ended without a response: closed or reset by the peer.
+func brokenConn(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// exchangeOnce does one attempt; fresh skips the pool's idle connections.
+func (f *Front) exchangeOnce(w *worker.Worker, ctx context.Context, write func(*bufio.Writer) error, forRead *http.Request, fresh bool) (resp *http.Response, sent, reused bool, err error) {
 	pool := w.Conns()
 	var c *worker.Conn
 	for {
-		if c, err = pool.Get(ctx); err != nil {
-			return nil, false, err
+		if fresh {
+			c, err = pool.Dial(ctx)
+		} else {
+			c, err = pool.Get(ctx)
 		}
-		if !c.Reused || time.Since(c.IdleSince) < staleCheckAfter || alive(c) {
+		if err != nil {
+			return nil, false, false, err
+		}
+		if !c.Reused || alive(c) {
 			break
 		}
-		c.Close() // the worker closed it while idle (a keep-alive timeout): nothing was sent
+		c.Close() // the worker closed it while idle: nothing was sent
 		f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())
 	}
 	stop := func() bool { return true }
@@ -61,17 +94,17 @@ func (f *Front) exchangeSync(w *worker.Worker, ctx context.Context, write func(*
 		stop = context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
 	}
 	if err := write(c.W); err != nil {
-		return nil, false, failSync(c, stop, err)
+		return nil, false, c.Reused, failSync(c, stop, err)
 	}
 	if err := c.W.Flush(); err != nil {
-		return nil, false, failSync(c, stop, err)
+		return nil, false, c.Reused, failSync(c, stop, err)
 	}
 	if d := w.ResponseHeaderTimeout(); d > 0 {
 		c.SetReadDeadline(time.Now().Add(d))
 	}
 	for {
 		if resp, err = http.ReadResponse(c.R, forRead); err != nil {
-			return nil, true, failSync(c, stop, err)
+			return nil, true, c.Reused, failSync(c, stop, err)
 		}
 		// Skip interim responses (100 Continue, 103 Early Hints); 101 never comes here.
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
@@ -85,7 +118,7 @@ func (f *Front) exchangeSync(w *worker.Worker, ctx context.Context, write func(*
 		b.finish(true)
 	}
 	resp.Body = b
-	return resp, true, nil
+	return resp, true, c.Reused, nil
 }
 
 func failSync(c *worker.Conn, stop func() bool, err error) error {

@@ -221,6 +221,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprintln(w, n)
+	case "/close-silently":
+		// Like uWSGI's http-socket: HTTP/1.1 without "Connection: close", then the socket closes.
+		conn, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+		bw.Flush()
+		conn.Close()
 	case "/empty":
 		w.WriteHeader(http.StatusNoContent)
 	case "/trailer":

@@ -5,7 +5,6 @@ import (
 	"context"
 	"net"
 	"sync"
-	"time"
 )
 
 // Conn is a kept-alive connection to a worker with its buffers, for the proxy's synchronous
@@ -16,8 +15,6 @@ type Conn struct {
 	W *bufio.Writer
 	// Reused reports that the connection served an earlier request.
 	Reused bool
-	// IdleSince is when the connection went back to the pool.
-	IdleSince time.Time
 }
 
 // ConnPool keeps idle connections to one worker.
@@ -42,6 +39,11 @@ func (p *ConnPool) Get(ctx context.Context) (*Conn, error) {
 		return c, nil
 	}
 	p.mu.Unlock()
+	return p.Dial(ctx)
+}
+
+// Dial opens a new connection, bypassing the idle ones.
+func (p *ConnPool) Dial(ctx context.Context) (*Conn, error) {
 	nc, err := p.dial(ctx)
 	if err != nil {
 		return nil, err
@@ -57,7 +59,6 @@ func (p *ConnPool) Put(c *Conn) {
 		c.Close()
 		return
 	}
-	c.IdleSince = time.Now()
 	p.idle = append(p.idle, c)
 	p.mu.Unlock()
 }
