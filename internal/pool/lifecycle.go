@@ -183,6 +183,8 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 	warmCtx, warmSpan := p.tracer.Start(ctx, "warmpool.warmup", trace.WithAttributes(attribute.Int("warmpool.warmup.requests", b.plan.Total())))
 	res, err := b.plan.Run(warmCtx, w.Transport())
 	endSpan(warmSpan, err)
+	// The warm-up's connections are not the ones client traffic uses: free them now.
+	w.Transport().CloseIdleConnections()
 	if err == nil && b.nice > 0 {
 		if err := w.SetNice(0); err != nil {
 			p.log.Warn("could not restore the worker's CPU priority after its warm-up", "worker", w.ID(), "error", err)

@@ -2,7 +2,10 @@ package worker
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"log/slog"
+	"os"
 )
 
 // lineLogger turns a worker's stdout or stderr into one log record per line, tagged with the
@@ -37,4 +40,25 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 
 func (l *lineLogger) emit(line []byte) {
 	l.log.Info(string(bytes.TrimRight(line, "\r")), "stream", l.stream)
+}
+
+// pumpLines copies a worker's output pipe into its line logger until every writer closed it
+// (the worker and any child it left behind), then closes the pipe.
+func pumpLines(r *os.File, l *lineLogger) {
+	buf := make([]byte, 2048)
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			l.Write(buf[:n])
+		}
+		if err != nil {
+			if len(l.buf) > 0 {
+				l.emit(l.buf)
+			}
+			if err != io.EOF && !errors.Is(err, os.ErrClosed) {
+				l.log.Debug("worker output ended", "stream", l.stream, "error", err)
+			}
+			return
+		}
+	}
 }

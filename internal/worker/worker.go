@@ -57,6 +57,8 @@ type Worker struct {
 	conns     *ConnPool
 
 	done    chan struct{} // closed once the process has exited and been reaped
+	outputs []*os.File    // read ends of the worker's stdout and stderr
+	pumped  chan struct{} // one value per output pump that finished
 	exitErr error         // valid after done
 	stopped atomic.Bool   // warmpool asked the worker to stop
 	wg      sync.WaitGroup
@@ -134,15 +136,30 @@ func (w *Worker) Start() error {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = w.spec.Dir
 	cmd.Env = env
-	cmd.Stdout = &lineLogger{log: w.log, stream: "stdout"}
-	cmd.Stderr = &lineLogger{log: w.log, stream: "stderr"}
+	// Our own pipes, read with small buffers: os/exec's copying would hold 32 KiB per stream.
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		w.closeNotify()
+		return fmt.Errorf("worker %d: %w", w.spec.ID, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		w.closeNotify()
+		return fmt.Errorf("worker %d: %w", w.spec.ID, err)
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
 	// Own process group: signals reach the worker's children too. Pdeathsig: a worker never
 	// outlives warmpool, even when warmpool is killed with SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// A grandchild holding stdout open must not block the reaping forever.
-	cmd.WaitDelay = 2 * time.Second
 	w.state.advance(Starting)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	outW.Close() // the child has its copies
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
 		w.closeNotify()
 		w.state.advance(Failed)
 		w.exitErr = err
@@ -157,6 +174,9 @@ func (w *Worker) Start() error {
 	if w.notify != nil {
 		w.wg.Go(w.notify.serve)
 	}
+	w.outputs, w.pumped = []*os.File{outR, errR}, make(chan struct{}, 2)
+	w.wg.Go(func() { pumpLines(outR, &lineLogger{log: w.log, stream: "stdout"}); w.pumped <- struct{}{} })
+	w.wg.Go(func() { pumpLines(errR, &lineLogger{log: w.log, stream: "stderr"}); w.pumped <- struct{}{} })
 	w.wg.Go(w.reap)
 	w.log.Info("worker spawned", "pid", w.PID(), "address", w.address)
 	return nil
@@ -209,6 +229,20 @@ func (w *Worker) expand(template []string) []string {
 
 func (w *Worker) reap() {
 	err := w.cmd.Wait()
+	// A child the worker left behind may hold its stdout open: read on for a moment, then stop.
+	grace := time.NewTimer(2 * time.Second)
+	for pending := len(w.outputs); pending > 0; {
+		select {
+		case <-w.pumped:
+			pending--
+		case <-grace.C:
+			pending = 0
+		}
+	}
+	grace.Stop()
+	for _, f := range w.outputs {
+		f.Close() // ends a pump still blocked on a child's open copy
+	}
 	if w.stopped.Load() {
 		w.state.advance(Stopped)
 	} else {

@@ -84,3 +84,25 @@ func TestSpawnFailureIsReported(t *testing.T) {
 		t.Fatalf("state: %s", w.State())
 	}
 }
+
+// A worker whose child outlives it while holding stdout must not hold up the exit.
+func TestExitIsNotHeldByAChildHoldingStdout(t *testing.T) {
+	logs := testutil.NewLogs(t)
+	w := worker.New(worker.Spec{
+		ID: 3, Command: []string{"/bin/sh", "-c", "setsid sleep 5 & echo started {socket}; exit 4"},
+		SocketDir: t.TempDir(), Logger: logs.Logger(),
+	})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-w.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("exit not reported while a child holds stdout")
+	}
+	w.Wait()
+	logs.Wait(testutil.Contains("started "), time.Second)
+	if !strings.Contains(worker.DescribeExit(w.ExitErr()), "exit status 4") {
+		t.Fatalf("exit: %v", w.ExitErr())
+	}
+}
