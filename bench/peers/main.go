@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"warmpool/bench/benchutil"
 	"warmpool/bench/loadgen"
 )
 
@@ -76,7 +77,7 @@ var servers = []server{
 }
 
 func warmpoolArgv(o options, addr, dir, tmp, wp, command string) []string {
-	admin := freeAddr()
+	admin := benchutil.FreeAddr()
 	cfg := fmt.Sprintf(`listen = %q
 admin_listen = %q
 [worker]
@@ -134,7 +135,7 @@ func main() {
 }
 
 func run(ctx context.Context, o options) ([]result, error) {
-	root := moduleRoot()
+	root := benchutil.ModuleRoot()
 	dir := filepath.Join(root, "bench", "peers")
 	tmp, err := os.MkdirTemp("", "warmpool-peers-")
 	if err != nil {
@@ -142,10 +143,8 @@ func run(ctx context.Context, o options) ([]result, error) {
 	}
 	defer os.RemoveAll(tmp)
 	wp := filepath.Join(tmp, "warmpool")
-	build := exec.CommandContext(ctx, "go", "build", "-o", wp, "./cmd/warmpool")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build warmpool: %v\n%s", err, out)
+	if err := benchutil.Build(ctx, wp, "./cmd/warmpool"); err != nil {
+		return nil, err
 	}
 	var results []result
 	for _, s := range servers {
@@ -170,7 +169,7 @@ func run(ctx context.Context, o options) ([]result, error) {
 }
 
 func measure(ctx context.Context, o options, r *result, dir, tmp, wp string) error {
-	addr := freeAddr()
+	addr := benchutil.FreeAddr()
 	argv := r.argv(o, addr, dir, tmp, wp)
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -228,25 +227,6 @@ func waitListening(addr string) error {
 		time.Sleep(50 * time.Millisecond) // no event says "now listening"
 	}
 	return fmt.Errorf("nothing listens on %s", addr)
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	return dir
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }

@@ -8,9 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,6 +16,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"warmpool/bench/benchutil"
 )
 
 type harness struct {
@@ -36,14 +36,7 @@ type proc struct {
 	done chan struct{}
 }
 
-func (h *harness) freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+func (h *harness) freeAddr() string { return benchutil.FreeAddr() }
 
 // spawn starts argv; with a marker it waits for that line on stderr.
 func (h *harness) spawn(name string, argv []string, marker string) (*proc, error) {
@@ -123,35 +116,6 @@ func (h *harness) close() {
 	for i := len(h.procs) - 1; i >= 0; i-- {
 		h.procs[i].stop()
 	}
-}
-
-var clockTicks = 100.0 // USER_HZ on Linux
-
-// groupCPU is the CPU time used so far by every process of process group pgid.
-func groupCPU(pgid int) time.Duration {
-	entries, _ := os.ReadDir("/proc")
-	var ticks float64
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		end := strings.LastIndexByte(string(stat), ')')
-		f := strings.Fields(string(stat[end+1:]))
-		if len(f) < 13 {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); g != pgid {
-			continue
-		}
-		u, _ := strconv.ParseFloat(f[11], 64)
-		s, _ := strconv.ParseFloat(f[12], 64)
-		ticks += u + s
-	}
-	return time.Duration(ticks / clockTicks * float64(time.Second))
 }
 
 var rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)

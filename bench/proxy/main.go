@@ -19,6 +19,8 @@ import (
 	"path/filepath"
 	"slices"
 	"time"
+
+	"warmpool/bench/benchutil"
 )
 
 type options struct {
@@ -66,16 +68,6 @@ func main() {
 	}
 }
 
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	return dir
-}
-
 func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		return nil, fmt.Errorf("wrk is needed: apt-get install wrk")
@@ -88,10 +80,8 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	h := &harness{dir: dir, log: logw, warmpoolBin: filepath.Join(dir, "warmpool"), upstreamBin: filepath.Join(dir, "upstream")}
 	defer h.close()
 	for bin, pkg := range map[string]string{h.warmpoolBin: "./cmd/warmpool", h.upstreamBin: "./bench/upstream"} {
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
-		build.Dir = moduleRoot()
-		if out, err := build.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, out)
+		if err := benchutil.Build(ctx, bin, pkg); err != nil {
+			return nil, err
 		}
 	}
 	for range 2 {
@@ -129,7 +119,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 		for range max(o.runs, 1) {
 			var before time.Duration
 			if p != nil {
-				before = groupCPU(p.cmd.Process.Pid)
+				before = benchutil.CPU(p.cmd.Process.Pid, true)
 			}
 			rps, err := runWrk(ctx, addr, o.duration)
 			if err != nil {
@@ -137,7 +127,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 			}
 			rpss = append(rpss, rps)
 			if p != nil {
-				used := groupCPU(p.cmd.Process.Pid) - before
+				used := benchutil.CPU(p.cmd.Process.Pid, true) - before
 				cpus = append(cpus, time.Duration(float64(used)/(rps*o.duration.Seconds())))
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"warmpool/bench/benchutil"
 )
 
 func us(d time.Duration) string { return fmt.Sprintf("%.1f us", float64(d.Nanoseconds())/1000) }
@@ -32,7 +34,7 @@ func renderMarkdown(o options, results []result) string {
 	fmt.Fprintf(&b, "Open loop: %d req/s for %s, latency from each request's schedule.\n\n", o.rate, o.loopFor)
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Run: %s. Command: `go run ./bench/proxy -duration %s -runs %d -rate %d`\n\n",
-		host, runtime.NumCPU(), runtime.Version(), cpuModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate)
+		host, runtime.NumCPU(), runtime.Version(), benchutil.CPUModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate)
 	fmt.Fprintf(&b, "| target | req/s | vs nginx | proxy CPU/request | vs nginx | open-loop P50 | P99 | P99 vs nginx | errors |\n")
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
@@ -84,17 +86,4 @@ func renderSVG(results []result) string {
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
-}
-
-func cpuModel() string {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return "unknown CPU"
 }

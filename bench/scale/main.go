@@ -10,7 +10,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"warmpool/bench/benchutil"
 	"warmpool/bench/loadgen"
 )
 
@@ -76,10 +76,8 @@ func run(ctx context.Context, sizes []int, phase time.Duration) ([]result, error
 	defer os.RemoveAll(dir)
 	wp, up := filepath.Join(dir, "warmpool"), filepath.Join(dir, "upstream")
 	for bin, pkg := range map[string]string{wp: "./cmd/warmpool", up: "./bench/upstream"} {
-		b := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
-		b.Dir = moduleRoot()
-		if o, err := b.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build %s: %v\n%s", pkg, err, o)
+		if err := benchutil.Build(ctx, bin, pkg); err != nil {
+			return nil, err
 		}
 	}
 	var results []result
@@ -96,7 +94,7 @@ func run(ctx context.Context, sizes []int, phase time.Duration) ([]result, error
 
 func measure(ctx context.Context, wp, up, dir string, n int, phase time.Duration) (result, error) {
 	r := result{workers: n}
-	listen, admin := freeAddr(), freeAddr()
+	listen, admin := benchutil.FreeAddr(), benchutil.FreeAddr()
 	cfg := fmt.Sprintf(`listen = %q
 admin_listen = %q
 [worker]
@@ -159,13 +157,13 @@ path = "/"
 	pid := cmd.Process.Pid
 
 	// Idle.
-	cpu0 := procCPU(pid)
+	cpu0 := benchutil.CPU(pid, false)
 	time.Sleep(phase) // measuring idle means letting time pass
-	r.idleCPU = (procCPU(pid) - cpu0).Seconds() / phase.Seconds()
-	r.idleRSS = procRSS(pid)
+	r.idleCPU = (benchutil.CPU(pid, false) - cpu0).Seconds() / phase.Seconds()
+	r.idleRSS = benchutil.RSS(pid)
 
 	// Under load.
-	cpu0 = procCPU(pid)
+	cpu0 = benchutil.CPU(pid, false)
 	out, err := exec.CommandContext(ctx, "wrk", "-t2", "-c64", "-d"+strconv.Itoa(int(phase.Seconds()))+"s", "http://"+listen+"/").CombinedOutput()
 	if err != nil {
 		return r, fmt.Errorf("wrk: %v\n%s", err, out)
@@ -175,73 +173,26 @@ path = "/"
 		return r, fmt.Errorf("wrk: %s", out)
 	}
 	r.loadRPS, _ = strconv.ParseFloat(string(m[1]), 64)
-	r.loadCPUPerReq = time.Duration(float64(procCPU(pid)-cpu0) / (r.loadRPS * phase.Seconds()))
-	r.loadRSS = procRSS(pid)
+	r.loadCPUPerReq = time.Duration(float64(benchutil.CPU(pid, false)-cpu0) / (r.loadRPS * phase.Seconds()))
+	r.loadRSS = benchutil.RSS(pid)
 
 	// Recycle every worker once under light open-loop load; warmpool's own CPU per recycle.
 	var wg sync.WaitGroup
 	var lr loadgen.Result
-	cpu0 = procCPU(pid)
+	cpu0 = benchutil.CPU(pid, false)
 	rollStart := time.Now()
 	wg.Go(func() { lr = loadgen.Run(ctx, "http://"+listen+"/", 200, phase+2*time.Second, 10*time.Second) })
 	cmd.Process.Signal(syscall.SIGHUP)
 	if err := waitLine(`reason="recycled: reload"`, n, 2*time.Minute); err != nil {
 		return r, err
 	}
-	rollCPU := procCPU(pid) - cpu0
+	rollCPU := benchutil.CPU(pid, false) - cpu0
 	wg.Wait()
 	_ = rollStart
 	r.recycled = n
 	r.recycleCPUPerWorker = rollCPU / time.Duration(n)
 	r.recycleErrors = lr.Errors
 	return r, nil
-}
-
-var clockTicks = 100.0
-
-func procCPU(pid int) time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	u, _ := strconv.ParseFloat(f[11], 64)
-	sy, _ := strconv.ParseFloat(f[12], 64)
-	return time.Duration((u + sy) / clockTicks * float64(time.Second))
-}
-
-func procRSS(pid int) int64 {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, l := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
-
-func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	return dir
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	"warmpool/bench/benchutil"
 	"warmpool/bench/loadgen"
 )
 
@@ -119,10 +119,8 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	}
 	defer os.RemoveAll(dir)
 	bin := filepath.Join(dir, "warmpool")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/warmpool")
-	build.Dir = moduleRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("build warmpool: %v\n%s", err, out)
+	if err := benchutil.Build(ctx, bin, "./cmd/warmpool"); err != nil {
+		return nil, err
 	}
 	list := scenarios(o)
 	results := make([]result, len(list))
@@ -140,25 +138,6 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 		}
 	}
 	return results, nil
-}
-
-func moduleRoot() string {
-	dir, _ := os.Getwd()
-	for d := dir; d != "/"; d = filepath.Dir(d) {
-		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
-		}
-	}
-	return dir
-}
-
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
 
 func writeConfig(path, bin, listen, admin string, s scenario) error {
@@ -195,14 +174,7 @@ queue_timeout = "30s"
 
 func runScenario(ctx context.Context, bin, dir string, s scenario, o options, d time.Duration) (result, error) {
 	res := result{scenario: s}
-	listen, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
-	admin, err := freeAddr()
-	if err != nil {
-		return res, err
-	}
+	listen, admin := benchutil.FreeAddr(), benchutil.FreeAddr()
 	cfgPath := filepath.Join(dir, s.name+".toml")
 	if err := writeConfig(cfgPath, bin, listen, admin, s); err != nil {
 		return res, err
@@ -278,7 +250,7 @@ func render(o options, results []result) string {
 	fmt.Fprintf(&b, "2 workers x 4 threads, max_requests %d (+10%% jitter), open-loop %d req/s for %s per scenario,\n", o.maxRequests, o.rate, o.duration)
 	fmt.Fprintf(&b, "in %d interleaved rounds (each round runs every scenario once) so machine noise hits all scenarios alike.\n\n", max(o.rounds, 1))
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s/%s, %s. Run: %s. Command: `go run ./bench/seed -duration %s -rate %d -rounds %d`\n\n",
-		cpuModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.rate, max(o.rounds, 1))
+		benchutil.CPUModel(), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.rate, max(o.rounds, 1))
 	fmt.Fprintf(&b, "| scenario | requests | errors | met a cold worker | recycles | P50 | P99 | max | P99 per round |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	var floor time.Duration
 	for _, r := range results {
@@ -305,19 +277,4 @@ func render(o options, results []result) string {
 		b.WriteString("\n")
 	}
 	return b.String()
-}
-
-func cpuModel() string {
-	data, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			if _, v, ok := strings.Cut(line, ":"); ok {
-				return strings.TrimSpace(v)
-			}
-		}
-	}
-	return "unknown CPU"
 }

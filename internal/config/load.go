@@ -35,6 +35,18 @@ type Layers struct {
 // every problem found (unknown keys, wrong types, bad values), each with its source; it does
 // not apply the cross-setting rules: call Validate.
 func Load(layers Layers) (*Loaded, error) {
+	ld, err := loadLayers(layers)
+	if err != nil {
+		return nil, err
+	}
+	if len(ld.errs) > 0 {
+		return nil, errors.Join(ld.errs...)
+	}
+	return ld.l, nil
+}
+
+// loadLayers applies every layer over the defaults, collecting the decoding problems in ld.errs.
+func loadLayers(layers Layers) (*loader, error) {
 	ld := &loader{l: &Loaded{Config: Default(), sources: map[string]Source{}}}
 	if layers.File != "" {
 		data, err := os.ReadFile(layers.File)
@@ -45,28 +57,18 @@ func Load(layers Layers) (*Loaded, error) {
 	}
 	ld.env(layers.Env)
 	ld.sets(layers.Sets)
-	if len(ld.errs) > 0 {
-		return nil, errors.Join(ld.errs...)
-	}
 	ld.l.applyRequestDefaults()
-	return ld.l, nil
+	return ld, nil
 }
 
 // LoadAndValidate is Load then Validate, listing every problem of both stages. A rule that
 // involves a setting which failed to decode is left out: it would speak of a default the
 // operator never chose.
 func LoadAndValidate(layers Layers) (*Loaded, error) {
-	ld := &loader{l: &Loaded{Config: Default(), sources: map[string]Source{}}}
-	if layers.File != "" {
-		data, err := os.ReadFile(layers.File)
-		if err != nil {
-			return nil, fmt.Errorf("read config: %w", err)
-		}
-		ld.file(layers.File, data)
+	ld, err := loadLayers(layers)
+	if err != nil {
+		return nil, err
 	}
-	ld.env(layers.Env)
-	ld.sets(layers.Sets)
-	ld.l.applyRequestDefaults()
 	errs := ld.errs
 	for _, e := range unwrapAll(ld.l.Validate()) {
 		if !mentionsAny(e.Error(), ld.failed) {

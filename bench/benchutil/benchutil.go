@@ -1,0 +1,108 @@
+// Package benchutil holds what the benchmark harnesses share: free loopback addresses, the
+// module root, building binaries, and CPU time and machine facts read from /proc.
+package benchutil
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// FreeAddr returns a loopback address with a port nobody listens on now.
+func FreeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// ModuleRoot is the directory of go.mod above the working directory.
+func ModuleRoot() string {
+	dir, _ := os.Getwd()
+	for d := dir; d != "/"; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+	}
+	return dir
+}
+
+// Build compiles package pkg ("./cmd/warmpool") of this module to out.
+func Build(ctx context.Context, out, pkg string) error {
+	b := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+	b.Dir = ModuleRoot()
+	if o, err := b.CombinedOutput(); err != nil {
+		return fmt.Errorf("build %s: %v\n%s", pkg, err, o)
+	}
+	return nil
+}
+
+const clockTicks = 100.0 // USER_HZ on Linux
+
+// CPU is the user+system CPU time of the processes pids, or of every process of process group
+// pgid when group is true.
+func CPU(pid int, group bool) time.Duration {
+	entries, _ := os.ReadDir("/proc")
+	var ticks float64
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil || (!group && p != pid) {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 13 {
+			continue
+		}
+		if g, _ := strconv.Atoi(f[2]); group && g != pid {
+			continue
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		sy, _ := strconv.ParseFloat(f[12], 64)
+		ticks += u + sy
+	}
+	return time.Duration(ticks / clockTicks * float64(time.Second))
+}
+
+// RSS is the resident memory of process pid.
+func RSS(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// CPUModel names the processor.
+func CPUModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "model name") {
+			if _, v, ok := strings.Cut(line, ":"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	return "unknown CPU"
+}
