@@ -3,14 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,41 +131,4 @@ func runWrk(ctx context.Context, addr string, d time.Duration) (rps float64, err
 		return 0, fmt.Errorf("wrk saw errors:\n%s", out)
 	}
 	return strconv.ParseFloat(string(m[1]), 64)
-}
-
-// openLoop sends rate requests per second for d, each at its scheduled time, and returns
-// P50 and P99 measured from the schedule, and the number of errors.
-func openLoop(ctx context.Context, addr string, rate int, d time.Duration) (p50, p99 time.Duration, errs int) {
-	tr := &http.Transport{MaxIdleConnsPerHost: 512}
-	defer tr.CloseIdleConnections()
-	cl := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	n := int(d.Seconds() * float64(rate))
-	lat := make([]time.Duration, n)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	start := time.Now().Add(20 * time.Millisecond)
-	for i := range n {
-		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
-		time.Sleep(time.Until(at))
-		wg.Go(func() {
-			req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
-			resp, err := cl.Do(req)
-			if err == nil {
-				_, err = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if err == nil && resp.StatusCode != 200 {
-					err = errors.New(resp.Status)
-				}
-			}
-			lat[i] = time.Since(at)
-			if err != nil {
-				mu.Lock()
-				errs++
-				mu.Unlock()
-			}
-		})
-	}
-	wg.Wait()
-	slices.Sort(lat)
-	return lat[(n-1)/2], lat[(n-1)*99/100], errs
 }

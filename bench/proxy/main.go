@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"warmpool/bench/benchutil"
+	"warmpool/bench/loadgen"
 )
 
 type options struct {
@@ -137,7 +138,9 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 			slices.Sort(cpus)
 			r.cpuPerReq = cpus[len(cpus)/2]
 		}
-		r.p50, r.p99, r.openErrors = openLoop(ctx, addr, o.rate, o.loopFor)
+		lr := loadgen.Run(ctx, "http://"+addr+"/", o.rate, o.loopFor, 10*time.Second)
+		r.p50, r.p99, _ = loadgen.Percentiles(lr.Latencies)
+		r.openErrors = lr.Errors
 		if p != nil {
 			p.stop()
 		}
