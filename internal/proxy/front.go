@@ -285,8 +285,9 @@ func (f *Front) send(lease Lease, req *http.Request, info *telemetry.Request) (*
 	return resp, nil
 }
 
-// failureHold is how long a slot stays taken after its request failed on a broken connection.
-const failureHold = 250 * time.Millisecond
+// failureHold is how long a slot stays taken after its request failed on a broken connection,
+// when the worker does not exit meanwhile (a transient error on a live worker).
+const failureHold = 2 * time.Second
 
 // releaseAfterFailure returns the slot of a request that failed. A broken connection usually
 // means the worker just died: its slot stays taken until the exit is seen (then its socket is

@@ -47,13 +47,14 @@ func TestWarmupCheckWarnsOncePerWorkerAboveFactorAndFloor(t *testing.T) {
 
 func TestHistoryQuantilesSplitByFirstRequests(t *testing.T) {
 	h := NewHistory()
-	now := time.Now()
+	now := time.Unix(1_700_000_000, 0) // on a second boundary: every request below ends in one second
+	start := now.Add(-2 * time.Second)
 	h.now = func() time.Time { return now }
 	for i := 1; i <= 100; i++ {
-		h.Observe(&Request{WorkerID: 1, Start: now.Add(-time.Second), Duration: time.Duration(i) * time.Millisecond})
+		h.Observe(&Request{WorkerID: 1, Start: start, Duration: time.Duration(i) * time.Millisecond})
 	}
-	h.Observe(&Request{WorkerID: 1, FirstRequests: true, Start: now.Add(-time.Second), Duration: 300 * time.Millisecond})
-	h.Observe(&Request{WorkerID: 0, Start: now.Add(-time.Second), Duration: time.Hour}) // a 503: no worker, not counted
+	h.Observe(&Request{WorkerID: 1, FirstRequests: true, Start: start, Duration: 300 * time.Millisecond})
+	h.Observe(&Request{WorkerID: 0, Start: start, Duration: time.Hour}) // a 503: no worker, not counted
 	s := h.Summary(time.Minute)
 	if s.SteadyN != 100 || s.SteadyP50 != 50 || s.SteadyP99 != 99 || s.FirstN != 1 || s.FirstP99 != 300 {
 		t.Fatalf("summary: %+v", s)

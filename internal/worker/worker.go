@@ -229,20 +229,6 @@ func (w *Worker) expand(template []string) []string {
 
 func (w *Worker) reap() {
 	err := w.cmd.Wait()
-	// A child the worker left behind may hold its stdout open: read on for a moment, then stop.
-	grace := time.NewTimer(2 * time.Second)
-	for pending := len(w.outputs); pending > 0; {
-		select {
-		case <-w.pumped:
-			pending--
-		case <-grace.C:
-			pending = 0
-		}
-	}
-	grace.Stop()
-	for _, f := range w.outputs {
-		f.Close() // ends a pump still blocked on a child's open copy
-	}
 	if w.stopped.Load() {
 		w.state.advance(Stopped)
 	} else {
@@ -256,6 +242,20 @@ func (w *Worker) reap() {
 	w.transport.CloseIdleConnections()
 	w.conns.Close()
 	close(w.done)
+	// A child the worker left behind may hold its stdout open: read on for a moment, then stop.
+	grace := time.NewTimer(2 * time.Second)
+	defer grace.Stop()
+	for pending := len(w.outputs); pending > 0; {
+		select {
+		case <-w.pumped:
+			pending--
+		case <-grace.C:
+			pending = 0
+		}
+	}
+	for _, f := range w.outputs {
+		f.Close() // ends a pump still blocked on a child's open copy
+	}
 }
 
 func (w *Worker) closeNotify() {
