@@ -261,9 +261,7 @@ func (p *Pool) admit(m *member) {
 		"boot", m.admittedAt.Sub(w.StartedAt()).Round(time.Millisecond), "warmup_requests", m.warmup.Requests,
 		"warmup", m.warmup.Duration.Round(time.Millisecond), "slowest_warmup_request", m.warmup.Slowest.Round(time.Millisecond))
 	if !p.isFirstReady && p.readyCount() >= p.count {
-		p.isFirstReady = true
-		close(p.firstReady)
-		p.log.Info("pool ready", "workers", p.count)
+		p.isFirstReady = true // announced by the loop once the status shows it
 	}
 }
 

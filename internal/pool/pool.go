@@ -266,6 +266,21 @@ func (p *Pool) loop() {
 		}
 		p.reconcile()
 		p.publish()
+		p.announceFirstReady()
+	}
+}
+
+// announceFirstReady closes FirstReady and logs it, after the status that shows it was
+// published, so whoever reacts to either sees a ready status.
+func (p *Pool) announceFirstReady() {
+	if !p.isFirstReady {
+		return
+	}
+	select {
+	case <-p.firstReady:
+	default:
+		close(p.firstReady)
+		p.log.Info("pool ready", "workers", p.count)
 	}
 }
 

@@ -31,7 +31,8 @@ type backend struct {
 	inFlight int
 	limit    int
 	removed  bool
-	drained  chan struct{}
+	gone     chan struct{} // closed when the pool takes the worker out of rotation
+	drained  chan struct{} // closed once removed and its last request finished
 }
 
 type waiter struct{ got chan *backend }
@@ -47,6 +48,9 @@ type Lease struct {
 // Worker is the leased worker.
 func (l Lease) Worker() *worker.Worker { return l.b.w }
 
+// Gone is closed once the pool has taken the leased worker out of rotation.
+func (l Lease) Gone() <-chan struct{} { return l.b.gone }
+
 // NewBalancer returns an empty rotation.
 func NewBalancer(queueSize int, queueTimeout time.Duration) *Balancer {
 	return &Balancer{queueSize: queueSize, queueTimeout: queueTimeout}
@@ -57,7 +61,7 @@ func NewBalancer(queueSize int, queueTimeout time.Duration) *Balancer {
 func (b *Balancer) Add(w *worker.Worker, limit int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	be := &backend{w: w, limit: limit, drained: make(chan struct{})}
+	be := &backend{w: w, limit: limit, gone: make(chan struct{}), drained: make(chan struct{})}
 	b.backends = append(b.backends, be)
 	for be.inFlight < be.limit && b.handOffLocked(be) {
 	}
@@ -72,6 +76,7 @@ func (b *Balancer) Remove(w *worker.Worker) <-chan struct{} {
 		if be.w == w {
 			b.backends = append(b.backends[:i], b.backends[i+1:]...)
 			be.removed = true
+			close(be.gone)
 			if be.inFlight == 0 {
 				close(be.drained)
 			}

@@ -70,7 +70,7 @@ func (f *Front) serveDirect(rw http.ResponseWriter, r *http.Request, opts *Optio
 			}
 			var dial *worker.DialError
 			if errors.As(err, &dial) && !reached && attempt < maxAttempts && ctx.Err() == nil {
-				lease.Release()
+				f.releaseAfterFailure(lease, err)
 				avoid = w
 				continue
 			}

@@ -233,7 +233,7 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil && errors.As(err, &dial) && attempt < maxAttempts && req.Context().Err() == nil && !body.consumed() && !written.Load() {
 			// Nothing was sent: the worker died between its exit and its removal. Try another.
 			f.log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)
-			avoid = lease.Worker()
+			avoid = lease.Worker() // send already returned its slot
 			continue
 		}
 		var up *UpstreamError
@@ -289,14 +289,12 @@ func (f *Front) send(lease Lease, req *http.Request, info *telemetry.Request) (*
 // when the worker does not exit meanwhile (a transient error on a live worker).
 const failureHold = 2 * time.Second
 
-// releaseAfterFailure returns the slot of a request that failed. A broken connection usually
-// means the worker just died: its slot stays taken until the exit is seen (then its socket is
-// gone and a new request fails to connect and goes elsewhere) or failureHold passes, so no new
-// request is sent into a dying worker's open connections meanwhile.
+// releaseAfterFailure returns the slot of a request that failed. A broken or refused connection
+// usually means the worker just died: its slot stays taken until the pool has taken the worker
+// out of rotation, or failureHold passes (a live worker), so that neither new nor queued
+// requests are handed a dying worker.
 func (f *Front) releaseAfterFailure(lease Lease, err error) {
-	var dial *worker.DialError
-	w := lease.Worker()
-	if errors.As(err, &dial) || isTimeout(err) || chanClosed(w.Done()) {
+	if isTimeout(err) || chanClosed(lease.Gone()) {
 		lease.Release()
 		return
 	}
@@ -304,7 +302,7 @@ func (f *Front) releaseAfterFailure(lease Lease, err error) {
 		t := time.NewTimer(failureHold)
 		defer t.Stop()
 		select {
-		case <-w.Done():
+		case <-lease.Gone():
 		case <-t.C:
 		}
 		lease.Release()
