@@ -2,14 +2,12 @@ package proxy
 
 import (
 	"bufio"
-	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"warmpool/internal/telemetry"
@@ -44,37 +42,23 @@ func (f *Front) serveDirect(rw http.ResponseWriter, r *http.Request, opts *Optio
 	span := trace.SpanFromContext(ctx)
 	var avoid *worker.Worker
 	for attempt := 1; ; attempt++ {
-		queued := time.Now()
-		lease, err := f.bal.AcquireAvoiding(ctx, avoid)
-		if info != nil {
-			info.QueueWait += time.Since(queued)
-		}
+		lease, err := f.acquire(ctx, avoid, info, opts.ColdWindow)
 		if err != nil {
 			f.writeError(rw, r, err)
 			return
 		}
 		w := lease.Worker()
-		if info != nil {
-			f.describe(info, lease)
-		}
-		if span.IsRecording() {
-			span.AddEvent("warmpool.queue_wait", trace.WithAttributes(
-				attribute.Float64("warmpool.queue_wait_ms", float64(time.Since(queued).Microseconds())/1000),
-				attribute.Int("warmpool.worker.id", w.ID())))
-		}
 		sent := time.Now()
 		resp, reached, err := f.exchangeSync(w, ctx, func(bw *bufio.Writer) error { return writeOutbound(bw, r, span) }, r)
 		if err != nil {
 			if info != nil {
 				info.Upstream = time.Since(sent)
 			}
-			var dial *worker.DialError
-			if errors.As(err, &dial) && !reached && attempt < maxAttempts && ctx.Err() == nil {
-				f.releaseAfterFailure(lease, err)
+			f.releaseAfterFailure(lease, err)
+			if f.retryElsewhere(ctx, err, attempt, reached) {
 				avoid = w
 				continue
 			}
-			f.releaseAfterFailure(lease, err)
 			f.writeError(rw, r, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout, Sent: reached})
 			return
 		}

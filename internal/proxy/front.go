@@ -211,29 +211,15 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	}}
 	req = req.WithContext(httptrace.WithClientTrace(req.Context(), clientTrace))
 	info, _ := req.Context().Value(requestInfoKey{}).(*telemetry.Request)
+	coldWindow := f.opts.Load().ColdWindow
 	for attempt := 1; ; attempt++ {
-		queued := time.Now()
-		lease, err := f.bal.AcquireAvoiding(req.Context(), avoid)
-		if info != nil {
-			info.QueueWait += time.Since(queued)
-		}
+		lease, err := f.acquire(req.Context(), avoid, info, coldWindow)
 		if err != nil {
 			return nil, err
 		}
-		if info != nil {
-			f.describe(info, lease)
-		}
-		if span := trace.SpanFromContext(req.Context()); span.IsRecording() {
-			span.AddEvent("warmpool.queue_wait", trace.WithTimestamp(time.Now()), trace.WithAttributes(
-				attribute.Float64("warmpool.queue_wait_ms", float64(time.Since(queued).Microseconds())/1000),
-				attribute.Int("warmpool.worker.id", lease.Worker().ID())))
-		}
-		resp, err := f.send(lease, req, info)
-		var dial *worker.DialError
-		if err != nil && errors.As(err, &dial) && attempt < maxAttempts && req.Context().Err() == nil && !body.consumed() && !written.Load() {
-			// Nothing was sent: the worker died between its exit and its removal. Try another.
-			f.log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)
-			avoid = lease.Worker() // send already returned its slot
+		resp, err := f.send(lease, req, info) // on error, send already returned the slot
+		if f.retryElsewhere(req.Context(), err, attempt, body.consumed() || written.Load()) {
+			avoid = lease.Worker()
 			continue
 		}
 		var up *UpstreamError
@@ -244,13 +230,42 @@ func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// describe records which worker serves the request, and how fresh it is.
-func (f *Front) describe(info *telemetry.Request, lease Lease) {
+// acquire leases a worker for one request (avoiding one that just refused a connection), and
+// records the queue wait and the worker in info (may be nil) and on the request's span.
+func (f *Front) acquire(ctx context.Context, avoid *worker.Worker, info *telemetry.Request, coldWindow int) (Lease, error) {
+	queued := time.Now()
+	lease, err := f.bal.AcquireAvoiding(ctx, avoid)
+	waited := time.Since(queued)
+	if info != nil {
+		info.QueueWait += waited
+	}
+	if err != nil {
+		return lease, err
+	}
 	w := lease.Worker()
-	info.WorkerID, info.PID, info.Generation = w.ID(), w.PID(), w.Generation()
-	info.RequestIndex = lease.Index
-	info.WorkerAge = time.Since(w.StartedAt())
-	info.FirstRequests = lease.Index <= int64(f.opts.Load().ColdWindow)
+	if info != nil {
+		info.WorkerID, info.PID, info.Generation = w.ID(), w.PID(), w.Generation()
+		info.RequestIndex = lease.Index
+		info.WorkerAge = time.Since(w.StartedAt())
+		info.FirstRequests = lease.Index <= int64(coldWindow)
+	}
+	if span := trace.SpanFromContext(ctx); span.IsRecording() {
+		span.AddEvent("warmpool.queue_wait", trace.WithAttributes(
+			attribute.Float64("warmpool.queue_wait_ms", float64(waited.Microseconds())/1000),
+			attribute.Int("warmpool.worker.id", w.ID())))
+	}
+	return lease, nil
+}
+
+// retryElsewhere reports whether a failed request may go to another worker: only when the
+// worker refused the connection and no byte of the request reached any worker.
+func (f *Front) retryElsewhere(ctx context.Context, err error, attempt int, sent bool) bool {
+	var dial *worker.DialError
+	if err == nil || sent || attempt >= maxAttempts || ctx.Err() != nil || !errors.As(err, &dial) {
+		return false
+	}
+	f.log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)
+	return true
 }
 
 // send forwards req to the leased worker; the lease is released when the response body is

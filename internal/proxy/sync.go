@@ -83,7 +83,7 @@ func (f *Front) exchangeOnce(w *worker.Worker, ctx context.Context, write func(*
 		if err != nil {
 			return nil, false, false, err
 		}
-		if !c.Reused || alive(c) {
+		if !c.Reused || c.Alive() {
 			break
 		}
 		c.Close() // the worker closed it while idle: nothing was sent
@@ -125,25 +125,6 @@ func failSync(c *worker.Conn, stop func() bool, err error) error {
 	stop()
 	c.Close()
 	return err
-}
-
-// alive peeks at an idle connection without blocking: a worker that closed it shows EOF.
-func alive(c *worker.Conn) bool {
-	if c.R.Buffered() > 0 {
-		return false // bytes nobody asked for: do not trust the stream
-	}
-	raw, err := c.Conn.(syscall.Conn).SyscallConn()
-	if err != nil {
-		return false
-	}
-	ok := false
-	var buf [1]byte
-	_ = raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
-		return true // never wait
-	})
-	return ok
 }
 
 // syncBody returns the connection to the pool once the response was read to its end.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // Conn is a kept-alive connection to a worker with its buffers, for the proxy's synchronous
@@ -15,6 +16,37 @@ type Conn struct {
 	W *bufio.Writer
 	// Reused reports that the connection served an earlier request.
 	Reused bool
+
+	raw      syscall.RawConn // nil when the connection has no file descriptor
+	peek     func(fd uintptr) bool
+	peekOK   bool
+	peekByte [1]byte
+}
+
+func newConn(nc net.Conn) *Conn {
+	c := &Conn{Conn: nc, R: bufio.NewReaderSize(nc, 16<<10), W: bufio.NewWriterSize(nc, 8<<10)}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
+	c.peek = func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), c.peekByte[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		c.peekOK = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		return true // never wait
+	}
+	return c
+}
+
+// Alive peeks at an idle connection without blocking: one the worker closed shows EOF (or
+// bytes nobody asked for), and is not to be used. Built once per connection, it allocates nothing.
+func (c *Conn) Alive() bool {
+	if c.R.Buffered() > 0 || c.raw == nil {
+		return false
+	}
+	c.peekOK = false
+	if err := c.raw.Read(c.peek); err != nil {
+		return false
+	}
+	return c.peekOK
 }
 
 // ConnPool keeps idle connections to one worker.
@@ -48,7 +80,7 @@ func (p *ConnPool) Dial(ctx context.Context) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Conn{Conn: nc, R: bufio.NewReaderSize(nc, 16<<10), W: bufio.NewWriterSize(nc, 8<<10)}, nil
+	return newConn(nc), nil
 }
 
 // Put keeps c for the next request, or closes it when the pool is full or closed.
