@@ -74,7 +74,12 @@ func New(l *config.Loaded, log *slog.Logger, opts ...Option) *Server {
 }
 
 // Start creates the socket directory, binds both listeners, starts the pool and serves.
-func (s *Server) Start() error {
+func (s *Server) Start() (err error) {
+	defer func() {
+		if err != nil {
+			s.releaseStartResources()
+		}
+	}()
 	cfg := s.cfg
 	s.socketDir = cfg.Worker.SocketDir
 	if s.socketDir == "" {
@@ -86,28 +91,17 @@ func (s *Server) Start() error {
 	} else if err := os.MkdirAll(s.socketDir, 0o700); err != nil {
 		return fmt.Errorf("socket directory: %w", err)
 	}
-	var err error
 	if s.access, err = telemetry.OpenAccessLog(cfg.Telemetry.AccessLog); err != nil {
-		s.removeSocketDir()
 		return err
 	}
 	if s.frontLn, err = net.Listen("tcp", cfg.Listen); err != nil {
-		s.removeSocketDir()
-		s.access.Close()
 		return fmt.Errorf("listen: %w", err)
 	}
 	if s.adminLn, err = net.Listen("tcp", cfg.AdminListen); err != nil {
-		s.frontLn.Close()
-		s.removeSocketDir()
-		s.access.Close()
 		return fmt.Errorf("admin_listen: %w", err)
 	}
 	if s.tp == nil && cfg.Telemetry.OTLPEndpoint != "" {
 		if s.ownTP, err = telemetry.NewTracerProvider(context.Background(), cfg.Telemetry.OTLPEndpoint, cfg.Telemetry.ServiceName, cfg.Telemetry.TraceSampleRatio); err != nil {
-			s.frontLn.Close()
-			s.adminLn.Close()
-			s.removeSocketDir()
-			s.access.Close()
 			return err
 		}
 		s.tp = s.ownTP
@@ -293,6 +287,18 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// releaseStartResources undoes what a failed Start had opened.
+func (s *Server) releaseStartResources() {
+	if s.frontLn != nil {
+		s.frontLn.Close()
+	}
+	if s.adminLn != nil {
+		s.adminLn.Close()
+	}
+	s.access.Close()
+	s.removeSocketDir()
 }
 
 func (s *Server) removeSocketDir() {

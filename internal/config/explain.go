@@ -101,11 +101,3 @@ func plural(n int, noun string) string {
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
 }
-
-// Loaded wraps a programmatic config (tests, the demo): every value counts as a default.
-func (c *Config) Loaded() *Loaded {
-	l := &Loaded{Config: *c}
-	l.Config.Warmup.Requests = append([]WarmupRequest(nil), c.Warmup.Requests...)
-	l.applyRequestDefaults()
-	return l
-}

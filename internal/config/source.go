@@ -46,3 +46,11 @@ func (l *Loaded) Source(key string) Source {
 
 // Explicit reports whether key was set by the operator rather than left at its default.
 func (l *Loaded) Explicit(key string) bool { return l.Source(key).Kind != FromDefault }
+
+// Loaded wraps a programmatic config (tests, the demo): every value counts as a default.
+func (c *Config) Loaded() *Loaded {
+	l := &Loaded{Config: *c}
+	l.Config.Warmup.Requests = append([]WarmupRequest(nil), c.Warmup.Requests...)
+	l.applyRequestDefaults()
+	return l
+}

@@ -287,7 +287,7 @@ func (w *Worker) WaitListening(ctx context.Context) error {
 		select {
 		case <-w.done:
 			t.Stop()
-			return fmt.Errorf("worker exited before listening: %v", describeExit(w.exitErr))
+			return fmt.Errorf("worker exited before listening: %v", DescribeExit(w.exitErr))
 		case <-ctx.Done():
 			t.Stop()
 			return fmt.Errorf("worker not listening on %s: %w (last dial error: %v)", w.address, context.Cause(ctx), err)
@@ -413,16 +413,13 @@ func (w *Worker) Served() int64 { return w.served.Load() }
 // InFlight is how many client requests the worker is serving now.
 func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
 
-// describeExit renders an exit error for humans ("exit status 3", "signal: killed").
-func describeExit(err error) string {
+// DescribeExit renders an exit error for humans ("exit status 3", "signal: killed").
+func DescribeExit(err error) string {
 	if err == nil {
 		return "exit status 0"
 	}
 	return err.Error()
 }
-
-// DescribeExit is describeExit for other packages.
-func DescribeExit(err error) string { return describeExit(err) }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
