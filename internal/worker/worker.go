@@ -119,7 +119,21 @@ func (w *Worker) ExitErr() error { return w.exitErr }
 func (w *Worker) StopRequested() bool { return w.stopped.Load() }
 
 // Start spawns the process. The process gets its own process group and dies with warmpool.
-func (w *Worker) Start() error {
+func (w *Worker) Start() (err error) {
+	var opened []*os.File // pipe ends to close if the spawn fails
+	defer func() {
+		if err == nil {
+			return
+		}
+		for _, f := range opened {
+			f.Close()
+		}
+		w.closeNotify()
+		w.state.advance(Failed)
+		w.exitErr = err
+		close(w.done) // Done must close on every path, or the pool would wait forever
+		err = fmt.Errorf("worker %d: %w", w.spec.ID, err)
+	}()
 	if err := w.prepareAddress(); err != nil {
 		return err
 	}
@@ -139,33 +153,24 @@ func (w *Worker) Start() error {
 	// Our own pipes, read with small buffers: os/exec's copying would hold 32 KiB per stream.
 	outR, outW, err := os.Pipe()
 	if err != nil {
-		w.closeNotify()
-		return fmt.Errorf("worker %d: %w", w.spec.ID, err)
+		return err
 	}
+	opened = append(opened, outR, outW)
 	errR, errW, err := os.Pipe()
 	if err != nil {
-		outR.Close()
-		outW.Close()
-		w.closeNotify()
-		return fmt.Errorf("worker %d: %w", w.spec.ID, err)
+		return err
 	}
+	opened = append(opened, errR, errW)
 	cmd.Stdout, cmd.Stderr = outW, errW
 	// Own process group: signals reach the worker's children too. Pdeathsig: a worker never
 	// outlives warmpool, even when warmpool is killed with SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	w.state.advance(Starting)
-	err = cmd.Start()
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("spawn %q: %w", argv[0], err)
+	}
 	outW.Close() // the child has its copies
 	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
-		w.closeNotify()
-		w.state.advance(Failed)
-		w.exitErr = err
-		close(w.done)
-		return fmt.Errorf("worker %d: spawn %q: %w", w.spec.ID, argv[0], err)
-	}
 	w.cmd = cmd
 	w.pid.Store(int64(cmd.Process.Pid))
 	w.startedAt.Store(time.Now().UnixNano())

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -104,5 +105,22 @@ func TestExitIsNotHeldByAChildHoldingStdout(t *testing.T) {
 	logs.Wait(testutil.Contains("started "), time.Second)
 	if !strings.Contains(worker.DescribeExit(w.ExitErr()), "exit status 4") {
 		t.Fatalf("exit: %v", w.ExitErr())
+	}
+}
+
+// A failure before the process exists still ends the worker, so nobody waits on Done forever.
+func TestStartFailureBeforeSpawnClosesDone(t *testing.T) {
+	w := worker.New(worker.Spec{ID: 4, Command: []string{"app", "{socket}"}, Notify: true,
+		SocketDir: filepath.Join(t.TempDir(), "missing")}) // the notify socket cannot be created
+	if err := w.Start(); err == nil || !strings.Contains(err.Error(), "notify socket") {
+		t.Fatalf("start: %v", err)
+	}
+	select {
+	case <-w.Done():
+	case <-time.After(time.Second):
+		t.Fatal("Done not closed after a failed Start")
+	}
+	if w.State() != worker.Failed {
+		t.Fatalf("state: %s", w.State())
 	}
 }
