@@ -106,3 +106,17 @@ func CPUModel() string {
 	}
 	return "unknown CPU"
 }
+
+// WriteResult writes a results file, creating its directory; an empty path writes nothing.
+func WriteResult(path, content string) error {
+	if path == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("results: %w", err)
+	}
+	return nil
+}

@@ -125,12 +125,9 @@ func main() {
 	}
 	md := render(o, results)
 	fmt.Print(md)
-	if o.out != "" {
-		os.MkdirAll(filepath.Dir(o.out), 0o755)
-		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+	if err := benchutil.WriteResult(o.out, md); err != nil {
+		fmt.Fprintln(os.Stderr, "peers:", err)
+		os.Exit(1)
 	}
 }
 

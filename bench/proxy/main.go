@@ -57,13 +57,12 @@ func main() {
 	md := renderMarkdown(o, results)
 	fmt.Print(md)
 	if o.out != "" {
-		os.MkdirAll(filepath.Dir(o.out), 0o755)
-		if err := os.WriteFile(o.out+".md", []byte(md), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
+		err := benchutil.WriteResult(o.out+".md", md)
+		if err == nil {
+			err = benchutil.WriteResult(o.out+".svg", renderSVG(results))
 		}
-		if err := os.WriteFile(o.out+".svg", []byte(renderSVG(results)), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "proxy bench:", err)
 			os.Exit(1)
 		}
 	}

@@ -56,12 +56,9 @@ func main() {
 	}
 	md := render(results)
 	fmt.Print(md)
-	if *out != "" {
-		os.MkdirAll(filepath.Dir(*out), 0o755)
-		if err := os.WriteFile(*out, []byte(md), 0o644); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
+	if err := benchutil.WriteResult(*out, md); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
 	}
 }
 

@@ -86,14 +86,9 @@ func main() {
 	}
 	table := render(o, results)
 	fmt.Print(table)
-	if o.out != "" {
-		if err := os.MkdirAll(filepath.Dir(o.out), 0o755); err == nil {
-			err = os.WriteFile(o.out, []byte(table), 0o644)
-		}
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "seed: write results:", err)
-			os.Exit(1)
-		}
+	if err := benchutil.WriteResult(o.out, table); err != nil {
+		fmt.Fprintln(os.Stderr, "seed:", err)
+		os.Exit(1)
 	}
 }
 

@@ -1,0 +1,17 @@
+package testworker
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// RunTests is the TestMain of a package whose tests re-execute the test binary as a worker:
+// as a worker it serves, otherwise it runs the tests and checks that no goroutine leaked.
+func RunTests(m *testing.M) {
+	if Active() {
+		Main()
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
