@@ -45,6 +45,7 @@ type Server struct {
 	check   *telemetry.WarmupCheck
 
 	frontSrv, adminSrv *http.Server
+	lean               *proxy.Server // the cleartext front (frontSrv takes what it hands off); nil with TLS
 	frontLn, adminLn   net.Listener
 	socketDir          string
 	ownSocketDir       bool
@@ -128,14 +129,17 @@ func (s *Server) Start() (err error) {
 	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}), s.history)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
+	if cfg.TLSCert == "" {
+		s.lean = proxy.NewServer(s.front, s.frontSrv)
+	}
 	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 	s.pool.Start()
 	s.wg.Go(func() {
 		var err error
-		if cfg.TLSCert != "" {
-			err = s.frontSrv.ServeTLS(s.frontLn, cfg.TLSCert, cfg.TLSKey)
+		if s.lean != nil {
+			err = s.lean.Serve(s.frontLn)
 		} else {
-			err = s.frontSrv.Serve(s.frontLn)
+			err = s.frontSrv.ServeTLS(s.frontLn, cfg.TLSCert, cfg.TLSKey)
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			s.serveErr <- fmt.Errorf("front: %w", err)
@@ -262,9 +266,8 @@ func (s *Server) Close(ctx context.Context) error {
 	s.admin.SetDraining()
 	s.log.Info("server draining", "in_flight", s.bal.Queued())
 	var errs []error
-	if err := s.frontSrv.Shutdown(ctx); err != nil {
+	if err := s.shutdownFront(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("front shutdown: %w", err))
-		s.frontSrv.Close()
 	}
 	if err := s.front.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("requests past their timeout: %w", err))
@@ -287,6 +290,18 @@ func (s *Server) Close(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// shutdownFront stops the front listener's server, whichever serves it, gracefully.
+func (s *Server) shutdownFront(ctx context.Context) error {
+	if s.lean != nil {
+		return s.lean.Shutdown(ctx)
+	}
+	err := s.frontSrv.Shutdown(ctx)
+	if err != nil {
+		s.frontSrv.Close()
+	}
+	return err
 }
 
 // releaseStartResources undoes what a failed Start had opened.

@@ -119,11 +119,28 @@ func (b *Balancer) Queued() int {
 // Acquire leases the least busy worker with room, waiting in the queue when none has.
 func (b *Balancer) Acquire(ctx context.Context) (Lease, error) { return b.AcquireAvoiding(ctx, nil) }
 
+// TryAcquire leases the least busy worker with room (not avoid while another has room), or
+// reports false at once when a request would have to queue.
+func (b *Balancer) TryAcquire(avoid *worker.Worker) (Lease, bool) {
+	b.mu.Lock()
+	be := b.pickLocked(avoid)
+	if be == nil {
+		b.mu.Unlock()
+		return Lease{}, false
+	}
+	be.inFlight++
+	b.mu.Unlock()
+	return Lease{be, b, be.w.BeginRequest()}, true
+}
+
 // AcquireAvoiding is Acquire that does not pick avoid (a worker that just refused a connection)
 // while another worker has room.
 func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (Lease, error) {
+	if l, ok := b.TryAcquire(avoid); ok {
+		return l, nil
+	}
 	b.mu.Lock()
-	if be := b.pickLocked(avoid); be != nil {
+	if be := b.pickLocked(avoid); be != nil { // freed meanwhile
 		be.inFlight++
 		b.mu.Unlock()
 		return Lease{be, b, be.w.BeginRequest()}, nil

@@ -36,11 +36,11 @@ func isTimeout(err error) bool {
 
 // classify maps a forwarding error to the status and the plain reason the client gets.
 // Status 0 means the client itself went away and nothing needs to be said.
-func classify(r *http.Request, err error, queueTimeout time.Duration) (int, string) {
+func classify(clientGone bool, err error, queueTimeout time.Duration) (int, string) {
 	var up *UpstreamError
 	var dial *worker.DialError
 	switch {
-	case r.Context().Err() != nil:
+	case clientGone:
 		return 0, "client went away"
 	case errors.Is(err, ErrQueueFull):
 		return http.StatusServiceUnavailable, "all workers are busy and the wait queue is full; retry later"
@@ -60,7 +60,7 @@ func classify(r *http.Request, err error, queueTimeout time.Duration) (int, stri
 }
 
 func (f *Front) writeError(rw http.ResponseWriter, r *http.Request, err error) {
-	status, reason := classify(r, err, f.bal.QueueTimeout())
+	status, reason := classify(r.Context().Err() != nil, err, f.bal.QueueTimeout())
 	if status == 0 {
 		f.log.Debug("client went away", "path", r.URL.Path, "error", err)
 		rw.WriteHeader(http.StatusBadGateway)

@@ -47,7 +47,7 @@ type Options struct {
 // Observer records requests (metrics, access log, warm-up check).
 type Observer interface {
 	StartRequest()
-	ObserveRequest(r *http.Request, req *telemetry.Request)
+	ObserveRequest(req *telemetry.Request)
 }
 
 type requestInfoKey struct{}
@@ -120,7 +120,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		endServerSpan(span, info)
 	}
 	if obs != nil {
-		obs.ObserveRequest(r, info)
+		obs.ObserveRequest(info)
 	}
 }
 
@@ -236,14 +236,22 @@ func (f *Front) acquire(ctx context.Context, avoid *worker.Worker, info *telemet
 	queued := time.Now()
 	lease, err := f.bal.AcquireAvoiding(ctx, avoid)
 	waited := time.Since(queued)
-	if info != nil {
-		info.QueueWait += waited
-	}
 	if err != nil {
+		if info != nil {
+			info.QueueWait += waited
+		}
 		return lease, err
 	}
+	f.noteLease(ctx, lease, waited, info, coldWindow)
+	return lease, nil
+}
+
+// noteLease records the queue wait and the leased worker in info (may be nil) and on the
+// request's span.
+func (f *Front) noteLease(ctx context.Context, lease Lease, waited time.Duration, info *telemetry.Request, coldWindow int) {
 	w := lease.Worker()
 	if info != nil {
+		info.QueueWait += waited
 		info.WorkerID, info.PID, info.Generation = w.ID(), w.PID(), w.Generation()
 		info.RequestIndex = lease.Index
 		info.WorkerAge = time.Since(w.StartedAt())
@@ -254,7 +262,6 @@ func (f *Front) acquire(ctx context.Context, avoid *worker.Worker, info *telemet
 			attribute.Float64("warmpool.queue_wait_ms", float64(waited.Microseconds())/1000),
 			attribute.Int("warmpool.worker.id", w.ID())))
 	}
-	return lease, nil
 }
 
 // retryElsewhere reports whether a failed request may go to another worker: only when the

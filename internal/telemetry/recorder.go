@@ -1,7 +1,5 @@
 package telemetry
 
-import "net/http"
-
 // Recorder is the front's Observer: metrics, the warm-up check and the access log.
 type Recorder struct {
 	Metrics *Metrics     // nil: none
@@ -14,7 +12,7 @@ type Recorder struct {
 func (r *Recorder) StartRequest() { r.Metrics.RequestStarted() }
 
 // ObserveRequest records one finished request everywhere it belongs.
-func (r *Recorder) ObserveRequest(_ *http.Request, req *Request) {
+func (r *Recorder) ObserveRequest(req *Request) {
 	r.Metrics.RequestEnded()
 	r.Metrics.ObserveRequest(req)
 	if r.Check != nil {

@@ -1,7 +1,6 @@
 package telemetry
 
 import (
-	"net/http"
 	"time"
 )
 
@@ -27,5 +26,5 @@ type Request struct {
 
 // Observer is told of every finished client request.
 type Observer interface {
-	ObserveRequest(r *http.Request, req *Request)
+	ObserveRequest(req *Request)
 }

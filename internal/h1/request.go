@@ -1,0 +1,292 @@
+package h1
+
+import "bytes"
+
+// Result is the outcome of parsing a head.
+type Result int
+
+const (
+	// Complete: the head was parsed.
+	Complete Result = iota
+	// Incomplete: the head has not ended yet; more bytes are needed.
+	Incomplete
+	// Unsupported: the head is malformed or uses something this package leaves to net/http
+	// (HTTP/1.0, absolute-form targets, obsolete line folding, bare LF line ends, ...).
+	Unsupported
+)
+
+// MaxFields bounds the header fields of one head.
+const MaxFields = 128
+
+// Field is one header field; both slices point into the parsed buffer.
+type Field struct {
+	Name, Value []byte
+}
+
+// Request is a parsed request head. Its slices point into the buffer it was parsed from and are
+// valid only as long as that buffer is. Reuse one Request per connection: parsing resets it.
+type Request struct {
+	Method, Target []byte
+	Host           []byte
+	// ContentLength is the body's length; -1 when no Content-Length was sent.
+	ContentLength int64
+	// TransferEncoding, Upgrade and Expect report that the header was present.
+	TransferEncoding, Upgrade, Expect bool
+	// Close reports "Connection: close"; ConnectionOther that Connection named anything besides
+	// close and keep-alive (those names are hop-by-hop headers to remove).
+	Close, ConnectionOther bool
+	Fields                 []Field
+}
+
+// Path is the target without its query.
+func (r *Request) Path() []byte {
+	if i := bytes.IndexByte(r.Target, '?'); i >= 0 {
+		return r.Target[:i]
+	}
+	return r.Target
+}
+
+// ParseRequest parses the request head at the start of buf: an HTTP/1.1 request line with an
+// origin-form target, then header fields, each line ended by CRLF, then an empty line. n is the
+// head's length, including the empty line.
+func ParseRequest(buf []byte, r *Request) (n int, res Result) {
+	*r = Request{ContentLength: -1, Fields: r.Fields[:0]}
+	end := bytes.Index(buf, crlfcrlf)
+	if end < 0 {
+		if len(buf) > 0 && !validPrefix(buf) {
+			return 0, Unsupported
+		}
+		return 0, Incomplete
+	}
+	head := buf[:end+2] // the lines, each with its CRLF
+	n = end + 4
+	line, rest, ok := cutLine(head)
+	if !ok || !parseRequestLine(line, r) {
+		return 0, Unsupported
+	}
+	hosts := 0
+	for len(rest) > 0 {
+		line, rest, ok = cutLine(rest)
+		if !ok || len(r.Fields) == MaxFields {
+			return 0, Unsupported
+		}
+		name, value, ok := splitField(line)
+		if !ok {
+			return 0, Unsupported
+		}
+		switch {
+		case equalFold(name, "host"):
+			hosts++
+			r.Host = value
+			if !validHost(value) {
+				return 0, Unsupported
+			}
+		case equalFold(name, "content-length"):
+			cl, ok := parseLength(value)
+			if !ok || (r.ContentLength >= 0 && r.ContentLength != cl) {
+				return 0, Unsupported
+			}
+			r.ContentLength = cl
+		case equalFold(name, "transfer-encoding"):
+			r.TransferEncoding = true
+		case equalFold(name, "upgrade"):
+			r.Upgrade = true
+		case equalFold(name, "expect"):
+			r.Expect = true
+		case equalFold(name, "connection"):
+			scanConnection(value, &r.Close, &r.ConnectionOther)
+		}
+		r.Fields = append(r.Fields, Field{name, value})
+	}
+	if hosts != 1 {
+		return 0, Unsupported // HTTP/1.1 needs exactly one Host
+	}
+	return n, Complete
+}
+
+var crlfcrlf = []byte("\r\n\r\n")
+
+// validPrefix tells early that an unfinished head will never parse (a TLS handshake or an
+// HTTP/2 preface on the cleartext port, say), so it goes to net/http at once.
+func validPrefix(buf []byte) bool {
+	for i, c := range buf {
+		if c == ' ' {
+			return i > 0
+		}
+		if !isTokenChar(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// cutLine splits off the first CRLF-ended line; a bare CR or LF inside it fails.
+func cutLine(b []byte) (line, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 1 || b[i-1] != '\r' {
+		return nil, nil, false
+	}
+	line = b[:i-1]
+	if bytes.IndexByte(line, '\r') >= 0 {
+		return nil, nil, false
+	}
+	return line, b[i+1:], true
+}
+
+func parseRequestLine(line []byte, r *Request) bool {
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 {
+		return false
+	}
+	r.Method = line[:sp]
+	for _, c := range r.Method {
+		if !isTokenChar(c) {
+			return false
+		}
+	}
+	rest := line[sp+1:]
+	sp = bytes.IndexByte(rest, ' ')
+	if sp <= 0 || string(rest[sp+1:]) != "HTTP/1.1" {
+		return false
+	}
+	r.Target = rest[:sp]
+	if r.Target[0] != '/' || string(r.Method) == "CONNECT" {
+		return false
+	}
+	for _, c := range r.Target {
+		if c <= ' ' || c >= 0x7f || c == '#' {
+			return false
+		}
+	}
+	return true
+}
+
+// splitField splits "Name: value" with the value's surrounding whitespace removed. The name
+// must be a token directly followed by the colon; the value may hold no control character
+// but tab (obsolete line folding, a line starting with whitespace, fails here too).
+func splitField(line []byte) (name, value []byte, ok bool) {
+	colon := bytes.IndexByte(line, ':')
+	if colon <= 0 {
+		return nil, nil, false
+	}
+	name = line[:colon]
+	for _, c := range name {
+		if !isTokenChar(c) {
+			return nil, nil, false
+		}
+	}
+	value = line[colon+1:]
+	for _, c := range value {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return nil, nil, false
+		}
+	}
+	return name, trimOWS(value), true
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// validHost accepts a reg-name, IPv4 or bracketed IPv6 host with an optional port: the bytes
+// net/http accepts, less anything that could split a line or a URL.
+func validHost(h []byte) bool {
+	for _, c := range h {
+		if c >= 0x80 || !hostTable[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var hostTable = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "-._~:[]!$&'()*+,;=%" {
+		t[c] = true
+	}
+	return t
+}()
+
+// parseLength parses a Content-Length value: decimal digits only, at most 18 of them.
+func parseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// scanConnection reads the tokens of a Connection value.
+func scanConnection(v []byte, close, other *bool) {
+	for len(v) > 0 {
+		var tok []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			tok, v = v, nil
+		}
+		tok = trimOWS(tok)
+		switch {
+		case len(tok) == 0:
+		case equalFold(tok, "close"):
+			*close = true
+		case equalFold(tok, "keep-alive"):
+		default:
+			*other = true
+		}
+	}
+}
+
+// equalFold compares b with the lower-case ASCII s, ignoring case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// EqualFold compares a header name with the lower-case ASCII s, ignoring case.
+func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
+
+func isTokenChar(c byte) bool { return c < 0x80 && tokenTable[c] }
+
+var tokenTable = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()

@@ -1,0 +1,216 @@
+package proxy
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"warmpool/internal/h1"
+	"warmpool/internal/telemetry"
+)
+
+var errTooManyFiles = syscall.EMFILE
+
+// Client connection sizes on the lean path. A request head must fit in the read buffer (a
+// larger one goes to net/http, which allows up to 1 MiB); a request body of up to
+// maxBufferedBody is read whole before a worker is leased, so a slow client never holds a
+// worker (larger bodies stream through net/http).
+const (
+	clientReadBuffer  = 8 << 10
+	clientWriteBuffer = 8 << 10
+	maxBufferedBody   = 64 << 10
+)
+
+// Connection states, for shutdown: only an idle connection is closed under a client.
+const (
+	connIdle int32 = iota
+	connActive
+	connClosing
+)
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientReadBuffer) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientWriteBuffer) }}
+	bodyPool   = sync.Pool{New: func() any { b := make([]byte, 0, maxBufferedBody); return &b }}
+)
+
+// clientConn is one client connection on the lean path.
+type clientConn struct {
+	s      *Server
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	state  atomic.Int32
+	client []byte // the client's IP, for X-Forwarded-For
+
+	req      h1.Request
+	resp     h1.Response
+	head     []byte  // the response head being built
+	reqCopy  []byte  // the request head, when its body does not fit beside it in br
+	bigBody  *[]byte // the pooled buffer holding such a body
+	info     telemetry.Request
+	deadline time.Time // the read deadline in force
+}
+
+func newClientConn(s *Server, nc net.Conn) *clientConn {
+	c := &clientConn{s: s, nc: nc}
+	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
+		c.client = []byte(host)
+	} else {
+		c.client = []byte(nc.RemoteAddr().String())
+	}
+	return c
+}
+
+// closeIfIdle closes the connection if it waits for a request (shutdown).
+func (c *clientConn) closeIfIdle() {
+	if c.state.CompareAndSwap(connIdle, connClosing) {
+		c.nc.SetReadDeadline(time.Unix(1, 0)) // wakes the read; the goroutine closes the connection
+	}
+}
+
+// serve runs the connection's request loop until the client or shutdown ends it, or the
+// connection is handed to net/http.
+func (c *clientConn) serve() {
+	defer c.s.forget(c)
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(c.nc)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.bw.Reset(c.nc)
+	handed := false
+	defer func() {
+		c.bw.Reset(nil)
+		writerPool.Put(c.bw)
+		if !handed {
+			c.nc.Close()
+			c.br.Reset(nil)
+			readerPool.Put(c.br)
+		}
+	}()
+	for {
+		c.state.Store(connIdle)
+		if c.s.shutting.Load() {
+			return
+		}
+		c.extendReadDeadline(c.s.idleTimeout)
+		if _, err := c.br.Peek(1); err != nil {
+			return // closed, idle too long, or shut down
+		}
+		if !c.state.CompareAndSwap(connIdle, connActive) {
+			return // shutdown closed it just now
+		}
+		n, body, ok := c.readRequest()
+		if !ok {
+			return
+		}
+		if n < 0 {
+			handed = c.handOff()
+			return
+		}
+		keep := c.s.front.serveLean(c, body)
+		if c.bigBody != nil {
+			bodyPool.Put(c.bigBody)
+			c.bigBody = nil
+		} else {
+			c.br.Discard(n + len(body))
+		}
+		if !keep {
+			return
+		}
+	}
+}
+
+// readRequest reads the next request head (and its body, if small) into c.req. n is the
+// length of the head in br, or -1 when the request is for net/http. ok false: the connection
+// is to be closed.
+func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
+	for {
+		buf, _ := c.br.Peek(c.br.Buffered())
+		var res h1.Result
+		n, res = h1.ParseRequest(buf, &c.req)
+		switch res {
+		case h1.Unsupported:
+			return -1, nil, true
+		case h1.Incomplete:
+			if len(buf) == c.br.Size() {
+				return -1, nil, true // a head larger than the buffer: net/http takes it
+			}
+			c.shortenReadDeadline(c.s.readHeaderTimeout) // a slow client: bound the whole head
+			if _, err := c.br.Peek(len(buf) + 1); err != nil {
+				return 0, nil, false
+			}
+			continue
+		}
+		if !c.s.front.leanEligible(&c.req) {
+			return -1, nil, true
+		}
+		cl := int(max(c.req.ContentLength, 0))
+		if cl == 0 {
+			return n, nil, true
+		}
+		if n+cl <= c.br.Size() {
+			if len(buf) < n+cl {
+				c.shortenReadDeadline(c.s.readHeaderTimeout)
+				if _, err := c.br.Peek(n + cl); err != nil {
+					return 0, nil, false
+				}
+				continue // the buffer may have moved: parse again
+			}
+			return n, buf[n : n+cl], true
+		}
+		// The body does not fit beside the head: copy the head out and read the body into a
+		// buffer of its own.
+		c.reqCopy = append(c.reqCopy[:0], buf[:n]...)
+		h1.ParseRequest(c.reqCopy, &c.req)
+		c.br.Discard(n)
+		bp := bodyPool.Get().(*[]byte)
+		body = (*bp)[:cl]
+		c.shortenReadDeadline(c.s.readHeaderTimeout)
+		if _, err := io.ReadFull(c.br, body); err != nil {
+			bodyPool.Put(bp)
+			return 0, nil, false
+		}
+		c.bigBody = bp
+		return n, body, true
+	}
+}
+
+// extendReadDeadline puts the read deadline d from now. Moving a deadline costs a timer
+// update, so one that is at most a second short of it is kept: on a busy connection the timer
+// moves about once a second, not once a request.
+func (c *clientConn) extendReadDeadline(d time.Duration) {
+	if d <= 0 {
+		if !c.deadline.IsZero() {
+			c.deadline = time.Time{}
+			c.nc.SetReadDeadline(c.deadline)
+		}
+		return
+	}
+	want := time.Now().Add(d)
+	if c.deadline.IsZero() || want.Sub(c.deadline) > time.Second || c.deadline.After(want) {
+		c.deadline = want
+		c.nc.SetReadDeadline(want)
+	}
+}
+
+// shortenReadDeadline brings the read deadline to at most d from now (slow heads and bodies).
+func (c *clientConn) shortenReadDeadline(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	if want := time.Now().Add(d); c.deadline.IsZero() || c.deadline.After(want) {
+		c.deadline = want
+		c.nc.SetReadDeadline(want)
+	}
+}
+
+// handOff gives the connection, with what was read of it, to net/http.
+func (c *clientConn) handOff() bool {
+	c.deadline = time.Time{}
+	c.nc.SetReadDeadline(c.deadline) // net/http sets its own
+	return c.s.handoff.give(&handedConn{Conn: c.nc, r: c.br})
+}

@@ -1,0 +1,501 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"warmpool/internal/config"
+	"warmpool/internal/h1"
+	"warmpool/internal/telemetry"
+	"warmpool/internal/worker"
+)
+
+// The lean path forwards a request parsed in place by h1: the outbound head is written from
+// the client's bytes into a pooled worker connection, the worker's head is rebuilt into one
+// buffer, and the body is relayed with its framing checked. No http.Request, no header maps,
+// no goroutine besides the connection's own.
+
+// leanEligible reports whether the lean path takes a parsed request; the rest goes to net/http.
+func (f *Front) leanEligible(r *h1.Request) bool {
+	opts := f.opts.Load()
+	return !r.TransferEncoding && !r.Upgrade && !r.Expect && !r.ConnectionOther &&
+		r.ContentLength <= maxBufferedBody && opts.Tracer == nil && opts.Harakiri <= opts.RequestTimeout
+}
+
+// serveLean forwards c.req (with body, read whole) and writes the response. It reports whether
+// the connection may serve another request.
+func (f *Front) serveLean(c *clientConn, body []byte) bool {
+	opts := f.opts.Load()
+	req := &c.req
+	keep := !req.Close && !c.s.shutting.Load()
+	if len(opts.AllowedHosts) > 0 && !config.HostAllowed(opts.AllowedHosts, string(req.Host)) {
+		f.log.Warn("request for a host not in proxy.allowed_hosts", "host", string(req.Host), "path", string(req.Path()))
+		return c.writeError(http.StatusBadRequest, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", keep) && keep
+	}
+	obs := opts.Observer
+	var info *telemetry.Request
+	if obs != nil {
+		obs.StartRequest()
+		info = &c.info
+		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: time.Now(), TraceID: traceIDOf(req)}
+	}
+	status, bytes, keep := f.forwardLean(c, body, opts, info, keep)
+	if info != nil {
+		info.Status, info.Bytes, info.Duration = status, bytes, time.Since(info.Start)
+		obs.ObserveRequest(info)
+	}
+	return keep
+}
+
+// forwardLean leases a worker, exchanges the request with it and relays the response, retrying
+// on another worker as the net/http path does. It returns the status recorded, the body bytes
+// sent to the client, and whether the client connection may go on.
+func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *telemetry.Request, keep bool) (int, int64, bool) {
+	var avoid *worker.Worker
+	for attempt := 1; ; attempt++ {
+		lease, err := f.acquireLean(c, avoid, info, opts.ColdWindow)
+		if err != nil {
+			return c.writeFailure(f, err, keep)
+		}
+		w := lease.Worker()
+		sent := time.Now()
+		status, n, reached, err := f.exchangeLean(c, w, body, opts, keep)
+		if info != nil {
+			info.Upstream = time.Since(sent)
+		}
+		if err == nil {
+			lease.Release()
+			return status, n, keep
+		}
+		var we *h1.WriteError
+		if errors.As(err, &we) {
+			lease.Release() // the client went away; the worker is fine
+			return max(status, http.StatusBadGateway), n, false
+		}
+		f.releaseAfterFailure(lease, err)
+		if status != 0 {
+			// The response had begun: the client can only be told by closing the connection.
+			f.log.Warn("worker response ended early", "worker", w.ID(), "path", string(c.req.Path()), "error", err)
+			return status, n, false
+		}
+		if f.retryElsewhere(context.Background(), err, attempt, reached) {
+			avoid = w
+			continue
+		}
+		return c.writeFailure(f, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout, Sent: reached}, keep)
+	}
+}
+
+// acquireLean leases a worker at once, or waits in the queue while watching the client: a
+// request whose client hung up while queued is dropped, not sent to a worker.
+func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry.Request, coldWindow int) (Lease, error) {
+	if lease, ok := f.bal.TryAcquire(avoid); ok {
+		f.noteLease(context.Background(), lease, 0, info, coldWindow)
+		return lease, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopWatching := c.watchHangup(cancel)
+	lease, err := f.acquire(ctx, avoid, info, coldWindow)
+	stopWatching()
+	return lease, err
+}
+
+// exchangeLean sends c.req to w and relays the response to the client. status is 0 until the
+// response head went to the client; reached reports that the request reached the worker.
+func (f *Front) exchangeLean(c *clientConn, w *worker.Worker, body []byte, opts *Options, keep bool) (status int, n int64, reached bool, err error) {
+	for attempt := 1; ; attempt++ {
+		var wc *worker.Conn
+		wc, err = f.getConn(w, attempt > 1)
+		if err != nil {
+			return 0, 0, reached, err
+		}
+		status, n, err = f.exchangeOnConn(c, w, wc, body, keep)
+		reached = reached || err == nil || status != 0 || !errors.Is(err, errNotSent)
+		if err == nil {
+			return status, n, true, nil
+		}
+		// See exchangeSync: a kept-alive connection the worker had closed.
+		if status == 0 && wc.Reused && attempt == 1 && brokenConn(err) && idempotent(string(c.req.Method)) {
+			f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
+			continue
+		}
+		return status, n, reached, err
+	}
+}
+
+// errNotSent marks a failure to write the request to the worker.
+var errNotSent = errors.New("request not sent")
+
+type notSentError struct{ err error }
+
+func (e *notSentError) Error() string   { return e.err.Error() }
+func (e *notSentError) Unwrap() []error { return []error{e.err, errNotSent} }
+
+// getConn returns a pooled connection the worker has not closed, or a fresh one.
+func (f *Front) getConn(w *worker.Worker, fresh bool) (*worker.Conn, error) {
+	pool := w.Conns()
+	for {
+		var c *worker.Conn
+		var err error
+		if fresh {
+			c, err = pool.Dial(context.Background())
+		} else {
+			c, err = pool.Get(context.Background())
+		}
+		if err != nil || !c.Reused || c.Alive() {
+			return c, err
+		}
+		c.Close() // closed by the worker while idle: nothing was sent
+		f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())
+	}
+}
+
+// exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it).
+func (f *Front) exchangeOnConn(c *clientConn, w *worker.Worker, wc *worker.Conn, body []byte, keep bool) (status int, n int64, err error) {
+	req := &c.req
+	writeLeanOutbound(wc.W, req, c.client, body)
+	if err := wc.W.Flush(); err != nil {
+		wc.Close()
+		return 0, 0, &notSentError{err}
+	}
+	timeout := w.ResponseHeaderTimeout()
+	if timeout > 0 {
+		wc.SetReadDeadline(time.Now().Add(timeout))
+	}
+	resp := &c.resp
+	for {
+		c.head, err = h1.ReadResponse(wc.R, resp, c.head[:0])
+		if err != nil {
+			wc.Close()
+			if isTimeout(err) {
+				err = errResponseTimeout
+			}
+			return 0, 0, err
+		}
+		if resp.Status >= 200 {
+			break
+		}
+		if resp.Status == http.StatusSwitchingProtocols {
+			wc.Close()
+			return 0, 0, fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", h1.ErrMalformedResponse)
+		}
+		// An interim response (103 Early Hints): passed on as it is.
+		c.bw.Write(append(c.head, '\r', '\n'))
+		if err := c.bw.Flush(); err != nil {
+			wc.Close()
+			return 0, 0, &h1.WriteError{Err: err}
+		}
+	}
+	if timeout > 0 {
+		wc.SetReadDeadline(time.Time{})
+	}
+	status = resp.Status
+	mode := bodyNone
+	head := c.head
+	switch {
+	case h1.NoBody(req.Method, status):
+		if resp.ContentLength >= 0 && status != http.StatusNoContent {
+			head = appendContentLength(head, resp.ContentLength)
+		}
+	case resp.Chunked:
+		mode = bodyChunked
+		head = append(head, "Transfer-Encoding: chunked\r\n"...)
+	case resp.ContentLength >= 0:
+		mode = bodyLength
+		head = appendContentLength(head, resp.ContentLength)
+	default:
+		mode = bodyUntilClose // re-framed as chunked for the client
+		head = append(head, "Transfer-Encoding: chunked\r\n"...)
+	}
+	if !resp.HasDate {
+		head = appendDate(head)
+	}
+	if !keep {
+		head = append(head, "Connection: close\r\n"...)
+	}
+	head = append(head, '\r', '\n')
+	c.head = head
+	if _, err := c.bw.Write(head); err != nil {
+		wc.Close()
+		return status, 0, &h1.WriteError{Err: err}
+	}
+	switch mode {
+	case bodyLength:
+		n, err = h1.CopyN(c.bw, wc.R, resp.ContentLength)
+	case bodyChunked:
+		n, err = h1.CopyChunked(c.bw, wc.R)
+	case bodyUntilClose:
+		n, err = h1.CopyUntilEOF(c.bw, wc.R)
+	}
+	if err == nil {
+		if ferr := c.bw.Flush(); ferr != nil {
+			err = &h1.WriteError{Err: ferr}
+		}
+	}
+	if err != nil || mode == bodyUntilClose || resp.Close {
+		wc.Close()
+	} else {
+		wc.Reused = true
+		w.Conns().Put(wc)
+	}
+	return status, n, err
+}
+
+const (
+	bodyNone = iota
+	bodyLength
+	bodyChunked
+	bodyUntilClose
+)
+
+// writeLeanOutbound writes the request for the worker: the client's fields less hop-by-hop
+// ones and warmpool's own, X-Forwarded-For extended, X-Forwarded-Host and -Proto set.
+func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte) {
+	bw.Write(r.Method)
+	bw.WriteByte(' ')
+	bw.Write(r.Target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.Write(r.Host)
+	bw.WriteString("\r\n")
+	priorXFF := false
+	for _, fl := range r.Fields {
+		switch outboundRule(fl.Name) {
+		case fieldKeep:
+			bw.Write(fl.Name)
+			bw.WriteString(": ")
+			bw.Write(fl.Value)
+			bw.WriteString("\r\n")
+		case fieldTE:
+			if hasTokenBytes(fl.Value, "trailers") {
+				bw.WriteString("Te: trailers\r\n") // gRPC needs it; the only TE value passed on
+			}
+		case fieldXFF:
+			priorXFF = true
+		}
+	}
+	bw.WriteString("X-Forwarded-For: ")
+	if priorXFF {
+		for _, fl := range r.Fields {
+			if outboundRule(fl.Name) == fieldXFF {
+				bw.Write(fl.Value)
+				bw.WriteString(", ")
+			}
+		}
+	}
+	bw.Write(client)
+	bw.WriteString("\r\nX-Forwarded-Host: ")
+	bw.Write(r.Host)
+	bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	bw.Write(body)
+}
+
+const (
+	fieldKeep = iota
+	fieldDrop
+	fieldTE
+	fieldXFF
+)
+
+// outboundRule says what happens to a client's field on its way to the worker.
+func outboundRule(name []byte) int {
+	switch len(name) {
+	case 2:
+		if h1.EqualFold(name, "te") {
+			return fieldTE
+		}
+	case 4:
+		if h1.EqualFold(name, "host") {
+			return fieldDrop // written first
+		}
+	case 7:
+		if h1.EqualFold(name, "trailer") || h1.EqualFold(name, "upgrade") {
+			return fieldDrop
+		}
+	case 10:
+		if h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive") {
+			return fieldDrop
+		}
+	case 15:
+		if h1.EqualFold(name, "x-forwarded-for") {
+			return fieldXFF
+		}
+	case 16:
+		if h1.EqualFold(name, "x-forwarded-host") || h1.EqualFold(name, "proxy-connection") {
+			return fieldDrop
+		}
+	case 17:
+		if h1.EqualFold(name, "x-forwarded-proto") || h1.EqualFold(name, "transfer-encoding") || h1.EqualFold(name, warmupHeaderLower) {
+			return fieldDrop
+		}
+	case 18:
+		if h1.EqualFold(name, "proxy-authenticate") {
+			return fieldDrop
+		}
+	case 19:
+		if h1.EqualFold(name, "proxy-authorization") {
+			return fieldDrop
+		}
+	}
+	return fieldKeep
+}
+
+var warmupHeaderLower = strings.ToLower(worker.WarmupHeader)
+
+func hasTokenBytes(v []byte, token string) bool {
+	for len(v) > 0 {
+		var tok []byte
+		if i := bytes.IndexByte(v, ','); i >= 0 {
+			tok, v = v[:i], v[i+1:]
+		} else {
+			tok, v = v, nil
+		}
+		if h1.EqualFold(bytes.TrimSpace(tok), token) {
+			return true
+		}
+	}
+	return false
+}
+
+func appendContentLength(dst []byte, n int64) []byte {
+	dst = append(dst, "Content-Length: "...)
+	dst = strconv.AppendInt(dst, n, 10)
+	return append(dst, '\r', '\n')
+}
+
+// dateField caches the Date field for the current second.
+type dateField struct {
+	unix  int64
+	field []byte
+}
+
+var currentDate atomic.Pointer[dateField]
+
+func appendDate(dst []byte) []byte {
+	now := time.Now()
+	d := currentDate.Load()
+	if d == nil || d.unix != now.Unix() {
+		d = &dateField{unix: now.Unix(), field: []byte("Date: " + now.UTC().Format(http.TimeFormat) + "\r\n")}
+		currentDate.Store(d)
+	}
+	return append(dst, d.field...)
+}
+
+// methodString returns the method as a string without allocating for the common ones.
+func methodString(m []byte) string {
+	switch string(m) {
+	case "GET":
+		return http.MethodGet
+	case "POST":
+		return http.MethodPost
+	case "HEAD":
+		return http.MethodHead
+	case "PUT":
+		return http.MethodPut
+	case "DELETE":
+		return http.MethodDelete
+	case "PATCH":
+		return http.MethodPatch
+	case "OPTIONS":
+		return http.MethodOptions
+	}
+	return string(m)
+}
+
+// traceIDOf is the trace id of the client's W3C traceparent, for the access log ("" if none).
+func traceIDOf(r *h1.Request) string {
+	for _, fl := range r.Fields {
+		if len(fl.Name) == 11 && h1.EqualFold(fl.Name, "traceparent") {
+			v := fl.Value
+			if len(v) == 55 && v[2] == '-' && v[35] == '-' && v[52] == '-' {
+				return string(v[3:35])
+			}
+			return ""
+		}
+	}
+	return ""
+}
+
+// writeFailure answers a request that got no response from a worker (503, 502, 504, or
+// nothing when the client hung up) and returns what serveLean reports.
+func (c *clientConn) writeFailure(f *Front, err error, keep bool) (int, int64, bool) {
+	status, reason := classify(errors.Is(err, context.Canceled), err, f.bal.QueueTimeout())
+	if status == 0 {
+		f.log.Debug("client went away", "path", string(c.req.Path()), "error", err)
+		return http.StatusBadGateway, 0, false
+	}
+	f.log.Warn("request failed", "status", status, "method", string(c.req.Method), "path", string(c.req.Path()), "reason", reason)
+	keep = keep && status != http.StatusGatewayTimeout // the worker may still answer on that connection
+	body := "warmpool: " + reason + "\n"
+	if !c.writeError(status, reason, keep) {
+		return status, 0, false
+	}
+	return status, int64(len(body)), keep
+}
+
+// writeError writes a plain-text error response; false if the client is gone.
+func (c *clientConn) writeError(status int, reason string, keep bool) bool {
+	body := "warmpool: " + reason + "\n"
+	h := append(c.head[:0], "HTTP/1.1 "...)
+	h = strconv.AppendInt(h, int64(status), 10)
+	h = append(h, ' ')
+	h = append(h, http.StatusText(status)...)
+	h = append(h, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
+	h = appendContentLength(h, int64(len(body)))
+	h = appendDate(h)
+	if status == http.StatusServiceUnavailable {
+		h = append(h, "Retry-After: 1\r\n"...)
+	}
+	if !keep {
+		h = append(h, "Connection: close\r\n"...)
+	}
+	h = append(h, '\r', '\n')
+	h = append(h, body...)
+	c.head = h
+	c.bw.Write(h)
+	return c.bw.Flush() == nil
+}
+
+// watchHangup calls hangup if the client closes its connection before stop is called. Only
+// the queue waits long enough for this to matter, so only it pays for the goroutine.
+func (c *clientConn) watchHangup(hangup func()) (stop func()) {
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return func() {}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		gone := false
+		rc.Read(func(fd uintptr) bool {
+			var b [1]byte
+			n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+			if err == syscall.EAGAIN {
+				return false // nothing yet: wait for the socket to become readable
+			}
+			gone = err != nil || n == 0 // an error or EOF; data (a pipelined request) means alive
+			return true
+		})
+		if gone {
+			hangup()
+		}
+	}()
+	return func() {
+		c.nc.SetReadDeadline(time.Unix(1, 0)) // ends the wait in rc.Read
+		<-done
+		c.nc.SetReadDeadline(c.deadline)
+	}
+}
