@@ -113,9 +113,10 @@ func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry
 // exchangeLean sends c.req to w and relays the response to the client. status is 0 until the
 // response head went to the client; reached reports that the request reached the worker.
 func (f *Front) exchangeLean(c *clientConn, w *worker.Worker, body []byte, opts *Options, keep bool) (status int, n int64, reached bool, err error) {
+	retryable := idempotent(string(c.req.Method))
 	for attempt := 1; ; attempt++ {
 		var wc *worker.Conn
-		wc, err = f.getConn(w, attempt > 1)
+		wc, err = f.getConn(w, attempt > 1, !retryable)
 		if err != nil {
 			return 0, 0, reached, err
 		}
@@ -125,7 +126,8 @@ func (f *Front) exchangeLean(c *clientConn, w *worker.Worker, body []byte, opts 
 			return status, n, true, nil
 		}
 		// See exchangeSync: a kept-alive connection the worker had closed.
-		if status == 0 && wc.Reused && attempt == 1 && brokenConn(err) && idempotent(string(c.req.Method)) {
+		if status == 0 && wc.Reused && attempt == 1 && brokenConn(err) && retryable {
+			w.Conns().NoteClosedIdle()
 			f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
 			continue
 		}
@@ -141,8 +143,11 @@ type notSentError struct{ err error }
 func (e *notSentError) Error() string   { return e.err.Error() }
 func (e *notSentError) Unwrap() []error { return []error{e.err, errNotSent} }
 
-// getConn returns a pooled connection the worker has not closed, or a fresh one.
-func (f *Front) getConn(w *worker.Worker, fresh bool) (*worker.Conn, error) {
+// getConn returns a pooled connection, or a fresh one. A pooled one is first checked for a
+// close by the worker (a syscall) when a failure could not be retried (a non-idempotent
+// request) or the worker is known to close idle connections; otherwise a broken one is simply
+// retried on a fresh connection.
+func (f *Front) getConn(w *worker.Worker, fresh, check bool) (*worker.Conn, error) {
 	pool := w.Conns()
 	for {
 		var c *worker.Conn
@@ -152,10 +157,11 @@ func (f *Front) getConn(w *worker.Worker, fresh bool) (*worker.Conn, error) {
 		} else {
 			c, err = pool.Get(context.Background())
 		}
-		if err != nil || !c.Reused || c.Alive() {
+		if err != nil || !c.Reused || !(check || pool.ClosesIdle()) || c.Alive() {
 			return c, err
 		}
 		c.Close() // closed by the worker while idle: nothing was sent
+		pool.NoteClosedIdle()
 		f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())
 	}
 }

@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,15 @@ type Metrics struct {
 	warmupEnabled     prometheus.Gauge
 	warmupIneffective prometheus.Counter
 	workers           *stateCollector
+
+	// The request series, looked up once per label set: a label lookup hashes its values, and
+	// this runs for every request.
+	requestSeries [6][2]atomic.Pointer[requestSeries]
+}
+
+type requestSeries struct {
+	count              prometheus.Counter
+	duration, upstream prometheus.Observer
 }
 
 // Latency buckets from 1 ms to 10 s: the steady path and the cold starts both land in range.
@@ -84,13 +94,32 @@ func (m *Metrics) ObserveRequest(req *Request) {
 	if m == nil {
 		return
 	}
-	first := strconv.FormatBool(req.FirstRequests)
-	m.requests.WithLabelValues(statusClass(req.Status), first).Inc()
-	m.requestDuration.WithLabelValues(first).Observe(req.Duration.Seconds())
+	s := m.seriesFor(req.Status, req.FirstRequests)
+	s.count.Inc()
+	s.duration.Observe(req.Duration.Seconds())
 	if req.WorkerID != 0 {
-		m.upstreamDuration.WithLabelValues(first).Observe(req.Upstream.Seconds())
+		s.upstream.Observe(req.Upstream.Seconds())
 		m.queueWait.Observe(req.QueueWait.Seconds())
 	}
+}
+
+func (m *Metrics) seriesFor(status int, firstRequests bool) *requestSeries {
+	class, first := 0, 0
+	if status >= 100 && status <= 599 {
+		class = status / 100
+	}
+	if firstRequests {
+		first = 1
+	}
+	slot := &m.requestSeries[class][first]
+	if s := slot.Load(); s != nil {
+		return s
+	}
+	f := strconv.FormatBool(firstRequests)
+	s := &requestSeries{count: m.requests.WithLabelValues(statusClass(status), f),
+		duration: m.requestDuration.WithLabelValues(f), upstream: m.upstreamDuration.WithLabelValues(f)}
+	slot.Store(s)
+	return s
 }
 
 // RequestStarted and RequestEnded track the requests in flight.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -57,6 +58,20 @@ type ConnPool struct {
 	mu     sync.Mutex
 	idle   []*Conn
 	closed bool
+
+	// closesIdle is set once the worker was seen closing a kept-alive connection.
+	closesIdle atomic.Bool
+}
+
+// ClosesIdle reports that the worker was seen closing kept-alive connections (uWSGI after
+// every response, gunicorn after its keepalive), so idle ones are worth checking before use.
+func (p *ConnPool) ClosesIdle() bool { return p.closesIdle.Load() }
+
+// NoteClosedIdle records that a kept-alive connection turned out closed by the worker.
+func (p *ConnPool) NoteClosedIdle() {
+	if !p.closesIdle.Load() {
+		p.closesIdle.Store(true)
+	}
 }
 
 // Get returns an idle connection, or dials a new one (dial failures are *DialError).
