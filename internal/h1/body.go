@@ -140,11 +140,12 @@ func sourceErr(err error) error {
 	return err
 }
 
-// chunkSize parses a chunk-size line: hex digits, then optional extensions after ';'.
+// chunkSize parses a chunk-size line: hex digits, then extensions after ';' or trailing
+// whitespace (as net/http reads it).
 func chunkSize(line []byte) (int64, bool) {
 	var n int64
 	digits := 0
-	for _, c := range line {
+	for i, c := range line {
 		var d byte
 		switch {
 		case '0' <= c && c <= '9':
@@ -153,8 +154,10 @@ func chunkSize(line []byte) (int64, bool) {
 			d = c - 'a' + 10
 		case 'A' <= c && c <= 'F':
 			d = c - 'A' + 10
-		case c == ';' || c == ' ' || c == '\t':
+		case c == ';':
 			return n, digits > 0
+		case c == ' ' || c == '\t':
+			return n, digits > 0 && len(trimOWS(line[i:])) == 0
 		default:
 			return 0, false
 		}

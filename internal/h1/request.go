@@ -11,8 +11,12 @@ const (
 	// Incomplete: the head has not ended yet; more bytes are needed.
 	Incomplete
 	// Unsupported: the head is malformed or uses something this package leaves to net/http
-	// (HTTP/1.0, absolute-form targets, obsolete line folding, bare LF line ends, ...).
+	// (HTTP/1.0, absolute-form targets, Transfer-Encoding, obsolete line folding, bare LF line
+	// ends, ...).
 	Unsupported
+	// Smuggling: both Content-Length and Transfer-Encoding, the shape of a request smuggling
+	// attempt (RFC 9112 6.1): to be refused with 400 and the connection closed.
+	Smuggling
 )
 
 // MaxFields bounds the header fields of one head.
@@ -30,8 +34,8 @@ type Request struct {
 	Host           []byte
 	// ContentLength is the body's length; -1 when no Content-Length was sent.
 	ContentLength int64
-	// TransferEncoding, Upgrade and Expect report that the header was present.
-	TransferEncoding, Upgrade, Expect bool
+	// Upgrade and Expect report that the field was present.
+	Upgrade, Expect bool
 	// Close reports "Connection: close"; ConnectionOther that Connection named anything besides
 	// close and keep-alive (those names are hop-by-hop headers to remove).
 	Close, ConnectionOther bool
@@ -64,7 +68,7 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 	if !ok || !parseRequestLine(line, r) {
 		return 0, Unsupported
 	}
-	hosts := 0
+	hosts, chunked := 0, false
 	for len(rest) > 0 {
 		line, rest, ok = cutLine(rest)
 		if !ok || len(r.Fields) == MaxFields {
@@ -88,7 +92,7 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 			}
 			r.ContentLength = cl
 		case equalFold(name, "transfer-encoding"):
-			r.TransferEncoding = true
+			chunked = true
 		case equalFold(name, "upgrade"):
 			r.Upgrade = true
 		case equalFold(name, "expect"):
@@ -98,7 +102,12 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 		}
 		r.Fields = append(r.Fields, Field{name, value})
 	}
-	if hosts != 1 {
+	switch {
+	case chunked && r.ContentLength >= 0:
+		return n, Smuggling
+	case chunked:
+		return 0, Unsupported // a chunked upload: net/http frames it
+	case hosts != 1:
 		return 0, Unsupported // HTTP/1.1 needs exactly one Host
 	}
 	return n, Complete

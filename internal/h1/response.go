@@ -92,8 +92,9 @@ func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
 			r.ContentLength = cl
 			continue
 		case equalFold(name, "transfer-encoding"):
-			if !equalFold(value, "chunked") || r.Chunked {
-				return dst, malformed("unsupported Transfer-Encoding %q", truncate(value))
+			if !equalFold(value, "chunked") || r.Chunked || http10 { // RFC 9112 6.1: faulty framing in HTTP/1.0
+
+				return dst, malformed("unsupported Transfer-Encoding %q (HTTP/1.0: %v)", truncate(value), http10)
 			}
 			r.Chunked = true
 			continue

@@ -15,7 +15,7 @@ import (
 )
 
 // startWorker runs the test binary as a real worker process.
-func startWorker(b *testing.B) *worker.Worker {
+func startWorker(b testing.TB) *worker.Worker {
 	b.Helper()
 	w := worker.New(worker.Spec{
 		ID: 1, Command: []string{os.Args[0], "{socket}"}, SocketDir: b.TempDir(), Concurrency: 64,

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net/http"
 	"sync"
+	"sync/atomic"
 )
 
 // wrapBody makes release run once when the response body is closed. A 101 response keeps its
@@ -49,24 +50,24 @@ func (bp *bufferPool) Put(b []byte) { bp.p.Put(&b) }
 // the request can go to another worker as long as nothing was read from it.
 type retryableBody struct {
 	io.ReadCloser
-	read bool
+	read atomic.Bool // set by the transport's writing goroutine, read by RoundTrip
 }
 
 func (b *retryableBody) Read(p []byte) (int, error) {
-	b.read = true
+	b.read.Store(true)
 	return b.ReadCloser.Read(p)
 }
 
 // Close passes through once anything was read; an untouched body stays open for a retry, and
 // the HTTP server closes it when the handler returns.
 func (b *retryableBody) Close() error {
-	if b.read {
+	if b.read.Load() {
 		return b.ReadCloser.Close()
 	}
 	return nil
 }
 
-func (b *retryableBody) consumed() bool { return b != nil && b.read }
+func (b *retryableBody) consumed() bool { return b != nil && b.read.Load() }
 
 // statusWriter notes the status and size of a response for the observer. Unwrap lets
 // http.ResponseController reach the connection's Flusher and Hijacker (streaming, upgrades).

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -135,6 +136,10 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 		switch res {
 		case h1.Unsupported:
 			return -1, nil, true
+		case h1.Smuggling:
+			c.s.log.Warn("refused a request with both Content-Length and Transfer-Encoding (request smuggling)", "client", string(c.client))
+			c.writeError(http.StatusBadRequest, "a request may not have both Content-Length and Transfer-Encoding", false)
+			return 0, nil, false
 		case h1.Incomplete:
 			if len(buf) == c.br.Size() {
 				return -1, nil, true // a head larger than the buffer: net/http takes it

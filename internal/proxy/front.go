@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"warmpool/internal/config"
+	"warmpool/internal/h1"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 )
@@ -316,7 +317,7 @@ const failureHold = 2 * time.Second
 // out of rotation, or failureHold passes (a live worker), so that neither new nor queued
 // requests are handed a dying worker.
 func (f *Front) releaseAfterFailure(lease Lease, err error) {
-	if isTimeout(err) || chanClosed(lease.Gone()) {
+	if isTimeout(err) || errors.Is(err, h1.ErrMalformedResponse) || chanClosed(lease.Gone()) {
 		lease.Release()
 		return
 	}

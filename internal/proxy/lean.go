@@ -27,7 +27,7 @@ import (
 // leanEligible reports whether the lean path takes a parsed request; the rest goes to net/http.
 func (f *Front) leanEligible(r *h1.Request) bool {
 	opts := f.opts.Load()
-	return !r.TransferEncoding && !r.Upgrade && !r.Expect && !r.ConnectionOther &&
+	return !r.Upgrade && !r.Expect && !r.ConnectionOther &&
 		r.ContentLength <= maxBufferedBody && opts.Tracer == nil && opts.Harakiri <= opts.RequestTimeout
 }
 
@@ -226,7 +226,7 @@ func (f *Front) exchangeOnConn(c *clientConn, w *worker.Worker, wc *worker.Conn,
 	if !resp.HasDate {
 		head = appendDate(head)
 	}
-	if !keep {
+	if !keep || c.s.shutting.Load() {
 		head = append(head, "Connection: close\r\n"...)
 	}
 	head = append(head, '\r', '\n')

@@ -230,6 +230,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bw.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
 		bw.Flush()
 		conn.Close()
+	case "/raw":
+		// Writes the query's "b" as the raw response (framing tests), then closes the connection.
+		conn, bw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		bw.WriteString(r.URL.Query().Get("b"))
+		bw.Flush()
+		conn.Close()
 	case "/empty":
 		w.WriteHeader(http.StatusNoContent)
 	case "/trailer":

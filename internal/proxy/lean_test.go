@@ -1,0 +1,356 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"warmpool/internal/worker"
+)
+
+// leanEnv is a Server over one real worker process.
+type leanEnv struct {
+	t    *testing.T
+	srv  *Server
+	w    *worker.Worker
+	addr string
+}
+
+func startLean(t *testing.T, limit int, opts Options) *leanEnv {
+	t.Helper()
+	w := startWorker(t)
+	bal := NewBalancer(64, 5*time.Second)
+	bal.Add(w, limit)
+	if opts.RequestTimeout == 0 {
+		opts.RequestTimeout = 10 * time.Second
+	}
+	f := NewFront(bal, opts)
+	srv := NewServer(f, &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-served; err != http.ErrServerClosed {
+			t.Errorf("serve: %v", err)
+		}
+		if err := f.Close(ctx); err != nil { // slots held after a failed exchange
+			t.Errorf("front: %v", err)
+		}
+		w.Conns().Close()
+	})
+	return &leanEnv{t: t, srv: srv, w: w, addr: ln.Addr().String()}
+}
+
+// rawConn is a client connection that writes bytes as they are and reads responses.
+type rawConn struct {
+	t  *testing.T
+	nc net.Conn
+	br *bufio.Reader
+}
+
+func (e *leanEnv) dial() *rawConn {
+	e.t.Helper()
+	nc, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(20 * time.Second))
+	return &rawConn{t: e.t, nc: nc, br: bufio.NewReader(nc)}
+}
+
+func (c *rawConn) send(s string) {
+	c.t.Helper()
+	if _, err := io.WriteString(c.nc, s); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// read reads one response to a request with method and returns it with its whole body.
+func (c *rawConn) read(method string) (*http.Response, string) {
+	c.t.Helper()
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: method})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		c.t.Fatalf("body: %v", err)
+	}
+	return resp, string(b)
+}
+
+func get(path string) string { return "GET " + path + " HTTP/1.1\r\nHost: app.test\r\n\r\n" }
+
+// raw asks the worker to answer with exactly these bytes (then it closes its connection).
+func raw(response string) string { return "/raw?b=" + url.QueryEscape(response) }
+
+func TestLeanRelaysEachFraming(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	c := e.dial()
+	for _, tc := range []struct {
+		name, method, response string
+		status                 int
+		body                   string
+		check                  func(*http.Response) string
+	}{
+		{name: "length", response: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", status: 200, body: "hello"},
+		{name: "chunked with extension and trailer", response: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n5;x=1\r\nhello\r\n0\r\nX-Sum: 42\r\n\r\n",
+			status: 200, body: "hello", check: func(r *http.Response) string {
+				if r.Trailer.Get("X-Sum") != "42" {
+					return fmt.Sprintf("trailer %v", r.Trailer)
+				}
+				return ""
+			}},
+		{name: "until close, re-framed as chunked", response: "HTTP/1.1 200 OK\r\nX-A: 1\r\n\r\nstreamed until the end", status: 200, body: "streamed until the end",
+			check: func(r *http.Response) string {
+				if len(r.TransferEncoding) != 1 || r.TransferEncoding[0] != "chunked" || r.Close {
+					return fmt.Sprintf("framing %v close=%v", r.TransferEncoding, r.Close)
+				}
+				return ""
+			}},
+		{name: "HTTP/1.0 worker", response: "HTTP/1.0 200 OK\r\n\r\nold", status: 200, body: "old"},
+		{name: "HEAD keeps the length", method: "HEAD", response: "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n", status: 200,
+			check: func(r *http.Response) string {
+				if r.ContentLength != 1234 {
+					return fmt.Sprintf("length %d", r.ContentLength)
+				}
+				return ""
+			}},
+		{name: "no content", response: "HTTP/1.1 204 No Content\r\n\r\n", status: 204},
+		{name: "not modified", response: "HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n", status: 304},
+		{name: "hop-by-hop fields dropped", response: "HTTP/1.1 200 OK\r\nConnection: X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=1\r\nX-Kept: k\r\nContent-Length: 2\r\n\r\nok",
+			status: 200, body: "ok", check: func(r *http.Response) string {
+				if r.Header.Get("X-Secret") != "" || r.Header.Get("Keep-Alive") != "" || r.Header.Get("X-Kept") != "k" || r.Header.Get("Date") == "" {
+					return fmt.Sprintf("header %v", r.Header)
+				}
+				return ""
+			}},
+		{name: "malformed head", response: "HTTP/1.1 20 OK\r\n\r\n", status: 502, body: "warmpool: worker 1 failed before answering: malformed response from the worker: status line \"HTTP/1.1 20 OK\" (it may have exited or crashed)\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			method := tc.method
+			if method == "" {
+				method = "GET"
+			}
+			c.send(method + " " + raw(tc.response) + " HTTP/1.1\r\nHost: app.test\r\n\r\n")
+			resp, body := c.read(method)
+			if resp.StatusCode != tc.status || body != tc.body {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+			}
+			if tc.check != nil {
+				if msg := tc.check(resp); msg != "" {
+					t.Fatal(msg)
+				}
+			}
+		})
+	}
+	// The same client connection served every case, the failure included.
+	c.send(get("/"))
+	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "ok\n" {
+		t.Fatalf("after the cases: %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestLeanPassesEarlyHints(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	c := e.dial()
+	c.send(get(raw("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")))
+	line, _ := c.br.ReadString('\n')
+	if line != "HTTP/1.1 103 Early Hints\r\n" {
+		t.Fatalf("first line %q", line)
+	}
+	link, _ := c.br.ReadString('\n')
+	if link != "Link: </a.css>; rel=preload\r\n" {
+		t.Fatalf("hint %q", link)
+	}
+	c.br.ReadString('\n')
+	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "ok" {
+		t.Fatalf("final response %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestLeanTruncatedBodyClosesTheClientConnection(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	c := e.dial()
+	c.send(get(raw("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")))
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != io.ErrUnexpectedEOF || string(b) != "only this" {
+		t.Fatalf("got %q, %v; want the part, then an unexpected EOF", b, err)
+	}
+}
+
+func TestLeanPipelinedRequestsAnswerInOrder(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	c := e.dial()
+	c.send(get("/sleep?ms=30") + "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 3\r\n\r\nabc" + get("/empty"))
+	for i, want := range []string{"slept 30\n", "3\n", ""} {
+		resp, body := c.read("GET")
+		if resp.StatusCode/100 != 2 || body != want {
+			t.Fatalf("response %d: %d %q, want %q", i, resp.StatusCode, body, want)
+		}
+	}
+}
+
+func TestLeanForwardsHeadersForTheWorker(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	c := e.dial()
+	c.send("GET /echo HTTP/1.1\r\nHost: app.test\r\nX-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Host: evil\r\nX-Warmpool-Warmup: 1\r\n" +
+		"Connection: keep-alive\r\nKeep-Alive: 5\r\nProxy-Authorization: secret\r\nTE: trailers, deflate\r\nX-App: v\r\n\r\n")
+	resp, body := c.read("GET")
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode, body)
+	}
+	for _, want := range []string{`"X-Forwarded-For":["203.0.113.7, 127.0.0.1"]`, `"X-Forwarded-Host":["app.test"]`, `"X-Forwarded-Proto":["http"]`,
+		`"X-App":["v"]`, `"Te":["trailers"]`, `"host":"app.test"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("worker saw %s; missing %s", body, want)
+		}
+	}
+	for _, unwanted := range []string{"evil", "X-Warmpool-Warmup", "Keep-Alive", "secret", "deflate"} {
+		if strings.Contains(body, unwanted) {
+			t.Errorf("worker saw %s", unwanted)
+		}
+	}
+}
+
+func TestLeanHandsTheRestToNetHTTP(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	for _, tc := range []struct {
+		name, request, method, body string
+		status                      int
+	}{
+		{name: "HTTP/1.0", request: "GET / HTTP/1.0\r\nHost: app.test\r\n\r\n", status: 200, body: "ok\n"},
+		{name: "chunked upload", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", status: 200, body: "3\n"},
+		{name: "large upload", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("x", 100000), status: 200, body: "100000\n"},
+		{name: "expect continue", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab", status: 200, body: "2\n"},
+		{name: "head larger than the lean buffer", request: "GET / HTTP/1.1\r\nHost: app.test\r\nCookie: " + strings.Repeat("c", 20000) + "\r\n\r\n", status: 200, body: "ok\n"},
+		{name: "absolute form", request: "GET http://app.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n", status: 200, body: "ok\n"},
+		{name: "length and chunked together: smuggling", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /crash HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
+		{name: "no host", request: "GET / HTTP/1.1\r\n\r\n", status: 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.dial()
+			c.send(tc.request)
+			resp, body := c.read(cmp(tc.method, "GET"))
+			for resp.StatusCode == http.StatusContinue { // from warmpool, and passed on from the worker
+				resp, body = c.read(cmp(tc.method, "GET"))
+			}
+			if resp.StatusCode != tc.status || (tc.body != "" && body != tc.body) {
+				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+			}
+		})
+	}
+	// The worker never saw the smuggled /crash: it still answers.
+	c := e.dial()
+	c.send(get("/"))
+	if resp, _ := c.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("after the cases: %d", resp.StatusCode)
+	}
+}
+
+func cmp(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
+}
+
+// A client that sends its body slowly holds no worker: the body is read whole before a worker
+// is leased.
+func TestLeanSlowUploadHoldsNoWorker(t *testing.T) {
+	e := startLean(t, 1, Options{})
+	slow := e.dial()
+	slow.send("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 10\r\n\r\n12345")
+	fast := e.dial()
+	start := time.Now()
+	fast.send(get("/"))
+	if resp, _ := fast.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("fast client: %d", resp.StatusCode)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Fatalf("fast client waited %s behind a slow upload", waited)
+	}
+	slow.send("67890")
+	if resp, body := slow.read("POST"); resp.StatusCode != 200 || body != "10\n" {
+		t.Fatalf("slow upload: %d %q", resp.StatusCode, body)
+	}
+}
+
+// A request whose client hung up while it waited in the queue never reaches a worker.
+func TestLeanQueuedRequestOfAGoneClientIsDropped(t *testing.T) {
+	e := startLean(t, 1, Options{})
+	busy := e.dial()
+	busy.send(get("/sleep?ms=400"))
+	waitFor(t, func() bool { return e.srv.front.bal.Queued() == 0 && e.w.InFlight() == 1 })
+	gone := e.dial()
+	gone.send(get("/echo?from=gone"))
+	waitFor(t, func() bool { return e.srv.front.bal.Queued() == 1 })
+	gone.nc.Close()
+	waitFor(t, func() bool { return e.srv.front.bal.Queued() == 0 })
+	if resp, _ := busy.read("GET"); resp.StatusCode != 200 {
+		t.Fatal(resp.StatusCode)
+	}
+	next := e.dial()
+	next.send(get("/"))
+	resp, _ := next.read("GET")
+	if idx := resp.Header.Get("X-Request-Index"); idx != "2" {
+		t.Fatalf("the worker's request index is %s: the gone client's request reached it", idx)
+	}
+}
+
+func TestLeanShutdownClosesIdleAndFinishesActive(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	idle := e.dial()
+	idle.send(get("/"))
+	idle.read("GET")
+	active := e.dial()
+	active.send(get("/sleep?ms=300"))
+	waitFor(t, func() bool { return e.w.InFlight() == 1 })
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		done <- e.srv.Shutdown(ctx)
+	}()
+	if _, err := idle.br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	resp, body := active.read("GET")
+	if resp.StatusCode != 200 || body != "slept 300\n" || !resp.Close {
+		t.Fatalf("active request: %d %q close=%v", resp.StatusCode, body, resp.Close)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
