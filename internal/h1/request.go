@@ -78,26 +78,26 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 		if !ok {
 			return 0, Unsupported
 		}
-		switch {
-		case equalFold(name, "host"):
+		switch fieldOf(name) {
+		case fieldHost:
 			hosts++
 			r.Host = value
 			if !validHost(value) {
 				return 0, Unsupported
 			}
-		case equalFold(name, "content-length"):
+		case fieldContentLength:
 			cl, ok := parseLength(value)
 			if !ok || (r.ContentLength >= 0 && r.ContentLength != cl) {
 				return 0, Unsupported
 			}
 			r.ContentLength = cl
-		case equalFold(name, "transfer-encoding"):
+		case fieldTransferEncoding:
 			chunked = true
-		case equalFold(name, "upgrade"):
+		case fieldUpgrade:
 			r.Upgrade = true
-		case equalFold(name, "expect"):
+		case fieldExpect:
 			r.Expect = true
-		case equalFold(name, "connection"):
+		case fieldConnection:
 			scanConnection(value, &r.Close, &r.ConnectionOther)
 		}
 		r.Fields = append(r.Fields, Field{name, value})
@@ -114,6 +114,48 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
+
+// The fields a request's framing and hand-off depend on.
+const (
+	fieldOther = iota
+	fieldHost
+	fieldContentLength
+	fieldTransferEncoding
+	fieldUpgrade
+	fieldExpect
+	fieldConnection
+)
+
+// fieldOf names a field by its length first: most fields are none of these.
+func fieldOf(name []byte) int {
+	switch len(name) {
+	case 4:
+		if equalFold(name, "host") {
+			return fieldHost
+		}
+	case 6:
+		if equalFold(name, "expect") {
+			return fieldExpect
+		}
+	case 7:
+		if equalFold(name, "upgrade") {
+			return fieldUpgrade
+		}
+	case 10:
+		if equalFold(name, "connection") {
+			return fieldConnection
+		}
+	case 14:
+		if equalFold(name, "content-length") {
+			return fieldContentLength
+		}
+	case 17:
+		if equalFold(name, "transfer-encoding") {
+			return fieldTransferEncoding
+		}
+	}
+	return fieldOther
+}
 
 // validPrefix tells early that an unfinished head will never parse (a TLS handshake or an
 // HTTP/2 preface on the cleartext port, say), so it goes to net/http at once.
@@ -186,7 +228,7 @@ func splitField(line []byte) (name, value []byte, ok bool) {
 	}
 	value = line[colon+1:]
 	for _, c := range value {
-		if (c < ' ' && c != '\t') || c == 0x7f {
+		if badValueByte[c] {
 			return nil, nil, false
 		}
 	}
@@ -285,6 +327,15 @@ func equalFold(b []byte, s string) bool {
 func EqualFold(b []byte, s string) bool { return equalFold(b, s) }
 
 func isTokenChar(c byte) bool { return c < 0x80 && tokenTable[c] }
+
+// badValueByte marks the control characters a field value may not hold (all but tab).
+var badValueByte = func() (t [256]bool) {
+	for c := range ' ' {
+		t[c] = c != '\t'
+	}
+	t[0x7f] = true
+	return t
+}()
 
 var tokenTable = func() (t [128]bool) {
 	for c := '0'; c <= '9'; c++ {

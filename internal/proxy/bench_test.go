@@ -1,7 +1,10 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -9,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"warmpool/internal/h1"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/testworker"
 	"warmpool/internal/worker"
@@ -39,21 +43,34 @@ func startWorker(b testing.TB) *worker.Worker {
 }
 
 // BenchmarkForward is one request through the front to a real worker process and back, with
-// the observer the server uses (metrics off here) or none.
+// the observer the server uses (metrics off here) or none: on the lean path (a raw keep-alive
+// client over loopback; the client allocates nothing), and through the net/http handler path.
 func BenchmarkForward(b *testing.B) {
 	for _, observed := range []bool{false, true} {
-		name := "plain"
+		opts := Options{RequestTimeout: time.Minute, ColdWindow: 3}
+		suffix := "plain"
 		if observed {
-			name = "observed"
+			opts.Observer = &telemetry.Recorder{History: telemetry.NewHistory()}
+			suffix = "observed"
 		}
-		b.Run(name, func(b *testing.B) {
+		b.Run("lean/"+suffix, func(b *testing.B) {
+			e := startLean(b, 64, opts)
+			c := e.dial()
+			req := []byte("GET / HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n")
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := c.nc.Write(req); err != nil {
+					b.Fatal(err)
+				}
+				if status := readSimpleResponse(b, c.br); status != 200 {
+					b.Fatalf("status %d", status)
+				}
+			}
+		})
+		b.Run("handler/"+suffix, func(b *testing.B) {
 			w := startWorker(b)
 			bal := NewBalancer(1024, time.Second)
 			bal.Add(w, 64)
-			opts := Options{RequestTimeout: time.Minute, ColdWindow: 3}
-			if observed {
-				opts.Observer = &telemetry.Recorder{History: telemetry.NewHistory()}
-			}
 			f := NewFront(bal, opts)
 			req := httptest.NewRequest("GET", "http://app.example.com/", nil)
 			b.ReportAllocs()
@@ -69,7 +86,58 @@ func BenchmarkForward(b *testing.B) {
 	}
 }
 
-func BenchmarkRewrite(b *testing.B) {
+// readSimpleResponse reads a response with a Content-Length body without allocating, and
+// returns its status.
+func readSimpleResponse(b *testing.B, br *bufio.Reader) int {
+	status, length := 0, -1
+	for first := true; ; first = false {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			b.Fatal(err)
+		}
+		if first {
+			status = int(line[9]-'0')*100 + int(line[10]-'0')*10 + int(line[11]-'0')
+			continue
+		}
+		if len(line) == 2 {
+			break
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+			length = 0
+			for _, d := range bytes.TrimSpace(v) {
+				length = length*10 + int(d-'0')
+			}
+		}
+	}
+	if length < 0 {
+		b.Fatal("no Content-Length")
+	}
+	if _, err := br.Discard(length); err != nil {
+		b.Fatal(err)
+	}
+	return status
+}
+
+// BenchmarkRewriteLean is the lean path's outbound head: the client's fields filtered and
+// X-Forwarded-* added, written into the worker connection's buffer.
+func BenchmarkRewriteLean(b *testing.B) {
+	head := []byte("GET /api/orders?page=2 HTTP/1.1\r\nHost: app.example.com\r\nUser-Agent: bench\r\nAccept: */*\r\n" +
+		"X-Forwarded-For: 203.0.113.7\r\nConnection: keep-alive\r\nTraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n\r\n")
+	var r h1.Request
+	bw := bufio.NewWriterSize(io.Discard, 4096)
+	client := []byte("127.0.0.1")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, res := h1.ParseRequest(head, &r); res != h1.Complete {
+			b.Fatal(res)
+		}
+		writeLeanOutbound(bw, &r, client, nil)
+		bw.Flush()
+	}
+}
+
+// BenchmarkRewriteReverseProxy is the same on the net/http path (requests the lean path hands off).
+func BenchmarkRewriteReverseProxy(b *testing.B) {
 	in := httptest.NewRequest("GET", "http://app.example.com/api/orders?page=2", nil)
 	in.Header.Set("User-Agent", "bench")
 	in.Header.Set("Accept", "*/*")

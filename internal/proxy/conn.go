@@ -12,6 +12,7 @@ import (
 
 	"warmpool/internal/h1"
 	"warmpool/internal/telemetry"
+	"warmpool/internal/worker"
 )
 
 var errTooManyFiles = syscall.EMFILE
@@ -55,6 +56,29 @@ type clientConn struct {
 	bigBody  *[]byte // the pooled buffer holding such a body
 	info     telemetry.Request
 	deadline time.Time // the read deadline in force
+	now      time.Time // the latest time taken on this request (one clock read serves many uses)
+
+	// awaited is the worker connection whose response head is awaited until awaitUntil (Unix
+	// ns; 0: nothing awaited; -1: the watchdog cut the wait).
+	awaited    atomic.Pointer[worker.Conn]
+	awaitUntil atomic.Int64
+}
+
+// stopAwaiting ends the wait for a response head; false when the watchdog cut it first.
+func (c *clientConn) stopAwaiting() bool {
+	until := c.awaitUntil.Load()
+	return until != -1 && c.awaitUntil.CompareAndSwap(until, 0)
+}
+
+// cutIfOverdue is the watchdog's check: a response head awaited past its time has the worker
+// connection's read deadline set to the past, which fails the read with a timeout.
+func (c *clientConn) cutIfOverdue(now int64) {
+	until := c.awaitUntil.Load()
+	if until > 0 && now > until && c.awaitUntil.CompareAndSwap(until, -1) {
+		if wc := c.awaited.Load(); wc != nil {
+			wc.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
 }
 
 func newClientConn(s *Server, nc net.Conn) *clientConn {
@@ -195,7 +219,10 @@ func (c *clientConn) extendReadDeadline(d time.Duration) {
 		}
 		return
 	}
-	want := time.Now().Add(d)
+	if c.now.IsZero() {
+		c.now = time.Now()
+	}
+	want := c.now.Add(d) // the end of the last request: close enough to now
 	if c.deadline.IsZero() || want.Sub(c.deadline) > time.Second || c.deadline.After(want) {
 		c.deadline = want
 		c.nc.SetReadDeadline(want)

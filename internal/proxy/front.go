@@ -243,19 +243,19 @@ func (f *Front) acquire(ctx context.Context, avoid *worker.Worker, info *telemet
 		}
 		return lease, err
 	}
-	f.noteLease(ctx, lease, waited, info, coldWindow)
+	f.noteLease(ctx, lease, queued.Add(waited), waited, info, coldWindow)
 	return lease, nil
 }
 
-// noteLease records the queue wait and the leased worker in info (may be nil) and on the
-// request's span.
-func (f *Front) noteLease(ctx context.Context, lease Lease, waited time.Duration, info *telemetry.Request, coldWindow int) {
+// noteLease records the queue wait and the leased worker (leased at now) in info (may be nil)
+// and on the request's span.
+func (f *Front) noteLease(ctx context.Context, lease Lease, now time.Time, waited time.Duration, info *telemetry.Request, coldWindow int) {
 	w := lease.Worker()
 	if info != nil {
 		info.QueueWait += waited
 		info.WorkerID, info.PID, info.Generation = w.ID(), w.PID(), w.Generation()
 		info.RequestIndex = lease.Index
-		info.WorkerAge = time.Since(w.StartedAt())
+		info.WorkerAge = now.Sub(w.StartedAt())
 		info.FirstRequests = lease.Index <= int64(coldWindow)
 	}
 	if span := trace.SpanFromContext(ctx); span.IsRecording() {

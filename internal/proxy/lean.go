@@ -42,15 +42,17 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 		return c.writeError(http.StatusBadRequest, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", keep) && keep
 	}
 	obs := opts.Observer
+	c.now = time.Now()
+	start := c.now
 	var info *telemetry.Request
 	if obs != nil {
 		obs.StartRequest()
 		info = &c.info
-		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: time.Now(), TraceID: traceIDOf(req)}
+		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: start, TraceID: traceIDOf(req)}
 	}
 	status, bytes, keep := f.forwardLean(c, body, opts, info, keep)
 	if info != nil {
-		info.Status, info.Bytes, info.Duration = status, bytes, time.Since(info.Start)
+		info.Status, info.Bytes, info.Duration = status, bytes, c.now.Sub(start)
 		obs.ObserveRequest(info)
 	}
 	return keep
@@ -67,10 +69,11 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 			return c.writeFailure(f, err, keep)
 		}
 		w := lease.Worker()
-		sent := time.Now()
+		sent := c.now
 		status, n, reached, err := f.exchangeLean(c, w, body, opts, keep)
+		c.now = time.Now()
 		if info != nil {
-			info.Upstream = time.Since(sent)
+			info.Upstream = c.now.Sub(sent)
 		}
 		if err == nil {
 			lease.Release()
@@ -96,10 +99,11 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 }
 
 // acquireLean leases a worker at once, or waits in the queue while watching the client: a
-// request whose client hung up while queued is dropped, not sent to a worker.
+// request whose client hung up while queued is dropped, not sent to a worker. c.now is the
+// time it got the worker.
 func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry.Request, coldWindow int) (Lease, error) {
 	if lease, ok := f.bal.TryAcquire(avoid); ok {
-		f.noteLease(context.Background(), lease, 0, info, coldWindow)
+		f.noteLease(context.Background(), lease, c.now, 0, info, coldWindow)
 		return lease, nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,6 +111,7 @@ func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry
 	stopWatching := c.watchHangup(cancel)
 	lease, err := f.acquire(ctx, avoid, info, coldWindow)
 	stopWatching()
+	c.now = time.Now()
 	return lease, err
 }
 
@@ -120,7 +125,7 @@ func (f *Front) exchangeLean(c *clientConn, w *worker.Worker, body []byte, opts 
 		if err != nil {
 			return 0, 0, reached, err
 		}
-		status, n, err = f.exchangeOnConn(c, w, wc, body, keep)
+		status, n, err = f.exchangeOnConn(c, w, wc, body, opts, keep)
 		reached = reached || err == nil || status != 0 || !errors.Is(err, errNotSent)
 		if err == nil {
 			return status, n, true, nil
@@ -167,20 +172,25 @@ func (f *Front) getConn(w *worker.Worker, fresh, check bool) (*worker.Conn, erro
 }
 
 // exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it).
-func (f *Front) exchangeOnConn(c *clientConn, w *worker.Worker, wc *worker.Conn, body []byte, keep bool) (status int, n int64, err error) {
+func (f *Front) exchangeOnConn(c *clientConn, w *worker.Worker, wc *worker.Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
 	req := &c.req
 	writeLeanOutbound(wc.W, req, c.client, body)
 	if err := wc.W.Flush(); err != nil {
 		wc.Close()
 		return 0, 0, &notSentError{err}
 	}
-	timeout := w.ResponseHeaderTimeout()
+	// The response-header timeout is kept by the server's watchdog (no timer per request).
+	timeout := opts.RequestTimeout
 	if timeout > 0 {
-		wc.SetReadDeadline(time.Now().Add(timeout))
+		c.awaited.Store(wc)
+		c.awaitUntil.Store(c.now.Add(timeout).UnixNano())
 	}
 	resp := &c.resp
 	for {
 		c.head, err = h1.ReadResponse(wc.R, resp, c.head[:0])
+		if timeout > 0 && (err != nil || resp.Status >= 200) && !c.stopAwaiting() {
+			err = errResponseTimeout // the watchdog cut the wait, whatever the read returned
+		}
 		if err != nil {
 			wc.Close()
 			if isTimeout(err) {
@@ -201,9 +211,6 @@ func (f *Front) exchangeOnConn(c *clientConn, w *worker.Worker, wc *worker.Conn,
 			wc.Close()
 			return 0, 0, &h1.WriteError{Err: err}
 		}
-	}
-	if timeout > 0 {
-		wc.SetReadDeadline(time.Time{})
 	}
 	status = resp.Status
 	mode := bodyNone

@@ -17,13 +17,13 @@ import (
 
 // leanEnv is a Server over one real worker process.
 type leanEnv struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *Server
 	w    *worker.Worker
 	addr string
 }
 
-func startLean(t *testing.T, limit int, opts Options) *leanEnv {
+func startLean(t testing.TB, limit int, opts Options) *leanEnv {
 	t.Helper()
 	w := startWorker(t)
 	bal := NewBalancer(64, 5*time.Second)
@@ -58,7 +58,7 @@ func startLean(t *testing.T, limit int, opts Options) *leanEnv {
 
 // rawConn is a client connection that writes bytes as they are and reads responses.
 type rawConn struct {
-	t  *testing.T
+	t  testing.TB
 	nc net.Conn
 	br *bufio.Reader
 }
@@ -352,5 +352,26 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLeanResponseTimeoutGives504(t *testing.T) {
+	e := startLean(t, 4, Options{RequestTimeout: 300 * time.Millisecond})
+	c := e.dial()
+	start := time.Now()
+	c.send(get("/sleep?ms=3000"))
+	resp, body := c.read("GET")
+	took := time.Since(start)
+	if resp.StatusCode != http.StatusGatewayTimeout || body != "warmpool: worker 1 sent no response within 300ms\n" || !resp.Close {
+		t.Fatalf("got %d %q close=%v", resp.StatusCode, body, resp.Close)
+	}
+	if took < 300*time.Millisecond || took > 2*time.Second {
+		t.Fatalf("answered after %s; the timeout is 300ms", took)
+	}
+	// A quick request is not cut by the watchdog, on a new connection to the same worker.
+	c = e.dial()
+	c.send(get("/sleep?ms=100"))
+	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "slept 100\n" {
+		t.Fatalf("quick request: %d %q", resp.StatusCode, body)
 	}
 }

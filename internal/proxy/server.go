@@ -56,6 +56,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.handoff.setAddr(ln.Addr())
 	httpDone := make(chan error, 1)
 	s.wg.Go(func() { httpDone <- s.http.Serve(s.handoff) })
+	stopWatchdog := make(chan struct{})
+	defer close(stopWatchdog)
+	s.wg.Go(func() { s.watchdog(stopWatchdog) })
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -88,6 +91,35 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		go c.serve()
 	}
+}
+
+// watchdog enforces the response-header timeout of the lean path: rather than a timer per
+// request, it checks every connection's awaited response a few times per timeout.
+func (s *Server) watchdog(stop <-chan struct{}) {
+	t := time.NewTimer(watchdogInterval(s.front.opts.Load().RequestTimeout))
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.cutIfOverdue(now)
+		}
+		s.mu.Unlock()
+		t.Reset(watchdogInterval(s.front.opts.Load().RequestTimeout))
+	}
+}
+
+// watchdogInterval is how often the watchdog looks: a timeout fires at most this late.
+func watchdogInterval(timeout time.Duration) time.Duration {
+	if timeout <= 0 {
+		return time.Second
+	}
+	return min(max(timeout/20, 5*time.Millisecond), time.Second)
 }
 
 // forget is called by a connection's goroutine as it ends.
