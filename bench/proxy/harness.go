@@ -21,7 +21,9 @@ type harness struct {
 	dir         string
 	warmpoolBin string
 	upstreamBin string
-	workers     []string // the two workers the peers front (warmpool starts its own two)
+	relayBin    string
+	workers     []string // the two TCP workers the others front (warmpool starts its own two)
+	sockets     []string // the two unix-socket workers nginx fronts in the unix pair
 	procs       []*proc
 	log         io.Writer
 }
@@ -82,10 +84,10 @@ func (h *harness) spawn(name string, argv []string, marker string) (*proc, error
 	return p, fmt.Errorf("%s did not become ready:\n%s", name, strings.Join(tail, "\n"))
 }
 
-func (h *harness) waitListening(addr string) error {
+func (h *harness) waitListening(network, addr string) error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
+		if c, err := net.Dial(network, addr); err == nil {
 			c.Close()
 			return nil
 		}

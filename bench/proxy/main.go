@@ -4,8 +4,9 @@
 //
 //	go run ./bench/proxy      # needs wrk, nginx and HAProxy: apt-get install wrk nginx-light haproxy
 //
-// Closed loop: wrk -t2 -c64, median of -runs runs, with the proxy's CPU seconds per request.
-// Open loop: -rate requests per second, P50 and P99 measured from each request's schedule.
+// Closed loop: wrk -t2 -c64, median of -runs rounds, with the proxy's CPU seconds per request.
+// Open loop: -rate requests per second, P50 and P99 measured from each request's schedule,
+// median of the rounds. Each round measures every target in turn.
 // Results: bench/results/proxy.md and bench/results/proxy.svg.
 package main
 
@@ -77,75 +78,105 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	h := &harness{dir: dir, log: logw, warmpoolBin: filepath.Join(dir, "warmpool"), upstreamBin: filepath.Join(dir, "upstream")}
+	h := &harness{dir: dir, log: logw, warmpoolBin: filepath.Join(dir, "warmpool"), upstreamBin: filepath.Join(dir, "upstream"),
+		relayBin: filepath.Join(dir, "gorelay")}
 	defer h.close()
-	for bin, pkg := range map[string]string{h.warmpoolBin: "./cmd/warmpool", h.upstreamBin: "./bench/upstream"} {
+	for bin, pkg := range map[string]string{h.warmpoolBin: "./cmd/warmpool", h.upstreamBin: "./bench/upstream", h.relayBin: "./bench/gorelay"} {
 		if err := benchutil.Build(ctx, bin, pkg); err != nil {
 			return nil, err
 		}
 	}
-	for range 2 {
+	for i := range 2 {
 		addr := h.freeAddr()
 		_, port, _ := splitPort(addr)
 		if _, err := h.spawn("upstream", []string{h.upstreamBin, "--port", port}, ""); err != nil {
 			return nil, err
 		}
-		if err := h.waitListening(addr); err != nil {
+		sock := filepath.Join(dir, fmt.Sprintf("w%d.sock", i+1))
+		if _, err := h.spawn("upstream", []string{h.upstreamBin, "--socket", sock}, ""); err != nil {
+			return nil, err
+		}
+		if err := h.waitListening("tcp", addr); err != nil {
+			return nil, err
+		}
+		if err := h.waitListening("unix", sock); err != nil {
 			return nil, err
 		}
 		h.workers = append(h.workers, addr)
+		h.sockets = append(h.sockets, sock)
 	}
-	var results []result
-	for _, t := range targets {
-		r := result{name: t.name}
+	// Every target runs for the whole benchmark and each round measures them one after the
+	// other, so that a slow spell of this shared machine hits all of them alike.
+	results := make([]result, len(targets))
+	addrs := make([]string, len(targets))
+	procs := make([]*proc, len(targets))
+	for i, t := range targets {
+		results[i].name = t.name
 		if t.needs != "" {
 			if _, err := exec.LookPath(t.needs); err != nil {
-				r.skipped = t.needs + " is not installed (apt-get install " + map[string]string{"nginx": "nginx-light", "haproxy": "haproxy"}[t.needs] + ")"
-				fmt.Fprintf(logw, "proxy bench: %s skipped: %s\n", t.name, r.skipped)
-				results = append(results, r)
+				results[i].skipped = t.needs + " is not installed (apt-get install " + map[string]string{"nginx": "nginx-light", "haproxy": "haproxy"}[t.needs] + ")"
+				fmt.Fprintf(logw, "proxy bench: %s skipped: %s\n", t.name, results[i].skipped)
 				continue
 			}
 		}
-		fmt.Fprintf(logw, "proxy bench: %s...\n", t.name)
-		addr, p, err := t.start(h)
-		if err != nil {
+		if addrs[i], procs[i], err = t.start(h); err != nil {
 			return nil, fmt.Errorf("%s: %w", t.name, err)
 		}
-		if _, err := runWrk(ctx, addr, time.Second); err != nil { // warm the connections
+		if _, err := runWrk(ctx, addrs[i], time.Second); err != nil { // warm the connections
 			return nil, fmt.Errorf("%s: %w", t.name, err)
 		}
-		var rpss []float64
-		var cpus []time.Duration
-		for range max(o.runs, 1) {
+	}
+	rpss := make([][]float64, len(targets))
+	cpus := make([][]time.Duration, len(targets))
+	p50s := make([][]time.Duration, len(targets))
+	p99s := make([][]time.Duration, len(targets))
+	for round := range max(o.runs, 1) {
+		for i := range targets {
+			if results[i].skipped != "" {
+				continue
+			}
+			fmt.Fprintf(logw, "proxy bench: round %d, %s\n", round+1, targets[i].name)
 			var before time.Duration
-			if p != nil {
-				before = benchutil.CPU(p.cmd.Process.Pid, true)
+			if procs[i] != nil {
+				before = benchutil.CPU(procs[i].cmd.Process.Pid, true)
 			}
-			rps, err := runWrk(ctx, addr, o.duration)
+			rps, err := runWrk(ctx, addrs[i], o.duration)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %w", t.name, err)
+				return nil, fmt.Errorf("%s: %w", targets[i].name, err)
 			}
-			rpss = append(rpss, rps)
-			if p != nil {
-				used := benchutil.CPU(p.cmd.Process.Pid, true) - before
-				cpus = append(cpus, time.Duration(float64(used)/(rps*o.duration.Seconds())))
+			rpss[i] = append(rpss[i], rps)
+			if procs[i] != nil {
+				used := benchutil.CPU(procs[i].cmd.Process.Pid, true) - before
+				cpus[i] = append(cpus[i], time.Duration(float64(used)/(rps*o.duration.Seconds())))
 			}
 		}
-		slices.Sort(rpss)
-		r.rps = rpss[len(rpss)/2]
-		if len(cpus) > 0 {
-			slices.Sort(cpus)
-			r.cpuPerReq = cpus[len(cpus)/2]
+		for i := range targets {
+			if results[i].skipped != "" {
+				continue
+			}
+			lr := loadgen.Run(ctx, "http://"+addrs[i]+"/", o.rate, o.loopFor, 10*time.Second)
+			p50, p99, _ := loadgen.Percentiles(lr.Latencies)
+			p50s[i], p99s[i] = append(p50s[i], p50), append(p99s[i], p99)
+			results[i].openErrors += lr.Errors
 		}
-		lr := loadgen.Run(ctx, "http://"+addr+"/", o.rate, o.loopFor, 10*time.Second)
-		r.p50, r.p99, _ = loadgen.Percentiles(lr.Latencies)
-		r.openErrors = lr.Errors
-		if p != nil {
-			p.stop()
+	}
+	for i := range results {
+		if results[i].skipped != "" {
+			continue
 		}
-		results = append(results, r)
+		results[i].rps = median(rpss[i])
+		results[i].cpuPerReq = median(cpus[i])
+		results[i].p50, results[i].p99 = median(p50s[i]), median(p99s[i])
 	}
 	return results, nil
+}
+
+func median[T float64 | time.Duration](v []T) T {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }
 
 func splitPort(addr string) (string, string, error) {

@@ -22,19 +22,22 @@ func ratio(a, b float64) string {
 
 func renderMarkdown(o options, results []result) string {
 	var b strings.Builder
-	var nginx *result
+	byName := map[string]*result{}
 	for i := range results {
-		if results[i].name == "nginx" && results[i].skipped == "" {
-			nginx = &results[i]
+		if results[i].skipped == "" {
+			byName[results[i].name] = &results[i]
 		}
 	}
 	fmt.Fprintf(&b, "# Proxy cost: warmpool next to nginx and HAProxy\n\n")
-	fmt.Fprintf(&b, "Two trivial workers (bench/upstream: 64-byte body) on loopback TCP; each proxy in front of two such workers.\n")
-	fmt.Fprintf(&b, "Closed loop: `wrk -t2 -c64`, %s per run, median of %d; proxy CPU per request from /proc over the same runs.\n", o.duration, o.runs)
-	fmt.Fprintf(&b, "Open loop: %d req/s for %s, latency from each request's schedule.\n\n", o.rate, o.loopFor)
+	fmt.Fprintf(&b, "Two trivial workers (bench/upstream: 64-byte body) on loopback TCP; each proxy in front of two such workers. ")
+	fmt.Fprintf(&b, "The last two rows put warmpool and nginx in front of workers on unix sockets (warmpool's default transport) and compare with each other. ")
+	fmt.Fprintf(&b, "`go relay (floor)` is not a proxy but the cheapest relay Go can be here (bench/gorelay: no parsing, one worker connection per client): warmpool's distance to it is its own code, its distance to nginx is Go's runtime.\n\n")
+	fmt.Fprintf(&b, "Closed loop: `wrk -t2 -c64`, %s per run, median of %d rounds; proxy CPU per request from /proc over the same runs.\n", o.duration, o.runs)
+	fmt.Fprintf(&b, "Open loop: %d req/s for %s per round, latency from each request's schedule; median of the rounds' P50 and P99.\n", o.rate, o.loopFor)
+	fmt.Fprintf(&b, "Every round measures every target in turn.\n\n")
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Run: %s. Command: `go run ./bench/proxy -duration %s -runs %d -rate %d`\n\n",
-		host, runtime.NumCPU(), runtime.Version(), benchutil.CPUModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate)
+	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Run: %s. Command: `go run ./bench/proxy -duration %s -runs %d -rate %d -open-loop %s`\n\n",
+		host, runtime.NumCPU(), runtime.Version(), benchutil.CPUModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate, o.loopFor)
 	fmt.Fprintf(&b, "| target | req/s | vs nginx | proxy CPU/request | vs nginx | open-loop P50 | P99 | P99 vs nginx | errors |\n")
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
@@ -43,6 +46,10 @@ func renderMarkdown(o options, results []result) string {
 			continue
 		}
 		vsRPS, vsCPU, vsP99 := "–", "–", "–"
+		nginx := byName["nginx"]
+		if strings.HasSuffix(r.name, "unix sockets") {
+			nginx = byName["nginx, unix sockets"]
+		}
 		if nginx != nil {
 			vsRPS, vsP99 = ratio(r.rps, nginx.rps), ratio(float64(r.p99), float64(nginx.p99))
 			if r.cpuPerReq > 0 {
@@ -65,7 +72,7 @@ func renderSVG(results []result) string {
 	for _, r := range results {
 		maxRPS = max(maxRPS, r.rps)
 	}
-	rowH, left, width := 34, 110, 560
+	rowH, left, width := 34, 190, 520
 	height := rowH*len(results) + 40
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`, left+width+120, height)
 	fmt.Fprintf(&b, `<text x="10" y="20" font-weight="bold">Closed-loop throughput (wrk -t2 -c64), requests/s</text>`)
@@ -78,7 +85,7 @@ func renderSVG(results []result) string {
 		}
 		w := int(float64(width) * r.rps / maxRPS)
 		color := "#8aa4c8"
-		if r.name == "warmpool" {
+		if strings.HasPrefix(r.name, "warmpool") {
 			color = "#2e9d57"
 		}
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="22" fill="%s"/>`, left, y, w, color)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // target is one way of reaching the two workers.
@@ -15,29 +16,46 @@ type target struct {
 	needs string
 }
 
+// The TCP targets first; then the same two proxies to workers on unix sockets, warmpool's own
+// default transport (nginx can use it too).
 var targets = []target{
 	{name: "direct", start: startDirect},
-	{name: "warmpool", start: startWarmpool},
-	{name: "nginx", start: startNginx, needs: "nginx"},
+	{name: "go relay (floor)", start: startRelay},
+	{name: "warmpool", start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--port", "{port}") }},
+	{name: "nginx", start: func(h *harness) (string, *proc, error) { return startNginx(h, h.workers) }, needs: "nginx"},
 	{name: "haproxy", start: startHAProxy, needs: "haproxy"},
+	{name: "warmpool, unix sockets", start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--socket", "{socket}") }},
+	{name: "nginx, unix sockets", start: func(h *harness) (string, *proc, error) {
+		upstreams := make([]string, len(h.sockets))
+		for i, s := range h.sockets {
+			upstreams[i] = "unix:" + s
+		}
+		return startNginx(h, upstreams)
+	}, needs: "nginx"},
 }
 
 func startDirect(h *harness) (string, *proc, error) { return h.workers[0], nil, nil }
 
-func startWarmpool(h *harness) (string, *proc, error) {
+func startRelay(h *harness) (string, *proc, error) {
+	addr := h.freeAddr()
+	p, err := h.spawn("gorelay", append([]string{h.relayBin, "--listen", addr}, h.workers...), "gorelay listening")
+	return addr, p, err
+}
+
+func startWarmpool(h *harness, flag, placeholder string) (string, *proc, error) {
 	addr, admin := h.freeAddr(), h.freeAddr()
 	cfg := fmt.Sprintf(`listen = %q
 admin_listen = %q
 [worker]
-command = [%q, "--port", "{port}"]
+command = [%q, %q, %q]
 count = 2
 concurrency = 256
 [proxy]
 queue_size = 4096
 [[warmup.request]]
 path = "/"
-`, addr, admin, h.upstreamBin)
-	path := filepath.Join(h.dir, "warmpool.toml")
+`, addr, admin, h.upstreamBin, flag, placeholder)
+	path := filepath.Join(h.dir, "warmpool-"+strings.TrimPrefix(flag, "--")+".toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return "", nil, err
 	}
@@ -45,11 +63,16 @@ path = "/"
 	return addr, p, err
 }
 
-func startNginx(h *harness) (string, *proc, error) {
+func startNginx(h *harness, upstreams []string) (string, *proc, error) {
 	addr := h.freeAddr()
-	dir := filepath.Join(h.dir, "nginx")
+	dir := filepath.Join(h.dir, "nginx-"+strings.ReplaceAll(addr, ":", "-"))
 	os.MkdirAll(dir, 0o755)
-	cfg := fmt.Sprintf(`worker_processes auto;
+	user := ""
+	if os.Geteuid() == 0 {
+		user = "user root;" // nginx's workers would run as nobody and could not reach the harness's sockets
+	}
+	cfg := fmt.Sprintf(`%[5]s
+worker_processes auto;
 daemon off;
 master_process on;
 pid %[1]s/nginx.pid;
@@ -79,14 +102,14 @@ http {
     }
   }
 }
-`, dir, h.workers[0], h.workers[1], addr)
+`, dir, upstreams[0], upstreams[1], addr, user)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return "", nil, err
 	}
 	p, err := h.spawn("nginx", []string{"nginx", "-p", dir, "-c", path}, "")
 	if err == nil {
-		err = h.waitListening(addr)
+		err = h.waitListening("tcp", addr)
 	}
 	return addr, p, err
 }
@@ -116,7 +139,7 @@ backend workers
 	}
 	p, err := h.spawn("haproxy", []string{"haproxy", "-db", "-f", path}, "")
 	if err == nil {
-		err = h.waitListening(addr)
+		err = h.waitListening("tcp", addr)
 	}
 	return addr, p, err
 }

@@ -1,5 +1,6 @@
 // Command upstream is the trivial worker of the proxy benchmark: it answers every request with
-// the same 64-byte body, on 127.0.0.1:$PORT (or --port), keeping connections alive.
+// the same 64-byte body, on 127.0.0.1:$PORT (or --port) or on a unix socket (--socket),
+// keeping connections alive.
 package main
 
 import (
@@ -15,8 +16,15 @@ var body = []byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc
 
 func main() {
 	port := flag.String("port", os.Getenv("PORT"), "port on 127.0.0.1")
+	socket := flag.String("socket", "", "unix socket path (instead of the port)")
 	flag.Parse()
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", *port))
+	var ln net.Listener
+	var err error
+	if *socket != "" {
+		ln, err = net.Listen("unix", *socket)
+	} else {
+		ln, err = net.Listen("tcp", net.JoinHostPort("127.0.0.1", *port))
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "upstream:", err)
 		os.Exit(1)
