@@ -69,6 +69,16 @@ func Run(ctx context.Context, url string, rate int, d, timeout time.Duration) Re
 	return res
 }
 
+// Quantile is the q-quantile (0..1) of the latencies, by the nearest-rank method.
+func Quantile(lat []time.Duration, q float64) time.Duration {
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[int(float64(len(s)-1)*q)]
+}
+
 // Percentiles returns P50, P99 and the maximum.
 func Percentiles(lat []time.Duration) (p50, p99, max time.Duration) {
 	s := slices.Clone(lat)

@@ -18,7 +18,7 @@ func TestSmoke(t *testing.T) {
 			t.Skipf("%s is not installed: apt-get install uwsgi uwsgi-plugin-python3 gunicorn (CI installs them)", bin)
 		}
 	}
-	o := options{rate: 40, duration: time.Second, warmFor: 500 * time.Millisecond, maxRequests: 20}
+	o := options{rate: 40, rounds: 1, duration: time.Second, warmFor: 500 * time.Millisecond, maxRequests: 20}
 	results, err := run(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
