@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,14 +27,16 @@ import (
 )
 
 type result struct {
-	workers                 int
-	firstReady              time.Duration
-	idleRSS, loadRSS        int64
-	idleCPU                 float64 // CPU seconds per second
-	loadRPS                 float64
-	loadCPUPerReq           time.Duration
-	recycleCPUPerWorker     time.Duration
-	recycleErrors, recycled int
+	workers          int
+	firstReady       time.Duration
+	idleRSS, loadRSS int64
+	idleCPU          float64 // CPU seconds per second
+	loadRPS          float64
+	loadCPUPerReq    time.Duration
+	// recycleCPU is warmpool's own CPU per recycle, from an idle roll (no traffic to serve);
+	// workerWarmupCPU is the median CPU a replacement used from its spawn to its admission.
+	recycleCPU, workerWarmupCPU time.Duration
+	recycleErrors, recycled     int
 }
 
 func main() {
@@ -130,20 +133,33 @@ path = "/"
 		}
 		close(lines)
 	}()
-	waitLine := func(part string, count int, timeout time.Duration) error {
+	// eachLine hands warmpool's log lines to fn until it reports done.
+	eachLine := func(timeout time.Duration, fn func(line string) (done bool)) error {
 		deadline := time.After(timeout)
-		for seen := 0; seen < count; {
+		for {
 			select {
 			case l, ok := <-lines:
 				if !ok {
 					return fmt.Errorf("warmpool exited")
 				}
-				if strings.Contains(l, part) {
-					seen++
+				if fn(l) {
+					return nil
 				}
 			case <-deadline:
-				return fmt.Errorf("no %q within %s", part, timeout)
+				return fmt.Errorf("not done within %s", timeout)
 			}
+		}
+	}
+	waitLine := func(part string, count int, timeout time.Duration) error {
+		seen := 0
+		err := eachLine(timeout, func(l string) bool {
+			if strings.Contains(l, part) {
+				seen++
+			}
+			return seen >= count
+		})
+		if err != nil {
+			return fmt.Errorf("%d of %d %q: %w", seen, count, part, err)
 		}
 		return nil
 	}
@@ -173,21 +189,45 @@ path = "/"
 	r.loadCPUPerReq = time.Duration(float64(benchutil.CPU(pid, false)-cpu0) / (r.loadRPS * phase.Seconds()))
 	r.loadRSS = benchutil.RSS(pid)
 
-	// Recycle every worker once under light open-loop load; warmpool's own CPU per recycle.
+	// Roll every worker once with no traffic: warmpool's own CPU per recycle, and each
+	// replacement's CPU from its spawn to its admission (its boot and warm-up), read from /proc
+	// as its admission is logged.
+	cpu0 = benchutil.ThreadCPU(pid)
+	cmd.Process.Signal(syscall.SIGHUP)
+	var warmups []time.Duration
+	recycled := 0
+	pidRe := regexp.MustCompile(` pid=(\d+)`)
+	err = eachLine(2*time.Minute, func(l string) bool {
+		if strings.Contains(l, `msg="worker admitted into rotation"`) {
+			if m := pidRe.FindStringSubmatch(l); m != nil {
+				wpid, _ := strconv.Atoi(m[1])
+				warmups = append(warmups, benchutil.ThreadCPU(wpid))
+			}
+		}
+		if strings.Contains(l, `reason="recycled: reload"`) {
+			recycled++
+		}
+		return recycled == n
+	})
+	if err != nil {
+		return r, fmt.Errorf("idle roll: %w", err)
+	}
+	r.recycleCPU = (benchutil.ThreadCPU(pid) - cpu0) / time.Duration(n)
+	slices.Sort(warmups)
+	if len(warmups) > 0 {
+		r.workerWarmupCPU = warmups[len(warmups)/2]
+	}
+
+	// Roll again under light open-loop load: no request may fail.
 	var wg sync.WaitGroup
 	var lr loadgen.Result
-	cpu0 = benchutil.CPU(pid, false)
-	rollStart := time.Now()
 	wg.Go(func() { lr = loadgen.Run(ctx, "http://"+listen+"/", 200, phase+2*time.Second, 10*time.Second) })
 	cmd.Process.Signal(syscall.SIGHUP)
 	if err := waitLine(`reason="recycled: reload"`, n, 2*time.Minute); err != nil {
 		return r, err
 	}
-	rollCPU := benchutil.CPU(pid, false) - cpu0
 	wg.Wait()
-	_ = rollStart
 	r.recycled = n
-	r.recycleCPUPerWorker = rollCPU / time.Duration(n)
 	r.recycleErrors = lr.Errors
 	return r, nil
 }
@@ -196,13 +236,20 @@ func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func render(results []result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# warmpool at scale\n\nwarmpool's own process (not its workers), with N trivial workers (bench/upstream). Idle and load phases 3 s; load is `wrk -t2 -c64`;\n")
-	fmt.Fprintf(&b, "the recycle phase rolls every worker once (SIGHUP, surge N/4) under 200 req/s of open-loop load.\n\n")
+	fmt.Fprintf(&b, "# warmpool at scale\n\nwarmpool's own process (not its workers), with N trivial workers (bench/upstream). Idle and load phases 3 s; load is `wrk -t2 -c64`.\n")
+	fmt.Fprintf(&b, "Recycling: every worker is rolled once with no traffic (SIGHUP, surge N/4) to measure warmpool's own CPU per recycle next to the CPU the replacement itself spent from spawn to admission (its boot and warm-up, median); ")
+	fmt.Fprintf(&b, "then rolled once more under 200 req/s of open-loop load, counting failed requests.\n\n")
 	fmt.Fprintf(&b, "Machine: %d CPUs, %s. Run: %s. Command: `go run ./bench/scale`\n\n", runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"))
-	fmt.Fprintf(&b, "| workers | first ready | idle RSS | idle CPU | RSS under load | req/s | CPU/request | warmpool CPU per recycle | failed requests during the roll |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| workers | first ready | idle RSS | idle CPU | RSS under load | req/s | CPU/request | warmpool CPU per recycle | replacement's own boot+warm-up CPU | ratio | failed requests during the loaded roll |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
-		fmt.Fprintf(&b, "| %d | %.2f s | %s | %.1f%% | %s | %.0f | %.1f us | %.1f ms | %d |\n", r.workers, r.firstReady.Seconds(), mib(r.idleRSS), r.idleCPU*100,
-			mib(r.loadRSS), r.loadRPS, float64(r.loadCPUPerReq.Nanoseconds())/1000, float64(r.recycleCPUPerWorker.Microseconds())/1000, r.recycleErrors)
+		ratio := "–"
+		if r.workerWarmupCPU > 0 {
+			ratio = fmt.Sprintf("%.2fx", float64(r.recycleCPU)/float64(r.workerWarmupCPU))
+		}
+		fmt.Fprintf(&b, "| %d | %.2f s | %s | %.1f%% | %s | %.0f | %.1f us | %.1f ms | %.1f ms | %s | %d |\n", r.workers, r.firstReady.Seconds(), mib(r.idleRSS), r.idleCPU*100,
+			mib(r.loadRSS), r.loadRPS, float64(r.loadCPUPerReq.Nanoseconds())/1000, msf(r.recycleCPU), msf(r.workerWarmupCPU), ratio, r.recycleErrors)
 	}
 	return b.String()
 }
+
+func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
