@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
@@ -55,8 +56,9 @@ type clientConn struct {
 	reqCopy  []byte  // the request head, when its body does not fit beside it in br
 	bigBody  *[]byte // the pooled buffer holding such a body
 	info     telemetry.Request
-	deadline time.Time // the read deadline in force
-	now      time.Time // the latest time taken on this request (one clock read serves many uses)
+	deadline time.Time       // the read deadline in force
+	now      time.Time       // the latest time taken on this request (one clock read serves many uses)
+	ctx      context.Context // the request's context: its server span when tracing, else Background
 
 	// awaited is the worker connection whose response head is awaited until awaitUntil (Unix
 	// ns; 0: nothing awaited; -1: the watchdog cut the wait).
@@ -174,7 +176,7 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 			}
 			continue
 		}
-		if !c.s.front.leanEligible(&c.req) {
+		if !leanEligible(&c.req) {
 			return -1, nil, true
 		}
 		cl := int(max(c.req.ContentLength, 0))

@@ -17,6 +17,9 @@ import (
 	"warmpool/internal/h1"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // The lean path forwards a request parsed in place by h1: the outbound head is written from
@@ -25,10 +28,8 @@ import (
 // no goroutine besides the connection's own.
 
 // leanEligible reports whether the lean path takes a parsed request; the rest goes to net/http.
-func (f *Front) leanEligible(r *h1.Request) bool {
-	opts := f.opts.Load()
-	return !r.Upgrade && !r.Expect && !r.ConnectionOther &&
-		r.ContentLength <= maxBufferedBody && opts.Tracer == nil && opts.Harakiri <= opts.RequestTimeout
+func leanEligible(r *h1.Request) bool {
+	return !r.Upgrade && !r.Expect && !r.ConnectionOther && r.ContentLength <= maxBufferedBody
 }
 
 // serveLean forwards c.req (with body, read whole) and writes the response. It reports whether
@@ -44,18 +45,68 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 	obs := opts.Observer
 	c.now = time.Now()
 	start := c.now
+	c.ctx = context.Background()
+	var span trace.Span
+	if opts.Tracer != nil {
+		c.ctx, span = f.startLeanSpan(c, opts.Tracer)
+	}
 	var info *telemetry.Request
-	if obs != nil {
-		obs.StartRequest()
+	if obs != nil || span != nil {
 		info = &c.info
 		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: start, TraceID: traceIDOf(req)}
+		if span != nil && span.SpanContext().IsValid() {
+			info.TraceID = span.SpanContext().TraceID().String()
+		}
+	}
+	if obs != nil {
+		obs.StartRequest()
 	}
 	status, bytes, keep := f.forwardLean(c, body, opts, info, keep)
 	if info != nil {
 		info.Status, info.Bytes, info.Duration = status, bytes, c.now.Sub(start)
+	}
+	if span != nil {
+		endServerSpan(span, info)
+	}
+	if obs != nil {
 		obs.ObserveRequest(info)
 	}
+	if err := c.bw.Flush(); err != nil {
+		return false // the client went away
+	}
 	return keep
+}
+
+// startLeanSpan starts the request's server span, continuing the client's W3C trace context.
+func (f *Front) startLeanSpan(c *clientConn, tracer trace.Tracer) (context.Context, trace.Span) {
+	req := &c.req
+	ctx := telemetry.Propagator.Extract(context.Background(), requestCarrier{req})
+	return tracer.Start(ctx, methodString(req.Method), trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", methodString(req.Method)), attribute.String("url.path", string(req.Path())),
+			attribute.String("server.address", string(req.Host)), attribute.String("network.protocol.version", "1.1")))
+}
+
+// requestCarrier reads a parsed request's fields for the trace propagator.
+type requestCarrier struct{ r *h1.Request }
+
+func (rc requestCarrier) Get(key string) string {
+	key = strings.ToLower(key)
+	for _, fl := range rc.r.Fields {
+		if h1.EqualFold(fl.Name, key) {
+			return string(fl.Value)
+		}
+	}
+	return ""
+}
+
+func (rc requestCarrier) Set(string, string) {}
+
+func (rc requestCarrier) Keys() []string {
+	keys := make([]string, len(rc.r.Fields))
+	for i, fl := range rc.r.Fields {
+		keys[i] = string(fl.Name)
+	}
+	return keys
 }
 
 // forwardLean leases a worker, exchanges the request with it and relays the response, retrying
@@ -70,7 +121,7 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 		}
 		w := lease.Worker()
 		sent := c.now
-		status, n, reached, err := f.exchangeLean(c, w, body, opts, keep)
+		status, n, reached, err := f.exchangeLean(c, lease, body, opts, keep)
 		c.now = time.Now()
 		if info != nil {
 			info.Upstream = c.now.Sub(sent)
@@ -78,6 +129,9 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 		if err == nil {
 			lease.Release()
 			return status, n, keep
+		}
+		if errors.Is(err, errHeldForHarakiri) { // the slot is released by the harakiri watch
+			return c.writeFailure(f, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout, Sent: true}, keep)
 		}
 		var we *h1.WriteError
 		if errors.As(err, &we) {
@@ -103,10 +157,10 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 // time it got the worker.
 func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry.Request, coldWindow int) (Lease, error) {
 	if lease, ok := f.bal.TryAcquire(avoid); ok {
-		f.noteLease(context.Background(), lease, c.now, 0, info, coldWindow)
+		f.noteLease(c.ctx, lease, c.now, 0, info, coldWindow)
 		return lease, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	stopWatching := c.watchHangup(cancel)
 	lease, err := f.acquire(ctx, avoid, info, coldWindow)
@@ -117,7 +171,8 @@ func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry
 
 // exchangeLean sends c.req to w and relays the response to the client. status is 0 until the
 // response head went to the client; reached reports that the request reached the worker.
-func (f *Front) exchangeLean(c *clientConn, w *worker.Worker, body []byte, opts *Options, keep bool) (status int, n int64, reached bool, err error) {
+func (f *Front) exchangeLean(c *clientConn, lease Lease, body []byte, opts *Options, keep bool) (status int, n int64, reached bool, err error) {
+	w := lease.Worker()
 	retryable := idempotent(string(c.req.Method))
 	for attempt := 1; ; attempt++ {
 		var wc *worker.Conn
@@ -125,7 +180,7 @@ func (f *Front) exchangeLean(c *clientConn, w *worker.Worker, body []byte, opts 
 		if err != nil {
 			return 0, 0, reached, err
 		}
-		status, n, err = f.exchangeOnConn(c, w, wc, body, opts, keep)
+		status, n, err = f.exchangeOnConn(c, lease, wc, body, opts, keep)
 		reached = reached || err == nil || status != 0 || !errors.Is(err, errNotSent)
 		if err == nil {
 			return status, n, true, nil
@@ -137,6 +192,26 @@ func (f *Front) exchangeLean(c *clientConn, w *worker.Worker, body []byte, opts 
 			continue
 		}
 		return status, n, reached, err
+	}
+}
+
+// errHeldForHarakiri is a response timeout whose worker slot stays taken until the worker
+// answers or passes the harakiri limit.
+var errHeldForHarakiri = fmt.Errorf("%w; the worker keeps its slot until it answers or reaches the harakiri limit", errResponseTimeout)
+
+// watchHarakiri waits for the answer of a worker whose client already got a 504, until the
+// harakiri deadline; past it, the worker is reported stuck (killed and replaced).
+func (f *Front) watchHarakiri(lease Lease, wc *worker.Conn, deadline time.Time, opts *Options, path string) {
+	defer lease.Release()
+	defer wc.Close()
+	w := lease.Worker()
+	wc.SetReadDeadline(deadline)
+	var resp h1.Response
+	_, err := h1.ReadResponse(wc.R, &resp, nil)
+	if err != nil && isTimeout(err) && opts.OnStuck != nil {
+		f.log.Error("worker passed the harakiri limit; it will be killed and replaced",
+			"worker", w.ID(), "pid", w.PID(), "harakiri", opts.Harakiri, "path", path)
+		opts.OnStuck(w)
 	}
 }
 
@@ -172,9 +247,14 @@ func (f *Front) getConn(w *worker.Worker, fresh, check bool) (*worker.Conn, erro
 }
 
 // exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it).
-func (f *Front) exchangeOnConn(c *clientConn, w *worker.Worker, wc *worker.Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
+func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
+	w := lease.Worker()
 	req := &c.req
-	writeLeanOutbound(wc.W, req, c.client, body)
+	var traced context.Context
+	if sc := trace.SpanContextFromContext(c.ctx); sc.IsValid() {
+		traced = c.ctx
+	}
+	writeLeanOutbound(wc.W, req, c.client, body, traced)
 	if err := wc.W.Flush(); err != nil {
 		wc.Close()
 		return 0, 0, &notSentError{err}
@@ -190,6 +270,13 @@ func (f *Front) exchangeOnConn(c *clientConn, w *worker.Worker, wc *worker.Conn,
 		c.head, err = h1.ReadResponse(wc.R, resp, c.head[:0])
 		if timeout > 0 && (err != nil || resp.Status >= 200) && !c.stopAwaiting() {
 			err = errResponseTimeout // the watchdog cut the wait, whatever the read returned
+			if opts.Harakiri > opts.RequestTimeout {
+				// The client gets its 504 now; the worker keeps the request, and its slot,
+				// until it answers or passes the hard limit.
+				sent, path := c.now, string(req.Path())
+				f.wg.Go(func() { f.watchHarakiri(lease, wc, sent.Add(opts.Harakiri), opts, path) })
+				return 0, 0, errHeldForHarakiri
+			}
 		}
 		if err != nil {
 			wc.Close()
@@ -250,11 +337,8 @@ func (f *Front) exchangeOnConn(c *clientConn, w *worker.Worker, wc *worker.Conn,
 	case bodyUntilClose:
 		n, err = h1.CopyUntilEOF(c.bw, wc.R)
 	}
-	if err == nil {
-		if ferr := c.bw.Flush(); ferr != nil {
-			err = &h1.WriteError{Err: ferr}
-		}
-	}
+	// The last bytes stay buffered: serveLean flushes them once the request is recorded, so
+	// that metrics, access log and span are complete when the client has the response.
 	if err != nil || mode == bodyUntilClose || resp.Close {
 		wc.Close()
 	} else {
@@ -272,8 +356,9 @@ const (
 )
 
 // writeLeanOutbound writes the request for the worker: the client's fields less hop-by-hop
-// ones and warmpool's own, X-Forwarded-For extended, X-Forwarded-Host and -Proto set.
-func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte) {
+// ones and warmpool's own, X-Forwarded-For extended, X-Forwarded-Host and -Proto set. With a
+// traced context, warmpool's span replaces the client's trace context as the worker's parent.
+func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, traced context.Context) {
 	bw.Write(r.Method)
 	bw.WriteByte(' ')
 	bw.Write(r.Target)
@@ -294,7 +379,17 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte) {
 			}
 		case fieldXFF:
 			priorXFF = true
+		case fieldTrace:
+			if traced == nil {
+				bw.Write(fl.Name)
+				bw.WriteString(": ")
+				bw.Write(fl.Value)
+				bw.WriteString("\r\n")
+			}
 		}
+	}
+	if traced != nil {
+		telemetry.Propagator.Inject(traced, headerWriter{bw})
 	}
 	bw.WriteString("X-Forwarded-For: ")
 	if priorXFF {
@@ -317,6 +412,7 @@ const (
 	fieldDrop
 	fieldTE
 	fieldXFF
+	fieldTrace // traceparent and tracestate: replaced when warmpool traces
 )
 
 // outboundRule says what happens to a client's field on its way to the worker.
@@ -337,6 +433,13 @@ func outboundRule(name []byte) int {
 	case 10:
 		if h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive") {
 			return fieldDrop
+		}
+		if h1.EqualFold(name, "tracestate") {
+			return fieldTrace
+		}
+	case 11:
+		if h1.EqualFold(name, "traceparent") {
+			return fieldTrace
 		}
 	case 15:
 		if h1.EqualFold(name, "x-forwarded-for") {

@@ -375,3 +375,34 @@ func TestLeanResponseTimeoutGives504(t *testing.T) {
 		t.Fatalf("quick request: %d %q", resp.StatusCode, body)
 	}
 }
+
+// With harakiri above the request timeout, the client gets its 504 at the timeout while the
+// worker keeps its slot; at the hard limit the worker is reported stuck and the slot returns.
+func TestLeanHarakiriHoldsTheSlotThenReportsStuck(t *testing.T) {
+	stuck := make(chan *worker.Worker, 1)
+	e := startLean(t, 1, Options{RequestTimeout: 200 * time.Millisecond, Harakiri: 700 * time.Millisecond,
+		OnStuck: func(w *worker.Worker) { stuck <- w }})
+	c := e.dial()
+	c.send(get("/hang"))
+	resp, body := c.read("GET")
+	if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(body, "sent no response within 200ms") {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	select {
+	case <-stuck:
+		t.Fatal("reported stuck at the request timeout, before the harakiri limit")
+	default:
+	}
+	if e.w.InFlight() != 1 {
+		t.Fatalf("the hung worker's slot was returned at the 504 (in flight: %d)", e.w.InFlight())
+	}
+	select {
+	case w := <-stuck:
+		if w != e.w {
+			t.Fatalf("reported worker %d", w.ID())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("never reported stuck")
+	}
+	waitFor(t, func() bool { return e.w.InFlight() == 0 })
+}
