@@ -285,16 +285,31 @@ func parseLength(b []byte) (int64, bool) {
 	return n, true
 }
 
+// NextToken splits the first element off a comma-separated field value, without its
+// surrounding whitespace; rest is what follows the comma.
+func NextToken(v []byte) (tok, rest []byte) {
+	if i := bytes.IndexByte(v, ','); i >= 0 {
+		return trimOWS(v[:i]), v[i+1:]
+	}
+	return trimOWS(v), nil
+}
+
+// HasToken reports whether a comma-separated value lists token (lower case), ignoring case.
+func HasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		var tok []byte
+		if tok, v = NextToken(v); equalFold(tok, token) {
+			return true
+		}
+	}
+	return false
+}
+
 // scanConnection reads the tokens of a Connection value.
 func scanConnection(v []byte, close, other *bool) {
 	for len(v) > 0 {
 		var tok []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
-		} else {
-			tok, v = v, nil
-		}
-		tok = trimOWS(tok)
+		tok, v = NextToken(v)
 		switch {
 		case len(tok) == 0:
 		case equalFold(tok, "close"):

@@ -129,12 +129,7 @@ func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
 func (r *Response) noteConnection(v []byte, http10 bool) {
 	for len(v) > 0 {
 		var tok []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
-		} else {
-			tok, v = v, nil
-		}
-		tok = trimOWS(tok)
+		tok, v = NextToken(v)
 		switch {
 		case len(tok) == 0:
 		case equalFold(tok, "close"):

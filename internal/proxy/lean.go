@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -369,22 +368,16 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	for _, fl := range r.Fields {
 		switch outboundRule(fl.Name) {
 		case fieldKeep:
-			bw.Write(fl.Name)
-			bw.WriteString(": ")
-			bw.Write(fl.Value)
-			bw.WriteString("\r\n")
+			writeField(bw, fl)
 		case fieldTE:
-			if hasTokenBytes(fl.Value, "trailers") {
+			if h1.HasToken(fl.Value, "trailers") {
 				bw.WriteString("Te: trailers\r\n") // gRPC needs it; the only TE value passed on
 			}
 		case fieldXFF:
 			priorXFF = true
 		case fieldTrace:
 			if traced == nil {
-				bw.Write(fl.Name)
-				bw.WriteString(": ")
-				bw.Write(fl.Value)
-				bw.WriteString("\r\n")
+				writeField(bw, fl)
 			}
 		}
 	}
@@ -405,6 +398,13 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	bw.Write(r.Host)
 	bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
 	bw.Write(body)
+}
+
+func writeField(bw *bufio.Writer, fl h1.Field) {
+	bw.Write(fl.Name)
+	bw.WriteString(": ")
+	bw.Write(fl.Value)
+	bw.WriteString("\r\n")
 }
 
 const (
@@ -466,21 +466,6 @@ func outboundRule(name []byte) int {
 }
 
 var warmupHeaderLower = strings.ToLower(worker.WarmupHeader)
-
-func hasTokenBytes(v []byte, token string) bool {
-	for len(v) > 0 {
-		var tok []byte
-		if i := bytes.IndexByte(v, ','); i >= 0 {
-			tok, v = v[:i], v[i+1:]
-		} else {
-			tok, v = v, nil
-		}
-		if h1.EqualFold(bytes.TrimSpace(tok), token) {
-			return true
-		}
-	}
-	return false
-}
 
 func appendContentLength(dst []byte, n int64) []byte {
 	dst = append(dst, "Content-Length: "...)
