@@ -118,6 +118,7 @@ func (s *Server) Start() (err error) {
 	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
 	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log,
 		WarmupSummary: s.src.WarmupSummary(), Metrics: s.metrics, Tracer: s.tracer})
+	s.metrics.SetInFlight(s.bal.InFlight)
 	s.metrics.SetWorkerStates(func() map[string]int {
 		counts := map[string]int{}
 		for _, w := range s.pool.Status().Workers {

@@ -24,6 +24,7 @@ type Balancer struct {
 	backends []*backend
 	waiters  []*waiter // FIFO
 	next     int       // rotates the tie-break so equal workers share the load
+	leased   int       // slots taken, on workers in rotation or draining
 }
 
 type backend struct {
@@ -109,6 +110,13 @@ func (b *Balancer) Len() int {
 	return len(b.backends)
 }
 
+// InFlight is the number of requests holding a worker's slot or waiting for one.
+func (b *Balancer) InFlight() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.leased + len(b.waiters)
+}
+
 // Queued is the number of requests waiting for a worker.
 func (b *Balancer) Queued() int {
 	b.mu.Lock()
@@ -129,6 +137,7 @@ func (b *Balancer) TryAcquire(avoid *worker.Worker) (Lease, bool) {
 		return Lease{}, false
 	}
 	be.inFlight++
+	b.leased++
 	b.mu.Unlock()
 	return Lease{be, b, be.w.BeginRequest()}, true
 }
@@ -142,6 +151,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	b.mu.Lock()
 	if be := b.pickLocked(avoid); be != nil { // freed meanwhile
 		be.inFlight++
+		b.leased++
 		b.mu.Unlock()
 		return Lease{be, b, be.w.BeginRequest()}, nil
 	}
@@ -187,6 +197,7 @@ func (l Lease) Release() {
 	be.w.EndRequest()
 	b.mu.Lock()
 	be.inFlight--
+	b.leased--
 	switch {
 	case be.removed:
 		if be.inFlight == 0 {
@@ -207,6 +218,7 @@ func (b *Balancer) handOffLocked(be *backend) bool {
 	b.waiters[0] = nil
 	b.waiters = b.waiters[1:]
 	be.inFlight++
+	b.leased++
 	wt.got <- be
 	return true
 }

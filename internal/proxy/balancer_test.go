@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"errors"
+	"runtime"
 	"testing"
 	"time"
 
@@ -154,5 +155,44 @@ func BenchmarkAcquireRelease(b *testing.B) {
 	for b.Loop() {
 		l, _ := bal.Acquire(ctx)
 		l.Release()
+	}
+}
+
+// InFlight counts leased slots, draining workers' included, and queued requests.
+func TestInFlightCountsLeasesAndWaiters(t *testing.T) {
+	b := NewBalancer(10, 5*time.Second)
+	ws := newWorkers(1)
+	b.Add(ws[0], 1)
+	l, err := b.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Lease)
+	go func() {
+		l2, err := b.Acquire(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- l2
+	}()
+	for b.Queued() != 1 {
+		runtime.Gosched()
+	}
+	if n := b.InFlight(); n != 2 {
+		t.Fatalf("one leased and one queued: InFlight %d", n)
+	}
+	b.Remove(ws[0]) // draining: its slots still count
+	l.Release()     // hands nothing to the waiter: the worker left rotation
+	if n := b.InFlight(); n != 1 {
+		t.Fatalf("after the release: InFlight %d", n)
+	}
+	b.Add(ws[0], 1) // back in rotation: the waiter gets the slot
+	l2 := <-got
+	if n := b.InFlight(); n != 1 {
+		t.Fatalf("the waiter leased: InFlight %d", n)
+	}
+	l2.Release()
+	if n := b.InFlight(); n != 0 {
+		t.Fatalf("all released: InFlight %d", n)
 	}
 }

@@ -47,7 +47,6 @@ type Options struct {
 
 // Observer records requests (metrics, access log, warm-up check).
 type Observer interface {
-	StartRequest()
 	ObserveRequest(req *telemetry.Request)
 }
 
@@ -103,9 +102,6 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, span = opts.Tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path),
 				attribute.String("server.address", r.Host), attribute.String("network.protocol.version", protoVersion(r))))
-	}
-	if obs != nil {
-		obs.StartRequest()
 	}
 	info := &telemetry.Request{Method: r.Method, Path: r.URL.Path, Start: time.Now(), TraceID: telemetry.TraceID(r.Header)}
 	if span != nil && span.SpanContext().IsValid() {

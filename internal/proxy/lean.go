@@ -57,9 +57,6 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 			info.TraceID = span.SpanContext().TraceID().String()
 		}
 	}
-	if obs != nil {
-		obs.StartRequest()
-	}
 	status, bytes, keep := f.forwardLean(c, body, opts, info, keep)
 	if info != nil {
 		info.Status, info.Bytes, info.Duration = status, bytes, c.now.Sub(start)

@@ -14,7 +14,8 @@ type Metrics struct {
 	requestDuration   *prometheus.HistogramVec
 	upstreamDuration  *prometheus.HistogramVec
 	queueWait         prometheus.Histogram
-	inFlight          prometheus.Gauge
+	inFlight          prometheus.GaugeFunc
+	inFlightSource    atomic.Pointer[func() int]
 	spawns            prometheus.Counter
 	warmupFailures    *prometheus.CounterVec
 	recycles          *prometheus.CounterVec
@@ -56,9 +57,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "warmpool_queue_wait_seconds", Help: "Time a request waited for a free worker.",
 			Buckets: []float64{.0001, .001, .005, .01, .05, .1, .5, 1, 5, 10},
 		}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "warmpool_in_flight_requests", Help: "Client requests being served or waiting for a worker.",
-		}),
 		spawns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warmpool_worker_spawns_total", Help: "Worker processes started.",
 		}),
@@ -84,6 +82,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		workers: &stateCollector{desc: prometheus.NewDesc("warmpool_workers", "Workers by state.", []string{"state"}, nil)},
 	}
+	// Read from the rotation at each scrape rather than counted per request: two contended
+	// atomic updates per request are saved.
+	m.inFlight = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "warmpool_in_flight_requests",
+		Help: "Client requests holding a worker or waiting for one (a worker kept busy past its 504 until harakiri counts too).",
+	}, func() float64 {
+		if f := m.inFlightSource.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
 	reg.MustRegister(m.requests, m.requestDuration, m.upstreamDuration, m.queueWait, m.inFlight, m.spawns,
 		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.workers)
 	return m
@@ -120,20 +129,6 @@ func (m *Metrics) seriesFor(status int, firstRequests bool) *requestSeries {
 		duration: m.requestDuration.WithLabelValues(f), upstream: m.upstreamDuration.WithLabelValues(f)}
 	slot.Store(s)
 	return s
-}
-
-// RequestStarted and RequestEnded track the requests in flight.
-func (m *Metrics) RequestStarted() {
-	if m != nil {
-		m.inFlight.Inc()
-	}
-}
-
-// RequestEnded is the counterpart of RequestStarted.
-func (m *Metrics) RequestEnded() {
-	if m != nil {
-		m.inFlight.Dec()
-	}
 }
 
 // WorkerSpawned counts a started worker process.
@@ -187,6 +182,13 @@ func (m *Metrics) SetWarmupEnabled(on bool) {
 func (m *Metrics) WarmupIneffective() {
 	if m != nil {
 		m.warmupIneffective.Inc()
+	}
+}
+
+// SetInFlight gives the source of the warmpool_in_flight_requests gauge, read at each scrape.
+func (m *Metrics) SetInFlight(count func() int) {
+	if m != nil {
+		m.inFlightSource.Store(&count)
 	}
 }
 

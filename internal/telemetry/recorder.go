@@ -8,12 +8,8 @@ type Recorder struct {
 	History *History     // nil: none
 }
 
-// StartRequest counts a request in flight.
-func (r *Recorder) StartRequest() { r.Metrics.RequestStarted() }
-
 // ObserveRequest records one finished request everywhere it belongs.
 func (r *Recorder) ObserveRequest(req *Request) {
-	r.Metrics.RequestEnded()
 	r.Metrics.ObserveRequest(req)
 	if r.Check != nil {
 		r.Check.Observe(req)
