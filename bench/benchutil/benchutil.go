@@ -5,6 +5,8 @@ package benchutil
 import (
 	"context"
 	"fmt"
+	"html"
+	"math"
 	"net"
 	"os"
 	"os/exec"
@@ -137,4 +139,51 @@ func WriteResult(path, content string) error {
 		return fmt.Errorf("results: %w", err)
 	}
 	return nil
+}
+
+// Bar is one row of a BarChart.
+type Bar struct {
+	Label string
+	Value float64
+	Text  string // printed after the bar
+	// Highlight draws the bar in warmpool's colour.
+	Highlight bool
+	// Skipped draws no bar, only the word.
+	Skipped bool
+}
+
+// BarChart renders horizontal bars as an SVG image, scaled to the largest value (on a log
+// scale when log is set, for values that span orders of magnitude).
+func BarChart(title string, bars []Bar, log bool) string {
+	var b strings.Builder
+	scale := func(v float64) float64 {
+		if log {
+			return math.Log10(max(v, 1))
+		}
+		return v
+	}
+	top := 1e-9
+	for _, bar := range bars {
+		top = max(top, scale(bar.Value))
+	}
+	rowH, left, width := 34, 230, 480
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`, left+width+140, rowH*len(bars)+40)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/><text x="10" y="20" font-weight="bold">%s</text>`, html.EscapeString(title))
+	for i, bar := range bars {
+		y := 34 + i*rowH
+		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`, y+16, html.EscapeString(bar.Label))
+		if bar.Skipped {
+			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#888">skipped</text>`, left, y+16)
+			continue
+		}
+		w := max(int(float64(width)*scale(bar.Value)/top), 1)
+		color := "#8aa4c8"
+		if bar.Highlight {
+			color = "#2e9d57"
+		}
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="22" fill="%s"/>`, left, y, w, color)
+		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`, left+w+6, y+16, html.EscapeString(bar.Text))
+	}
+	b.WriteString(`</svg>`)
+	return b.String()
 }

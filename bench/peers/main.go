@@ -130,7 +130,11 @@ func main() {
 	}
 	md := render(o, results)
 	fmt.Print(md)
-	if err := benchutil.WriteResult(o.out, md); err != nil {
+	err = benchutil.WriteResult(o.out, md)
+	if err == nil && o.out != "" {
+		err = benchutil.WriteResult(strings.TrimSuffix(o.out, ".md")+".svg", renderSVG(results))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "peers:", err)
 		os.Exit(1)
 	}
@@ -288,7 +292,7 @@ func render(o options, results []result) string {
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %s | %s | %s | %s | %s |\n", r.name, r.sent, r.errors, r.cold, r.workers,
 			ms(r.p50), ms(r.p99), ms(r.p999), ms(r.max), strings.Join(rounds, ", "))
 	}
-	b.WriteString("\n")
+	b.WriteString("\n![P99 per server](peers.svg)\n\n")
 	for _, r := range results {
 		if r.skipped != "" {
 			continue
@@ -304,4 +308,14 @@ func render(o options, results []result) string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// renderSVG charts each server's P99 on a log scale (they span 5 ms to 30 s).
+func renderSVG(results []result) string {
+	bars := make([]benchutil.Bar, len(results))
+	for i, r := range results {
+		bars[i] = benchutil.Bar{Label: r.name, Value: float64(r.p99.Microseconds()), Text: ms(r.p99),
+			Highlight: strings.HasPrefix(r.name, "warmpool"), Skipped: r.skipped != ""}
+	}
+	return benchutil.BarChart("Seed scenario: P99 latency per server (log scale; lower is better)", bars, true)
 }

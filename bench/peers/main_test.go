@@ -37,4 +37,7 @@ func TestSmoke(t *testing.T) {
 	if md := render(o, results); !strings.Contains(md, "| warmpool + gunicorn |") {
 		t.Errorf("markdown: %s", md)
 	}
+	if svg := renderSVG(results); !strings.HasPrefix(svg, "<svg") || !strings.Contains(svg, "warmpool + uwsgi") {
+		t.Errorf("svg: %s", svg)
+	}
 }

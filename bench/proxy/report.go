@@ -67,30 +67,10 @@ func renderMarkdown(o options, results []result) string {
 }
 
 func renderSVG(results []result) string {
-	var b strings.Builder
-	maxRPS := 1.0
-	for _, r := range results {
-		maxRPS = max(maxRPS, r.rps)
-	}
-	rowH, left, width := 34, 190, 520
-	height := rowH*len(results) + 40
-	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="13">`, left+width+120, height)
-	fmt.Fprintf(&b, `<text x="10" y="20" font-weight="bold">Closed-loop throughput (wrk -t2 -c64), requests/s</text>`)
+	bars := make([]benchutil.Bar, len(results))
 	for i, r := range results {
-		y := 34 + i*rowH
-		fmt.Fprintf(&b, `<text x="10" y="%d">%s</text>`, y+16, r.name)
-		if r.skipped != "" {
-			fmt.Fprintf(&b, `<text x="%d" y="%d" fill="#888">skipped</text>`, left, y+16)
-			continue
-		}
-		w := int(float64(width) * r.rps / maxRPS)
-		color := "#8aa4c8"
-		if strings.HasPrefix(r.name, "warmpool") {
-			color = "#2e9d57"
-		}
-		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="22" fill="%s"/>`, left, y, w, color)
-		fmt.Fprintf(&b, `<text x="%d" y="%d">%.0f</text>`, left+w+6, y+16, r.rps)
+		bars[i] = benchutil.Bar{Label: r.name, Value: r.rps, Text: fmt.Sprintf("%.0f", r.rps),
+			Highlight: strings.HasPrefix(r.name, "warmpool"), Skipped: r.skipped != ""}
 	}
-	b.WriteString(`</svg>`)
-	return b.String()
+	return benchutil.BarChart("Closed-loop throughput (wrk -t2 -c64), requests/s", bars, false)
 }

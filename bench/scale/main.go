@@ -59,7 +59,11 @@ func main() {
 	}
 	md := render(results)
 	fmt.Print(md)
-	if err := benchutil.WriteResult(*out, md); err != nil {
+	err = benchutil.WriteResult(*out, md)
+	if err == nil && *out != "" {
+		err = benchutil.WriteResult(strings.TrimSuffix(*out, ".md")+".svg", renderSVG(results))
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
 		os.Exit(1)
 	}
@@ -249,7 +253,19 @@ func render(results []result) string {
 		fmt.Fprintf(&b, "| %d | %.2f s | %s | %.1f%% | %s | %.0f | %.1f us | %.1f ms | %.1f ms | %s | %d |\n", r.workers, r.firstReady.Seconds(), mib(r.idleRSS), r.idleCPU*100,
 			mib(r.loadRSS), r.loadRPS, float64(r.loadCPUPerReq.Nanoseconds())/1000, msf(r.recycleCPU), msf(r.workerWarmupCPU), ratio, r.recycleErrors)
 	}
+	b.WriteString("\n![CPU per recycle](scale.svg)\n")
 	return b.String()
+}
+
+// renderSVG charts, per pool size, warmpool's CPU per recycle next to the replacement's own.
+func renderSVG(results []result) string {
+	var bars []benchutil.Bar
+	for _, r := range results {
+		bars = append(bars,
+			benchutil.Bar{Label: fmt.Sprintf("%d workers: warmpool", r.workers), Value: msf(r.recycleCPU), Text: fmt.Sprintf("%.1f ms", msf(r.recycleCPU)), Highlight: true},
+			benchutil.Bar{Label: fmt.Sprintf("%d workers: the replacement", r.workers), Value: msf(r.workerWarmupCPU), Text: fmt.Sprintf("%.1f ms", msf(r.workerWarmupCPU))})
+	}
+	return benchutil.BarChart("CPU per recycle: warmpool's own vs the replacement's boot and warm-up", bars, false)
 }
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

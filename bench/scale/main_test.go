@@ -28,4 +28,7 @@ func TestSmoke(t *testing.T) {
 	if md := render(results); !strings.Contains(md, "| 2 |") {
 		t.Errorf("markdown: %s", md)
 	}
+	if svg := renderSVG(results); !strings.HasPrefix(svg, "<svg") || !strings.Contains(svg, "2 workers: warmpool") {
+		t.Errorf("svg: %s", svg)
+	}
 }
