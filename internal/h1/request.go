@@ -25,6 +25,9 @@ const MaxFields = 128
 // Field is one header field; both slices point into the parsed buffer.
 type Field struct {
 	Name, Value []byte
+	// Line is the whole field line as received, CRLF included. The lines of consecutive
+	// fields are adjacent in the buffer, so a run of them can be copied at once.
+	Line []byte
 }
 
 // Request is a parsed request head. Its slices point into the buffer it was parsed from and are
@@ -100,7 +103,7 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 		case fieldConnection:
 			scanConnection(value, &r.Close, &r.ConnectionOther)
 		}
-		r.Fields = append(r.Fields, Field{name, value})
+		r.Fields = append(r.Fields, Field{name, value, line[:len(line)+2]})
 	}
 	switch {
 	case chunked && r.ContentLength >= 0:

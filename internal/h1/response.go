@@ -108,12 +108,8 @@ func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
 			r.HasDate = true
 		}
 		start := len(dst)
-		dst = append(dst, name...)
-		nameEnd := len(dst)
-		dst = append(dst, ':', ' ')
-		dst = append(dst, value...)
-		dst = append(dst, '\r', '\n')
-		r.fields = append(r.fields, span{start, nameEnd, len(dst)})
+		dst = append(dst, line[:len(line)+2]...) // the line as the worker sent it, CRLF included
+		r.fields = append(r.fields, span{start, start + len(name), len(dst)})
 	}
 	if r.Chunked {
 		r.ContentLength = -1 // Transfer-Encoding overrides Content-Length (RFC 9112 6.3)

@@ -42,7 +42,7 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 		return c.writeError(http.StatusBadRequest, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", keep) && keep
 	}
 	obs := opts.Observer
-	c.now = time.Now()
+	c.now = c.clock()
 	start := c.now
 	c.ctx = context.Background()
 	var span trace.Span
@@ -118,7 +118,7 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 		w := lease.Worker()
 		sent := c.now
 		status, n, reached, err := f.exchangeLean(c, lease, body, opts, keep)
-		c.now = time.Now()
+		c.now = c.clock()
 		if info != nil {
 			info.Upstream = c.now.Sub(sent)
 		}
@@ -161,7 +161,7 @@ func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry
 	stopWatching := c.watchHangup(cancel)
 	lease, err := f.acquire(ctx, avoid, info, coldWindow)
 	stopWatching()
-	c.now = time.Now()
+	c.now = c.clock()
 	return lease, err
 }
 
@@ -362,22 +362,30 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	bw.Write(r.Host)
 	bw.WriteString("\r\n")
 	priorXFF := false
+	// Kept fields go out as the client sent them, each run of consecutive ones in one copy.
+	var run []byte
 	for _, fl := range r.Fields {
-		switch outboundRule(fl.Name) {
-		case fieldKeep:
-			writeField(bw, fl)
+		rule := outboundRule(fl.Name)
+		if rule == fieldKeep || rule == fieldTrace && traced == nil {
+			if run == nil {
+				run = fl.Line
+			} else {
+				run = run[:len(run)+len(fl.Line)] // the next line follows in the same buffer
+			}
+			continue
+		}
+		bw.Write(run)
+		run = nil
+		switch rule {
 		case fieldTE:
 			if h1.HasToken(fl.Value, "trailers") {
 				bw.WriteString("Te: trailers\r\n") // gRPC needs it; the only TE value passed on
 			}
 		case fieldXFF:
 			priorXFF = true
-		case fieldTrace:
-			if traced == nil {
-				writeField(bw, fl)
-			}
 		}
 	}
+	bw.Write(run)
 	if traced != nil {
 		telemetry.Propagator.Inject(traced, headerWriter{bw})
 	}
@@ -395,13 +403,6 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	bw.Write(r.Host)
 	bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
 	bw.Write(body)
-}
-
-func writeField(bw *bufio.Writer, fl h1.Field) {
-	bw.Write(fl.Name)
-	bw.WriteString(": ")
-	bw.Write(fl.Value)
-	bw.WriteString("\r\n")
 }
 
 const (
