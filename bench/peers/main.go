@@ -46,7 +46,7 @@ type server struct {
 
 var servers = []server{
 	{name: "uwsgi 2x4", note: "uWSGI, 2 processes x 4 threads, max-requests 100. Errors are requests that got no answer within the client's 30 s timeout; " +
-		"the cause was not investigated (threaded uWSGI workers and max-requests have hang reports upstream, e.g. unbit/uwsgi#2480)", needs: []string{"uwsgi"},
+		"the cause was not found (threaded uWSGI workers and max-requests have hang reports upstream, e.g. unbit/uwsgi#2480)", needs: []string{"uwsgi"},
 		argv: func(o options, addr, dir, tmp, _ string) []string {
 			return []string{"uwsgi", "--http-socket", addr, "--plugin", "python3", "--chdir", dir, "--wsgi-file", "app.py",
 				"--master", "--processes", "2", "--threads", "4", "--max-requests", fmt.Sprint(o.maxRequests), "--die-on-term", "--disable-logging"}
