@@ -37,10 +37,6 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 	opts := f.opts.Load()
 	req := &c.req
 	keep := !req.Close && !c.s.shutting.Load()
-	if len(opts.AllowedHosts) > 0 && !config.HostAllowed(opts.AllowedHosts, string(req.Host)) {
-		f.log.Warn("request for a host not in proxy.allowed_hosts", "host", string(req.Host), "path", string(req.Path()))
-		return c.writeError(http.StatusBadRequest, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", keep) && keep
-	}
 	obs := opts.Observer
 	c.now = c.clock()
 	start := c.now
@@ -57,7 +53,17 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 			info.TraceID = span.SpanContext().TraceID().String()
 		}
 	}
-	status, bytes, keep := f.forwardLean(c, body, opts, info, keep)
+	var status int
+	var bytes int64
+	if len(opts.AllowedHosts) > 0 && !config.HostAllowed(opts.AllowedHosts, string(req.Host)) {
+		f.log.Warn("request for a host not in proxy.allowed_hosts", "host", string(req.Host), "path", string(req.Path()))
+		var ok bool
+		status = http.StatusBadRequest
+		bytes, ok = c.writeError(status, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", keep)
+		keep = keep && ok
+	} else {
+		status, bytes, keep = f.forwardLean(c, body, opts, info, keep)
+	}
 	if info != nil {
 		info.Status, info.Bytes, info.Duration = status, bytes, c.now.Sub(start)
 	}
@@ -534,15 +540,13 @@ func (c *clientConn) writeFailure(f *Front, err error, keep bool) (int, int64, b
 	}
 	f.log.Warn("request failed", "status", status, "method", string(c.req.Method), "path", string(c.req.Path()), "reason", reason)
 	keep = keep && status != http.StatusGatewayTimeout // the worker may still answer on that connection
-	body := "warmpool: " + reason + "\n"
-	if !c.writeError(status, reason, keep) {
-		return status, 0, false
-	}
-	return status, int64(len(body)), keep
+	n, ok := c.writeError(status, reason, keep)
+	return status, n, keep && ok
 }
 
-// writeError writes a plain-text error response; false if the client is gone.
-func (c *clientConn) writeError(status int, reason string, keep bool) bool {
+// writeError writes a plain-text error response and returns its body's size; false if the
+// client is gone.
+func (c *clientConn) writeError(status int, reason string, keep bool) (int64, bool) {
 	body := "warmpool: " + reason + "\n"
 	h := append(c.head[:0], "HTTP/1.1 "...)
 	h = strconv.AppendInt(h, int64(status), 10)
@@ -561,7 +565,7 @@ func (c *clientConn) writeError(status int, reason string, keep bool) bool {
 	h = append(h, body...)
 	c.head = h
 	c.bw.Write(h)
-	return c.bw.Flush() == nil
+	return int64(len(body)), c.bw.Flush() == nil
 }
 
 // watchHangup calls hangup if the client closes its connection before stop is called. Only
