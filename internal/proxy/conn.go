@@ -8,15 +8,12 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"warmpool/internal/h1"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 )
-
-var errTooManyFiles = syscall.EMFILE
 
 // Client connection sizes on the lean path. A request head must fit in the read buffer (a
 // larger one goes to net/http, which allows up to 1 MiB); a request body of up to

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -67,7 +68,7 @@ func (s *Server) Serve(ln net.Listener) error {
 				return http.ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if errors.As(err, &ne) && ne.Timeout() || acceptMayRecover(err) {
 				// Out of file descriptors and the like: wait and retry, as net/http does.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept failed; retrying", "error", err, "in", backoff)
@@ -120,6 +121,16 @@ func watchdogInterval(timeout time.Duration) time.Duration {
 		return time.Second
 	}
 	return min(max(timeout/20, 5*time.Millisecond), time.Second)
+}
+
+// acceptMayRecover is an accept failure that passes (out of file descriptors or memory).
+func acceptMayRecover(err error) bool {
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
+		if errors.Is(err, errno) {
+			return true
+		}
+	}
+	return false
 }
 
 // forget is called by a connection's goroutine as it ends.
