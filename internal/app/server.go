@@ -164,6 +164,7 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		OnStuck:        s.pool.ReportStuck,
 		AllowedHosts:   cfg.Proxy.AllowedHosts,
 		Observer:       &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access, History: s.history},
+		OnHandoff:      s.metrics.HandedOff,
 		ColdWindow:     cfg.Telemetry.ColdWindow,
 		Tracer:         s.tracer,
 		Logger:         s.log,

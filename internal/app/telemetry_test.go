@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -171,4 +172,23 @@ func TestAccessLogLines(t *testing.T) {
 		}
 	}
 	_ = io.Discard
+}
+
+// A connection that leaves the lean front for net/http is counted with its reason.
+func TestHandoffsAreCounted(t *testing.T) {
+	e := startServer(t, testConfig())
+	e.waitReady()
+	nc, err := net.Dial("tcp", e.srv.FrontAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, "GET / HTTP/1.0\r\nHost: app.test\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("HTTP/1.0 request: %v %v", resp, err)
+	}
+	if got := scrape(t, e)[`warmpool_front_handoffs_total{reason="HTTP/1.0"}`]; got != 1 {
+		t.Fatalf("handoffs = %v, want 1", got)
+	}
 }

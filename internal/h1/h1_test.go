@@ -283,3 +283,22 @@ func httpChunked(b []byte) io.Reader {
 	}
 	return resp.Body
 }
+
+func TestParseRequestSaysWhy(t *testing.T) {
+	var r Request
+	for head, why := range map[string]string{
+		"\x16\x03\x01\x02":                                                 WhyNotHTTP,
+		"GET / HTTP/1.0\r\nHost: a\r\n\r\n":                                WhyVersion,
+		"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n":                            WhyRequestLine,
+		"GET / HTTP/1.1\r\nX : y\r\n\r\n":                                  WhyMalformed,
+		"GET / HTTP/1.1\r\nX: y\r\n\r\n":                                   WhyHostMissing,
+		"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n": WhyChunked,
+	} {
+		if _, res := ParseRequest([]byte(head), &r); res != Unsupported || r.Why != why {
+			t.Errorf("%q: %v %q, want Unsupported %q", head, res, r.Why, why)
+		}
+	}
+	if _, res := ParseRequest([]byte("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), &r); res != Complete || r.Why != "" {
+		t.Errorf("complete: %v %q", res, r.Why)
+	}
+}

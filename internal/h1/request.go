@@ -43,7 +43,19 @@ type Request struct {
 	// close and keep-alive (those names are hop-by-hop headers to remove).
 	Close, ConnectionOther bool
 	Fields                 []Field
+	// Why says, when ParseRequest answered Unsupported, what it left to net/http.
+	Why string
 }
+
+// The reasons ParseRequest gives in Request.Why.
+const (
+	WhyNotHTTP     = "not HTTP/1.x"
+	WhyVersion     = "HTTP/1.0"
+	WhyRequestLine = "request line"
+	WhyChunked     = "chunked upload"
+	WhyMalformed   = "malformed head"
+	WhyHostMissing = "no single Host"
+)
 
 // Path is the target without its query.
 func (r *Request) Path() []byte {
@@ -61,37 +73,40 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 	end := bytes.Index(buf, crlfcrlf)
 	if end < 0 {
 		if len(buf) > 0 && !validPrefix(buf) {
-			return 0, Unsupported
+			return 0, r.unsupported(WhyNotHTTP)
 		}
 		return 0, Incomplete
 	}
 	head := buf[:end+2] // the lines, each with its CRLF
 	n = end + 4
 	line, rest, ok := cutLine(head)
-	if !ok || !parseRequestLine(line, r) {
-		return 0, Unsupported
+	if !ok {
+		return 0, r.unsupported(WhyMalformed)
+	}
+	if why := parseRequestLine(line, r); why != "" {
+		return 0, r.unsupported(why)
 	}
 	hosts, chunked := 0, false
 	for len(rest) > 0 {
 		line, rest, ok = cutLine(rest)
 		if !ok || len(r.Fields) == MaxFields {
-			return 0, Unsupported
+			return 0, r.unsupported(WhyMalformed)
 		}
 		name, value, ok := splitField(line)
 		if !ok {
-			return 0, Unsupported
+			return 0, r.unsupported(WhyMalformed)
 		}
 		switch fieldOf(name) {
 		case fieldHost:
 			hosts++
 			r.Host = value
 			if !validHost(value) {
-				return 0, Unsupported
+				return 0, r.unsupported(WhyMalformed)
 			}
 		case fieldContentLength:
 			cl, ok := parseLength(value)
 			if !ok || (r.ContentLength >= 0 && r.ContentLength != cl) {
-				return 0, Unsupported
+				return 0, r.unsupported(WhyMalformed)
 			}
 			r.ContentLength = cl
 		case fieldTransferEncoding:
@@ -109,11 +124,16 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 	case chunked && r.ContentLength >= 0:
 		return n, Smuggling
 	case chunked:
-		return 0, Unsupported // a chunked upload: net/http frames it
+		return 0, r.unsupported(WhyChunked) // net/http frames it
 	case hosts != 1:
-		return 0, Unsupported // HTTP/1.1 needs exactly one Host
+		return 0, r.unsupported(WhyHostMissing) // HTTP/1.1 needs exactly one Host
 	}
 	return n, Complete
+}
+
+func (r *Request) unsupported(why string) Result {
+	r.Why = why
+	return Unsupported
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
@@ -187,32 +207,40 @@ func cutLine(b []byte) (line, rest []byte, ok bool) {
 	return line, b[i+1:], true
 }
 
-func parseRequestLine(line []byte, r *Request) bool {
+// parseRequestLine reads "METHOD /target HTTP/1.1"; it returns why not, or "".
+func parseRequestLine(line []byte, r *Request) string {
 	sp := bytes.IndexByte(line, ' ')
 	if sp <= 0 {
-		return false
+		return WhyRequestLine
 	}
 	r.Method = line[:sp]
 	for _, c := range r.Method {
 		if !isTokenChar(c) {
-			return false
+			return WhyRequestLine
 		}
 	}
 	rest := line[sp+1:]
 	sp = bytes.IndexByte(rest, ' ')
-	if sp <= 0 || string(rest[sp+1:]) != "HTTP/1.1" {
-		return false
+	if sp <= 0 {
+		return WhyRequestLine
+	}
+	switch string(rest[sp+1:]) {
+	case "HTTP/1.1":
+	case "HTTP/1.0":
+		return WhyVersion
+	default:
+		return WhyRequestLine
 	}
 	r.Target = rest[:sp]
 	if r.Target[0] != '/' || string(r.Method) == "CONNECT" {
-		return false
+		return WhyRequestLine // absolute form, asterisk form, CONNECT
 	}
 	for _, c := range r.Target {
 		if c <= ' ' || c >= 0x7f || c == '#' {
-			return false
+			return WhyRequestLine
 		}
 	}
-	return true
+	return ""
 }
 
 // splitField splits "Name: value" with the value's surrounding whitespace removed. The name

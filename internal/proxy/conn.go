@@ -47,16 +47,17 @@ type clientConn struct {
 	state  atomic.Int32
 	client []byte // the client's IP, for X-Forwarded-For
 
-	req      h1.Request
-	resp     h1.Response
-	head     []byte  // the response head being built
-	reqCopy  []byte  // the request head, when its body does not fit beside it in br
-	bigBody  *[]byte // the pooled buffer holding such a body
-	info     telemetry.Request
-	deadline time.Time       // the read deadline in force
-	now      time.Time       // the latest time taken on this request (one clock read serves many uses)
-	base     time.Time       // the connection's start, for clock
-	ctx      context.Context // the request's context: its server span when tracing, else Background
+	req        h1.Request
+	resp       h1.Response
+	head       []byte  // the response head being built
+	handoffWhy string  // why the connection goes to net/http
+	reqCopy    []byte  // the request head, when its body does not fit beside it in br
+	bigBody    *[]byte // the pooled buffer holding such a body
+	info       telemetry.Request
+	deadline   time.Time       // the read deadline in force
+	now        time.Time       // the latest time taken on this request (one clock read serves many uses)
+	base       time.Time       // the connection's start, for clock
+	ctx        context.Context // the request's context: its server span when tracing, else Background
 
 	// awaited is the worker connection whose response head is awaited until awaitUntil (Unix
 	// ns; 0: nothing awaited; -1: the watchdog cut the wait).
@@ -163,6 +164,7 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 		n, res = h1.ParseRequest(buf, &c.req)
 		switch res {
 		case h1.Unsupported:
+			c.handoffWhy = c.req.Why
 			return -1, nil, true
 		case h1.Smuggling:
 			c.s.log.Warn("refused a request with both Content-Length and Transfer-Encoding (request smuggling)", "client", string(c.client))
@@ -170,7 +172,8 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 			return 0, nil, false
 		case h1.Incomplete:
 			if len(buf) == c.br.Size() {
-				return -1, nil, true // a head larger than the buffer: net/http takes it
+				c.handoffWhy = whyLargeHead // net/http takes heads up to 1 MiB
+				return -1, nil, true
 			}
 			c.shortenReadDeadline(c.s.readHeaderTimeout) // a slow client: bound the whole head
 			if _, err := c.br.Peek(len(buf) + 1); err != nil {
@@ -178,7 +181,7 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 			}
 			continue
 		}
-		if !leanEligible(&c.req) {
+		if c.handoffWhy = handoffReason(&c.req); c.handoffWhy != "" {
 			return -1, nil, true
 		}
 		cl := int(max(c.req.ContentLength, 0))
@@ -246,6 +249,10 @@ func (c *clientConn) shortenReadDeadline(d time.Duration) {
 
 // handOff gives the connection, with what was read of it, to net/http.
 func (c *clientConn) handOff() bool {
+	c.s.log.Debug("connection handed to net/http", "reason", c.handoffWhy, "client", string(c.client))
+	if f := c.s.front.opts.Load().OnHandoff; f != nil {
+		f(c.handoffWhy)
+	}
 	c.deadline = time.Time{}
 	c.nc.SetReadDeadline(c.deadline) // net/http sets its own
 	return c.s.handoff.give(&handedConn{Conn: c.nc, r: c.br})

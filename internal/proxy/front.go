@@ -37,6 +37,8 @@ type Options struct {
 	AllowedHosts []string
 	// Observer is told of every finished request; nil means nobody is.
 	Observer Observer
+	// OnHandoff is told why each connection left the lean path for net/http; nil: nobody.
+	OnHandoff func(reason string)
 	// ColdWindow is how many first requests of a worker count as its first requests.
 	ColdWindow int
 	// Tracer makes a server span per request, continuing the client's W3C trace context and

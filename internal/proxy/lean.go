@@ -26,9 +26,28 @@ import (
 // buffer, and the body is relayed with its framing checked. No http.Request, no header maps,
 // no goroutine besides the connection's own.
 
-// leanEligible reports whether the lean path takes a parsed request; the rest goes to net/http.
-func leanEligible(r *h1.Request) bool {
-	return !r.Upgrade && !r.Expect && !r.ConnectionOther && r.ContentLength <= maxBufferedBody
+// Why a parsed request goes to net/http (besides h1's reasons).
+const (
+	whyLargeHead  = "head over 8 KiB"
+	whyLargeBody  = "body over 64 KiB"
+	whyUpgrade    = "upgrade"
+	whyExpect     = "expect"
+	whyConnection = "connection options"
+)
+
+// handoffReason says why the lean path leaves a parsed request to net/http, or "" if it takes it.
+func handoffReason(r *h1.Request) string {
+	switch {
+	case r.Upgrade:
+		return whyUpgrade
+	case r.Expect:
+		return whyExpect
+	case r.ConnectionOther:
+		return whyConnection
+	case r.ContentLength > maxBufferedBody:
+		return whyLargeBody
+	}
+	return ""
 }
 
 // serveLean forwards c.req (with body, read whole) and writes the response. It reports whether

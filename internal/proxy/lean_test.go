@@ -234,19 +234,21 @@ func TestLeanForwardsHeadersForTheWorker(t *testing.T) {
 }
 
 func TestLeanHandsTheRestToNetHTTP(t *testing.T) {
-	e := startLean(t, 4, Options{})
+	reasons := make(chan string, 16)
+	e := startLean(t, 4, Options{OnHandoff: func(why string) { reasons <- why }})
 	for _, tc := range []struct {
 		name, request, method, body string
 		status                      int
+		why                         string // "" for no hand-off
 	}{
-		{name: "HTTP/1.0", request: "GET / HTTP/1.0\r\nHost: app.test\r\n\r\n", status: 200, body: "ok\n"},
-		{name: "chunked upload", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", status: 200, body: "3\n"},
-		{name: "large upload", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("x", 100000), status: 200, body: "100000\n"},
-		{name: "expect continue", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab", status: 200, body: "2\n"},
-		{name: "head larger than the lean buffer", request: "GET / HTTP/1.1\r\nHost: app.test\r\nCookie: " + strings.Repeat("c", 20000) + "\r\n\r\n", status: 200, body: "ok\n"},
-		{name: "absolute form", request: "GET http://app.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n", status: 200, body: "ok\n"},
+		{name: "HTTP/1.0", request: "GET / HTTP/1.0\r\nHost: app.test\r\n\r\n", status: 200, body: "ok\n", why: "HTTP/1.0"},
+		{name: "chunked upload", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n", status: 200, body: "3\n", why: "chunked upload"},
+		{name: "large upload", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("x", 100000), status: 200, body: "100000\n", why: whyLargeBody},
+		{name: "expect continue", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nab", status: 200, body: "2\n", why: whyExpect},
+		{name: "head larger than the lean buffer", request: "GET / HTTP/1.1\r\nHost: app.test\r\nCookie: " + strings.Repeat("c", 20000) + "\r\n\r\n", status: 200, body: "ok\n", why: whyLargeHead},
+		{name: "absolute form", request: "GET http://app.test/ HTTP/1.1\r\nHost: app.test\r\n\r\n", status: 200, body: "ok\n", why: "request line"},
 		{name: "length and chunked together: smuggling", request: "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 40\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /crash HTTP/1.1\r\nHost: a\r\n\r\n", status: 400},
-		{name: "no host", request: "GET / HTTP/1.1\r\n\r\n", status: 400},
+		{name: "no host", request: "GET / HTTP/1.1\r\n\r\n", status: 400, why: "no single Host"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := e.dial()
@@ -257,6 +259,16 @@ func TestLeanHandsTheRestToNetHTTP(t *testing.T) {
 			}
 			if resp.StatusCode != tc.status || (tc.body != "" && body != tc.body) {
 				t.Fatalf("got %d %q, want %d %q", resp.StatusCode, body, tc.status, tc.body)
+			}
+			select {
+			case why := <-reasons:
+				if why != tc.why {
+					t.Fatalf("handed off for %q, want %q", why, tc.why)
+				}
+			default:
+				if tc.why != "" {
+					t.Fatalf("not handed off; want %q", tc.why)
+				}
 			}
 		})
 	}

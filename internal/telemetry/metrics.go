@@ -23,6 +23,7 @@ type Metrics struct {
 	warmupDuration    prometheus.Histogram
 	warmupEnabled     prometheus.Gauge
 	warmupIneffective prometheus.Counter
+	handoffs          *prometheus.CounterVec
 	workers           *stateCollector
 
 	// The request series, looked up once per label set: a label lookup hashes its values, and
@@ -80,6 +81,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "warmpool_warmup_ineffective_total",
 			Help: "Newly admitted workers whose first requests were much slower than the pool's steady latency for the same path: the warm-up plan did not cover it.",
 		}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmpool_front_handoffs_total",
+			Help: "Client connections the lean HTTP/1.1 front handed to the net/http server (slower), by the reason of their first such request.",
+		}, []string{"reason"}),
 		workers: &stateCollector{desc: prometheus.NewDesc("warmpool_workers", "Workers by state.", []string{"state"}, nil)},
 	}
 	// Read from the rotation at each scrape rather than counted per request: two contended
@@ -94,7 +99,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return 0
 	})
 	reg.MustRegister(m.requests, m.requestDuration, m.upstreamDuration, m.queueWait, m.inFlight, m.spawns,
-		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.workers)
+		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.workers)
 	return m
 }
 
@@ -182,6 +187,13 @@ func (m *Metrics) SetWarmupEnabled(on bool) {
 func (m *Metrics) WarmupIneffective() {
 	if m != nil {
 		m.warmupIneffective.Inc()
+	}
+}
+
+// HandedOff counts a connection handed from the lean front to net/http.
+func (m *Metrics) HandedOff(reason string) {
+	if m != nil {
+		m.handoffs.WithLabelValues(reason).Inc()
 	}
 }
 
