@@ -16,8 +16,9 @@ import (
 // Server serves the front's cleartext listener. Every connection starts on the lean HTTP/1.1
 // path (see conn.go): requests are parsed in place and forwarded without net/http's per-request
 // machinery. The first request that path does not take (HTTP/1.0, a chunked or large upload,
-// an upgrade, "Expect: 100-continue", harakiri or tracing in force, a head net/http should
-// judge) hands the connection, with the bytes already read, to the net/http server for good.
+// an upgrade, "Expect: 100-continue", a head over 8 KiB or one net/http should judge) hands the
+// connection, with the bytes already read, to the net/http server for good; Options.OnHandoff
+// is told why.
 type Server struct {
 	front   *Front
 	http    *http.Server
