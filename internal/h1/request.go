@@ -138,7 +138,7 @@ func (r *Request) unsupported(why string) Result {
 
 var crlfcrlf = []byte("\r\n\r\n")
 
-// The fields a request's framing and hand-off depend on.
+// The fields that framing, hand-off and hop-by-hop rules depend on.
 const (
 	fieldOther = iota
 	fieldHost
@@ -147,6 +147,8 @@ const (
 	fieldUpgrade
 	fieldExpect
 	fieldConnection
+	fieldHopByHop // of a response: Keep-Alive, Proxy-Connection, Proxy-Authenticate, TE, Trailer, Upgrade
+	fieldDate
 )
 
 // fieldOf names a field by its length first: most fields are none of these.
