@@ -33,14 +33,24 @@ type Server struct {
 	shutting atomic.Bool
 	wg       sync.WaitGroup // connection goroutines and net/http's Serve
 	idle     chan struct{}  // signalled when a connection ends during shutdown
+
+	// A connection goroutine that finished its connection waits a while for the next one: a
+	// fresh goroutine would grow its stack again, copying it, for every connection.
+	next     chan *clientConn
+	stop     chan struct{} // closed when serving ends: waiting goroutines exit
+	stopOnce sync.Once
 }
+
+// connReuseWait is how long a connection goroutine waits for another connection.
+const connReuseWait = 10 * time.Second
 
 // NewServer returns a server for front; srv (its Handler is the front) serves handed-off
 // connections, and its ReadHeaderTimeout and IdleTimeout apply on the lean path too.
 func NewServer(front *Front, srv *http.Server) *Server {
 	return &Server{front: front, http: srv, log: front.log, handoff: newHandoffListener(),
 		readHeaderTimeout: srv.ReadHeaderTimeout, idleTimeout: srv.IdleTimeout,
-		conns: map[*clientConn]struct{}{}, idle: make(chan struct{}, 1)}
+		conns: map[*clientConn]struct{}{}, idle: make(chan struct{}, 1),
+		next: make(chan *clientConn), stop: make(chan struct{})}
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and then returns
@@ -89,11 +99,33 @@ func (s *Server) Serve(ln net.Listener) error {
 			return http.ErrServerClosed
 		}
 		s.conns[c] = struct{}{}
-		s.wg.Add(1)
 		s.mu.Unlock()
-		go c.serve()
+		select {
+		case s.next <- c: // a goroutine that served another connection takes it
+		default:
+			s.wg.Go(func() { s.serveConns(c) })
+		}
 	}
 }
+
+// serveConns serves c, then the connections Serve hands it, until none comes for a while.
+func (s *Server) serveConns(c *clientConn) {
+	wait := time.NewTimer(connReuseWait)
+	defer wait.Stop()
+	for {
+		c.serve()
+		wait.Reset(connReuseWait)
+		select {
+		case c = <-s.next:
+		case <-wait.C:
+			return
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+func (s *Server) stopConnGoroutines() { s.stopOnce.Do(func() { close(s.stop) }) }
 
 // watchdog enforces the response-header timeout of the lean path: rather than a timer per
 // request, it checks every connection's awaited response a few times per timeout.
@@ -134,7 +166,7 @@ func acceptMayRecover(err error) bool {
 	return false
 }
 
-// forget is called by a connection's goroutine as it ends.
+// forget is called as a connection ends.
 func (s *Server) forget(c *clientConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
@@ -145,7 +177,6 @@ func (s *Server) forget(c *clientConn) {
 		default:
 		}
 	}
-	s.wg.Done()
 }
 
 // Shutdown stops accepting, closes idle connections, lets each active one finish its request
@@ -177,6 +208,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	s.stopConnGoroutines()
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		s.http.Close()
@@ -196,6 +228,7 @@ func (s *Server) Close() error {
 		c.nc.Close()
 	}
 	s.mu.Unlock()
+	s.stopConnGoroutines()
 	err := s.http.Close()
 	s.wg.Wait()
 	return err
