@@ -120,8 +120,13 @@ func (h *harness) close() {
 var rpsRe = regexp.MustCompile(`Requests/sec:\s+([\d.]+)`)
 
 // wrk runs one closed-loop measurement and returns requests per second and the requests done.
-func runWrk(ctx context.Context, addr string, d time.Duration) (rps float64, err error) {
-	out, err := exec.CommandContext(ctx, "wrk", "-t2", "-c64", "-d"+strconv.Itoa(int(d.Seconds()))+"s", "http://"+addr+"/").CombinedOutput()
+// With connClose, every request asks for its connection to be closed.
+func runWrk(ctx context.Context, addr string, d time.Duration, connClose bool) (rps float64, err error) {
+	args := []string{"-t2", "-c64", "-d" + strconv.Itoa(int(d.Seconds())) + "s"}
+	if connClose {
+		args = append(args, "-H", "Connection: close")
+	}
+	out, err := exec.CommandContext(ctx, "wrk", append(args, "http://"+addr+"/")...).CombinedOutput()
 	if err != nil {
 		return 0, fmt.Errorf("wrk: %v\n%s", err, out)
 	}

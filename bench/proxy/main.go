@@ -31,6 +31,9 @@ type options struct {
 	rate     int
 	loopFor  time.Duration // open-loop duration
 	out      string
+	// connClose sends "Connection: close" with every closed-loop request: each request pays
+	// for a new connection. The open loop is skipped.
+	connClose bool
 }
 
 type result struct {
@@ -48,8 +51,17 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "closed-loop runs per target (the median is kept)")
 	flag.IntVar(&o.rate, "rate", 2000, "open-loop requests per second")
 	flag.DurationVar(&o.loopFor, "open-loop", 5*time.Second, "open-loop duration")
-	flag.StringVar(&o.out, "out", "bench/results/proxy", "results path without extension (.md and .svg); empty: none")
+	flag.StringVar(&o.out, "out", "", "results path without extension (.md and .svg); default bench/results/proxy, or proxy-close with -connection-close; - for none")
+	flag.BoolVar(&o.connClose, "connection-close", false, "a new connection per request (wrk -H 'Connection: close'); no open loop")
 	flag.Parse()
+	switch {
+	case o.out == "-":
+		o.out = ""
+	case o.out == "" && o.connClose:
+		o.out = "bench/results/proxy-close"
+	case o.out == "":
+		o.out = "bench/results/proxy"
+	}
 	results, err := run(context.Background(), o, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "proxy bench:", err)
@@ -60,7 +72,7 @@ func main() {
 	if o.out != "" {
 		err := benchutil.WriteResult(o.out+".md", md)
 		if err == nil {
-			err = benchutil.WriteResult(o.out+".svg", renderSVG(results))
+			err = benchutil.WriteResult(o.out+".svg", renderSVG(o, results))
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "proxy bench:", err)
@@ -122,7 +134,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 		if addrs[i], procs[i], err = t.start(h); err != nil {
 			return nil, fmt.Errorf("%s: %w", t.name, err)
 		}
-		if _, err := runWrk(ctx, addrs[i], time.Second); err != nil { // warm the connections
+		if _, err := runWrk(ctx, addrs[i], time.Second, o.connClose); err != nil { // warm the connections
 			return nil, fmt.Errorf("%s: %w", t.name, err)
 		}
 	}
@@ -140,7 +152,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 			if procs[i] != nil {
 				before = benchutil.CPU(procs[i].cmd.Process.Pid, true)
 			}
-			rps, err := runWrk(ctx, addrs[i], o.duration)
+			rps, err := runWrk(ctx, addrs[i], o.duration, o.connClose)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", targets[i].name, err)
 			}
@@ -151,7 +163,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 			}
 		}
 		for i := range targets {
-			if results[i].skipped != "" {
+			if results[i].skipped != "" || o.connClose {
 				continue
 			}
 			lr := loadgen.Run(ctx, "http://"+addrs[i]+"/", o.rate, o.loopFor, 10*time.Second)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
@@ -33,11 +34,15 @@ func renderMarkdown(o options, results []result) string {
 	fmt.Fprintf(&b, "The last two rows put warmpool and nginx in front of workers on unix sockets (warmpool's default transport) and compare with each other. ")
 	fmt.Fprintf(&b, "`go relay (floor)` is not a proxy but the cheapest relay Go can be here (bench/gorelay: no parsing, one worker connection per client): warmpool's distance to it is its own code, its distance to nginx is Go's runtime.\n\n")
 	fmt.Fprintf(&b, "Closed loop: `wrk -t2 -c64`, %s per run, median of %d rounds; proxy CPU per request from /proc over the same runs.\n", o.duration, o.runs)
-	fmt.Fprintf(&b, "Open loop: %d req/s for %s per round, latency from each request's schedule; median of the rounds' P50 and P99.\n", o.rate, o.loopFor)
+	if o.connClose {
+		fmt.Fprintf(&b, "Every request asks for `Connection: close` (`wrk -H 'Connection: close'`), so each one pays for a new connection: accept, set-up and close. No open loop in this mode.\n")
+	} else {
+		fmt.Fprintf(&b, "Open loop: %d req/s for %s per round, latency from each request's schedule; median of the rounds' P50 and P99.\n", o.rate, o.loopFor)
+	}
 	fmt.Fprintf(&b, "Every round measures every target in turn.\n\n")
 	host, _ := os.Hostname()
-	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Run: %s. Command: `go run ./bench/proxy -duration %s -runs %d -rate %d -open-loop %s`\n\n",
-		host, runtime.NumCPU(), runtime.Version(), benchutil.CPUModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate, o.loopFor)
+	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Run: %s. Command: `go run ./bench/proxy -duration %s -runs %d -rate %d -open-loop %s%s`\n\n",
+		host, runtime.NumCPU(), runtime.Version(), benchutil.CPUModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate, o.loopFor, closeFlag(o))
 	fmt.Fprintf(&b, "| target | req/s | vs nginx | proxy CPU/request | vs nginx | open-loop P50 | P99 | P99 vs nginx | errors |\n")
 	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
@@ -60,17 +65,39 @@ func renderMarkdown(o options, results []result) string {
 		if r.cpuPerReq > 0 {
 			cpu = us(r.cpuPerReq)
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %d |\n", r.name, r.rps, vsRPS, cpu, vsCPU, ms(r.p50), ms(r.p99), vsP99, r.openErrors)
+		p50, p99 := ms(r.p50), ms(r.p99)
+		if o.connClose {
+			p50, p99 = "–", "–"
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %s | %s | %d |\n", r.name, r.rps, vsRPS, cpu, vsCPU, p50, p99, vsP99, r.openErrors)
 	}
-	b.WriteString("\n![throughput](proxy.svg)\n")
+	fmt.Fprintf(&b, "\n![throughput](%s.svg)\n", filepath.Base(cmp(o.out, "proxy")))
 	return b.String()
 }
 
-func renderSVG(results []result) string {
+func renderSVG(o options, results []result) string {
 	bars := make([]benchutil.Bar, len(results))
 	for i, r := range results {
 		bars[i] = benchutil.Bar{Label: r.name, Value: r.rps, Text: fmt.Sprintf("%.0f", r.rps),
 			Highlight: strings.HasPrefix(r.name, "warmpool"), Skipped: r.skipped != ""}
 	}
-	return benchutil.BarChart("Closed-loop throughput (wrk -t2 -c64), requests/s", bars, false)
+	title := "Closed-loop throughput (wrk -t2 -c64), requests/s"
+	if o.connClose {
+		title = "Closed-loop throughput, a new connection per request (Connection: close), requests/s"
+	}
+	return benchutil.BarChart(title, bars, false)
+}
+
+func closeFlag(o options) string {
+	if o.connClose {
+		return " -connection-close"
+	}
+	return ""
+}
+
+func cmp(s, fallback string) string {
+	if s == "" {
+		return fallback
+	}
+	return s
 }
