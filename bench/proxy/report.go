@@ -35,7 +35,7 @@ func renderMarkdown(o options, results []result) string {
 	fmt.Fprintf(&b, "`go relay (floor)` is not a proxy but the cheapest relay Go can be here (bench/gorelay: no parsing, one worker connection per client): warmpool's distance to it is its own code, its distance to nginx is Go's runtime.\n\n")
 	fmt.Fprintf(&b, "Closed loop: `wrk -t2 -c64`, %s per run, median of %d rounds; proxy CPU per request from /proc over the same runs.\n", o.duration, o.runs)
 	if o.connClose {
-		fmt.Fprintf(&b, "Every request asks for `Connection: close` (`wrk -H 'Connection: close'`), so each one pays for a new connection: accept, set-up and close. No open loop in this mode.\n")
+		fmt.Fprintf(&b, "Every request asks for `Connection: close` (`wrk -H 'Connection: close'`), so each one pays for a new connection: accept, set-up and close. No open loop in this mode, and the Go relay is no floor here: it dials a worker connection for every client connection.\n")
 	} else {
 		fmt.Fprintf(&b, "Open loop: %d req/s for %s per round, latency from each request's schedule; median of the rounds' P50 and P99.\n", o.rate, o.loopFor)
 	}
