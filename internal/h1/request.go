@@ -96,26 +96,26 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 		if !ok {
 			return 0, r.unsupported(WhyMalformed)
 		}
-		switch fieldOf(name) {
-		case fieldHost:
+		switch FieldName(name) {
+		case NameHost:
 			hosts++
 			r.Host = value
 			if !validHost(value) {
 				return 0, r.unsupported(WhyMalformed)
 			}
-		case fieldContentLength:
+		case NameContentLength:
 			cl, ok := parseLength(value)
 			if !ok || (r.ContentLength >= 0 && r.ContentLength != cl) {
 				return 0, r.unsupported(WhyMalformed)
 			}
 			r.ContentLength = cl
-		case fieldTransferEncoding:
+		case NameTransferEncoding:
 			chunked = true
-		case fieldUpgrade:
+		case NameUpgrade:
 			r.Upgrade = true
-		case fieldExpect:
+		case NameExpect:
 			r.Expect = true
-		case fieldConnection:
+		case NameConnection:
 			scanConnection(value, &r.Close, &r.ConnectionOther)
 		}
 		r.Fields = append(r.Fields, Field{name, value, line[:len(line)+2]})
@@ -137,50 +137,6 @@ func (r *Request) unsupported(why string) Result {
 }
 
 var crlfcrlf = []byte("\r\n\r\n")
-
-// The fields that framing, hand-off and hop-by-hop rules depend on.
-const (
-	fieldOther = iota
-	fieldHost
-	fieldContentLength
-	fieldTransferEncoding
-	fieldUpgrade
-	fieldExpect
-	fieldConnection
-	fieldHopByHop // of a response: Keep-Alive, Proxy-Connection, Proxy-Authenticate, TE, Trailer, Upgrade
-	fieldDate
-)
-
-// fieldOf names a field by its length first: most fields are none of these.
-func fieldOf(name []byte) int {
-	switch len(name) {
-	case 4:
-		if equalFold(name, "host") {
-			return fieldHost
-		}
-	case 6:
-		if equalFold(name, "expect") {
-			return fieldExpect
-		}
-	case 7:
-		if equalFold(name, "upgrade") {
-			return fieldUpgrade
-		}
-	case 10:
-		if equalFold(name, "connection") {
-			return fieldConnection
-		}
-	case 14:
-		if equalFold(name, "content-length") {
-			return fieldContentLength
-		}
-	case 17:
-		if equalFold(name, "transfer-encoding") {
-			return fieldTransferEncoding
-		}
-	}
-	return fieldOther
-}
 
 // validPrefix tells early that an unfinished head will never parse (a TLS handshake or an
 // HTTP/2 preface on the cleartext port, say), so it goes to net/http at once.

@@ -83,26 +83,26 @@ func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
 		if !ok {
 			return dst, malformed("header line %q", truncate(line))
 		}
-		switch responseFieldOf(name) {
-		case fieldContentLength:
+		switch FieldName(name) {
+		case NameContentLength:
 			cl, ok := parseLength(value)
 			if !ok || (r.ContentLength >= 0 && cl != r.ContentLength) {
 				return dst, malformed("Content-Length %q", truncate(value))
 			}
 			r.ContentLength = cl
 			continue
-		case fieldTransferEncoding:
+		case NameTransferEncoding:
 			if !equalFold(value, "chunked") || r.Chunked || http10 { // RFC 9112 6.1: faulty framing in HTTP/1.0
 				return dst, malformed("unsupported Transfer-Encoding %q (HTTP/1.0: %v)", truncate(value), http10)
 			}
 			r.Chunked = true
 			continue
-		case fieldConnection:
+		case NameConnection:
 			r.noteConnection(value, http10)
 			continue
-		case fieldHopByHop:
-			continue
-		case fieldDate:
+		case NameKeepAlive, NameProxyConnection, NameProxyAuthenticate, NameTE, NameTrailer, NameUpgrade:
+			continue // hop-by-hop
+		case NameDate:
 			r.HasDate = true
 		}
 		start := len(dst)
@@ -116,49 +116,6 @@ func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
 		dst = r.dropConnectionNamed(dst)
 	}
 	return dst, nil
-}
-
-// responseFieldOf names the fields of a response head that a proxy handles itself, by length
-// first: most fields are none of them.
-func responseFieldOf(name []byte) int {
-	switch len(name) {
-	case 2:
-		if equalFold(name, "te") {
-			return fieldHopByHop
-		}
-	case 4:
-		if equalFold(name, "date") {
-			return fieldDate
-		}
-	case 7:
-		if equalFold(name, "trailer") || equalFold(name, "upgrade") {
-			return fieldHopByHop
-		}
-	case 10:
-		if equalFold(name, "connection") {
-			return fieldConnection
-		}
-		if equalFold(name, "keep-alive") {
-			return fieldHopByHop
-		}
-	case 14:
-		if equalFold(name, "content-length") {
-			return fieldContentLength
-		}
-	case 16:
-		if equalFold(name, "proxy-connection") {
-			return fieldHopByHop
-		}
-	case 17:
-		if equalFold(name, "transfer-encoding") {
-			return fieldTransferEncoding
-		}
-	case 18:
-		if equalFold(name, "proxy-authenticate") {
-			return fieldHopByHop
-		}
-	}
-	return fieldOther
 }
 
 // noteConnection reads a Connection value: close, keep-alive (for HTTP/1.0), and the names of

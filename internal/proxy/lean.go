@@ -440,23 +440,24 @@ const (
 
 // outboundRule says what happens to a client's field on its way to the worker.
 func outboundRule(name []byte) int {
+	switch h1.FieldName(name) {
+	case h1.NameTE:
+		return fieldTE
+	case h1.NameHost: // written first
+		return fieldDrop
+	case h1.NameTrailer, h1.NameUpgrade, h1.NameConnection, h1.NameKeepAlive, h1.NameProxyConnection,
+		h1.NameTransferEncoding, h1.NameProxyAuthenticate, h1.NameProxyAuthorization: // hop-by-hop
+		return fieldDrop
+	case h1.NameOther:
+		return ownRule(name)
+	}
+	return fieldKeep
+}
+
+// ownRule is outboundRule for the fields warmpool itself sets or replaces.
+func ownRule(name []byte) int {
 	switch len(name) {
-	case 2:
-		if h1.EqualFold(name, "te") {
-			return fieldTE
-		}
-	case 4:
-		if h1.EqualFold(name, "host") {
-			return fieldDrop // written first
-		}
-	case 7:
-		if h1.EqualFold(name, "trailer") || h1.EqualFold(name, "upgrade") {
-			return fieldDrop
-		}
 	case 10:
-		if h1.EqualFold(name, "connection") || h1.EqualFold(name, "keep-alive") {
-			return fieldDrop
-		}
 		if h1.EqualFold(name, "tracestate") {
 			return fieldTrace
 		}
@@ -469,19 +470,11 @@ func outboundRule(name []byte) int {
 			return fieldXFF
 		}
 	case 16:
-		if h1.EqualFold(name, "x-forwarded-host") || h1.EqualFold(name, "proxy-connection") {
+		if h1.EqualFold(name, "x-forwarded-host") {
 			return fieldDrop
 		}
 	case 17:
-		if h1.EqualFold(name, "x-forwarded-proto") || h1.EqualFold(name, "transfer-encoding") || h1.EqualFold(name, warmupHeaderLower) {
-			return fieldDrop
-		}
-	case 18:
-		if h1.EqualFold(name, "proxy-authenticate") {
-			return fieldDrop
-		}
-	case 19:
-		if h1.EqualFold(name, "proxy-authorization") {
+		if h1.EqualFold(name, "x-forwarded-proto") || h1.EqualFold(name, warmupHeaderLower) {
 			return fieldDrop
 		}
 	}
