@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"warmpool/internal/h1"
+	"warmpool/internal/rawsock"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 )
@@ -36,6 +37,7 @@ var (
 	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, clientReadBuffer) }}
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, clientWriteBuffer) }}
 	bodyPool   = sync.Pool{New: func() any { b := make([]byte, 0, maxBufferedBody); return &b }}
+	sockPool   = sync.Pool{New: func() any { return rawsock.New() }}
 )
 
 // clientConn is one client connection on the lean path.
@@ -107,18 +109,25 @@ func (c *clientConn) closeIfIdle() {
 // connection is handed to net/http.
 func (c *clientConn) serve() {
 	defer c.s.forget(c)
+	var rw io.ReadWriter = c.nc
+	sock := sockPool.Get().(*rawsock.Conn)
+	if sock.Reset(c.nc) {
+		rw = sock
+	}
 	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(c.nc)
+	c.br.Reset(rw)
 	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(c.nc)
+	c.bw.Reset(rw)
 	handed := false
 	defer func() {
 		c.bw.Reset(nil)
 		writerPool.Put(c.bw)
-		if !handed {
+		if !handed { // else br, and the sock it reads, go on with the connection
 			c.nc.Close()
 			c.br.Reset(nil)
 			readerPool.Put(c.br)
+			sock.Reset(nil)
+			sockPool.Put(sock)
 		}
 	}()
 	for {

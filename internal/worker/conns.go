@@ -3,10 +3,12 @@ package worker
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"warmpool/internal/rawsock"
 )
 
 // Conn is a kept-alive connection to a worker with its buffers, for the proxy's synchronous
@@ -25,7 +27,11 @@ type Conn struct {
 }
 
 func newConn(nc net.Conn) *Conn {
-	c := &Conn{Conn: nc, R: bufio.NewReaderSize(nc, 16<<10), W: bufio.NewWriterSize(nc, 8<<10)}
+	var rw io.ReadWriter = nc
+	if sock := rawsock.New(); sock.Reset(nc) {
+		rw = sock // the request path's reads and writes skip the scheduler's syscall bookkeeping
+	}
+	c := &Conn{Conn: nc, R: bufio.NewReaderSize(rw, 16<<10), W: bufio.NewWriterSize(rw, 8<<10)}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
