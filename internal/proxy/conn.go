@@ -48,6 +48,7 @@ type clientConn struct {
 	bw     *bufio.Writer
 	state  atomic.Int32
 	client []byte // the client's IP, for X-Forwarded-For
+	seq    int    // the connection's number, which spreads telemetry over its shards
 
 	req        h1.Request
 	resp       h1.Response
@@ -88,8 +89,8 @@ func (c *clientConn) cutIfOverdue(now int64) {
 	}
 }
 
-func newClientConn(s *Server, nc net.Conn) *clientConn {
-	c := &clientConn{s: s, nc: nc, base: time.Now()}
+func newClientConn(s *Server, nc net.Conn, seq int) *clientConn {
+	c := &clientConn{s: s, nc: nc, seq: seq, base: time.Now()}
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.client = []byte(host)
 	} else {

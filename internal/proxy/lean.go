@@ -67,7 +67,7 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 	var info *telemetry.Request
 	if obs != nil || span != nil {
 		info = &c.info
-		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: start, TraceID: traceIDOf(req)}
+		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: start, TraceID: traceIDOf(req), Shard: c.seq}
 		if span != nil && span.SpanContext().IsValid() {
 			info.TraceID = span.SpanContext().TraceID().String()
 		}

@@ -72,7 +72,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	defer close(stopWatchdog)
 	s.wg.Go(func() { s.watchdog(stopWatchdog) })
 	var backoff time.Duration
-	for {
+	for seq := 0; ; seq++ {
 		nc, err := ln.Accept()
 		if err != nil {
 			if s.shutting.Load() {
@@ -91,7 +91,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
-		c := newClientConn(s, nc)
+		c := newClientConn(s, nc, seq)
 		s.mu.Lock()
 		if s.shutting.Load() {
 			s.mu.Unlock()

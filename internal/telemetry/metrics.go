@@ -10,10 +10,7 @@ import (
 
 // Metrics are warmpool's Prometheus metrics. A nil *Metrics records nothing.
 type Metrics struct {
-	requests          *prometheus.CounterVec
-	requestDuration   *prometheus.HistogramVec
-	upstreamDuration  *prometheus.HistogramVec
-	queueWait         prometheus.Histogram
+	requests          *requestStats // requests_total and the request, upstream and queue-wait histograms
 	inFlight          prometheus.GaugeFunc
 	inFlightSource    atomic.Pointer[func() int]
 	spawns            prometheus.Counter
@@ -25,15 +22,6 @@ type Metrics struct {
 	warmupIneffective prometheus.Counter
 	handoffs          *prometheus.CounterVec
 	workers           *stateCollector
-
-	// The request series, looked up once per label set: a label lookup hashes its values, and
-	// this runs for every request.
-	requestSeries [6][2]atomic.Pointer[requestSeries]
-}
-
-type requestSeries struct {
-	count              prometheus.Counter
-	duration, upstream prometheus.Observer
 }
 
 // Latency buckets from 1 ms to 10 s: the steady path and the cold starts both land in range.
@@ -42,22 +30,7 @@ var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1
 // NewMetrics creates the metrics and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "warmpool_requests_total",
-			Help: "Client requests by status class, and whether they were among the first cold_window requests of their worker.",
-		}, []string{"code", "first_requests"}),
-		requestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "warmpool_request_duration_seconds", Help: "Client request duration at the front, queue wait included.",
-			Buckets: latencyBuckets,
-		}, []string{"first_requests"}),
-		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "warmpool_upstream_duration_seconds", Help: "Time a worker took, from sending it the request to the end of its response.",
-			Buckets: latencyBuckets,
-		}, []string{"first_requests"}),
-		queueWait: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "warmpool_queue_wait_seconds", Help: "Time a request waited for a free worker.",
-			Buckets: []float64{.0001, .001, .005, .01, .05, .1, .5, 1, 5, 10},
-		}),
+		requests: newRequestStats(),
 		spawns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warmpool_worker_spawns_total", Help: "Worker processes started.",
 		}),
@@ -98,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		return 0
 	})
-	reg.MustRegister(m.requests, m.requestDuration, m.upstreamDuration, m.queueWait, m.inFlight, m.spawns,
+	reg.MustRegister(m.requests, m.inFlight, m.spawns,
 		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.workers)
 	return m
 }
@@ -108,32 +81,7 @@ func (m *Metrics) ObserveRequest(req *Request) {
 	if m == nil {
 		return
 	}
-	s := m.seriesFor(req.Status, req.FirstRequests)
-	s.count.Inc()
-	s.duration.Observe(req.Duration.Seconds())
-	if req.WorkerID != 0 {
-		s.upstream.Observe(req.Upstream.Seconds())
-		m.queueWait.Observe(req.QueueWait.Seconds())
-	}
-}
-
-func (m *Metrics) seriesFor(status int, firstRequests bool) *requestSeries {
-	class, first := 0, 0
-	if status >= 100 && status <= 599 {
-		class = status / 100
-	}
-	if firstRequests {
-		first = 1
-	}
-	slot := &m.requestSeries[class][first]
-	if s := slot.Load(); s != nil {
-		return s
-	}
-	f := strconv.FormatBool(firstRequests)
-	s := &requestSeries{count: m.requests.WithLabelValues(statusClass(status), f),
-		duration: m.requestDuration.WithLabelValues(f), upstream: m.upstreamDuration.WithLabelValues(f)}
-	slot.Store(s)
-	return s
+	m.requests.observe(req)
 }
 
 // WorkerSpawned counts a started worker process.

@@ -22,6 +22,9 @@ type Request struct {
 	// FirstRequests is true among the first cold_window requests of the worker.
 	FirstRequests bool
 	TraceID       string
+	// Shard spreads the bookkeeping of concurrent requests over separate locks: requests that
+	// differ in it rarely contend. Any value will do; the front uses its connection's number.
+	Shard int
 }
 
 // Observer is told of every finished client request.
