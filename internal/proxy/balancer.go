@@ -3,7 +3,10 @@ package proxy
 import (
 	"context"
 	"errors"
+	"math"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"warmpool/internal/worker"
@@ -16,24 +19,33 @@ var (
 )
 
 // Balancer holds the workers in rotation and hands them out least-outstanding first.
+//
+// Leasing and releasing take no lock while no request waits in the queue: the rotation is a
+// copy-on-write snapshot and each worker's count of requests in flight an atomic, claimed by
+// compare-and-swap below its limit. Under load every request did both under one mutex, and
+// with more busy threads than cores a thread preempted while holding it stalled the others
+// (the mutex profile showed waits of several microseconds per request, and idle CPU). The
+// queue, Add and Remove keep the mutex.
 type Balancer struct {
+	backends atomic.Pointer[[]*backend] // the rotation; replaced, never changed, under mu
+	waiting  atomic.Int32               // len(waiters), read without the lock by Release
+
+	mu           sync.Mutex
 	queueSize    int
 	queueTimeout time.Duration
-
-	mu       sync.Mutex
-	backends []*backend
-	waiters  []*waiter // FIFO
-	next     int       // rotates the tie-break so equal workers share the load
-	leased   int       // slots taken, on workers in rotation or draining
+	waiters      []*waiter             // FIFO
+	draining     map[*backend]struct{} // removed with requests still in flight
+	next         int                   // rotates the tie-break of the queue's picks
 }
 
 type backend struct {
-	w        *worker.Worker
-	inFlight int
-	limit    int
-	removed  bool
-	gone     chan struct{} // closed when the pool takes the worker out of rotation
-	drained  chan struct{} // closed once removed and its last request finished
+	w         *worker.Worker
+	inFlight  atomic.Int32
+	limit     int32
+	removed   atomic.Bool
+	gone      chan struct{} // closed when the pool takes the worker out of rotation
+	drained   chan struct{} // closed once removed and its last request finished
+	drainOnce sync.Once
 }
 
 type waiter struct{ got chan *backend }
@@ -54,7 +66,14 @@ func (l Lease) Gone() <-chan struct{} { return l.b.gone }
 
 // NewBalancer returns an empty rotation.
 func NewBalancer(queueSize int, queueTimeout time.Duration) *Balancer {
-	return &Balancer{queueSize: queueSize, queueTimeout: queueTimeout}
+	return &Balancer{queueSize: queueSize, queueTimeout: queueTimeout, draining: map[*backend]struct{}{}}
+}
+
+func (b *Balancer) rotation() []*backend {
+	if p := b.backends.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // Add puts a worker into rotation with room for limit concurrent requests. Only the pool's
@@ -62,10 +81,10 @@ func NewBalancer(queueSize int, queueTimeout time.Duration) *Balancer {
 func (b *Balancer) Add(w *worker.Worker, limit int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	be := &backend{w: w, limit: limit, gone: make(chan struct{}), drained: make(chan struct{})}
-	b.backends = append(b.backends, be)
-	for be.inFlight < be.limit && b.handOffLocked(be) {
-	}
+	be := &backend{w: w, limit: int32(min(limit, math.MaxInt32)), gone: make(chan struct{}), drained: make(chan struct{})}
+	next := append(slices.Clone(b.rotation()), be)
+	b.backends.Store(&next)
+	b.serveWaitersLocked()
 }
 
 // Remove takes a worker out of rotation. The returned channel closes once its in-flight
@@ -73,13 +92,19 @@ func (b *Balancer) Add(w *worker.Worker, limit int) {
 func (b *Balancer) Remove(w *worker.Worker) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for i, be := range b.backends {
+	cur := b.rotation()
+	for i, be := range cur {
 		if be.w == w {
-			b.backends = append(b.backends[:i], b.backends[i+1:]...)
-			be.removed = true
+			next := slices.Delete(slices.Clone(cur), i, i+1)
+			b.backends.Store(&next)
+			// removed is set before inFlight is read, and a lease or release changes inFlight
+			// before reading removed: one side always sees the other (see claim and Release).
+			be.removed.Store(true)
 			close(be.gone)
-			if be.inFlight == 0 {
-				close(be.drained)
+			if be.inFlight.Load() == 0 {
+				be.closeDrained()
+			} else {
+				b.draining[be] = struct{}{}
 			}
 			return be.drained
 		}
@@ -88,6 +113,8 @@ func (b *Balancer) Remove(w *worker.Worker) <-chan struct{} {
 	close(closed)
 	return closed
 }
+
+func (be *backend) closeDrained() { be.drainOnce.Do(func() { close(be.drained) }) }
 
 // SetQueue changes the queue's bounds (on a config reload).
 func (b *Balancer) SetQueue(size int, timeout time.Duration) {
@@ -104,17 +131,20 @@ func (b *Balancer) QueueTimeout() time.Duration {
 }
 
 // Len is the number of workers in rotation.
-func (b *Balancer) Len() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.backends)
-}
+func (b *Balancer) Len() int { return len(b.rotation()) }
 
 // InFlight is the number of requests holding a worker's slot or waiting for one.
 func (b *Balancer) InFlight() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.leased + len(b.waiters)
+	n := len(b.waiters)
+	for _, be := range b.rotation() {
+		n += int(be.inFlight.Load())
+	}
+	for be := range b.draining {
+		n += int(be.inFlight.Load())
+	}
+	return n
 }
 
 // Queued is the number of requests waiting for a worker.
@@ -128,40 +158,102 @@ func (b *Balancer) Queued() int {
 func (b *Balancer) Acquire(ctx context.Context) (Lease, error) { return b.AcquireAvoiding(ctx, nil) }
 
 // TryAcquire leases the least busy worker with room (not avoid while another has room), or
-// reports false at once when a request would have to queue.
-func (b *Balancer) TryAcquire(avoid *worker.Worker) (Lease, bool) {
-	b.mu.Lock()
-	be := b.pickLocked(avoid)
-	if be == nil {
-		b.mu.Unlock()
-		return Lease{}, false
+// reports false at once when a request would have to queue. hint rotates the tie-break
+// between equally busy workers (the front passes a per-connection count), so that no counter
+// is shared.
+func (b *Balancer) TryAcquire(avoid *worker.Worker, hint int) (Lease, bool) {
+	if b.waiting.Load() > 0 {
+		return Lease{}, false // first come, first served: queue behind the waiters
 	}
-	be.inFlight++
-	b.leased++
-	b.mu.Unlock()
-	return Lease{be, b, be.w.BeginRequest()}, true
+	if be := b.claim(avoid, hint, false); be != nil {
+		return Lease{be, b, be.w.BeginRequest()}, true
+	}
+	return Lease{}, false
+}
+
+// claim takes a slot on the least busy worker with room, or returns nil when none has one.
+// locked tells that the caller holds b.mu.
+func (b *Balancer) claim(avoid *worker.Worker, hint int, locked bool) *backend {
+	for tries := 1; ; tries++ {
+		if tries == 8 && !locked {
+			// Lost the race seven times: settle it under the lock, where only lock-free
+			// claims and releases still compete.
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			locked = true
+		}
+		be := pick(b.rotation(), avoid, hint)
+		if be == nil {
+			return nil
+		}
+		n := be.inFlight.Load()
+		if n >= be.limit || !be.inFlight.CompareAndSwap(n, n+1) {
+			continue // another request took a slot: look again
+		}
+		if be.removed.Load() { // removed since the snapshot was read: give the slot back
+			b.releaseSlot(be, locked)
+			continue
+		}
+		return be
+	}
+}
+
+// pick returns the backend with the fewest requests in flight that has room, starting the
+// scan at hint so that ties are spread.
+func pick(rotation []*backend, avoid *worker.Worker, hint int) *backend {
+	n := len(rotation)
+	if n == 0 {
+		return nil
+	}
+	start := int(uint(hint) % uint(n))
+	var best *backend
+	var bestN int32
+	for i := range n {
+		be := rotation[(start+i)%n]
+		in := be.inFlight.Load()
+		if in >= be.limit || be.w == avoid {
+			continue
+		}
+		if best == nil || in < bestN {
+			best, bestN = be, in
+			if in == 0 {
+				break
+			}
+		}
+	}
+	return best
 }
 
 // AcquireAvoiding is Acquire that does not pick avoid (a worker that just refused a connection)
 // while another worker has room.
 func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (Lease, error) {
-	if l, ok := b.TryAcquire(avoid); ok {
+	b.mu.Lock()
+	b.next++
+	hint := b.next
+	b.mu.Unlock()
+	if l, ok := b.TryAcquire(avoid, hint); ok {
 		return l, nil
 	}
 	b.mu.Lock()
-	if be := b.pickLocked(avoid); be != nil { // freed meanwhile
-		be.inFlight++
-		b.leased++
-		b.mu.Unlock()
-		return Lease{be, b, be.w.BeginRequest()}, nil
+	// Registered as waiting before looking again: a release that frees a slot now either is
+	// seen by this look or sees the waiter (it decrements inFlight before reading waiting).
+	b.waiting.Add(1)
+	if len(b.waiters) == 0 {
+		if be := b.claim(avoid, hint, true); be != nil { // freed meanwhile
+			b.waiting.Add(-1)
+			b.mu.Unlock()
+			return Lease{be, b, be.w.BeginRequest()}, nil
+		}
 	}
 	queueTimeout := b.queueTimeout
 	if len(b.waiters) >= b.queueSize {
+		b.waiting.Add(-1)
 		b.mu.Unlock()
 		return Lease{}, ErrQueueFull
 	}
 	wt := &waiter{got: make(chan *backend, 1)}
 	b.waiters = append(b.waiters, wt)
+	b.serveWaitersLocked() // a slot freed before this waiter was seen goes to the oldest
 	b.mu.Unlock()
 
 	timer := time.NewTimer(queueTimeout)
@@ -179,6 +271,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	for i, x := range b.waiters {
 		if x == wt {
 			b.waiters = append(b.waiters[:i], b.waiters[i+1:]...)
+			b.waiting.Add(-1)
 			b.mu.Unlock()
 			return Lease{}, err
 		}
@@ -193,56 +286,42 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 
 // Release returns the lease's slot, handing it straight to the oldest waiter if any.
 func (l Lease) Release() {
-	b, be := l.bal, l.b
-	be.w.EndRequest()
-	b.mu.Lock()
-	be.inFlight--
-	b.leased--
+	l.b.w.EndRequest()
+	l.bal.releaseSlot(l.b, false)
+}
+
+// releaseSlot frees a slot of be; locked tells that the caller holds b.mu.
+func (b *Balancer) releaseSlot(be *backend, locked bool) {
+	left := be.inFlight.Add(-1) // before reading removed and waiting: see Remove and AcquireAvoiding
 	switch {
-	case be.removed:
-		if be.inFlight == 0 {
-			close(be.drained)
-		}
-	default:
-		b.handOffLocked(be)
-	}
-	b.mu.Unlock()
-}
-
-// handOffLocked gives be's free slot to the oldest waiter, if any.
-func (b *Balancer) handOffLocked(be *backend) bool {
-	if len(b.waiters) == 0 {
-		return false
-	}
-	wt := b.waiters[0]
-	b.waiters[0] = nil
-	b.waiters = b.waiters[1:]
-	be.inFlight++
-	b.leased++
-	wt.got <- be
-	return true
-}
-
-// pickLocked returns the backend with the fewest requests in flight that still has room.
-func (b *Balancer) pickLocked(avoid *worker.Worker) *backend {
-	n := len(b.backends)
-	if n == 0 {
-		return nil
-	}
-	start := b.next % n
-	b.next++
-	var best *backend
-	for i := range n {
-		be := b.backends[(start+i)%n]
-		if be.inFlight >= be.limit || be.w == avoid {
-			continue
-		}
-		if best == nil || be.inFlight < best.inFlight {
-			best = be
-			if be.inFlight == 0 {
-				break
+	case be.removed.Load():
+		if left == 0 {
+			if !locked {
+				b.mu.Lock()
+				defer b.mu.Unlock()
 			}
+			delete(b.draining, be)
+			be.closeDrained()
 		}
+	case b.waiting.Load() > 0 && !locked:
+		b.mu.Lock()
+		b.serveWaitersLocked()
+		b.mu.Unlock()
 	}
-	return best
+}
+
+// serveWaitersLocked gives free slots to the oldest waiters, as long as both remain.
+func (b *Balancer) serveWaitersLocked() {
+	for len(b.waiters) > 0 {
+		b.next++
+		be := b.claim(nil, b.next, true)
+		if be == nil {
+			return
+		}
+		wt := b.waiters[0]
+		b.waiters[0] = nil
+		b.waiters = b.waiters[1:]
+		b.waiting.Add(-1)
+		wt.got <- be
+	}
 }

@@ -3,7 +3,10 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,4 +198,124 @@ func TestInFlightCountsLeasesAndWaiters(t *testing.T) {
 	if n := b.InFlight(); n != 0 {
 		t.Fatalf("all released: InFlight %d", n)
 	}
+}
+
+// Many requests leasing at once, some queued, never exceed a worker's limit, and every queued
+// one is served (a release racing a new waiter loses no wake-up).
+func TestConcurrentLeasesKeepLimitsAndServeWaiters(t *testing.T) {
+	const limit, goroutines, rounds = 2, 24, 400
+	b := NewBalancer(goroutines, 30*time.Second)
+	ws := newWorkers(3)
+	var busy [4]atomic.Int32 // by worker id
+	for _, w := range ws {
+		b.Add(w, limit)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, goroutines)
+	for g := range goroutines {
+		wg.Go(func() {
+			for i := range rounds {
+				var l Lease
+				var err error
+				ok := false
+				if (g+i)%2 == 0 {
+					l, ok = b.TryAcquire(nil, g+i) // the front's lock-free path
+				}
+				if !ok {
+					l, err = b.Acquire(context.Background()) // the queue
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				id := l.Worker().ID()
+				if n := busy[id].Add(1); n > limit {
+					errs <- fmt.Errorf("worker %d has %d requests in flight, over its limit of %d", id, n, limit)
+				}
+				runtime.Gosched()
+				busy[id].Add(-1)
+				l.Release()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n, q := b.InFlight(), b.Queued(); n != 0 || q != 0 {
+		t.Fatalf("after all releases: InFlight %d, Queued %d", n, q)
+	}
+	var served int64
+	for _, w := range ws {
+		served += w.Served()
+	}
+	if served != goroutines*rounds {
+		t.Fatalf("served %d leases, want %d", served, goroutines*rounds)
+	}
+}
+
+// Workers leaving and rejoining the rotation while requests lease: every lease is served,
+// nothing is leased from a worker after its drain completed, and each drain completes.
+func TestLeasesDuringRemoveAndAdd(t *testing.T) {
+	const goroutines, rounds = 16, 300
+	b := NewBalancer(goroutines, 30*time.Second)
+	ws := newWorkers(2)
+	b.Add(ws[0], 2)
+	b.Add(ws[1], 2)
+	var drainedFlag [3]atomic.Bool // by worker id: set while its drain is complete and it is out
+	var churn, leasing sync.WaitGroup
+	errs := make(chan error, goroutines)
+	stop := make(chan struct{})
+	churn.Go(func() { // churn: worker 1 leaves, drains, comes back
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			drained := b.Remove(ws[0])
+			<-drained
+			drainedFlag[1].Store(true)
+			runtime.Gosched()
+			drainedFlag[1].Store(false)
+			b.Add(ws[0], 2)
+		}
+	})
+	for g := range goroutines {
+		leasing.Go(func() {
+			for i := range rounds {
+				l, ok := b.TryAcquire(nil, g+i)
+				if !ok {
+					var err error
+					if l, err = b.Acquire(context.Background()); err != nil {
+						errs <- err
+						return
+					}
+				}
+				if id := l.Worker().ID(); drainedFlag[id].Load() {
+					errs <- fmt.Errorf("leased worker %d after its drain completed", id)
+				}
+				l.Release()
+			}
+		})
+	}
+	leasing.Wait()
+	close(stop)
+	churn.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if !allServed(ws, goroutines*rounds) || b.InFlight() != 0 {
+		t.Fatalf("served %d+%d leases of %d; InFlight %d", ws[0].Served(), ws[1].Served(), goroutines*rounds, b.InFlight())
+	}
+}
+
+func allServed(ws []*worker.Worker, want int64) bool {
+	var n int64
+	for _, w := range ws {
+		n += w.Served()
+	}
+	return n >= want
 }

@@ -42,13 +42,14 @@ var (
 
 // clientConn is one client connection on the lean path.
 type clientConn struct {
-	s      *Server
-	nc     net.Conn
-	br     *bufio.Reader
-	bw     *bufio.Writer
-	state  atomic.Int32
-	client []byte // the client's IP, for X-Forwarded-For
-	seq    int    // the connection's number, which spreads telemetry over its shards
+	s        *Server
+	nc       net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	state    atomic.Int32
+	client   []byte // the client's IP, for X-Forwarded-For
+	seq      int    // the connection's number, which spreads telemetry over its shards
+	requests int    // leases tried on this connection; with seq, rotates the balancer's tie-break
 
 	req        h1.Request
 	resp       h1.Response

@@ -177,7 +177,8 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 // request whose client hung up while queued is dropped, not sent to a worker. c.now is the
 // time it got the worker.
 func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry.Request, coldWindow int) (Lease, error) {
-	if lease, ok := f.bal.TryAcquire(avoid); ok {
+	c.requests++
+	if lease, ok := f.bal.TryAcquire(avoid, c.seq+c.requests); ok {
 		f.noteLease(c.ctx, lease, c.now, 0, info, coldWindow)
 		return lease, nil
 	}

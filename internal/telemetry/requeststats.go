@@ -75,11 +75,18 @@ func (h *durationCounts) add(o *durationCounts) {
 	h.n += o.n
 }
 
-func newRequestStats() *requestStats {
+// shardCount is how many shards the per-request bookkeeping is spread over: a power of two,
+// four per P so that two running requests seldom meet, at most 64.
+func shardCount() int {
 	n := 1
 	for n < 4*runtime.GOMAXPROCS(0) && n < 64 {
 		n *= 2
 	}
+	return n
+}
+
+func newRequestStats() *requestStats {
+	n := shardCount()
 	return &requestStats{
 		shards: make([]requestShard, n), mask: n - 1,
 		requests: prometheus.NewDesc("warmpool_requests_total",

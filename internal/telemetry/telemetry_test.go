@@ -50,8 +50,8 @@ func TestHistoryQuantilesSplitByFirstRequests(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0) // on a second boundary: every request below ends in one second
 	start := now.Add(-2 * time.Second)
 	h.now = func() time.Time { return now }
-	for i := 1; i <= 100; i++ {
-		h.Observe(&Request{WorkerID: 1, Start: start, Duration: time.Duration(i) * time.Millisecond})
+	for i := 1; i <= 100; i++ { // over the shards, as connections spread them: all are kept
+		h.Observe(&Request{WorkerID: 1, Start: start, Duration: time.Duration(i) * time.Millisecond, Shard: i})
 	}
 	h.Observe(&Request{WorkerID: 1, FirstRequests: true, Start: start, Duration: 300 * time.Millisecond})
 	h.Observe(&Request{WorkerID: 0, Start: start, Duration: time.Hour}) // a 503: no worker, not counted
@@ -65,6 +65,32 @@ func TestHistoryQuantilesSplitByFirstRequests(t *testing.T) {
 	h.now = func() time.Time { return now.Add(10 * time.Minute) }
 	if pts := h.Points(5 * time.Minute); len(pts) != 0 {
 		t.Fatalf("old seconds must age out: %+v", pts)
+	}
+}
+
+// A shard past its reservoir keeps a sample; merged with a quieter shard, each sample counts
+// for the requests it stands for, so a few slow requests on a quiet connection do not pass
+// for the pool's P99.
+func TestHistoryWeighsShardsByRequests(t *testing.T) {
+	h := NewHistory()
+	now := time.Unix(1_700_000_000, 0)
+	h.now = func() time.Time { return now }
+	start := now.Add(-2 * time.Second)
+	for range 10_000 {
+		h.Observe(&Request{WorkerID: 1, Start: start, Duration: time.Millisecond, Shard: 0})
+	}
+	for range 10 {
+		h.Observe(&Request{WorkerID: 1, Start: start, Duration: 100 * time.Millisecond, Shard: 1})
+	}
+	s := h.Summary(time.Minute)
+	if s.SteadyN != 10_010 || s.SteadyP50 != 1 || s.SteadyP99 != 1 {
+		t.Fatalf("summary: %+v; want 10010 requests with P50 and P99 of 1 ms", s)
+	}
+	for range 200 { // now 2 % of the requests are slow: P99 must show it
+		h.Observe(&Request{WorkerID: 1, Start: start, Duration: 100 * time.Millisecond, Shard: 1})
+	}
+	if s := h.Summary(time.Minute); s.SteadyP50 != 1 || s.SteadyP99 != 100 {
+		t.Fatalf("summary: %+v; want P50 1 ms and P99 100 ms", s)
 	}
 }
 
