@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -272,6 +273,42 @@ func FuzzResponse(f *testing.F) {
 		got, err := io.ReadAll(httpChunked(out.Bytes()))
 		if err != nil || !bytes.Equal(got, want) {
 			t.Fatalf("relayed body %q (%v), net/http read %q", got, err, want)
+		}
+	})
+}
+
+// FuzzResponseHeadPaths holds the two ways of reading a response head to one result: from a
+// buffer that holds the whole head, and line by line as the bytes trickle in.
+func FuzzResponseHeadPaths(f *testing.F) {
+	for _, s := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nDate: x\r\n\r\nok",
+		"HTTP/1.1 204\r\nConnection: close, X-A\r\nX-A: 1\r\nX-B: 2\r\n\r\n",
+		"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HTTP/1.1 200 OK\nX: y\r\n\r\n",
+		"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		whole := bufio.NewReaderSize(bytes.NewReader(data), 1<<16)
+		trickle := bufio.NewReaderSize(iotest.OneByteReader(bytes.NewReader(data)), 1<<16)
+		var a, b Response
+		headA, errA := ReadResponse(whole, &a, nil)
+		headB, errB := ReadResponse(trickle, &b, nil)
+		if (errA == nil) != (errB == nil) {
+			t.Fatalf("buffered: %v; line by line: %v (%q)", errA, errB, data)
+		}
+		if errA != nil {
+			return
+		}
+		if !bytes.Equal(headA, headB) || a.Status != b.Status || a.ContentLength != b.ContentLength ||
+			a.Chunked != b.Chunked || a.Close != b.Close || a.HasDate != b.HasDate {
+			t.Fatalf("buffered %q %+v; line by line %q %+v", headA, a, headB, b)
+		}
+		restA, _ := io.ReadAll(whole)
+		restB, _ := io.ReadAll(trickle)
+		if !bytes.Equal(restA, restB) {
+			t.Fatalf("after the head: %q vs %q", restA, restB)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 )
@@ -46,7 +47,45 @@ func malformed(format string, args ...any) error {
 // empty line is not appended.
 func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
 	*r = Response{ContentLength: -1, fields: r.fields[:0], connNames: r.connNames[:0]}
-	line, err := readLine(br)
+	if _, err := br.Peek(1); err != nil {
+		return dst, err
+	}
+	// The usual case: the whole head came in one read. It is parsed in the buffer, a line at a
+	// time without a call into bufio for each; else it is read line by line.
+	buf, _ := br.Peek(br.Buffered())
+	if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
+		lines := headLines{buf: buf[:end+4]}
+		dst, err := r.parse(&lines, dst)
+		if err == nil {
+			br.Discard(end + 4)
+		}
+		return dst, err
+	}
+	return r.parse(&headLines{br: br}, dst)
+}
+
+// headLines yields a response head's lines without their CRLF: from buf when the whole head
+// is there, else read from br.
+type headLines struct {
+	buf []byte
+	br  *bufio.Reader
+}
+
+func (h *headLines) next() ([]byte, error) {
+	if h.br != nil {
+		return readLine(h.br)
+	}
+	i := bytes.IndexByte(h.buf, '\n')
+	if i < 0 { // cannot happen: buf ends with an empty line
+		return nil, io.ErrUnexpectedEOF
+	}
+	line := h.buf[:i+1]
+	h.buf = h.buf[i+1:]
+	return trimCRLF(line)
+}
+
+func (r *Response) parse(lines *headLines, dst []byte) ([]byte, error) {
+	line, err := lines.next()
 	if err != nil {
 		return dst, err
 	}
@@ -69,7 +108,7 @@ func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
 	dst = append(dst, '\r', '\n')
 	size := len(line)
 	for {
-		line, err := readLine(br)
+		line, err := lines.next()
 		if err != nil {
 			return dst, err
 		}
@@ -172,6 +211,11 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return trimCRLF(line)
+}
+
+// trimCRLF checks that a line read up to its LF ends with CRLF, and drops them.
+func trimCRLF(line []byte) ([]byte, error) {
 	if len(line) < 2 || line[len(line)-2] != '\r' {
 		return nil, malformed("line %q not ended by CRLF", truncate(line))
 	}
