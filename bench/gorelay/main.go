@@ -10,8 +10,10 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
+	"warmpool/internal/rawsock"
 )
 
 func main() {
@@ -45,20 +47,28 @@ func relay(client net.Conn, worker string) {
 		return
 	}
 	defer up.Close()
+	// Raw socket I/O, as warmpool's front uses: the floor is the cheapest Go can do.
+	var cr, ur io.ReadWriter = client, up
+	if s := rawsock.New(); s.Reset(client) {
+		cr = s
+	}
+	if s := rawsock.New(); s.Reset(up) {
+		ur = s
+	}
 	in, out := make([]byte, 16<<10), make([]byte, 16<<10)
 	for {
-		n, err := client.Read(in)
+		n, err := cr.Read(in)
 		if err != nil {
 			return
 		}
-		if _, err := up.Write(in[:n]); err != nil {
+		if _, err := ur.Write(in[:n]); err != nil {
 			return
 		}
-		m, err := up.Read(out)
+		m, err := ur.Read(out)
 		if err != nil {
 			return
 		}
-		if _, err := client.Write(out[:m]); err != nil {
+		if _, err := cr.Write(out[:m]); err != nil {
 			return
 		}
 	}
