@@ -49,6 +49,28 @@ func Build(ctx context.Context, out, pkg string) error {
 
 const clockTicks = 100.0 // USER_HZ on Linux
 
+// MachineTicks reads the whole machine's CPU time from /proc/stat, in clock ticks: idle
+// (idle and iowait) and total (every state; guest time is already inside user).
+func MachineTicks() (idle, total float64) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, 0
+	}
+	for i, v := range f[1:9] { // user nice system idle iowait irq softirq steal
+		x, _ := strconv.ParseFloat(v, 64)
+		total += x
+		if i == 3 || i == 4 {
+			idle += x
+		}
+	}
+	return idle, total
+}
+
 // CPU is the user+system CPU time of the processes pids, or of every process of process group
 // pgid when group is true.
 func CPU(pid int, group bool) time.Duration {

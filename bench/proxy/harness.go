@@ -18,14 +18,15 @@ import (
 )
 
 type harness struct {
-	dir         string
-	warmpoolBin string
-	upstreamBin string
-	relayBin    string
-	workers     []string // the two TCP workers the others front (warmpool starts its own two)
-	sockets     []string // the two unix-socket workers nginx fronts in the unix pair
-	procs       []*proc
-	log         io.Writer
+	dir          string
+	warmpoolBin  string
+	upstreamBin  string
+	relayBin     string
+	loopRelayBin string
+	workers      []string // the two TCP workers the others front (warmpool starts its own two)
+	sockets      []string // the two unix-socket workers nginx fronts in the unix pair
+	procs        []*proc
+	log          io.Writer
 }
 
 // proc is a process the harness started in its own process group.

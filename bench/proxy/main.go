@@ -41,6 +41,7 @@ type result struct {
 	skipped    string
 	rps        float64
 	cpuPerReq  time.Duration // proxy CPU per request (0 for direct)
+	idle       float64       // the machine's idle share of CPU during the closed loop
 	p50, p99   time.Duration
 	openErrors int
 }
@@ -91,9 +92,9 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	}
 	defer os.RemoveAll(dir)
 	h := &harness{dir: dir, log: logw, warmpoolBin: filepath.Join(dir, "warmpool"), upstreamBin: filepath.Join(dir, "upstream"),
-		relayBin: filepath.Join(dir, "gorelay")}
+		relayBin: filepath.Join(dir, "gorelay"), loopRelayBin: filepath.Join(dir, "eprelay")}
 	defer h.close()
-	for bin, pkg := range map[string]string{h.warmpoolBin: "./cmd/warmpool", h.upstreamBin: "./bench/upstream", h.relayBin: "./bench/gorelay"} {
+	for bin, pkg := range map[string]string{h.warmpoolBin: "./cmd/warmpool", h.upstreamBin: "./bench/upstream", h.relayBin: "./bench/gorelay", h.loopRelayBin: "./bench/eprelay"} {
 		if err := benchutil.Build(ctx, bin, pkg); err != nil {
 			return nil, err
 		}
@@ -124,6 +125,10 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	procs := make([]*proc, len(targets))
 	for i, t := range targets {
 		results[i].name = t.name
+		if t.keepAliveOnly && o.connClose {
+			results[i].skipped = "a keep-alive floor only"
+			continue
+		}
 		if t.needs != "" {
 			if _, err := exec.LookPath(t.needs); err != nil {
 				results[i].skipped = t.needs + " is not installed (apt-get install " + map[string]string{"nginx": "nginx-light", "haproxy": "haproxy"}[t.needs] + ")"
@@ -140,6 +145,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	}
 	rpss := make([][]float64, len(targets))
 	cpus := make([][]time.Duration, len(targets))
+	idles := make([][]float64, len(targets))
 	p50s := make([][]time.Duration, len(targets))
 	p99s := make([][]time.Duration, len(targets))
 	for round := range max(o.runs, 1) {
@@ -152,9 +158,13 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 			if procs[i] != nil {
 				before = benchutil.CPU(procs[i].cmd.Process.Pid, true)
 			}
+			idle0, total0 := benchutil.MachineTicks()
 			rps, err := runWrk(ctx, addrs[i], o.duration, o.connClose)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", targets[i].name, err)
+			}
+			if idle1, total1 := benchutil.MachineTicks(); total1 > total0 {
+				idles[i] = append(idles[i], (idle1-idle0)/(total1-total0))
 			}
 			rpss[i] = append(rpss[i], rps)
 			if procs[i] != nil {
@@ -178,6 +188,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 		}
 		results[i].rps = median(rpss[i])
 		results[i].cpuPerReq = median(cpus[i])
+		results[i].idle = median(idles[i])
 		results[i].p50, results[i].p99 = median(p50s[i]), median(p99s[i])
 	}
 	return results, nil

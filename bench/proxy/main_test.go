@@ -41,6 +41,9 @@ func smoke(t *testing.T, connClose bool) {
 		if r.name != "direct" && r.cpuPerReq <= 0 {
 			t.Errorf("%s: no CPU measured", r.name)
 		}
+		if r.idle < 0 || r.idle > 1 {
+			t.Errorf("%s: idle share %v out of [0, 1]", r.name, r.idle)
+		}
 	}
 	if md := renderMarkdown(o, results); !strings.Contains(md, "| warmpool |") {
 		t.Errorf("markdown: %s", md)

@@ -14,6 +14,9 @@ type target struct {
 	start func(h *harness) (addr string, p *proc, err error)
 	// needs names the binary the target requires; missing means the target is skipped.
 	needs string
+	// keepAliveOnly skips the target with a new connection per request (the event-loop relay
+	// closes a pair on the worker's close without waiting for the client's).
+	keepAliveOnly bool
 }
 
 // The TCP targets first; then the same two proxies to workers on unix sockets, warmpool's own
@@ -21,6 +24,7 @@ type target struct {
 var targets = []target{
 	{name: "direct", start: startDirect},
 	{name: "go relay (floor)", start: startRelay},
+	{name: "event-loop relay (floor)", start: startLoopRelay, keepAliveOnly: true},
 	{name: "warmpool", start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--port", "{port}") }},
 	{name: "nginx", start: func(h *harness) (string, *proc, error) { return startNginx(h, h.workers) }, needs: "nginx"},
 	{name: "haproxy", start: startHAProxy, needs: "haproxy"},
@@ -39,6 +43,12 @@ func startDirect(h *harness) (string, *proc, error) { return h.workers[0], nil, 
 func startRelay(h *harness) (string, *proc, error) {
 	addr := h.freeAddr()
 	p, err := h.spawn("gorelay", append([]string{h.relayBin, "--listen", addr}, h.workers...), "gorelay listening")
+	return addr, p, err
+}
+
+func startLoopRelay(h *harness) (string, *proc, error) {
+	addr := h.freeAddr()
+	p, err := h.spawn("eprelay", append([]string{h.loopRelayBin, "--listen", addr}, h.workers...), "eprelay listening")
 	return addr, p, err
 }
 
