@@ -227,6 +227,11 @@ func FuzzParseRequest(f *testing.F) {
 		if n > len(data) {
 			t.Fatalf("head length %d past the data (%d)", n, len(data))
 		}
+		for _, f := range r.Fields {
+			if f.Known != FieldName(f.Name) {
+				t.Fatalf("field %q known as %d, FieldName says %d", f.Name, f.Known, FieldName(f.Name))
+			}
+		}
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data[:n])))
 		if err != nil {
 			t.Fatalf("lean parser accepted what net/http rejects (%v): %q", err, data[:n])

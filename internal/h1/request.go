@@ -28,6 +28,8 @@ type Field struct {
 	// Line is the whole field line as received, CRLF included. The lines of consecutive
 	// fields are adjacent in the buffer, so a run of them can be copied at once.
 	Line []byte
+	// Known is FieldName(Name), found once while parsing.
+	Known Name
 }
 
 // Request is a parsed request head. Its slices point into the buffer it was parsed from and are
@@ -96,7 +98,8 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 		if !ok {
 			return 0, r.unsupported(WhyMalformed)
 		}
-		switch FieldName(name) {
+		known := FieldName(name)
+		switch known {
 		case NameHost:
 			hosts++
 			r.Host = value
@@ -118,7 +121,7 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 		case NameConnection:
 			scanConnection(value, &r.Close, &r.ConnectionOther)
 		}
-		r.Fields = append(r.Fields, Field{name, value, line[:len(line)+2]})
+		r.Fields = append(r.Fields, Field{name, value, line[:len(line)+2], known})
 	}
 	switch {
 	case chunked && r.ContentLength >= 0:

@@ -390,8 +390,9 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	priorXFF := false
 	// Kept fields go out as the client sent them, each run of consecutive ones in one copy.
 	var run []byte
-	for _, fl := range r.Fields {
-		rule := outboundRule(fl.Name)
+	for i := range r.Fields {
+		fl := &r.Fields[i]
+		rule := outboundRule(fl)
 		if rule == fieldKeep || rule == fieldTrace && traced == nil {
 			if run == nil {
 				run = fl.Line
@@ -417,8 +418,8 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	}
 	bw.WriteString("X-Forwarded-For: ")
 	if priorXFF {
-		for _, fl := range r.Fields {
-			if outboundRule(fl.Name) == fieldXFF {
+		for i := range r.Fields {
+			if fl := &r.Fields[i]; outboundRule(fl) == fieldXFF {
 				bw.Write(fl.Value)
 				bw.WriteString(", ")
 			}
@@ -440,8 +441,8 @@ const (
 )
 
 // outboundRule says what happens to a client's field on its way to the worker.
-func outboundRule(name []byte) int {
-	switch h1.FieldName(name) {
+func outboundRule(fl *h1.Field) int {
+	switch fl.Known {
 	case h1.NameTE:
 		return fieldTE
 	case h1.NameHost: // written first
@@ -450,7 +451,7 @@ func outboundRule(name []byte) int {
 		h1.NameTransferEncoding, h1.NameProxyAuthenticate, h1.NameProxyAuthorization: // hop-by-hop
 		return fieldDrop
 	case h1.NameOther:
-		return ownRule(name)
+		return ownRule(fl.Name)
 	}
 	return fieldKeep
 }
