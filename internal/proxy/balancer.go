@@ -24,18 +24,18 @@ var (
 // copy-on-write snapshot and each worker's count of requests in flight an atomic, claimed by
 // compare-and-swap below its limit. Under load every request did both under one mutex, and
 // with more busy threads than cores a thread preempted while holding it stalled the others
-// (the mutex profile showed waits of several microseconds per request, and idle CPU). The
+// (the mutex profile showed waits of several microseconds per request). The
 // queue, Add and Remove keep the mutex.
 type Balancer struct {
 	backends atomic.Pointer[[]*backend] // the rotation; replaced, never changed, under mu
 	waiting  atomic.Int32               // len(waiters), read without the lock by Release
+	turn     atomic.Uint32              // rotates the tie-break of picks that have no hint of their own
 
 	mu           sync.Mutex
 	queueSize    int
 	queueTimeout time.Duration
 	waiters      []*waiter             // FIFO
 	draining     map[*backend]struct{} // removed with requests still in flight
-	next         int                   // rotates the tie-break of the queue's picks
 }
 
 type backend struct {
@@ -227,10 +227,7 @@ func pick(rotation []*backend, avoid *worker.Worker, hint int) *backend {
 // AcquireAvoiding is Acquire that does not pick avoid (a worker that just refused a connection)
 // while another worker has room.
 func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (Lease, error) {
-	b.mu.Lock()
-	b.next++
-	hint := b.next
-	b.mu.Unlock()
+	hint := int(b.turn.Add(1))
 	if l, ok := b.TryAcquire(avoid, hint); ok {
 		return l, nil
 	}
@@ -313,8 +310,7 @@ func (b *Balancer) releaseSlot(be *backend, locked bool) {
 // serveWaitersLocked gives free slots to the oldest waiters, as long as both remain.
 func (b *Balancer) serveWaitersLocked() {
 	for len(b.waiters) > 0 {
-		b.next++
-		be := b.claim(nil, b.next, true)
+		be := b.claim(nil, int(b.turn.Add(1)), true)
 		if be == nil {
 			return
 		}
