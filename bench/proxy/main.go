@@ -1,10 +1,12 @@
 // Command proxy measures warmpool's own cost as a proxy next to nginx and HAProxy, each in front
-// of the same two trivial workers (bench/upstream, a 64-byte body) on loopback, and against
-// the workers reached directly:
+// of the same two trivial workers (bench/upstream, a 64-byte body) on loopback, against the
+// workers reached directly, and against two relay floors (bench/gorelay, a goroutine per
+// connection; bench/eprelay, an epoll loop per CPU as nginx):
 //
 //	go run ./bench/proxy      # needs wrk, nginx and HAProxy: apt-get install wrk nginx-light haproxy
 //
-// Closed loop: wrk -t2 -c64, median of -runs rounds, with the proxy's CPU seconds per request.
+// Closed loop: wrk -t2 -c64, median of -runs rounds, with the proxy's CPU seconds per request
+// and the machine's idle share of CPU.
 // Open loop: -rate requests per second, P50 and P99 measured from each request's schedule,
 // median of the rounds. Each round measures every target in turn.
 // Results: bench/results/proxy.md and bench/results/proxy.svg.
