@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 )
@@ -51,21 +50,26 @@ func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
 		return dst, err
 	}
 	// The usual case: the whole head came in one read. It is parsed in the buffer, a line at a
-	// time without a call into bufio for each; else it is read line by line.
+	// time without a call into bufio for each; if it runs past the buffered bytes, it is read
+	// again from its start, line by line.
 	buf, _ := br.Peek(br.Buffered())
-	if end := bytes.Index(buf, []byte("\r\n\r\n")); end >= 0 {
-		lines := headLines{buf: buf[:end+4]}
-		dst, err := r.parse(&lines, dst)
+	lines := headLines{buf: buf}
+	out, err := r.parse(&lines, dst)
+	if err != errPartialHead {
 		if err == nil {
-			br.Discard(end + 4)
+			br.Discard(len(buf) - len(lines.buf))
 		}
-		return dst, err
+		return out, err
 	}
+	*r = Response{ContentLength: -1, fields: r.fields[:0], connNames: r.connNames[:0]}
 	return r.parse(&headLines{br: br}, dst)
 }
 
-// headLines yields a response head's lines without their CRLF: from buf when the whole head
-// is there, else read from br.
+// errPartialHead: the buffered bytes end before the head does.
+var errPartialHead = errors.New("partial head")
+
+// headLines yields a response head's lines without their CRLF: from buf while it lasts, or
+// read from br.
 type headLines struct {
 	buf []byte
 	br  *bufio.Reader
@@ -76,8 +80,8 @@ func (h *headLines) next() ([]byte, error) {
 		return readLine(h.br)
 	}
 	i := bytes.IndexByte(h.buf, '\n')
-	if i < 0 { // cannot happen: buf ends with an empty line
-		return nil, io.ErrUnexpectedEOF
+	if i < 0 {
+		return nil, errPartialHead
 	}
 	line := h.buf[:i+1]
 	h.buf = h.buf[i+1:]
