@@ -66,15 +66,12 @@ func (l Lease) Gone() <-chan struct{} { return l.b.gone }
 
 // NewBalancer returns an empty rotation.
 func NewBalancer(queueSize int, queueTimeout time.Duration) *Balancer {
-	return &Balancer{queueSize: queueSize, queueTimeout: queueTimeout, draining: map[*backend]struct{}{}}
+	b := &Balancer{queueSize: queueSize, queueTimeout: queueTimeout, draining: map[*backend]struct{}{}}
+	b.backends.Store(&[]*backend{})
+	return b
 }
 
-func (b *Balancer) rotation() []*backend {
-	if p := b.backends.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
+func (b *Balancer) rotation() []*backend { return *b.backends.Load() }
 
 // Add puts a worker into rotation with room for limit concurrent requests. Only the pool's
 // admission calls it.

@@ -107,6 +107,12 @@ func (m *merged) add(r *reservoir) {
 	}
 }
 
+// merge adds o's samples, already weighted, to m.
+func (m *merged) merge(o *merged) {
+	m.seen += o.seen
+	m.samples = append(m.samples, o.samples...)
+}
+
 // quantiles are the weighted P50 and P99: the smallest sample at which the cumulative weight
 // reaches half and 99 % of the requests (nearest rank).
 func (m *merged) quantiles() (p50, p99 float64) {
@@ -190,10 +196,8 @@ func (h *History) Summary(window time.Duration) Summary {
 	now := h.now().Unix()
 	var steady, first merged
 	h.collect(now-int64(window/time.Second)+1, now, func(_ int64, s, f *merged) {
-		steady.seen += s.seen
-		steady.samples = append(steady.samples, s.samples...)
-		first.seen += f.seen
-		first.samples = append(first.samples, f.samples...)
+		steady.merge(s)
+		first.merge(f)
 	})
 	sum := Summary{WindowSeconds: int(window / time.Second), SteadyN: steady.seen, FirstN: first.seen}
 	sum.SteadyP50, sum.SteadyP99 = steady.quantiles()
