@@ -71,6 +71,31 @@ func MachineTicks() (idle, total float64) {
 	return idle, total
 }
 
+// Children lists the pids of pid's child processes.
+func Children(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var kids []int
+	for _, e := range entries {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+			kids = append(kids, p)
+		}
+	}
+	return kids
+}
+
 // CPU is the user+system CPU time of the processes pids, or of every process of process group
 // pgid when group is true.
 func CPU(pid int, group bool) time.Duration {

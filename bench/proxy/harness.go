@@ -25,8 +25,10 @@ type harness struct {
 	loopRelayBin string
 	workers      []string // the two TCP workers the others front (warmpool starts its own two)
 	sockets      []string // the two unix-socket workers nginx fronts in the unix pair
-	procs        []*proc
-	log          io.Writer
+	// The pids of the TCP and the unix-socket pair.
+	tcpWorkerPids, unixWorkerPids []int
+	procs                         []*proc
+	log                           io.Writer
 }
 
 // proc is a process the harness started in its own process group.
@@ -34,6 +36,27 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	done chan struct{}
+}
+
+// workersCPU is the CPU used so far by the workers t fronts: warmpool's own children, or the
+// harness's pair (direct reaches the first TCP worker only).
+func (h *harness) workersCPU(t target, p *proc) time.Duration {
+	var pids []int
+	switch {
+	case t.ownWorkers && p != nil:
+		pids = benchutil.Children(p.cmd.Process.Pid)
+	case t.unixWorkers:
+		pids = h.unixWorkerPids
+	case p == nil:
+		pids = h.tcpWorkerPids[:1]
+	default:
+		pids = h.tcpWorkerPids
+	}
+	var sum time.Duration
+	for _, pid := range pids {
+		sum += benchutil.CPU(pid, false)
+	}
+	return sum
 }
 
 func (h *harness) freeAddr() string { return benchutil.FreeAddr() }

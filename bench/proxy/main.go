@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"warmpool/bench/benchutil"
@@ -36,16 +37,21 @@ type options struct {
 	// connClose sends "Connection: close" with every closed-loop request: each request pays
 	// for a new connection. The open loop is skipped.
 	connClose bool
+	// only, when set, names the targets to run (the others are reported as skipped).
+	only []string
 }
 
 type result struct {
-	name       string
-	skipped    string
-	rps        float64
-	cpuPerReq  time.Duration // proxy CPU per request (0 for direct)
-	idle       float64       // the machine's idle share of CPU during the closed loop
-	p50, p99   time.Duration
-	openErrors int
+	name      string
+	skipped   string
+	rps       float64
+	cpuPerReq time.Duration // proxy CPU per request (0 for direct)
+	// workerCPUPerReq is the two workers' CPU per request: a proxy changes it by how it
+	// spreads and paces their requests.
+	workerCPUPerReq time.Duration
+	idle            float64 // the machine's idle share of CPU during the closed loop
+	p50, p99        time.Duration
+	openErrors      int
 }
 
 func main() {
@@ -56,7 +62,11 @@ func main() {
 	flag.DurationVar(&o.loopFor, "open-loop", 5*time.Second, "open-loop duration")
 	flag.StringVar(&o.out, "out", "", "results path without extension (.md and .svg); default bench/results/proxy, or proxy-close with -connection-close; - for none")
 	flag.BoolVar(&o.connClose, "connection-close", false, "a new connection per request (wrk -H 'Connection: close'); no open loop")
+	only := flag.String("targets", "", "comma-separated targets to run (default all): direct, gorelay, eprelay, warmpool, nginx, haproxy, warmpool-unix, nginx-unix")
 	flag.Parse()
+	if *only != "" {
+		o.only = strings.Split(*only, ",")
+	}
 	switch {
 	case o.out == "-":
 		o.out = ""
@@ -104,13 +114,17 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	for i := range 2 {
 		addr := h.freeAddr()
 		_, port, _ := splitPort(addr)
-		if _, err := h.spawn("upstream", []string{h.upstreamBin, "--port", port}, ""); err != nil {
+		tcpProc, err := h.spawn("upstream", []string{h.upstreamBin, "--port", port}, "")
+		if err != nil {
 			return nil, err
 		}
 		sock := filepath.Join(dir, fmt.Sprintf("w%d.sock", i+1))
-		if _, err := h.spawn("upstream", []string{h.upstreamBin, "--socket", sock}, ""); err != nil {
+		unixProc, err := h.spawn("upstream", []string{h.upstreamBin, "--socket", sock}, "")
+		if err != nil {
 			return nil, err
 		}
+		h.tcpWorkerPids = append(h.tcpWorkerPids, tcpProc.cmd.Process.Pid)
+		h.unixWorkerPids = append(h.unixWorkerPids, unixProc.cmd.Process.Pid)
 		if err := h.waitListening("tcp", addr); err != nil {
 			return nil, err
 		}
@@ -127,6 +141,10 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	procs := make([]*proc, len(targets))
 	for i, t := range targets {
 		results[i].name = t.name
+		if len(o.only) > 0 && !slices.Contains(o.only, t.key) {
+			results[i].skipped = "not in -targets"
+			continue
+		}
 		if t.keepAliveOnly && o.connClose {
 			results[i].skipped = "a keep-alive floor only"
 			continue
@@ -148,6 +166,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 	rpss := make([][]float64, len(targets))
 	cpus := make([][]time.Duration, len(targets))
 	idles := make([][]float64, len(targets))
+	workerCPUs := make([][]time.Duration, len(targets))
 	p50s := make([][]time.Duration, len(targets))
 	p99s := make([][]time.Duration, len(targets))
 	for round := range max(o.runs, 1) {
@@ -160,6 +179,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 			if procs[i] != nil {
 				before = benchutil.CPU(procs[i].cmd.Process.Pid, true)
 			}
+			workersBefore := h.workersCPU(targets[i], procs[i])
 			idle0, total0 := benchutil.MachineTicks()
 			rps, err := runWrk(ctx, addrs[i], o.duration, o.connClose)
 			if err != nil {
@@ -169,6 +189,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 				idles[i] = append(idles[i], (idle1-idle0)/(total1-total0))
 			}
 			rpss[i] = append(rpss[i], rps)
+			workerCPUs[i] = append(workerCPUs[i], time.Duration(float64(h.workersCPU(targets[i], procs[i])-workersBefore)/(rps*o.duration.Seconds())))
 			if procs[i] != nil {
 				used := benchutil.CPU(procs[i].cmd.Process.Pid, true) - before
 				cpus[i] = append(cpus[i], time.Duration(float64(used)/(rps*o.duration.Seconds())))
@@ -190,6 +211,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 		}
 		results[i].rps = median(rpss[i])
 		results[i].cpuPerReq = median(cpus[i])
+		results[i].workerCPUPerReq = median(workerCPUs[i])
 		results[i].idle = median(idles[i])
 		results[i].p50, results[i].p99 = median(p50s[i]), median(p99s[i])
 	}

@@ -34,7 +34,7 @@ func renderMarkdown(o options, results []result) string {
 	fmt.Fprintf(&b, "The last two rows put warmpool and nginx in front of workers on unix sockets (warmpool's default transport) and compare with each other. ")
 	fmt.Fprintf(&b, "`go relay (floor)` is not a proxy but the cheapest relay Go can be here with a goroutine per connection (bench/gorelay: no parsing, one worker connection per client, raw socket I/O as warmpool's front): warmpool's distance to it is its own code. ")
 	fmt.Fprintf(&b, "`event-loop relay (floor)` is the same relay written as nginx is, one epoll loop per CPU on its own thread (bench/eprelay): its distance to the Go relay is what the goroutine-per-connection model costs here.\n\n")
-	fmt.Fprintf(&b, "Closed loop: `wrk -t2 -c64`, %s per run, median of %d rounds; proxy CPU per request from /proc over the same runs; `idle CPU` is the machine's idle share over those runs (everything, wrk and the workers included, was waiting).\n", o.duration, o.runs)
+	fmt.Fprintf(&b, "Closed loop: `wrk -t2 -c64`, %s per run, median of %d rounds; proxy CPU per request from /proc over the same runs; `workers CPU/request` is what the two workers behind the target spent per request (a proxy changes it by how it paces them); `idle CPU` is the machine's idle share over those runs (everything, wrk and the workers included, was waiting).\n", o.duration, o.runs)
 	if o.connClose {
 		fmt.Fprintf(&b, "Every request asks for `Connection: close` (`wrk -H 'Connection: close'`), so each one pays for a new connection: accept, set-up and close. No open loop in this mode, and the relays are no floor here: they dial a worker connection for every client connection.\n")
 	} else {
@@ -43,12 +43,12 @@ func renderMarkdown(o options, results []result) string {
 	fmt.Fprintf(&b, "Every round measures every target in turn.\n\n")
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s, %s. Run: %s. Command: `go run ./bench/proxy -duration %s -runs %d -rate %d -open-loop %s%s`\n\n",
-		host, runtime.NumCPU(), runtime.Version(), benchutil.CPUModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate, o.loopFor, closeFlag(o))
-	fmt.Fprintf(&b, "| target | req/s | vs nginx | proxy CPU/request | vs nginx | idle CPU | open-loop P50 | P99 | P99 vs nginx | errors |\n")
-	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+		host, runtime.NumCPU(), runtime.Version(), benchutil.CPUModel(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.duration, o.runs, o.rate, o.loopFor, extraFlags(o))
+	fmt.Fprintf(&b, "| target | req/s | vs nginx | proxy CPU/request | vs nginx | workers CPU/request | idle CPU | open-loop P50 | P99 | P99 vs nginx | errors |\n")
+	fmt.Fprintf(&b, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range results {
 		if r.skipped != "" {
-			fmt.Fprintf(&b, "| %s | skipped: %s | | | | | | | | |\n", r.name, r.skipped)
+			fmt.Fprintf(&b, "| %s | skipped: %s | | | | | | | | | |\n", r.name, r.skipped)
 			continue
 		}
 		vsRPS, vsCPU, vsP99 := "–", "–", "–"
@@ -70,7 +70,7 @@ func renderMarkdown(o options, results []result) string {
 		if o.connClose {
 			p50, p99 = "–", "–"
 		}
-		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %.0f %% | %s | %s | %s | %d |\n", r.name, r.rps, vsRPS, cpu, vsCPU, 100*r.idle, p50, p99, vsP99, r.openErrors)
+		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %.0f %% | %s | %s | %s | %d |\n", r.name, r.rps, vsRPS, cpu, vsCPU, us(r.workerCPUPerReq), 100*r.idle, p50, p99, vsP99, r.openErrors)
 	}
 	fmt.Fprintf(&b, "\n![throughput](%s.svg)\n", filepath.Base(cmp(o.out, "proxy")))
 	return b.String()
@@ -89,11 +89,16 @@ func renderSVG(o options, results []result) string {
 	return benchutil.BarChart(title, bars, false)
 }
 
-func closeFlag(o options) string {
+// extraFlags are the command's flags beyond the always-printed ones.
+func extraFlags(o options) string {
+	var s string
 	if o.connClose {
-		return " -connection-close"
+		s += " -connection-close"
 	}
-	return ""
+	if len(o.only) > 0 {
+		s += fmt.Sprintf(" -targets %q", strings.Join(o.only, ","))
+	}
+	return s
 }
 
 func cmp(s, fallback string) string {

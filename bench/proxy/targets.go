@@ -10,6 +10,11 @@ import (
 // target is one way of reaching the two workers.
 type target struct {
 	name string
+	key  string // the name -targets takes
+	// unixWorkers: the target fronts the unix-socket pair of workers, not the TCP pair.
+	unixWorkers bool
+	// ownWorkers: the target starts its own workers (warmpool), as its children.
+	ownWorkers bool
 	// start launches the proxy (nil for direct) and returns its address.
 	start func(h *harness) (addr string, p *proc, err error)
 	// needs names the binary the target requires; missing means the target is skipped.
@@ -22,14 +27,14 @@ type target struct {
 // The TCP targets first; then the same two proxies to workers on unix sockets, warmpool's own
 // default transport (nginx can use it too).
 var targets = []target{
-	{name: "direct", start: startDirect},
-	{name: "go relay (floor)", start: startRelay},
-	{name: "event-loop relay (floor)", start: startLoopRelay, keepAliveOnly: true},
-	{name: "warmpool", start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--port", "{port}") }},
-	{name: "nginx", start: func(h *harness) (string, *proc, error) { return startNginx(h, h.workers) }, needs: "nginx"},
-	{name: "haproxy", start: startHAProxy, needs: "haproxy"},
-	{name: "warmpool, unix sockets", start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--socket", "{socket}") }},
-	{name: "nginx, unix sockets", start: func(h *harness) (string, *proc, error) {
+	{name: "direct", key: "direct", start: startDirect},
+	{name: "go relay (floor)", key: "gorelay", start: startRelay},
+	{name: "event-loop relay (floor)", key: "eprelay", start: startLoopRelay, keepAliveOnly: true},
+	{name: "warmpool", key: "warmpool", ownWorkers: true, start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--port", "{port}") }},
+	{name: "nginx", key: "nginx", start: func(h *harness) (string, *proc, error) { return startNginx(h, h.workers) }, needs: "nginx"},
+	{name: "haproxy", key: "haproxy", start: startHAProxy, needs: "haproxy"},
+	{name: "warmpool, unix sockets", key: "warmpool-unix", ownWorkers: true, unixWorkers: true, start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--socket", "{socket}") }},
+	{name: "nginx, unix sockets", key: "nginx-unix", unixWorkers: true, start: func(h *harness) (string, *proc, error) {
 		upstreams := make([]string, len(h.sockets))
 		for i, s := range h.sockets {
 			upstreams[i] = "unix:" + s
