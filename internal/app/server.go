@@ -161,7 +161,9 @@ func (s *Server) Start() (err error) {
 }
 
 func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
+	trusted, _ := cfg.Proxy.TrustedPrefixes() // the config's rules refused bad entries
 	return proxy.Options{
+		TrustedProxies: trusted,
 		RequestTimeout: cfg.Proxy.RequestTimeout.Duration,
 		Harakiri:       cfg.Proxy.Harakiri.Duration,
 		OnStuck:        s.pool.ReportStuck,

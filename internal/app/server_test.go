@@ -108,6 +108,7 @@ func TestForwardedHeadersTraceparentAndHopByHop(t *testing.T) {
 	req, _ := http.NewRequest("GET", e.base+"/echo", nil)
 	req.Host = "app.example.com"
 	req.Header.Set("X-Forwarded-For", "203.0.113.7")
+	req.Header.Set("X-Forwarded-Proto", "https") // a client claiming TLS: proxy.trusted_proxies is empty
 	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
 	req.Header.Set("Connection", "X-Hop-Secret")
 	req.Header.Set("X-Hop-Secret", "must not pass")
@@ -135,8 +136,8 @@ func TestForwardedHeadersTraceparentAndHopByHop(t *testing.T) {
 	want := map[string]string{
 		"Host":              "app.example.com",
 		"X-Forwarded-For":   "203.0.113.7, 127.0.0.1",
-		"X-Forwarded-Proto": "http",
-		"X-Forwarded-Host":  "app.example.com",
+		"X-Forwarded-Proto": "", // cleartext; the client's claim is removed
+		"X-Forwarded-Host":  "", // Host passes as it is
 		"Traceparent":       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 	}
 	for k, v := range want {

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"fmt"
+	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -111,9 +114,42 @@ type Proxy struct {
 	// AllowedHosts, when set, is the front's host allow-list: requests with another Host get
 	// 400. Entries are exact names, ".example.com" for a domain and its subdomains, or "*".
 	AllowedHosts []string `toml:"allowed_hosts"`
+	// TrustedProxies are the peers (addresses or CIDR prefixes) whose forwarding headers
+	// (X-Forwarded-Proto, -Host, Forwarded, ...) reach the worker as sent. From any other peer
+	// those headers are removed, so no client can claim https or another host.
+	TrustedProxies []string `toml:"trusted_proxies"`
 	// Harakiri, when set, is the hard limit: a worker still not answering a request this long
 	// after it was sent is killed and replaced warm. It must exceed RequestTimeout.
 	Harakiri Duration `toml:"harakiri"`
+}
+
+// TrustedPrefixes parses TrustedProxies: an address stands for itself alone.
+func (p *Proxy) TrustedPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range p.TrustedProxies {
+		pfx, err := parsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pfx)
+	}
+	return out, nil
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is no CIDR prefix such as \"10.0.0.0/8\"", s)
+		}
+		return pfx.Masked(), nil
+	}
+	addr, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is no IP address or CIDR prefix such as \"10.0.0.0/8\"", s)
+	}
+	addr = addr.Unmap()
+	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }
 
 // Ready modes.

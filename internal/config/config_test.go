@@ -252,6 +252,10 @@ admin_listen = "127.0.0.1:8080"
 			`warmup.timeout = "1m0s" (w.toml:5) is longer than worker.max_lifetime = "30s" (w.toml:3): a worker could be due for recycling before its warm-up may end; shorten the warm-up timeout or lengthen max_lifetime`},
 		{"warm-up host rejected", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[proxy]\nallowed_hosts = [\"app.example.com\"]\n[[warmup.request]]\npath = \"/healthz\"\nheaders = { Host = \"localhost\" }\n", nil,
 			`warm-up request GET /healthz sends Host "localhost" (w.toml:7), which proxy.allowed_hosts = ["app.example.com"] (w.toml:4) rejects: the warm-up would be refused like the post-mortem's; set its Host header to an allowed host`},
+		{"trusted proxy not an address", minimal + "[proxy]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.internal\"]\n", nil,
+			`proxy.trusted_proxies = ["10.0.0.0/8", "lb.internal"] (w.toml:6): "lb.internal" is no IP address or CIDR prefix such as "10.0.0.0/8"; write an address ("10.0.0.7") or a prefix ("10.0.0.0/8")`},
+		{"trusted proxy bad prefix", minimal, []string{`WARMPOOL_PROXY_TRUSTED_PROXIES=["10.0.0.0/33"]`},
+			`proxy.trusted_proxies = ["10.0.0.0/33"] (env WARMPOOL_PROXY_TRUSTED_PROXIES): "10.0.0.0/33" is no CIDR prefix such as "10.0.0.0/8"; write an address ("10.0.0.7") or a prefix ("10.0.0.0/8")`},
 		{"bad path", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"healthz\"\n", nil,
 			`warmup.request[0].path = "healthz" (w.toml:4): must start with /`},
 		{"bad method", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"/\"\nmethod = \"FETCH\"\n", nil,
@@ -368,5 +372,22 @@ func TestLoadAndValidateListsBothStages(t *testing.T) {
 	}
 	if !slices.Equal(msgs, want) {
 		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(msgs, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestTrustedPrefixes(t *testing.T) {
+	p := Proxy{TrustedProxies: []string{"10.1.2.3", "::1", "::ffff:192.0.2.1", "10.1.2.3/8", "2001:db8::/32"}}
+	got, err := p.TrustedPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.1.2.3/32", "::1/128", "192.0.2.1/32", "10.0.0.0/8", "2001:db8::/32"}
+	if len(got) != len(want) {
+		t.Fatalf("got %v", got)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("%q: got %s, want %s", p.TrustedProxies[i], got[i], want[i])
+		}
 	}
 }

@@ -41,6 +41,7 @@ var rules = []rule{
 	{"harakiri above request_timeout", checkHarakiri},
 	{"socket_dir only with {socket}", checkSocketDir},
 	{"telemetry settings in range", checkTelemetry},
+	{"trusted_proxies are addresses or prefixes", checkTrustedProxies},
 }
 
 // RuleNames lists the rules in the order they are checked.
@@ -391,5 +392,13 @@ func checkTelemetry(l *Loaded, r *report) {
 	}
 	if t.WarmupCheckFactor <= 1 {
 		r.add("%s: must be above 1 (how many times slower than steady a first request may be)", l.kv("telemetry.warmup_check_factor"))
+	}
+}
+
+func checkTrustedProxies(l *Loaded, r *report) {
+	for _, s := range l.Config.Proxy.TrustedProxies {
+		if _, err := parsePrefix(s); err != nil {
+			r.add("%s: %v; write an address (\"10.0.0.7\") or a prefix (\"10.0.0.0/8\")", l.kv("proxy.trusted_proxies"), err)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,9 +48,10 @@ type clientConn struct {
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	state    atomic.Int32
-	client   []byte // the client's IP, for X-Forwarded-For
-	seq      int    // the connection's number, which spreads telemetry over its shards
-	requests int    // leases tried on this connection; with seq, rotates the balancer's tie-break
+	client   []byte     // the client's IP, for X-Forwarded-For
+	addr     netip.Addr // the same, to match against proxy.trusted_proxies
+	seq      int        // the connection's number, which spreads telemetry over its shards
+	requests int        // leases tried on this connection; with seq, rotates the balancer's tie-break
 
 	req        h1.Request
 	resp       h1.Response
@@ -92,6 +94,9 @@ func (c *clientConn) cutIfOverdue(now int64) {
 
 func newClientConn(s *Server, nc net.Conn, seq int) *clientConn {
 	c := &clientConn{s: s, nc: nc, seq: seq, base: time.Now()}
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		c.addr = ta.AddrPort().Addr()
+	}
 	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.client = []byte(host)
 	} else {

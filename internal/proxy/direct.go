@@ -3,8 +3,8 @@ package proxy
 import (
 	"bufio"
 	"io"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -32,9 +32,16 @@ var hopHeaders = map[string]bool{
 }
 
 // ownHeaders are set by warmpool itself on the outbound request.
-var ownHeaders = map[string]bool{
-	"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, worker.WarmupHeader: true,
-}
+var ownHeaders = map[string]bool{"X-Forwarded-For": true, worker.WarmupHeader: true}
+
+// forwardingHeaderSet is forwardingHeaders by canonical name.
+var forwardingHeaderSet = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range forwardingHeaders {
+		m[k] = true
+	}
+	return m
+}()
 
 func (f *Front) serveDirect(rw http.ResponseWriter, r *http.Request, opts *Options) {
 	ctx := r.Context()
@@ -49,7 +56,7 @@ func (f *Front) serveDirect(rw http.ResponseWriter, r *http.Request, opts *Optio
 		}
 		w := lease.Worker()
 		sent := time.Now()
-		resp, reached, err := f.exchangeSync(w, ctx, func(bw *bufio.Writer) error { return writeOutbound(bw, r, span) }, r)
+		resp, reached, err := f.exchangeSync(w, ctx, func(bw *bufio.Writer) error { return writeOutbound(bw, r, span, opts.TrustedProxies) }, r)
 		if err != nil {
 			if info != nil {
 				info.Upstream = time.Since(sent)
@@ -75,9 +82,9 @@ func (f *Front) serveDirect(rw http.ResponseWriter, r *http.Request, opts *Optio
 }
 
 // writeOutbound writes the request line and headers for the worker: the client's headers less
-// hop-by-hop ones, X-Forwarded-For extended, X-Forwarded-Host and -Proto set, and with tracing
-// on, warmpool's span as the parent.
-func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span) error {
+// hop-by-hop ones, forwarding headers as forwarded.go says (X-Forwarded-For extended), and with
+// tracing on, warmpool's span as the parent.
+func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, trusted []netip.Prefix) error {
 	uri := r.RequestURI
 	if uri == "" || uri[0] != '/' {
 		uri = r.URL.RequestURI()
@@ -90,8 +97,10 @@ func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span) error {
 	bw.WriteString("\r\n")
 	named := connectionNamed(r.Header)
 	traced := span.SpanContext().IsValid()
+	trustedPeer := trustedPeer(trusted, r.RemoteAddr)
 	for k, vv := range r.Header {
-		if hopHeaders[k] || ownHeaders[k] || (named != nil && named[k]) || (traced && (k == "Traceparent" || k == "Tracestate")) {
+		if hopHeaders[k] || ownHeaders[k] || (named != nil && named[k]) || (traced && (k == "Traceparent" || k == "Tracestate")) ||
+			(!trustedPeer && forwardingHeaderSet[k]) {
 			if k == "Te" && hasToken(vv, "trailers") {
 				bw.WriteString("Te: trailers\r\n") // gRPC needs it; the only TE value passed on
 			}
@@ -101,24 +110,14 @@ func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span) error {
 			writeHeader(bw, k, v)
 		}
 	}
-	client, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		client = r.RemoteAddr
-	}
-	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
-		client = strings.Join(prior, ", ") + ", " + client
-	}
-	writeHeader(bw, "X-Forwarded-For", client)
-	writeHeader(bw, "X-Forwarded-Host", r.Host)
-	if r.TLS != nil {
+	writeHeader(bw, "X-Forwarded-For", forwardedFor(r.Header["X-Forwarded-For"], r.RemoteAddr))
+	if r.TLS != nil && !(trustedPeer && len(r.Header["X-Forwarded-Proto"]) > 0) {
 		writeHeader(bw, "X-Forwarded-Proto", "https")
-	} else {
-		writeHeader(bw, "X-Forwarded-Proto", "http")
 	}
 	if traced {
 		telemetry.Propagator.Inject(trace.ContextWithSpan(r.Context(), span), headerWriter{bw})
 	}
-	_, err = bw.WriteString("\r\n")
+	_, err := bw.WriteString("\r\n")
 	return err
 }
 

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,6 +36,9 @@ type Options struct {
 	OnStuck func(w *worker.Worker)
 	// AllowedHosts, when not empty, rejects requests for other hosts with 400.
 	AllowedHosts []string
+	// TrustedProxies are the peers whose forwarding headers pass to the worker as sent; from
+	// others they are removed (forwarded.go).
+	TrustedProxies []netip.Prefix
 	// Observer is told of every finished request; nil means nobody is.
 	Observer Observer
 	// OnHandoff is told why each connection left the lean path for net/http; nil: nobody.
@@ -169,17 +173,27 @@ func (f *Front) Close(ctx context.Context) error {
 	}
 }
 
-// rewrite builds the outbound request: the client's Host is kept, X-Forwarded-* are set (the
-// client's X-Forwarded-For chain is extended), no client can pose as a warm-up request, and
+// rewrite builds the outbound request: the client's Host is kept, forwarding headers follow
+// forwarded.go (the client's X-Forwarded-For chain is extended), no client can pose as a warm-up request, and
 // with tracing on the worker gets warmpool's span as the parent of its own.
 func (f *Front) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "http"
 	pr.Out.URL.Host = "worker"
 	pr.Out.Host = pr.In.Host
-	if prior, ok := pr.In.Header["X-Forwarded-For"]; ok {
-		pr.Out.Header["X-Forwarded-For"] = prior
+	// ReverseProxy has already removed Forwarded and X-Forwarded-For, -Host and -Proto from Out.
+	if trustedPeer(f.opts.Load().TrustedProxies, pr.In.RemoteAddr) {
+		for _, k := range []string{"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v, ok := pr.In.Header[k]; ok {
+				pr.Out.Header[k] = v
+			}
+		}
+	} else {
+		dropForwarding(pr.Out.Header)
 	}
-	pr.SetXForwarded()
+	pr.Out.Header.Set("X-Forwarded-For", forwardedFor(pr.In.Header["X-Forwarded-For"], pr.In.RemoteAddr))
+	if pr.In.TLS != nil && pr.Out.Header.Get("X-Forwarded-Proto") == "" {
+		pr.Out.Header.Set("X-Forwarded-Proto", "https")
+	}
 	pr.Out.Header.Del(worker.WarmupHeader)
 	if sc := trace.SpanContextFromContext(pr.Out.Context()); sc.IsValid() {
 		telemetry.Propagator.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))

@@ -276,7 +276,7 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 	if sc := trace.SpanContextFromContext(c.ctx); sc.IsValid() {
 		traced = c.ctx
 	}
-	writeLeanOutbound(wc.W, req, c.client, body, traced)
+	writeLeanOutbound(wc.W, req, c.client, body, traced, trustedAddr(opts.TrustedProxies, c.addr))
 	if err := wc.W.Flush(); err != nil {
 		wc.Close()
 		return 0, 0, &notSentError{err}
@@ -378,9 +378,10 @@ const (
 )
 
 // writeLeanOutbound writes the request for the worker: the client's fields less hop-by-hop
-// ones and warmpool's own, X-Forwarded-For extended, X-Forwarded-Host and -Proto set. With a
-// traced context, warmpool's span replaces the client's trace context as the worker's parent.
-func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, traced context.Context) {
+// ones and warmpool's own, forwarding headers only from a trusted peer, X-Forwarded-For
+// extended (forwarded.go). With a traced context, warmpool's span replaces the client's trace
+// context as the worker's parent.
+func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, traced context.Context, trusted bool) {
 	bw.Write(r.Method)
 	bw.WriteByte(' ')
 	bw.Write(r.Target)
@@ -393,7 +394,7 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	for i := range r.Fields {
 		fl := &r.Fields[i]
 		rule := outboundRule(fl)
-		if rule == fieldKeep || rule == fieldTrace && traced == nil {
+		if rule == fieldKeep || rule == fieldTrace && traced == nil || rule == fieldForwarding && trusted {
 			if run == nil {
 				run = fl.Line
 			} else {
@@ -426,9 +427,7 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 		}
 	}
 	bw.Write(client)
-	bw.WriteString("\r\nX-Forwarded-Host: ")
-	bw.Write(r.Host)
-	bw.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
+	bw.WriteString("\r\n\r\n") // cleartext: no X-Forwarded-Proto, and Host is the client's
 	bw.Write(body)
 }
 
@@ -437,7 +436,8 @@ const (
 	fieldDrop
 	fieldTE
 	fieldXFF
-	fieldTrace // traceparent and tracestate: replaced when warmpool traces
+	fieldTrace      // traceparent and tracestate: replaced when warmpool traces
+	fieldForwarding // forwarded.go's headers: kept from a trusted peer only
 )
 
 // outboundRule says what happens to a client's field on its way to the worker.
@@ -471,14 +471,13 @@ func ownRule(name []byte) int {
 		if h1.EqualFold(name, "x-forwarded-for") {
 			return fieldXFF
 		}
-	case 16:
-		if h1.EqualFold(name, "x-forwarded-host") {
-			return fieldDrop
-		}
 	case 17:
-		if h1.EqualFold(name, "x-forwarded-proto") || h1.EqualFold(name, warmupHeaderLower) {
+		if h1.EqualFold(name, warmupHeaderLower) {
 			return fieldDrop
 		}
+	}
+	if isForwardingHeader(name) {
+		return fieldForwarding
 	}
 	return fieldKeep
 }
