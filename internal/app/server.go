@@ -163,16 +163,17 @@ func (s *Server) Start() (err error) {
 func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 	trusted, _ := cfg.Proxy.TrustedPrefixes() // the config's rules refused bad entries
 	return proxy.Options{
-		TrustedProxies: trusted,
-		RequestTimeout: cfg.Proxy.RequestTimeout.Duration,
-		Harakiri:       cfg.Proxy.Harakiri.Duration,
-		OnStuck:        s.pool.ReportStuck,
-		AllowedHosts:   cfg.Proxy.AllowedHosts,
-		Observer:       &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access, History: s.history},
-		OnHandoff:      s.metrics.HandedOff,
-		ColdWindow:     cfg.Telemetry.ColdWindow,
-		Tracer:         s.tracer,
-		Logger:         s.log,
+		TrustedProxies:        trusted,
+		PassUnderscoreHeaders: cfg.Proxy.UnderscoreHeaders == config.UnderscorePass,
+		RequestTimeout:        cfg.Proxy.RequestTimeout.Duration,
+		Harakiri:              cfg.Proxy.Harakiri.Duration,
+		OnStuck:               s.pool.ReportStuck,
+		AllowedHosts:          cfg.Proxy.AllowedHosts,
+		Observer:              &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access, History: s.history},
+		OnHandoff:             s.metrics.HandedOff,
+		ColdWindow:            cfg.Telemetry.ColdWindow,
+		Tracer:                s.tracer,
+		Logger:                s.log,
 	}
 }
 

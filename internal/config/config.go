@@ -118,6 +118,10 @@ type Proxy struct {
 	// (X-Forwarded-Proto, -Host, Forwarded, ...) reach the worker as sent. From any other peer
 	// those headers are removed, so no client can claim https or another host.
 	TrustedProxies []string `toml:"trusted_proxies"`
+	// UnderscoreHeaders is "drop" (request fields with '_' in the name are removed, as nginx
+	// does by default: CGI and WSGI would read X_Forwarded_Proto as X-Forwarded-Proto) or
+	// "pass".
+	UnderscoreHeaders string `toml:"underscore_headers"`
 	// Harakiri, when set, is the hard limit: a worker still not answering a request this long
 	// after it was sent is killed and replaced warm. It must exceed RequestTimeout.
 	Harakiri Duration `toml:"harakiri"`
@@ -152,6 +156,12 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }
 
+// Proxy.UnderscoreHeaders values.
+const (
+	UnderscoreDrop = "drop"
+	UnderscorePass = "pass"
+)
+
 // Ready modes.
 const (
 	ReadyRequests = "requests"
@@ -180,9 +190,10 @@ func Default() Config {
 			Nice:    10,
 		},
 		Proxy: Proxy{
-			QueueSize:      1024,
-			QueueTimeout:   Duration{10 * time.Second},
-			RequestTimeout: Duration{60 * time.Second},
+			QueueSize:         1024,
+			QueueTimeout:      Duration{10 * time.Second},
+			RequestTimeout:    Duration{60 * time.Second},
+			UnderscoreHeaders: UnderscoreDrop,
 		},
 		Telemetry: Telemetry{
 			ColdWindow:        3,

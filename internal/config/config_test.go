@@ -254,6 +254,8 @@ admin_listen = "127.0.0.1:8080"
 			`warm-up request GET /healthz sends Host "localhost" (w.toml:7), which proxy.allowed_hosts = ["app.example.com"] (w.toml:4) rejects: the warm-up would be refused like the post-mortem's; set its Host header to an allowed host`},
 		{"trusted proxy not an address", minimal + "[proxy]\ntrusted_proxies = [\"10.0.0.0/8\", \"lb.internal\"]\n", nil,
 			`proxy.trusted_proxies = ["10.0.0.0/8", "lb.internal"] (w.toml:6): "lb.internal" is no IP address or CIDR prefix such as "10.0.0.0/8"; write an address ("10.0.0.7") or a prefix ("10.0.0.0/8")`},
+		{"underscore headers", minimal + "[proxy]\nunderscore_headers = \"keep\"\n", nil,
+			`proxy.underscore_headers = "keep" (w.toml:6): must be "drop" or "pass"`},
 		{"trusted proxy bad prefix", minimal, []string{`WARMPOOL_PROXY_TRUSTED_PROXIES=["10.0.0.0/33"]`},
 			`proxy.trusted_proxies = ["10.0.0.0/33"] (env WARMPOOL_PROXY_TRUSTED_PROXIES): "10.0.0.0/33" is no CIDR prefix such as "10.0.0.0/8"; write an address ("10.0.0.7") or a prefix ("10.0.0.0/8")`},
 		{"bad path", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"healthz\"\n", nil,

@@ -41,7 +41,7 @@ var rules = []rule{
 	{"harakiri above request_timeout", checkHarakiri},
 	{"socket_dir only with {socket}", checkSocketDir},
 	{"telemetry settings in range", checkTelemetry},
-	{"trusted_proxies are addresses or prefixes", checkTrustedProxies},
+	{"forwarding settings well-formed", checkForwarding},
 }
 
 // RuleNames lists the rules in the order they are checked.
@@ -395,10 +395,14 @@ func checkTelemetry(l *Loaded, r *report) {
 	}
 }
 
-func checkTrustedProxies(l *Loaded, r *report) {
-	for _, s := range l.Config.Proxy.TrustedProxies {
+func checkForwarding(l *Loaded, r *report) {
+	p := &l.Config.Proxy
+	for _, s := range p.TrustedProxies {
 		if _, err := parsePrefix(s); err != nil {
 			r.add("%s: %v; write an address (\"10.0.0.7\") or a prefix (\"10.0.0.0/8\")", l.kv("proxy.trusted_proxies"), err)
 		}
+	}
+	if p.UnderscoreHeaders != UnderscoreDrop && p.UnderscoreHeaders != UnderscorePass {
+		r.add("%s: must be %q or %q", l.kv("proxy.underscore_headers"), UnderscoreDrop, UnderscorePass)
 	}
 }

@@ -91,7 +91,7 @@ func CopyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
 		if len(line) == 0 {
 			break
 		}
-		if _, _, ok := splitField(line); !ok || fields >= MaxFields {
+		if _, _, _, ok := splitField(line); !ok || fields >= MaxFields {
 			return total, malformed("trailer line %q", truncate(line))
 		}
 		dst.Write(line)

@@ -215,6 +215,7 @@ func FuzzParseRequest(f *testing.F) {
 		"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-A: b\r\n\r\n",
 		"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n",
 		"GET / HTTP/1.1\r\nhost: [::1]:80\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_Proto: https\r\n\r\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -230,6 +231,9 @@ func FuzzParseRequest(f *testing.F) {
 		for _, f := range r.Fields {
 			if f.Known != FieldName(f.Name) {
 				t.Fatalf("field %q known as %d, FieldName says %d", f.Name, f.Known, FieldName(f.Name))
+			}
+			if f.Underscore != bytes.ContainsRune(f.Name, '_') {
+				t.Fatalf("field %q: Underscore %v", f.Name, f.Underscore)
 			}
 		}
 		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(data[:n])))

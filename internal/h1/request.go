@@ -30,6 +30,9 @@ type Field struct {
 	Line []byte
 	// Known is FieldName(Name), found once while parsing.
 	Known Name
+	// Underscore reports a '_' in the name: CGI and WSGI turn '-' and '_' into the same
+	// variable, so such a name can pose as another field (X_Forwarded_Proto).
+	Underscore bool
 }
 
 // Request is a parsed request head. Its slices point into the buffer it was parsed from and are
@@ -94,7 +97,7 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 		if !ok || len(r.Fields) == MaxFields {
 			return 0, r.unsupported(WhyMalformed)
 		}
-		name, value, ok := splitField(line)
+		name, value, underscore, ok := splitField(line)
 		if !ok {
 			return 0, r.unsupported(WhyMalformed)
 		}
@@ -121,7 +124,7 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 		case NameConnection:
 			scanConnection(value, &r.Close, &r.ConnectionOther)
 		}
-		r.Fields = append(r.Fields, Field{name, value, line[:len(line)+2], known})
+		r.Fields = append(r.Fields, Field{name, value, line[:len(line)+2], known, underscore})
 	}
 	switch {
 	case chunked && r.ContentLength >= 0:
@@ -207,24 +210,25 @@ func parseRequestLine(line []byte, r *Request) string {
 // splitField splits "Name: value" with the value's surrounding whitespace removed. The name
 // must be a token directly followed by the colon; the value may hold no control character
 // but tab (obsolete line folding, a line starting with whitespace, fails here too).
-func splitField(line []byte) (name, value []byte, ok bool) {
+func splitField(line []byte) (name, value []byte, underscore, ok bool) {
 	colon := bytes.IndexByte(line, ':')
 	if colon <= 0 {
-		return nil, nil, false
+		return nil, nil, false, false
 	}
 	name = line[:colon]
 	for _, c := range name {
 		if !isTokenChar(c) {
-			return nil, nil, false
+			return nil, nil, false, false
 		}
+		underscore = underscore || c == '_'
 	}
 	value = line[colon+1:]
 	for _, c := range value {
 		if badValueByte[c] {
-			return nil, nil, false
+			return nil, nil, false, false
 		}
 	}
-	return name, trimOWS(value), true
+	return name, trimOWS(value), underscore, true
 }
 
 func trimOWS(b []byte) []byte {

@@ -122,7 +122,7 @@ func (r *Response) parse(lines *headLines, dst []byte) ([]byte, error) {
 		if size += len(line) + 2; size > MaxResponseHead || len(r.fields) >= 4*MaxFields {
 			return dst, malformed("head larger than %d bytes or %d fields", MaxResponseHead, 4*MaxFields)
 		}
-		name, value, ok := splitField(line)
+		name, value, _, ok := splitField(line)
 		if !ok {
 			return dst, malformed("header line %q", truncate(line))
 		}

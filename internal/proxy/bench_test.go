@@ -131,7 +131,7 @@ func BenchmarkRewriteLean(b *testing.B) {
 		if _, res := h1.ParseRequest(head, &r); res != h1.Complete {
 			b.Fatal(res)
 		}
-		writeLeanOutbound(bw, &r, client, nil, nil, false)
+		writeLeanOutbound(bw, &r, client, nil, nil, outboundPolicy{})
 		bw.Flush()
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -56,7 +55,7 @@ func (f *Front) serveDirect(rw http.ResponseWriter, r *http.Request, opts *Optio
 		}
 		w := lease.Worker()
 		sent := time.Now()
-		resp, reached, err := f.exchangeSync(w, ctx, func(bw *bufio.Writer) error { return writeOutbound(bw, r, span, opts.TrustedProxies) }, r)
+		resp, reached, err := f.exchangeSync(w, ctx, func(bw *bufio.Writer) error { return writeOutbound(bw, r, span, opts) }, r)
 		if err != nil {
 			if info != nil {
 				info.Upstream = time.Since(sent)
@@ -84,7 +83,7 @@ func (f *Front) serveDirect(rw http.ResponseWriter, r *http.Request, opts *Optio
 // writeOutbound writes the request line and headers for the worker: the client's headers less
 // hop-by-hop ones, forwarding headers as forwarded.go says (X-Forwarded-For extended), and with
 // tracing on, warmpool's span as the parent.
-func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, trusted []netip.Prefix) error {
+func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, opts *Options) error {
 	uri := r.RequestURI
 	if uri == "" || uri[0] != '/' {
 		uri = r.URL.RequestURI()
@@ -97,10 +96,10 @@ func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, trusted [
 	bw.WriteString("\r\n")
 	named := connectionNamed(r.Header)
 	traced := span.SpanContext().IsValid()
-	trustedPeer := trustedPeer(trusted, r.RemoteAddr)
+	trustedPeer := trustedPeer(opts.TrustedProxies, r.RemoteAddr)
 	for k, vv := range r.Header {
 		if hopHeaders[k] || ownHeaders[k] || (named != nil && named[k]) || (traced && (k == "Traceparent" || k == "Tracestate")) ||
-			(!trustedPeer && forwardingHeaderSet[k]) {
+			(!trustedPeer && forwardingHeaderSet[k]) || (!opts.PassUnderscoreHeaders && strings.IndexByte(k, '_') >= 0) {
 			if k == "Te" && hasToken(vv, "trailers") {
 				bw.WriteString("Te: trailers\r\n") // gRPC needs it; the only TE value passed on
 			}

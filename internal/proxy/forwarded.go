@@ -70,6 +70,16 @@ func trustedAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
+// dropUnderscored removes the fields with '_' in the name: CGI and WSGI turn '-' and '_' into
+// the same variable, so X_Forwarded_Proto would reach the app as X-Forwarded-Proto.
+func dropUnderscored(h http.Header) {
+	for k := range h {
+		if strings.IndexByte(k, '_') >= 0 {
+			delete(h, k)
+		}
+	}
+}
+
 // dropForwarding removes the forwarding headers (X-Forwarded-For aside) from h.
 func dropForwarding(h http.Header) {
 	for _, k := range forwardingHeaders {

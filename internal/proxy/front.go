@@ -39,6 +39,9 @@ type Options struct {
 	// TrustedProxies are the peers whose forwarding headers pass to the worker as sent; from
 	// others they are removed (forwarded.go).
 	TrustedProxies []netip.Prefix
+	// PassUnderscoreHeaders keeps request fields with '_' in the name; by default they are
+	// removed (forwarded.go).
+	PassUnderscoreHeaders bool
 	// Observer is told of every finished request; nil means nobody is.
 	Observer Observer
 	// OnHandoff is told why each connection left the lean path for net/http; nil: nobody.
@@ -181,7 +184,8 @@ func (f *Front) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = "worker"
 	pr.Out.Host = pr.In.Host
 	// ReverseProxy has already removed Forwarded and X-Forwarded-For, -Host and -Proto from Out.
-	if trustedPeer(f.opts.Load().TrustedProxies, pr.In.RemoteAddr) {
+	opts := f.opts.Load()
+	if trustedPeer(opts.TrustedProxies, pr.In.RemoteAddr) {
 		for _, k := range []string{"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 			if v, ok := pr.In.Header[k]; ok {
 				pr.Out.Header[k] = v
@@ -189,6 +193,9 @@ func (f *Front) rewrite(pr *httputil.ProxyRequest) {
 		}
 	} else {
 		dropForwarding(pr.Out.Header)
+	}
+	if !opts.PassUnderscoreHeaders {
+		dropUnderscored(pr.Out.Header)
 	}
 	pr.Out.Header.Set("X-Forwarded-For", forwardedFor(pr.In.Header["X-Forwarded-For"], pr.In.RemoteAddr))
 	if pr.In.TLS != nil && pr.Out.Header.Get("X-Forwarded-Proto") == "" {

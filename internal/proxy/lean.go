@@ -276,7 +276,8 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 	if sc := trace.SpanContextFromContext(c.ctx); sc.IsValid() {
 		traced = c.ctx
 	}
-	writeLeanOutbound(wc.W, req, c.client, body, traced, trustedAddr(opts.TrustedProxies, c.addr))
+	writeLeanOutbound(wc.W, req, c.client, body, traced, outboundPolicy{
+		trusted: trustedAddr(opts.TrustedProxies, c.addr), passUnderscored: opts.PassUnderscoreHeaders})
 	if err := wc.W.Flush(); err != nil {
 		wc.Close()
 		return 0, 0, &notSentError{err}
@@ -381,7 +382,7 @@ const (
 // ones and warmpool's own, forwarding headers only from a trusted peer, X-Forwarded-For
 // extended (forwarded.go). With a traced context, warmpool's span replaces the client's trace
 // context as the worker's parent.
-func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, traced context.Context, trusted bool) {
+func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, traced context.Context, policy outboundPolicy) {
 	bw.Write(r.Method)
 	bw.WriteByte(' ')
 	bw.Write(r.Target)
@@ -394,7 +395,10 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	for i := range r.Fields {
 		fl := &r.Fields[i]
 		rule := outboundRule(fl)
-		if rule == fieldKeep || rule == fieldTrace && traced == nil || rule == fieldForwarding && trusted {
+		if fl.Underscore && !policy.passUnderscored {
+			rule = fieldDrop
+		}
+		if rule == fieldKeep || rule == fieldTrace && traced == nil || rule == fieldForwarding && policy.trusted {
 			if run == nil {
 				run = fl.Line
 			} else {
@@ -429,6 +433,12 @@ func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, tra
 	bw.Write(client)
 	bw.WriteString("\r\n\r\n") // cleartext: no X-Forwarded-Proto, and Host is the client's
 	bw.Write(body)
+}
+
+// outboundPolicy is what the options and the peer decide for a request's fields.
+type outboundPolicy struct {
+	trusted         bool // the peer is in TrustedProxies: its forwarding headers pass
+	passUnderscored bool // fields with '_' in the name pass
 }
 
 const (

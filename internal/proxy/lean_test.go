@@ -234,11 +234,13 @@ func TestLeanForwardsHeadersForTheWorker(t *testing.T) {
 	}
 }
 
-// Forwarding headers pass from a peer in TrustedProxies and from no other, on each of the three
-// ways a request can take: the lean path, net/http's synchronous path, and ReverseProxy.
+// Forwarding headers pass from a peer in TrustedProxies and from no other, and fields with '_'
+// in the name only with PassUnderscoreHeaders, on each of the three ways a request can take: the
+// lean path, net/http's synchronous path, and ReverseProxy.
 func TestForwardingHeadersOnlyFromTrustedPeers(t *testing.T) {
 	spoof := "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-Proto: https\r\nx-forwarded-host: evil.example\r\nForwarded: for=198.51.100.1;proto=https\r\n" +
-		"X-Forwarded-Ssl: on\r\nX-Real-IP: 198.51.100.1\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /admin\r\nX-Forwarded-Protocol: ssl\r\n"
+		"X-Forwarded-Ssl: on\r\nX-Real-IP: 198.51.100.1\r\nX-Forwarded-Port: 443\r\nX-Forwarded-Prefix: /admin\r\nX-Forwarded-Protocol: ssl\r\n" +
+		"X_Forwarded_Scheme: https\r\nX-App: v\r\n"
 	ways := []struct{ name, request, method string }{
 		{"lean", "GET /echo HTTP/1.1\r\nHost: app.test\r\n" + spoof + "\r\n", "GET"},
 		{"net/http", "GET /echo HTTP/1.0\r\nHost: app.test\r\n" + spoof + "\r\n", "GET"},
@@ -246,14 +248,15 @@ func TestForwardingHeadersOnlyFromTrustedPeers(t *testing.T) {
 	}
 	forwarding := []string{"X-Forwarded-Proto", "X-Forwarded-Host", "Forwarded", "X-Forwarded-Ssl", "X-Real-Ip",
 		"X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Protocol"}
-	for _, trust := range []bool{false, true} {
-		opts := Options{}
+	for _, setting := range []struct{ trust, underscores bool }{{false, false}, {true, false}, {false, true}} {
+		trust := setting.trust
+		opts := Options{PassUnderscoreHeaders: setting.underscores}
 		if trust {
 			opts.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 		}
 		e := startLean(t, 4, opts)
 		for _, way := range ways {
-			t.Run(fmt.Sprintf("%s/trusted=%v", way.name, trust), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/trusted=%v/underscores=%v", way.name, trust, setting.underscores), func(t *testing.T) {
 				c := e.dial()
 				c.send(way.request)
 				resp, body := c.read(way.method)
@@ -278,6 +281,12 @@ func TestForwardingHeadersOnlyFromTrustedPeers(t *testing.T) {
 					if !trust && got != "" {
 						t.Errorf("%s from an untrusted peer reached the worker: %q", k, got)
 					}
+				}
+				if got := echo.Header.Get("X_forwarded_scheme"); (got != "") != setting.underscores {
+					t.Errorf("X_Forwarded_Scheme with underscores=%v: %q", setting.underscores, got)
+				}
+				if echo.Header.Get("X-App") != "v" {
+					t.Errorf("X-App did not pass: %s", body)
 				}
 				if trust && echo.Header.Get("X-Forwarded-Host") != "evil.example" {
 					t.Errorf("trusted X-Forwarded-Host changed: %q", echo.Header.Get("X-Forwarded-Host"))
