@@ -166,6 +166,7 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		TrustedProxies:        trusted,
 		PassUnderscoreHeaders: cfg.Proxy.UnderscoreHeaders == config.UnderscorePass,
 		RequestTimeout:        cfg.Proxy.RequestTimeout.Duration,
+		SendTimeout:           cfg.Proxy.SendTimeout.Duration,
 		Harakiri:              cfg.Proxy.Harakiri.Duration,
 		OnStuck:               s.pool.ReportStuck,
 		AllowedHosts:          cfg.Proxy.AllowedHosts,

@@ -488,3 +488,28 @@ func TestWorkerClosingSilentlyAfterEachResponse(t *testing.T) {
 		}
 	}
 }
+
+// proxy.trusted_proxies reaches the front: a trusted load balancer's X-Forwarded-Proto passes.
+func TestTrustedProxyForwardingHeadersPass(t *testing.T) {
+	cfg := testConfig()
+	cfg.Proxy.TrustedProxies = []string{"127.0.0.1"}
+	e := startServer(t, cfg)
+	e.waitReady()
+	req, _ := http.NewRequest("GET", e.base+"/echo", nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("X_Custom", "dropped by default")
+	resp, body := e.do(req)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	var echo struct{ Header http.Header }
+	if err := json.Unmarshal([]byte(body), &echo); err != nil {
+		t.Fatal(err)
+	}
+	if got := echo.Header.Get("X-Forwarded-Proto"); got != "https" {
+		t.Errorf("X-Forwarded-Proto from a trusted peer: %q", got)
+	}
+	if got := echo.Header.Get("X_custom"); got != "" {
+		t.Errorf("an underscore header passed: %q", got)
+	}
+}

@@ -111,6 +111,10 @@ type Proxy struct {
 	QueueTimeout Duration `toml:"queue_timeout"`
 	// RequestTimeout is how long a worker may take to send response headers; past it, 504.
 	RequestTimeout Duration `toml:"request_timeout"`
+	// SendTimeout is how long a write of a response may wait for the client to read; past it,
+	// the client's connection is closed, so that a client that stops reading cannot hold a
+	// worker (nginx's send_timeout).
+	SendTimeout Duration `toml:"send_timeout"`
 	// AllowedHosts, when set, is the front's host allow-list: requests with another Host get
 	// 400. Entries are exact names, ".example.com" for a domain and its subdomains, or "*".
 	AllowedHosts []string `toml:"allowed_hosts"`
@@ -193,6 +197,7 @@ func Default() Config {
 			QueueSize:         1024,
 			QueueTimeout:      Duration{10 * time.Second},
 			RequestTimeout:    Duration{60 * time.Second},
+			SendTimeout:       Duration{60 * time.Second},
 			UnderscoreHeaders: UnderscoreDrop,
 		},
 		Telemetry: Telemetry{

@@ -322,6 +322,7 @@ func checkTimeouts(l *Loaded, r *report) {
 	for key, d := range map[string]Duration{
 		"worker.graceful_timeout": c.Worker.GracefulTimeout, "warmup.timeout": c.Warmup.Timeout,
 		"proxy.request_timeout": c.Proxy.RequestTimeout, "worker.restart_backoff": c.Worker.RestartBackoff,
+		"proxy.send_timeout": c.Proxy.SendTimeout,
 	} {
 		if d.Duration <= 0 {
 			r.add("%s: must be above 0", l.kv(key))

@@ -3,10 +3,12 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +71,38 @@ type clientConn struct {
 	// ns; 0: nothing awaited; -1: the watchdog cut the wait).
 	awaited    atomic.Pointer[worker.Conn]
 	awaitUntil atomic.Int64
+
+	// out is what bw writes to: it notes since when a write to the client is under way
+	// (sendingSince, Unix ns; 0: none), so that the watchdog can cut a client that stopped
+	// reading its response (proxy.send_timeout) instead of letting it hold a worker.
+	out          sendingWriter
+	sendingSince atomic.Int64
+}
+
+// sendingWriter is a client connection's writer that notes when each write began.
+type sendingWriter struct {
+	c *clientConn
+	w io.Writer
+}
+
+func (sw *sendingWriter) Write(p []byte) (int, error) {
+	c := sw.c
+	c.sendingSince.Store(c.clock().UnixNano())
+	n, err := sw.w.Write(p)
+	c.sendingSince.Store(0)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.s.log.Warn("client stopped reading its response; connection closed", "client", string(c.client),
+			"path", string(c.req.Path()), "send_timeout", c.s.front.opts.Load().SendTimeout)
+	}
+	return n, err
+}
+
+// cutIfStalled is the watchdog's other check: a write to the client under way for longer than
+// timeout gets a past write deadline, which fails it.
+func (c *clientConn) cutIfStalled(now int64, timeout time.Duration) {
+	if since := c.sendingSince.Load(); timeout > 0 && since > 0 && now-since > int64(timeout) {
+		c.nc.SetWriteDeadline(time.Unix(1, 0))
+	}
 }
 
 // clock is time.Now at half the cost: the wall time is derived from the connection's start
@@ -124,7 +158,8 @@ func (c *clientConn) serve() {
 	c.br = readerPool.Get().(*bufio.Reader)
 	c.br.Reset(rw)
 	c.bw = writerPool.Get().(*bufio.Writer)
-	c.bw.Reset(rw)
+	c.out = sendingWriter{c: c, w: rw}
+	c.bw.Reset(&c.out)
 	handed := false
 	defer func() {
 		c.bw.Reset(nil)

@@ -39,6 +39,10 @@ type Options struct {
 	// TrustedProxies are the peers whose forwarding headers pass to the worker as sent; from
 	// others they are removed (forwarded.go).
 	TrustedProxies []netip.Prefix
+	// SendTimeout is how long a write of the response to the client may wait for the client
+	// to read; past it, the connection is closed, so that a client that stops reading cannot
+	// hold a worker. 0: no limit.
+	SendTimeout time.Duration
 	// PassUnderscoreHeaders keeps request fields with '_' in the name; by default they are
 	// removed (forwarded.go).
 	PassUnderscoreHeaders bool
@@ -156,6 +160,11 @@ func (f *Front) serve(w http.ResponseWriter, r *http.Request, opts *Options) {
 		w.WriteHeader(http.StatusBadRequest)
 		fmt.Fprintf(w, "warmpool: host %q is not in proxy.allowed_hosts\n", r.Host)
 		return
+	}
+	if opts.SendTimeout > 0 {
+		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: opts.SendTimeout}
+		defer dw.rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
+		w = dw
 	}
 	if directEligible(r, opts) {
 		f.serveDirect(w, r, opts)

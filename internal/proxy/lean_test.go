@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -480,4 +481,42 @@ func TestLeanHarakiriHoldsTheSlotThenReportsStuck(t *testing.T) {
 		t.Fatal("never reported stuck")
 	}
 	waitFor(t, func() bool { return e.w.InFlight() == 0 })
+}
+
+// A client that stops reading a large response is cut after SendTimeout, and the worker it
+// held serves the next request; on the lean path and on net/http's.
+func TestClientThatStopsReadingLetsItsWorkerGo(t *testing.T) {
+	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
+		t.Run(way.name, func(t *testing.T) {
+			e := startLean(t, 1, Options{SendTimeout: 200 * time.Millisecond})
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+			}}
+			stalled, err := d.Dial("tcp", e.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stalled.Close()
+			// 64 MiB: more than the socket buffers on the way can hold, so the relay blocks.
+			fmt.Fprintf(stalled, "GET /big?bytes=%d %s\r\nHost: app.test\r\n\r\n", 64<<20, way.proto)
+			// Its response has begun, so it holds the slot; then the client reads no more.
+			stalled.SetReadDeadline(time.Now().Add(10 * time.Second))
+			head := make([]byte, 12)
+			if _, err := io.ReadFull(stalled, head); err != nil || string(head) != "HTTP/1.1 200" && string(head) != "HTTP/1.0 200" {
+				t.Fatalf("stalled client's response: %q %v", head, err)
+			}
+			// The only worker slot is the stalled response's until the send timeout cuts it;
+			// without the cut, this request would wait out the queue's 5 s and get 503.
+			c := e.dial()
+			c.send(get("/"))
+			if resp, body := c.read("GET"); resp.StatusCode != 200 {
+				t.Fatalf("next request: %d %s", resp.StatusCode, body)
+			}
+			// The stalled client's connection was closed under it: draining it ends early.
+			n, err := io.Copy(io.Discard, stalled)
+			if err != nil || n >= 64<<20 {
+				t.Fatalf("stalled client read %d bytes (%v); want a connection closed early", n, err)
+			}
+		})
+	}
 }

@@ -127,10 +127,10 @@ func (s *Server) serveConns(c *clientConn) {
 
 func (s *Server) stopConnGoroutines() { s.stopOnce.Do(func() { close(s.stop) }) }
 
-// watchdog enforces the response-header timeout of the lean path: rather than a timer per
-// request, it checks every connection's awaited response a few times per timeout.
+// watchdog enforces the lean path's response-header timeout and send timeout: rather than a
+// timer per request, it checks every connection a few times per timeout.
 func (s *Server) watchdog(stop <-chan struct{}) {
-	t := time.NewTimer(watchdogInterval(s.front.opts.Load().RequestTimeout))
+	t := time.NewTimer(s.watchdogInterval())
 	defer t.Stop()
 	for {
 		select {
@@ -139,13 +139,24 @@ func (s *Server) watchdog(stop <-chan struct{}) {
 		case <-t.C:
 		}
 		now := time.Now().UnixNano()
+		sendTimeout := s.front.opts.Load().SendTimeout
 		s.mu.Lock()
 		for c := range s.conns {
 			c.cutIfOverdue(now)
+			c.cutIfStalled(now, sendTimeout)
 		}
 		s.mu.Unlock()
-		t.Reset(watchdogInterval(s.front.opts.Load().RequestTimeout))
+		t.Reset(s.watchdogInterval())
 	}
+}
+
+func (s *Server) watchdogInterval() time.Duration {
+	opts := s.front.opts.Load()
+	d := watchdogInterval(opts.RequestTimeout)
+	if opts.SendTimeout > 0 {
+		d = min(d, watchdogInterval(opts.SendTimeout))
+	}
+	return d
 }
 
 // watchdogInterval is how often the watchdog looks: a timeout fires at most this late.

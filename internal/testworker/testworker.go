@@ -239,6 +239,19 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bw.WriteString(r.URL.Query().Get("b"))
 		bw.Flush()
 		conn.Close()
+	case "/big":
+		// "bytes" bytes of body with a Content-Length: more than the sockets between the
+		// worker and a client that does not read can hold.
+		n, _ := strconv.Atoi(r.URL.Query().Get("bytes"))
+		h.Set("Content-Length", strconv.Itoa(n))
+		chunk := make([]byte, 64<<10)
+		for n > 0 {
+			k, err := w.Write(chunk[:min(n, len(chunk))])
+			if err != nil {
+				return
+			}
+			n -= k
+		}
 	case "/empty":
 		w.WriteHeader(http.StatusNoContent)
 	case "/trailer":
