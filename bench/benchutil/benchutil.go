@@ -71,10 +71,11 @@ func MachineTicks() (idle, total float64) {
 	return idle, total
 }
 
-// Children lists the pids of pid's child processes.
-func Children(pid int) []int {
+// eachProcess calls fn with every process's pid and the fields of /proc/PID/stat after the
+// command name (f[1] is the parent's pid, f[2] the process group, f[11] and f[12] user and
+// system ticks).
+func eachProcess(fn func(pid int, f []string)) {
 	entries, _ := os.ReadDir("/proc")
-	var kids []int
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -85,43 +86,35 @@ func Children(pid int) []int {
 			continue
 		}
 		s := string(stat)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 2 {
-			continue
+		if f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]); len(f) >= 13 {
+			fn(p, f)
 		}
+	}
+}
+
+// Children lists the pids of pid's child processes.
+func Children(pid int) []int {
+	var kids []int
+	eachProcess(func(p int, f []string) {
 		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
 			kids = append(kids, p)
 		}
-	}
+	})
 	return kids
 }
 
-// CPU is the user+system CPU time of the processes pids, or of every process of process group
-// pgid when group is true.
+// CPU is the user+system CPU time of process pid, or of every process of process group pid
+// when group is true.
 func CPU(pid int, group bool) time.Duration {
-	entries, _ := os.ReadDir("/proc")
 	var ticks float64
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil || (!group && p != pid) {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		s := string(stat)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 13 {
-			continue
-		}
-		if g, _ := strconv.Atoi(f[2]); group && g != pid {
-			continue
+	eachProcess(func(p int, f []string) {
+		if g, _ := strconv.Atoi(f[2]); (group && g != pid) || (!group && p != pid) {
+			return
 		}
 		u, _ := strconv.ParseFloat(f[11], 64)
 		sy, _ := strconv.ParseFloat(f[12], 64)
 		ticks += u + sy
-	}
+	})
 	return time.Duration(ticks / clockTicks * float64(time.Second))
 }
 
