@@ -49,7 +49,8 @@ type result struct {
 	// workerCPUPerReq is the two workers' CPU per request: a proxy changes it by how it
 	// spreads and paces their requests.
 	workerCPUPerReq time.Duration
-	idle            float64 // the machine's idle share of CPU during the closed loop
+	rounds          []float64 // req/s of each round, in round order
+	idle            float64   // the machine's idle share of CPU during the closed loop
 	p50, p99        time.Duration
 	openErrors      int
 }
@@ -210,6 +211,7 @@ func run(ctx context.Context, o options, logw io.Writer) ([]result, error) {
 			continue
 		}
 		results[i].rps = median(rpss[i])
+		results[i].rounds = rpss[i]
 		results[i].cpuPerReq = median(cpus[i])
 		results[i].workerCPUPerReq = median(workerCPUs[i])
 		results[i].idle = median(idles[i])

@@ -52,3 +52,30 @@ func smoke(t *testing.T, connClose bool) {
 		t.Errorf("svg: %s", svg)
 	}
 }
+
+// Each target's rounds are paired with nginx's of the same round, by the kind of workers.
+func TestPairedRatios(t *testing.T) {
+	results := []result{
+		{name: "warmpool", rounds: []float64{90, 110, 100}},
+		{name: "nginx", rounds: []float64{100, 100, 125}},
+		{name: "warmpool, unix sockets", rounds: []float64{50, 60, 70}},
+		{name: "nginx, unix sockets", rounds: []float64{100, 50, 70}},
+		{name: "haproxy", skipped: "not installed"},
+	}
+	byName := map[string]*result{}
+	for i := range results {
+		byName[results[i].name] = &results[i]
+	}
+	got := renderPairedRatios(results, byName)
+	for _, want := range []string{
+		"| warmpool | 0.90x | 0.80x | 1.10x | 1 of 3 |",
+		"| warmpool, unix sockets | 1.00x | 0.50x | 1.20x | 2 of 3 |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "| nginx |") || strings.Contains(got, "haproxy") {
+		t.Errorf("nginx against itself, or a skipped target:\n%s", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,11 +53,7 @@ func renderMarkdown(o options, results []result) string {
 			continue
 		}
 		vsRPS, vsCPU, vsP99 := "–", "–", "–"
-		nginx := byName["nginx"]
-		if strings.HasSuffix(r.name, "unix sockets") {
-			nginx = byName["nginx, unix sockets"]
-		}
-		if nginx != nil {
+		if nginx := nginxFor(r, byName); nginx != nil {
 			vsRPS, vsP99 = ratio(r.rps, nginx.rps), ratio(float64(r.p99), float64(nginx.p99))
 			if r.cpuPerReq > 0 {
 				vsCPU = ratio(float64(r.cpuPerReq), float64(nginx.cpuPerReq))
@@ -72,6 +69,7 @@ func renderMarkdown(o options, results []result) string {
 		}
 		fmt.Fprintf(&b, "| %s | %.0f | %s | %s | %s | %s | %.0f %% | %s | %s | %s | %d |\n", r.name, r.rps, vsRPS, cpu, vsCPU, us(r.workerCPUPerReq), 100*r.idle, p50, p99, vsP99, r.openErrors)
 	}
+	b.WriteString(renderPairedRatios(results, byName))
 	fmt.Fprintf(&b, "\n![throughput](%s.svg)\n", filepath.Base(cmp(o.out, "proxy")))
 	return b.String()
 }
@@ -87,6 +85,41 @@ func renderSVG(o options, results []result) string {
 		title = "Closed-loop throughput, a new connection per request (Connection: close), requests/s"
 	}
 	return benchutil.BarChart(title, bars, false)
+}
+
+// nginxFor is the nginx run r is compared with: the one in front of the same kind of workers.
+func nginxFor(r result, byName map[string]*result) *result {
+	if strings.HasSuffix(r.name, "unix sockets") {
+		return byName["nginx, unix sockets"]
+	}
+	return byName["nginx"]
+}
+
+// renderPairedRatios compares each target's throughput with nginx's round by round: both ran
+// in the same round, minutes apart at most, so the ratio of the pair cancels the machine's
+// slow spells better than the ratio of two medians.
+func renderPairedRatios(results []result, byName map[string]*result) string {
+	var b strings.Builder
+	for _, r := range results {
+		ng := nginxFor(r, byName)
+		if r.skipped != "" || ng == nil || ng.name == r.name || len(r.rounds) < 2 || len(r.rounds) != len(ng.rounds) {
+			continue
+		}
+		if b.Len() == 0 {
+			b.WriteString("\nThroughput against nginx round by round (each round's pair ran minutes apart at most):\n\n")
+			b.WriteString("| target | median ratio | lowest | highest | rounds at or above 1.0x |\n|---|---:|---:|---:|---:|\n")
+		}
+		ratios := make([]float64, len(r.rounds))
+		atLeast := 0
+		for k := range r.rounds {
+			ratios[k] = r.rounds[k] / ng.rounds[k]
+			if ratios[k] >= 1 {
+				atLeast++
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %.2fx | %.2fx | %.2fx | %d of %d |\n", r.name, median(ratios), slices.Min(ratios), slices.Max(ratios), atLeast, len(ratios))
+	}
+	return b.String()
 }
 
 // extraFlags are the command's flags beyond the always-printed ones.
