@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,11 +105,20 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	log     *slog.Logger
+	r       *http.Request
+	logged  bool
 }
 
 func (w *deadlineWriter) Write(p []byte) (int, error) {
 	w.rc.SetWriteDeadline(time.Now().Add(w.timeout))
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	if err != nil && !w.logged && errors.Is(err, os.ErrDeadlineExceeded) {
+		w.logged = true
+		w.log.Warn("client stopped reading its response; connection closed", "client", w.r.RemoteAddr,
+			"path", w.r.URL.Path, "send_timeout", w.timeout)
+	}
+	return n, err
 }
 
 func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -162,7 +162,7 @@ func (f *Front) serve(w http.ResponseWriter, r *http.Request, opts *Options) {
 		return
 	}
 	if opts.SendTimeout > 0 {
-		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: opts.SendTimeout}
+		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: opts.SendTimeout, log: f.log, r: r}
 		defer dw.rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
 		w = dw
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"warmpool/internal/testutil"
 	"warmpool/internal/worker"
 )
 
@@ -488,7 +489,8 @@ func TestLeanHarakiriHoldsTheSlotThenReportsStuck(t *testing.T) {
 func TestClientThatStopsReadingLetsItsWorkerGo(t *testing.T) {
 	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
 		t.Run(way.name, func(t *testing.T) {
-			e := startLean(t, 1, Options{SendTimeout: 200 * time.Millisecond})
+			logs := testutil.NewLogs(t)
+			e := startLean(t, 1, Options{SendTimeout: 200 * time.Millisecond, Logger: logs.Logger()})
 			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 				return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
 			}}
@@ -517,6 +519,7 @@ func TestClientThatStopsReadingLetsItsWorkerGo(t *testing.T) {
 			if err != nil || n >= 64<<20 {
 				t.Fatalf("stalled client read %d bytes (%v); want a connection closed early", n, err)
 			}
+			logs.WaitN(testutil.Msg("client stopped reading its response; connection closed"), 1, 5*time.Second)
 		})
 	}
 }
