@@ -129,9 +129,9 @@ func (c *clientConn) cutIfOverdue(now int64) {
 func newClientConn(s *Server, nc net.Conn, seq int) *clientConn {
 	c := &clientConn{s: s, nc: nc, seq: seq, base: time.Now()}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		c.addr = ta.AddrPort().Addr()
-	}
-	if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
+		c.addr = ta.AddrPort().Addr().Unmap()
+		c.client = c.addr.AppendTo(nil) // as net prints it: IPv4 dotted, zone kept
+	} else if host, _, err := net.SplitHostPort(nc.RemoteAddr().String()); err == nil {
 		c.client = []byte(host)
 	} else {
 		c.client = []byte(nc.RemoteAddr().String())

@@ -33,15 +33,6 @@ var hopHeaders = map[string]bool{
 // ownHeaders are set by warmpool itself on the outbound request.
 var ownHeaders = map[string]bool{"X-Forwarded-For": true, worker.WarmupHeader: true}
 
-// forwardingHeaderSet is forwardingHeaders by canonical name.
-var forwardingHeaderSet = func() map[string]bool {
-	m := map[string]bool{}
-	for _, k := range forwardingHeaders {
-		m[k] = true
-	}
-	return m
-}()
-
 func (f *Front) serveDirect(rw http.ResponseWriter, r *http.Request, opts *Options) {
 	ctx := r.Context()
 	info, _ := ctx.Value(requestInfoKey{}).(*telemetry.Request)
@@ -99,7 +90,7 @@ func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, opts *Opt
 	trustedPeer := trustedPeer(opts.TrustedProxies, r.RemoteAddr)
 	for k, vv := range r.Header {
 		if hopHeaders[k] || ownHeaders[k] || (named != nil && named[k]) || (traced && (k == "Traceparent" || k == "Tracestate")) ||
-			(!trustedPeer && forwardingHeaderSet[k]) || (!opts.PassUnderscoreHeaders && strings.IndexByte(k, '_') >= 0) {
+			(!trustedPeer && forwardingHeaderSet[k]) || (!opts.PassUnderscoreHeaders && underscored(k)) {
 			if k == "Te" && hasToken(vv, "trailers") {
 				bw.WriteString("Te: trailers\r\n") // gRPC needs it; the only TE value passed on
 			}

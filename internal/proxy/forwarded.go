@@ -21,6 +21,15 @@ var forwardingHeaders = []string{
 	"X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Protocol", "X-Forwarded-Scheme", "Front-End-Https",
 }
 
+// forwardingHeaderSet is forwardingHeaders by canonical name, for net/http's header maps.
+var forwardingHeaderSet = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range forwardingHeaders {
+		m[k] = true
+	}
+	return m
+}()
+
 // forwardingHeadersLower is forwardingHeaders in lower case, as h1.EqualFold compares.
 var forwardingHeadersLower = func() []string {
 	out := make([]string, len(forwardingHeaders))
@@ -47,7 +56,7 @@ func isForwardingHeader(name []byte) bool {
 // trustedPeer reports that addr, a client's "ip:port" or ip, is in one of the prefixes.
 func trustedPeer(prefixes []netip.Prefix, addr string) bool {
 	if len(prefixes) == 0 {
-		return false
+		return false // and no parsing
 	}
 	ip, err := netip.ParseAddr(addr)
 	if err != nil {
@@ -61,6 +70,9 @@ func trustedPeer(prefixes []netip.Prefix, addr string) bool {
 }
 
 func trustedAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
+	if len(prefixes) == 0 {
+		return false
+	}
 	ip = ip.Unmap()
 	for _, p := range prefixes {
 		if p.Contains(ip) {
@@ -70,11 +82,14 @@ func trustedAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
 	return false
 }
 
-// dropUnderscored removes the fields with '_' in the name: CGI and WSGI turn '-' and '_' into
-// the same variable, so X_Forwarded_Proto would reach the app as X-Forwarded-Proto.
+// underscored reports a '_' in a field name: CGI and WSGI turn '-' and '_' into the same
+// variable, so X_Forwarded_Proto would reach the app as X-Forwarded-Proto.
+func underscored(name string) bool { return strings.IndexByte(name, '_') >= 0 }
+
+// dropUnderscored removes the underscored fields from h.
 func dropUnderscored(h http.Header) {
 	for k := range h {
-		if strings.IndexByte(k, '_') >= 0 {
+		if underscored(k) {
 			delete(h, k)
 		}
 	}
