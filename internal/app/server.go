@@ -172,6 +172,7 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		AllowedHosts:          cfg.Proxy.AllowedHosts,
 		Observer:              &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access, History: s.history},
 		OnHandoff:             s.metrics.HandedOff,
+		OnProtocolError:       s.metrics.WorkerProtocolError,
 		ColdWindow:            cfg.Telemetry.ColdWindow,
 		Tracer:                s.tracer,
 		Logger:                s.log,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -98,6 +99,28 @@ func TestWarmupFailureAndCrashMetrics(t *testing.T) {
 	m := scrape(t, e)
 	if m[`warmpool_worker_crashes_total{reason="exited"}`] != 1 || m[`warmpool_requests_total{code="5xx",first_requests="true"}`] != 1 {
 		t.Fatalf("crash metrics: %v", m)
+	}
+}
+
+// A worker that sends bytes past its response is counted by reason and named in the log.
+func TestWorkerProtocolErrorsAreCounted(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	e := startServer(t, cfg)
+	e.waitReady()
+	if r, b := e.get("/extra?status=200&cl=2&body=okLEFTOVER"); r.StatusCode != 200 || b != "ok" {
+		t.Fatalf("%d %q", r.StatusCode, b)
+	}
+	e.logs.Wait(testutil.Msg("worker sent bytes past the end of its response; they were dropped and its connection closed",
+		"worker", "1", "after", "GET /extra"), 5*time.Second)
+	if r, b := e.get("/raw?b=" + url.QueryEscape("HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n")); r.StatusCode != 502 {
+		t.Fatalf("malformed response: %d %q", r.StatusCode, b)
+	}
+	m := scrape(t, e)
+	for reason, want := range map[string]float64{"bytes_after_response": 1, "malformed_response": 1} {
+		if got := m[`warmpool_worker_protocol_errors_total{reason="`+reason+`"}`]; got != want {
+			t.Errorf("warmpool_worker_protocol_errors_total{reason=%q} = %v, want %v", reason, got, want)
+		}
 	}
 }
 

@@ -46,6 +46,9 @@ type Options struct {
 	// PassUnderscoreHeaders keeps request fields with '_' in the name; by default they are
 	// removed (forwarded.go).
 	PassUnderscoreHeaders bool
+	// OnProtocolError is told of each response a worker got wrong, by reason (reuse.go);
+	// nil means nobody is. The front logs each one itself.
+	OnProtocolError func(reason string)
 	// Observer is told of every finished request; nil means nobody is.
 	Observer Observer
 	// OnHandoff is told why each connection left the lean path for net/http; nil: nobody.
@@ -347,6 +350,9 @@ const failureHold = 2 * time.Second
 // out of rotation, or failureHold passes (a live worker), so that neither new nor queued
 // requests are handed a dying worker.
 func (f *Front) releaseAfterFailure(lease Lease, err error) {
+	if errors.Is(err, h1.ErrMalformedResponse) {
+		f.protocolError(ProtocolMalformedResponse)
+	}
 	if isTimeout(err) || errors.Is(err, h1.ErrMalformedResponse) || chanClosed(lease.Gone()) {
 		lease.Release()
 		return

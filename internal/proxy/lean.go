@@ -198,7 +198,7 @@ func (f *Front) exchangeLean(c *clientConn, lease Lease, body []byte, opts *Opti
 	retryable := idempotent(string(c.req.Method))
 	for attempt := 1; ; attempt++ {
 		var wc *worker.Conn
-		wc, err = f.getConn(w, attempt > 1, !retryable)
+		wc, err = f.getConn(context.Background(), w, attempt > 1)
 		if err != nil {
 			return 0, 0, reached, err
 		}
@@ -209,7 +209,6 @@ func (f *Front) exchangeLean(c *clientConn, lease Lease, body []byte, opts *Opti
 		}
 		// See exchangeSync: a kept-alive connection the worker had closed.
 		if status == 0 && wc.Reused && attempt == 1 && brokenConn(err) && retryable {
-			w.Conns().NoteClosedIdle()
 			f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
 			continue
 		}
@@ -244,29 +243,6 @@ type notSentError struct{ err error }
 
 func (e *notSentError) Error() string   { return e.err.Error() }
 func (e *notSentError) Unwrap() []error { return []error{e.err, errNotSent} }
-
-// getConn returns a pooled connection, or a fresh one. A pooled one is first checked for a
-// close by the worker (a syscall) when a failure could not be retried (a non-idempotent
-// request) or the worker is known to close idle connections; otherwise a broken one is simply
-// retried on a fresh connection.
-func (f *Front) getConn(w *worker.Worker, fresh, check bool) (*worker.Conn, error) {
-	pool := w.Conns()
-	for {
-		var c *worker.Conn
-		var err error
-		if fresh {
-			c, err = pool.Dial(context.Background())
-		} else {
-			c, err = pool.Get(context.Background())
-		}
-		if err != nil || !c.Reused || !(check || pool.ClosesIdle()) || c.Alive() {
-			return c, err
-		}
-		c.Close() // closed by the worker while idle: nothing was sent
-		pool.NoteClosedIdle()
-		f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())
-	}
-}
 
 // exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it).
 func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
@@ -362,11 +338,17 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 	}
 	// The last bytes stay buffered: serveLean flushes them once the request is recorded, so
 	// that metrics, access log and span are complete when the client has the response.
-	if err != nil || mode == bodyUntilClose || resp.Close {
+	switch {
+	case err != nil || mode == bodyUntilClose || resp.Close:
 		wc.Close()
-	} else {
-		wc.Reused = true
-		w.Conns().Put(wc)
+	case mode == bodyNone:
+		if wc.R.Buffered() > 0 {
+			f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()))
+		} else {
+			wc.Close() // never reused after a response that may not have a body (reuse.go)
+		}
+	case !reuse(w, wc):
+		f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()))
 	}
 	return status, n, err
 }

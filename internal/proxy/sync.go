@@ -72,22 +72,9 @@ func idempotent(method string) bool {
 
 // exchangeOnce does one attempt; fresh skips the pool's idle connections.
 func (f *Front) exchangeOnce(w *worker.Worker, ctx context.Context, write func(*bufio.Writer) error, forRead *http.Request, fresh bool) (resp *http.Response, sent, reused bool, err error) {
-	pool := w.Conns()
-	var c *worker.Conn
-	for {
-		if fresh {
-			c, err = pool.Dial(ctx)
-		} else {
-			c, err = pool.Get(ctx)
-		}
-		if err != nil {
-			return nil, false, false, err
-		}
-		if !c.Reused || c.Alive() {
-			break
-		}
-		c.Close() // the worker closed it while idle: nothing was sent
-		f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())
+	c, err := f.getConn(ctx, w, fresh)
+	if err != nil {
+		return nil, false, false, err
 	}
 	stop := func() bool { return true }
 	if ctx.Done() != nil {
@@ -113,7 +100,8 @@ func (f *Front) exchangeOnce(w *worker.Worker, ctx context.Context, write func(*
 	}
 	c.SetReadDeadline(time.Time{})
 	// Only the worker's "Connection: close" ends the connection: a client's never reaches it.
-	b := &syncBody{body: resp.Body, pool: pool, c: c, stop: stop, keep: !resp.Close}
+	b := &syncBody{f: f, w: w, body: resp.Body, c: c, stop: stop, keep: !resp.Close, method: forRead.Method, path: forRead.URL.Path,
+		bodyless: forRead.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified}
 	if resp.Body == http.NoBody {
 		b.finish(true)
 	}
@@ -129,12 +117,15 @@ func failSync(c *worker.Conn, stop func() bool, err error) error {
 
 // syncBody returns the connection to the pool once the response was read to its end.
 type syncBody struct {
-	body io.ReadCloser
-	pool *worker.ConnPool
-	c    *worker.Conn
-	stop func() bool
-	keep bool
-	done bool
+	f            *Front
+	w            *worker.Worker
+	body         io.ReadCloser
+	c            *worker.Conn
+	method, path string
+	bodyless     bool // a response that may not have a body: the connection is not reused (reuse.go)
+	stop         func() bool
+	keep         bool
+	done         bool
 }
 
 func (b *syncBody) Read(p []byte) (int, error) {
@@ -163,9 +154,16 @@ func (b *syncBody) finish(reusable bool) {
 		return
 	}
 	b.done = true
-	if b.stop() && reusable && b.keep {
-		b.pool.Put(b.c)
-		return
+	switch {
+	case !b.stop() || !reusable || !b.keep:
+		b.c.Close()
+	case b.bodyless:
+		if b.c.R.Buffered() > 0 {
+			b.f.bytesAfterResponse(b.w, b.c, b.method+" "+b.path)
+		} else {
+			b.c.Close()
+		}
+	case !reuse(b.w, b.c):
+		b.f.bytesAfterResponse(b.w, b.c, b.method+" "+b.path)
 	}
-	b.c.Close()
 }

@@ -21,6 +21,7 @@ type Metrics struct {
 	warmupEnabled     prometheus.Gauge
 	warmupIneffective prometheus.Counter
 	handoffs          *prometheus.CounterVec
+	protocolErrors    *prometheus.CounterVec
 	workers           *stateCollector
 }
 
@@ -58,6 +59,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "warmpool_front_handoffs_total",
 			Help: "Client connections the lean HTTP/1.1 front handed to the net/http server (slower), by the reason of their first such request.",
 		}, []string{"reason"}),
+		protocolErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmpool_worker_protocol_errors_total",
+			Help: "Responses a worker got wrong, by reason: bytes_after_response (more than the response's framing allowed; the connection is closed and the bytes dropped), malformed_response.",
+		}, []string{"reason"}),
 		workers: &stateCollector{desc: prometheus.NewDesc("warmpool_workers", "Workers by state.", []string{"state"}, nil)},
 	}
 	// Read from the rotation at each scrape rather than counted per request: two contended
@@ -72,7 +77,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return 0
 	})
 	reg.MustRegister(m.requests, m.inFlight, m.spawns,
-		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.workers)
+		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.protocolErrors, m.workers)
 	return m
 }
 
@@ -142,6 +147,13 @@ func (m *Metrics) WarmupIneffective() {
 func (m *Metrics) HandedOff(reason string) {
 	if m != nil {
 		m.handoffs.WithLabelValues(reason).Inc()
+	}
+}
+
+// WorkerProtocolError counts a response a worker got wrong.
+func (m *Metrics) WorkerProtocolError(reason string) {
+	if m != nil {
+		m.protocolErrors.WithLabelValues(reason).Inc()
 	}
 }
 

@@ -1,12 +1,14 @@
 package testworker
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"strconv"
@@ -59,6 +61,7 @@ type server struct {
 	notifiedFirst atomic.Int32 // 0 unknown, 1 notified before first warm-up, 2 not
 	pathCold      map[string]time.Duration
 	pathWarm      sync.Map
+	trigger       chan chan struct{} // /trigger asks a connection /extra left idle to send its bytes
 }
 
 // Main runs the test worker until SIGTERM and exits the process.
@@ -72,6 +75,7 @@ func Main() {
 		id: os.Getenv(worker.EnvWorkerID), pid: strconv.Itoa(os.Getpid()), gen: os.Getenv(worker.EnvGeneration),
 		allowedHost: os.Getenv(EnvAllowedHost),
 	}
+	s.trigger = make(chan chan struct{})
 	s.cold, _ = time.ParseDuration(os.Getenv(EnvCold))
 	s.pathCold = map[string]time.Duration{}
 	if v := os.Getenv(EnvPathCold); v != "" {
@@ -105,8 +109,11 @@ func Main() {
 	if d, err := time.ParseDuration(os.Getenv(EnvIdleTimeout)); err == nil {
 		srv.IdleTimeout = d
 		srv.ConnState = func(_ net.Conn, st http.ConnState) {
-			if st == http.StateClosed {
-				fmt.Println("test worker connection closed") // tests wait on this line
+			switch st { // tests wait on these lines
+			case http.StateNew:
+				fmt.Println("test worker connection opened")
+			case http.StateClosed:
+				fmt.Println("test worker connection closed")
 			}
 		}
 	}
@@ -198,7 +205,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/echo":
 		h.Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"host": r.Host, "header": r.Header, "proto": r.Proto,
+			"host": r.Host, "header": r.Header, "proto": r.Proto, "uri": r.RequestURI,
 			"env": map[string]string{
 				"WARMPOOL_WORKER_ID": os.Getenv(worker.EnvWorkerID), "WARMPOOL_SOCKET": os.Getenv(worker.EnvSocket),
 				"PORT": os.Getenv(worker.EnvPort), "NOTIFY_SOCKET": os.Getenv(worker.EnvNotify),
@@ -239,6 +246,47 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bw.WriteString(r.URL.Query().Get("b"))
 		bw.Flush()
 		conn.Close()
+	case "/extra":
+		// A sloppy worker: answers with status and, if given, a Content-Length of cl, then
+		// body whatever the framing allows (after gap ms, in a write of its own), keeps the
+		// connection open and serves more requests on it. late is sent on the connection once
+		// it is idle, when /trigger is asked (on another connection).
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		q := r.URL.Query()
+		brw.WriteString("HTTP/1.1 " + q.Get("status") + " X\r\n")
+		if cl := q.Get("cl"); cl != "" {
+			brw.WriteString("Content-Length: " + cl + "\r\n")
+		}
+		brw.WriteString("\r\n")
+		if gap, _ := strconv.Atoi(q.Get("gap")); gap > 0 {
+			brw.Flush()
+			time.Sleep(time.Duration(gap) * time.Millisecond)
+		}
+		brw.WriteString(q.Get("body"))
+		brw.Flush()
+		if late := q.Get("late"); late != "" {
+			go func() {
+				select {
+				case done := <-s.trigger:
+					io.WriteString(conn, late)
+					close(done)
+				case <-time.After(10 * time.Second):
+				}
+			}()
+		}
+		go s.serveHijacked(conn, brw.Reader)
+	case "/trigger":
+		done := make(chan struct{})
+		select {
+		case s.trigger <- done:
+			<-done
+			fmt.Fprintln(w, "triggered")
+		case <-time.After(10 * time.Second):
+			http.Error(w, "no idle connection to trigger", http.StatusConflict)
+		}
 	case "/big":
 		// "bytes" bytes of body with a Content-Length: more than the sockets between the
 		// worker and a client that does not read can hold.
@@ -260,6 +308,31 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("X-Checksum", "abc123")
 	default:
 		fmt.Fprintln(w, "ok")
+	}
+}
+
+// serveHijacked goes on serving requests on a connection taken over by /extra.
+func (s *server) serveHijacked(conn net.Conn, br *bufio.Reader) {
+	defer conn.Close()
+	for {
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		req.Body.Close()
+		var out strings.Builder
+		fmt.Fprintf(&out, "HTTP/1.1 %d %s\r\n", rec.Code, http.StatusText(rec.Code))
+		rec.Header().Del("Content-Length")
+		rec.Header().Write(&out)
+		fmt.Fprintf(&out, "Content-Length: %d\r\n\r\n", rec.Body.Len())
+		if req.Method != http.MethodHead {
+			out.Write(rec.Body.Bytes())
+		}
+		if _, err := io.WriteString(conn, out.String()); err != nil {
+			return
+		}
 	}
 }
 

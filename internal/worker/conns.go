@@ -6,8 +6,9 @@ import (
 	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"syscall"
+	"unsafe"
+
 	"warmpool/internal/rawsock"
 )
 
@@ -20,10 +21,10 @@ type Conn struct {
 	// Reused reports that the connection served an earlier request.
 	Reused bool
 
-	raw      syscall.RawConn // nil when the connection has no file descriptor
-	peek     func(fd uintptr) bool
-	peekOK   bool
-	peekByte [1]byte
+	raw       syscall.RawConn // nil when the connection has no file descriptor
+	peek      func(fd uintptr) bool
+	peekState IdleState
+	peekByte  [1]byte
 }
 
 func newConn(nc net.Conn) *Conn {
@@ -36,24 +37,50 @@ func newConn(nc net.Conn) *Conn {
 		c.raw, _ = sc.SyscallConn()
 	}
 	c.peek = func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), c.peekByte[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		c.peekOK = n < 0 && (err == syscall.EAGAIN || err == syscall.EWOULDBLOCK)
+		// A raw system call: this runs before every reuse, so it skips the scheduler's
+		// syscall bookkeeping (a non-blocking peek cannot block).
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&c.peekByte[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch {
+		case errno == syscall.EAGAIN:
+			c.peekState = IdleUsable
+		case errno == 0 && n > 0:
+			c.peekState = IdleUnread
+		default:
+			c.peekState = IdleClosed // EOF or an error
+		}
 		return true // never wait
 	}
 	return c
 }
 
-// Alive peeks at an idle connection without blocking: one the worker closed shows EOF (or
-// bytes nobody asked for), and is not to be used. Built once per connection, it allocates nothing.
-func (c *Conn) Alive() bool {
-	if c.R.Buffered() > 0 || c.raw == nil {
-		return false
+// IdleState is what a look at an idle connection finds.
+type IdleState int
+
+const (
+	// IdleUsable: nothing to read; the connection may carry the next request.
+	IdleUsable IdleState = iota
+	// IdleClosed: the worker closed it (or it failed); nothing was lost.
+	IdleClosed
+	// IdleUnread: bytes nobody asked for wait on it: the worker sent more than its last
+	// response's framing allowed. Whatever they are, they must never reach a client.
+	IdleUnread
+)
+
+// Idle looks at an idle connection without blocking: bytes left in the buffer or readable on
+// the socket, or the worker's close. Built once per connection, it allocates nothing.
+func (c *Conn) Idle() IdleState {
+	if c.R.Buffered() > 0 {
+		return IdleUnread
 	}
-	c.peekOK = false
+	if c.raw == nil {
+		return IdleClosed
+	}
+	c.peekState = IdleClosed
 	if err := c.raw.Read(c.peek); err != nil {
-		return false
+		return IdleClosed
 	}
-	return c.peekOK
+	return c.peekState
 }
 
 // ConnPool keeps idle connections to one worker.
@@ -64,20 +91,6 @@ type ConnPool struct {
 	mu     sync.Mutex
 	idle   []*Conn
 	closed bool
-
-	// closesIdle is set once the worker was seen closing a kept-alive connection.
-	closesIdle atomic.Bool
-}
-
-// ClosesIdle reports that the worker was seen closing kept-alive connections (uWSGI after
-// every response, gunicorn after its keepalive), so idle ones are worth checking before use.
-func (p *ConnPool) ClosesIdle() bool { return p.closesIdle.Load() }
-
-// NoteClosedIdle records that a kept-alive connection turned out closed by the worker.
-func (p *ConnPool) NoteClosedIdle() {
-	if !p.closesIdle.Load() {
-		p.closesIdle.Store(true)
-	}
 }
 
 // Get returns an idle connection, or dials a new one (dial failures are *DialError).

@@ -1,0 +1,86 @@
+package proxy
+
+import (
+	"context"
+	"strconv"
+
+	"warmpool/internal/worker"
+)
+
+// A worker connection is reused only when nothing is left on it past the response's framing.
+// Bytes left over (a body sent to a HEAD request or with a 204 or 304, a body longer than its
+// Content-Length, anything sent between responses) would otherwise be read as the response
+// to the next request on that connection: another client's. So the connection is checked
+// twice: when the response ends (what is already buffered), and before its next use (what
+// arrived since); either way such a connection is closed, the bytes dropped, the worker named.
+
+// A connection is never reused after a response that may not have a body (to HEAD, a 204, a
+// 304): that is where sloppy workers send one anyway (Python's http.server with do_HEAD =
+// do_GET), often in a write of its own that may not have arrived when the response ends, so no
+// check could tell it from the next response. Such responses are a small share of traffic; a
+// new connection costs far less than another client's response.
+
+// Reasons for warmpool_worker_protocol_errors_total.
+const (
+	// ProtocolBytesAfterResponse: the worker sent bytes past the end of a response.
+	ProtocolBytesAfterResponse = "bytes_after_response"
+	// ProtocolMalformedResponse: a response head or body framing that does not parse.
+	ProtocolMalformedResponse = "malformed_response"
+)
+
+// reuse returns wc to w's pool for the next request and reports true, unless the worker sent
+// more than the response that just ended: then the caller passes wc to bytesAfterResponse
+// (which names the request; building that name here would cost every request an allocation).
+func reuse(w *worker.Worker, wc *worker.Conn) bool {
+	if wc.R.Buffered() > 0 {
+		return false
+	}
+	wc.Reused = true
+	w.Conns().Put(wc)
+	return true
+}
+
+// bytesAfterResponse closes a connection on which the worker sent bytes nobody asked for
+// (after the response to the request after names), and reports it.
+func (f *Front) bytesAfterResponse(w *worker.Worker, wc *worker.Conn, after string) {
+	n := wc.R.Buffered()
+	start, _ := wc.R.Peek(min(n, 48))
+	f.log.Warn("worker sent bytes past the end of its response; they were dropped and its connection closed",
+		"worker", w.ID(), "pid", w.PID(), "after", after, "buffered", n, "start", strconv.Quote(string(start)))
+	wc.Close()
+	f.protocolError(ProtocolBytesAfterResponse)
+}
+
+func (f *Front) protocolError(reason string) {
+	if fn := f.opts.Load().OnProtocolError; fn != nil {
+		fn(reason)
+	}
+}
+
+// getConn returns a connection to w: a pooled one that nothing arrived on while it was idle,
+// or a fresh one (fresh skips the pool).
+func (f *Front) getConn(ctx context.Context, w *worker.Worker, fresh bool) (*worker.Conn, error) {
+	pool := w.Conns()
+	for {
+		var c *worker.Conn
+		var err error
+		if fresh {
+			c, err = pool.Dial(ctx)
+		} else {
+			c, err = pool.Get(ctx)
+		}
+		if err != nil || !c.Reused {
+			return c, err
+		}
+		switch c.Idle() {
+		case worker.IdleUsable:
+			return c, nil
+		case worker.IdleUnread:
+			c.R.Peek(1) // the peek saw a byte: read what is there, for the log line
+			f.bytesAfterResponse(w, c, "an earlier request (the bytes came while the connection was idle)")
+		default:
+			c.Close() // closed by the worker while idle: nothing was sent
+			f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())
+		}
+	}
+}
