@@ -132,7 +132,8 @@ func (s *Server) Start() (err error) {
 	s.front = proxy.NewFront(s.bal, s.frontOptions(cfg))
 	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}), s.history)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
-	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog}
+	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog,
+		MaxHeaderBytes: int(cfg.Proxy.MaxHeaderBytes.Bytes)}
 	if cfg.TLSCert == "" {
 		s.lean = proxy.NewServer(s.front, s.frontSrv)
 	}
@@ -167,6 +168,8 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		PassUnderscoreHeaders: cfg.Proxy.UnderscoreHeaders == config.UnderscorePass,
 		RequestTimeout:        cfg.Proxy.RequestTimeout.Duration,
 		SendTimeout:           cfg.Proxy.SendTimeout.Duration,
+		ClientBodyTimeout:     cfg.Proxy.ClientBodyTimeout.Duration,
+		MaxBodySize:           cfg.Proxy.MaxBodySize.Bytes,
 		Harakiri:              cfg.Proxy.Harakiri.Duration,
 		OnStuck:               s.pool.ReportStuck,
 		AllowedHosts:          cfg.Proxy.AllowedHosts,

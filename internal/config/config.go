@@ -115,6 +115,15 @@ type Proxy struct {
 	// the client's connection is closed, so that a client that stops reading cannot hold a
 	// worker (nginx's send_timeout).
 	SendTimeout Duration `toml:"send_timeout"`
+	// ClientBodyTimeout is how long a client may go without sending any of its request body
+	// (nginx's client_body_timeout); past it, 408. The body is read whole before a worker is
+	// leased, so a slow upload holds no worker.
+	ClientBodyTimeout Duration `toml:"client_body_timeout"`
+	// MaxBodySize is the largest request body accepted; past it, 413 (nginx's
+	// client_max_body_size). Bodies over 64 KiB wait in a temporary file, not in memory.
+	MaxBodySize Size `toml:"max_body_size"`
+	// MaxHeaderBytes bounds a request's head (request line and fields); past it, 431.
+	MaxHeaderBytes Size `toml:"max_header_bytes"`
 	// AllowedHosts, when set, is the front's host allow-list: requests with another Host get
 	// 400. Entries are exact names, ".example.com" for a domain and its subdomains, or "*".
 	AllowedHosts []string `toml:"allowed_hosts"`
@@ -198,6 +207,9 @@ func Default() Config {
 			QueueTimeout:      Duration{10 * time.Second},
 			RequestTimeout:    Duration{60 * time.Second},
 			SendTimeout:       Duration{60 * time.Second},
+			ClientBodyTimeout: Duration{60 * time.Second},
+			MaxBodySize:       Size{100 << 20},
+			MaxHeaderBytes:    Size{32 << 10},
 			UnderscoreHeaders: UnderscoreDrop,
 		},
 		Telemetry: Telemetry{

@@ -39,6 +39,7 @@ var rules = []rule{
 	{"warm-up requests well-formed", checkRequests},
 	{"timeouts positive", checkTimeouts},
 	{"harakiri above request_timeout", checkHarakiri},
+	{"request size limits in range", checkLimits},
 	{"socket_dir only with {socket}", checkSocketDir},
 	{"telemetry settings in range", checkTelemetry},
 	{"forwarding settings well-formed", checkForwarding},
@@ -322,7 +323,7 @@ func checkTimeouts(l *Loaded, r *report) {
 	for key, d := range map[string]Duration{
 		"worker.graceful_timeout": c.Worker.GracefulTimeout, "warmup.timeout": c.Warmup.Timeout,
 		"proxy.request_timeout": c.Proxy.RequestTimeout, "worker.restart_backoff": c.Worker.RestartBackoff,
-		"proxy.send_timeout": c.Proxy.SendTimeout,
+		"proxy.send_timeout": c.Proxy.SendTimeout, "proxy.client_body_timeout": c.Proxy.ClientBodyTimeout,
 	} {
 		if d.Duration <= 0 {
 			r.add("%s: must be above 0", l.kv(key))
@@ -330,6 +331,18 @@ func checkTimeouts(l *Loaded, r *report) {
 	}
 	if c.Worker.RestartBackoffMax.Duration < c.Worker.RestartBackoff.Duration {
 		r.add("%s is below %s: raise it", l.kv("worker.restart_backoff_max"), l.kv("worker.restart_backoff"))
+	}
+}
+
+func checkLimits(l *Loaded, r *report) {
+	p := &l.Config.Proxy
+	if p.MaxBodySize.Bytes <= 0 {
+		r.add("%s: must be above 0", l.kv("proxy.max_body_size"))
+	}
+	// A head must hold at least a request line and Host; past 1 MiB, memory per slow client
+	// grows beyond what a front facing the internet should give.
+	if p.MaxHeaderBytes.Bytes < 1<<10 || p.MaxHeaderBytes.Bytes > 1<<20 {
+		r.add("%s: must be from 1KiB to 1MiB", l.kv("proxy.max_header_bytes"))
 	}
 }
 

@@ -63,7 +63,7 @@ func (f *Front) writeError(rw http.ResponseWriter, r *http.Request, err error) {
 	status, reason := classify(r.Context().Err() != nil, err, f.bal.QueueTimeout())
 	if status == 0 {
 		f.log.Debug("client went away", "path", r.URL.Path, "error", err)
-		rw.WriteHeader(http.StatusBadGateway)
+		clientGone(r)
 		return
 	}
 	f.log.Warn("request failed", "status", status, "method", r.Method, "path", r.URL.Path, "reason", reason)

@@ -3,11 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
-	"net/http/httptrace"
-	"net/http/httputil"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -43,6 +40,10 @@ type Options struct {
 	// to read; past it, the connection is closed, so that a client that stops reading cannot
 	// hold a worker. 0: no limit.
 	SendTimeout time.Duration
+	// ClientBodyTimeout bounds the wait for each read of a request body; past it, 408. 0: none.
+	ClientBodyTimeout time.Duration
+	// MaxBodySize is the largest request body accepted; past it, 413. 0: no limit.
+	MaxBodySize int64
 	// PassUnderscoreHeaders keeps request fields with '_' in the name; by default they are
 	// removed (forwarded.go).
 	PassUnderscoreHeaders bool
@@ -73,8 +74,11 @@ type Front struct {
 	bal  *Balancer
 	opts atomic.Pointer[Options]
 	log  *slog.Logger
-	rp   *httputil.ReverseProxy
-	wg   sync.WaitGroup // requests detached after a timeout, waiting for harakiri
+	wg   sync.WaitGroup // requests detached after a timeout, waiting for harakiri; tunnels
+
+	tunnelsMu sync.Mutex
+	tunnels   map[*tunnelConns]struct{} // upgraded connections, ended by Close
+	closed    bool
 }
 
 const maxAttempts = 3
@@ -86,13 +90,6 @@ func NewFront(bal *Balancer, opts Options) *Front {
 	}
 	f := &Front{bal: bal, log: opts.Logger}
 	f.opts.Store(&opts)
-	f.rp = &httputil.ReverseProxy{
-		Rewrite:      f.rewrite,
-		Transport:    forwarder{f},
-		ErrorHandler: f.writeError,
-		ErrorLog:     slog.NewLogLogger(opts.Logger.Handler(), slog.LevelWarn),
-		BufferPool:   newBufferPool(),
-	}
 	return f
 }
 
@@ -127,7 +124,10 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sw := &statusWriter{ResponseWriter: w}
 	f.serve(sw, r.WithContext(context.WithValue(ctx, requestInfoKey{}, info)), opts)
-	info.Status, info.Bytes, info.Duration = sw.status, sw.bytes, time.Since(info.Start)
+	info.Bytes, info.Duration = sw.bytes, time.Since(info.Start)
+	if info.Status == 0 { // else set while serving: the client left (499)
+		info.Status = sw.status
+	}
 	if info.Status == 0 {
 		info.Status = http.StatusOK
 	}
@@ -156,28 +156,24 @@ func protoVersion(r *http.Request) string {
 	return strconv.Itoa(r.ProtoMajor) + "." + strconv.Itoa(r.ProtoMinor)
 }
 
-func (f *Front) serve(w http.ResponseWriter, r *http.Request, opts *Options) {
-	if len(opts.AllowedHosts) > 0 && !config.HostAllowed(opts.AllowedHosts, r.Host) {
-		f.log.Warn("request for a host not in proxy.allowed_hosts", "host", r.Host, "path", r.URL.Path)
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.WriteHeader(http.StatusBadRequest)
-		fmt.Fprintf(w, "warmpool: host %q is not in proxy.allowed_hosts\n", r.Host)
-		return
+// hostAllowed applies proxy.allowed_hosts (on both paths), logging a refusal.
+func (f *Front) hostAllowed(opts *Options, host, path string) bool {
+	if len(opts.AllowedHosts) == 0 || config.HostAllowed(opts.AllowedHosts, host) {
+		return true
 	}
-	if opts.SendTimeout > 0 {
-		dw := &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: opts.SendTimeout, log: f.log, r: r}
-		defer dw.rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
-		w = dw
-	}
-	if directEligible(r, opts) {
-		f.serveDirect(w, r, opts)
-		return
-	}
-	f.rp.ServeHTTP(w, r)
+	f.log.Warn("request for a host not in proxy.allowed_hosts", "host", host, "path", path)
+	return false
 }
 
-// Close waits for requests that were answered 504 but still occupy a worker.
+// Close ends upgraded connections (WebSockets), and waits for them and for requests that were
+// answered 504 but still occupy a worker.
 func (f *Front) Close(ctx context.Context) error {
+	f.tunnelsMu.Lock()
+	f.closed = true
+	for t := range f.tunnels {
+		t.close()
+	}
+	f.tunnelsMu.Unlock()
 	done := make(chan struct{})
 	go func() { f.wg.Wait(); close(done) }()
 	select {
@@ -185,82 +181,6 @@ func (f *Front) Close(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
-	}
-}
-
-// rewrite builds the outbound request: the client's Host is kept, forwarding headers follow
-// forwarded.go (the client's X-Forwarded-For chain is extended), no client can pose as a warm-up request, and
-// with tracing on the worker gets warmpool's span as the parent of its own.
-func (f *Front) rewrite(pr *httputil.ProxyRequest) {
-	pr.Out.URL.Scheme = "http"
-	pr.Out.URL.Host = "worker"
-	pr.Out.Host = pr.In.Host
-	// ReverseProxy has already removed Forwarded and X-Forwarded-For, -Host and -Proto from Out.
-	opts := f.opts.Load()
-	if trustedPeer(opts.TrustedProxies, pr.In.RemoteAddr) {
-		for _, k := range []string{"Forwarded", "X-Forwarded-Host", "X-Forwarded-Proto"} {
-			if v, ok := pr.In.Header[k]; ok {
-				pr.Out.Header[k] = v
-			}
-		}
-	} else {
-		dropForwarding(pr.Out.Header)
-	}
-	if !opts.PassUnderscoreHeaders {
-		dropUnderscored(pr.Out.Header)
-	}
-	pr.Out.Header.Set("X-Forwarded-For", forwardedFor(pr.In.Header["X-Forwarded-For"], pr.In.RemoteAddr))
-	if pr.In.TLS != nil && pr.Out.Header.Get("X-Forwarded-Proto") == "" {
-		pr.Out.Header.Set("X-Forwarded-Proto", "https")
-	}
-	pr.Out.Header.Del(worker.WarmupHeader)
-	if sc := trace.SpanContextFromContext(pr.Out.Context()); sc.IsValid() {
-		telemetry.Propagator.Inject(pr.Out.Context(), propagation.HeaderCarrier(pr.Out.Header))
-	}
-}
-
-// forwarder is the ReverseProxy's transport: it leases a worker per request.
-type forwarder struct{ f *Front }
-
-func (fw forwarder) RoundTrip(req *http.Request) (*http.Response, error) {
-	f := fw.f
-	var avoid *worker.Worker
-	var body *retryableBody
-	if req.Body != nil && req.Body != http.NoBody {
-		// The transport closes the body even when the dial fails; keep it for a retry.
-		body = &retryableBody{ReadCloser: req.Body}
-		out := *req
-		out.Body = body
-		req = &out
-	}
-	// The transport replays an idempotent request on a fresh connection when a reused one
-	// breaks; if that replay then fails to connect, the request did reach the (now dead)
-	// worker, and sending it elsewhere could crash the next worker too. So retry elsewhere
-	// only when no byte of the request was ever written.
-	var written atomic.Bool
-	clientTrace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
-		if info.Err == nil {
-			written.Store(true)
-		}
-	}}
-	req = req.WithContext(httptrace.WithClientTrace(req.Context(), clientTrace))
-	info, _ := req.Context().Value(requestInfoKey{}).(*telemetry.Request)
-	coldWindow := f.opts.Load().ColdWindow
-	for attempt := 1; ; attempt++ {
-		lease, err := f.acquire(req.Context(), avoid, info, coldWindow)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := f.send(lease, req, info) // on error, send already returned the slot
-		if f.retryElsewhere(req.Context(), err, attempt, body.consumed() || written.Load()) {
-			avoid = lease.Worker()
-			continue
-		}
-		var up *UpstreamError
-		if errors.As(err, &up) {
-			up.Sent = written.Load()
-		}
-		return resp, err
 	}
 }
 
@@ -309,38 +229,6 @@ func (f *Front) retryElsewhere(ctx context.Context, err error, attempt int, sent
 	return true
 }
 
-// send forwards req to the leased worker; the lease is released when the response body is
-// closed, or at once on error. info (may be nil) gets the upstream time.
-func (f *Front) send(lease Lease, req *http.Request, info *telemetry.Request) (*http.Response, error) {
-	opts := f.opts.Load()
-	sent := time.Now()
-	if opts.Harakiri > opts.RequestTimeout && opts.RequestTimeout > 0 {
-		return f.sendWatched(lease, req, opts, info, sent)
-	}
-	w := lease.Worker()
-	var resp *http.Response
-	var err error
-	if syncEligible(req) {
-		resp, err = f.roundTripSync(w, req)
-	} else {
-		resp, err = w.Transport().RoundTrip(req)
-	}
-	if err != nil {
-		if info != nil {
-			info.Upstream = time.Since(sent)
-		}
-		f.releaseAfterFailure(lease, err)
-		return nil, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout}
-	}
-	resp.Body = wrapBody(resp, func() {
-		if info != nil {
-			info.Upstream = time.Since(sent)
-		}
-		lease.Release()
-	})
-	return resp, nil
-}
-
 // failureHold is how long a slot stays taken after its request failed on a broken connection,
 // when the worker does not exit meanwhile (a transient error on a live worker).
 const failureHold = 2 * time.Second
@@ -375,61 +263,4 @@ func chanClosed(c <-chan struct{}) bool {
 	default:
 		return false
 	}
-}
-
-type roundTripResult struct {
-	resp *http.Response
-	err  error
-}
-
-// sendWatched answers 504 at RequestTimeout but keeps the worker's slot, because the worker is
-// still busy with the request, until it answers or the Harakiri limit (the transport's
-// response-header timeout) passes and the worker is reported stuck.
-func (f *Front) sendWatched(lease Lease, req *http.Request, opts *Options, info *telemetry.Request, sent time.Time) (*http.Response, error) {
-	w := lease.Worker()
-	upCtx, cancel := context.WithCancel(context.WithoutCancel(req.Context()))
-	stopFollowing := context.AfterFunc(req.Context(), cancel)
-	results := make(chan roundTripResult, 1)
-	f.wg.Go(func() {
-		resp, err := w.Transport().RoundTrip(req.WithContext(upCtx))
-		results <- roundTripResult{resp, err}
-	})
-	timer := time.NewTimer(opts.RequestTimeout)
-	select {
-	case r := <-results:
-		timer.Stop()
-		stopFollowing()
-		if r.err != nil {
-			cancel()
-			f.releaseAfterFailure(lease, r.err)
-			return nil, &UpstreamError{WorkerID: w.ID(), Err: r.err, Timeout: opts.RequestTimeout}
-		}
-		r.resp.Body = wrapBody(r.resp, func() {
-			if info != nil {
-				info.Upstream = time.Since(sent)
-			}
-			cancel()
-			lease.Release()
-		})
-		return r.resp, nil
-	case <-timer.C:
-		if info != nil {
-			info.Upstream = time.Since(sent)
-		}
-	}
-	stopFollowing()
-	f.wg.Go(func() {
-		r := <-results
-		if r.err != nil && isTimeout(r.err) && opts.OnStuck != nil {
-			f.log.Error("worker passed the harakiri limit; it will be killed and replaced",
-				"worker", w.ID(), "pid", w.PID(), "harakiri", opts.Harakiri, "path", req.URL.Path)
-			opts.OnStuck(w)
-		}
-		if r.resp != nil {
-			r.resp.Body.Close()
-		}
-		cancel()
-		lease.Release()
-	})
-	return nil, &UpstreamError{WorkerID: w.ID(), Err: errResponseTimeout, Timeout: opts.RequestTimeout}
 }

@@ -22,7 +22,7 @@ const attackResponse = "HTTP/1.1 200 OK\r\nSet-Cookie: sid=attacker\r\nContent-L
 
 // A worker that sends more than its response's framing allows never gets those bytes to any
 // client: the connection is closed, and the worker named in the log and counted. On each way
-// a request takes (lean; net/http), with a worker concurrency of 1 and 4.
+// a request takes (lean; net/http; net/http with harakiri), with a worker concurrency of 1 and 4.
 func TestWorkerBytesPastTheResponseReachNoClient(t *testing.T) {
 	q := func(kv ...string) string {
 		v := url.Values{}
@@ -51,7 +51,7 @@ func TestWorkerBytesPastTheResponseReachNoClient(t *testing.T) {
 	ways := []struct {
 		name, proto string
 		harakiri    bool
-	}{{"lean", "HTTP/1.1", false}, {"net/http", "HTTP/1.0", false}}
+	}{{"lean", "HTTP/1.1", false}, {"net/http", "HTTP/1.0", false}, {"net/http with harakiri", "HTTP/1.0", true}}
 	for _, concurrency := range []int{1, 4} {
 		for _, way := range ways {
 			var reported atomic.Int64

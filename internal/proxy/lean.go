@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"warmpool/internal/config"
 	"warmpool/internal/h1"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
@@ -74,8 +73,7 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 	}
 	var status int
 	var bytes int64
-	if len(opts.AllowedHosts) > 0 && !config.HostAllowed(opts.AllowedHosts, string(req.Host)) {
-		f.log.Warn("request for a host not in proxy.allowed_hosts", "host", string(req.Host), "path", string(req.Path()))
+	if len(opts.AllowedHosts) > 0 && !f.hostAllowed(opts, string(req.Host), string(req.Path())) {
 		var ok bool
 		status = http.StatusBadRequest
 		bytes, ok = c.writeError(status, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", keep)
@@ -157,7 +155,10 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 		var we *h1.WriteError
 		if errors.As(err, &we) {
 			lease.Release() // the client went away; the worker is fine
-			return max(status, http.StatusBadGateway), n, false
+			if status == 0 {
+				status = StatusClientClosedRequest
+			}
+			return status, n, false
 		}
 		f.releaseAfterFailure(lease, err)
 		if status != 0 {
@@ -541,7 +542,7 @@ func (c *clientConn) writeFailure(f *Front, err error, keep bool) (int, int64, b
 	status, reason := classify(errors.Is(err, context.Canceled), err, f.bal.QueueTimeout())
 	if status == 0 {
 		f.log.Debug("client went away", "path", string(c.req.Path()), "error", err)
-		return http.StatusBadGateway, 0, false
+		return StatusClientClosedRequest, 0, false
 	}
 	f.log.Warn("request failed", "status", status, "method", string(c.req.Method), "path", string(c.req.Path()), "reason", reason)
 	keep = keep && status != http.StatusGatewayTimeout // the worker may still answer on that connection

@@ -523,3 +523,36 @@ func TestClientThatStopsReadingLetsItsWorkerGo(t *testing.T) {
 		})
 	}
 }
+
+// An upgrade (WebSocket's shape) goes to net/http, which joins the two connections after the
+// worker's 101; the worker's slot is held for the tunnel's life and returned after it.
+func TestUpgradeTunnelsBothWays(t *testing.T) {
+	reasons := make(chan string, 1)
+	e := startLean(t, 1, Options{OnHandoff: func(why string) { reasons <- why }})
+	c := e.dial()
+	c.send("GET /upgrade HTTP/1.1\r\nHost: app.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	resp, err := http.ReadResponse(c.br, &http.Request{Method: "GET"})
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "echo" {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	if why := <-reasons; why != whyUpgrade {
+		t.Fatalf("handed off for %q", why)
+	}
+	for _, msg := range []string{"hello\n", "second line\n"} {
+		c.send(msg)
+		line, err := c.br.ReadString('\n')
+		if err != nil || line != strings.ToUpper(msg) {
+			t.Fatalf("echo of %q: %q %v", msg, line, err)
+		}
+	}
+	if e.w.InFlight() != 1 {
+		t.Fatalf("in flight during the tunnel: %d, want 1", e.w.InFlight())
+	}
+	c.nc.Close()
+	waitFor(t, func() bool { return e.w.InFlight() == 0 })
+	next := e.dial()
+	next.send(get("/"))
+	if resp, _ := next.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("after the tunnel: %d", resp.StatusCode)
+	}
+}

@@ -278,6 +278,27 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}()
 		}
 		go s.serveHijacked(conn, brw.Reader)
+	case "/upgrade":
+		// Switches to an echo protocol: every line sent comes back upper-cased, until EOF.
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString(strings.ToUpper(line))
+			brw.Flush()
+		}
 	case "/trigger":
 		done := make(chan struct{})
 		select {

@@ -1,0 +1,370 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"warmpool/internal/telemetry"
+	"warmpool/internal/worker"
+)
+
+// The net/http fallback serves what the lean path hands off (HTTP/1.0, chunked or large
+// uploads, "Expect: 100-continue", upgrades, large heads) and everything over TLS and HTTP/2.
+// It is one way for every request, with the lean path's policies: the body is read whole
+// before a worker is leased (spool.go), the request is written on a pooled worker connection
+// (outbound.go), the response head is awaited within the request timeout, with harakiri
+// keeping the slot of a worker that overran it or whose client left, and the connection is
+// reused only when nothing is left past the response (reuse.go).
+
+// StatusClientClosedRequest is recorded for a request whose client went away before its
+// response (nginx's 499): the client's doing, not a failure of warmpool or the worker.
+const StatusClientClosedRequest = 499
+
+// serve forwards one request from net/http.
+func (f *Front) serve(rw http.ResponseWriter, r *http.Request, opts *Options) {
+	if r.Method == http.MethodConnect {
+		f.refuse(rw, r, http.StatusMethodNotAllowed, "CONNECT is not served: warmpool is no forward proxy")
+		return
+	}
+	if !f.hostAllowed(opts, r.Host, r.URL.Path) {
+		f.refuse(rw, r, http.StatusBadRequest, fmt.Sprintf("host %q is not in proxy.allowed_hosts", r.Host))
+		return
+	}
+	if opts.SendTimeout > 0 {
+		dw := &deadlineWriter{ResponseWriter: rw, rc: http.NewResponseController(rw), timeout: opts.SendTimeout, log: f.log, r: r}
+		defer dw.rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
+		rw = dw
+	}
+	upgrade := upgradeOf(r)
+	var body *spooledBody
+	if upgrade == "" {
+		var ok bool
+		if body, ok = f.readBody(rw, r, opts); !ok {
+			return
+		}
+		defer body.Close()
+	}
+	f.forward(rw, r, body, upgrade, opts)
+}
+
+// refuse answers a request warmpool itself turns down, with the reason in plain text.
+func (f *Front) refuse(rw http.ResponseWriter, r *http.Request, status int, reason string) {
+	f.log.Warn("request refused", "status", status, "method", r.Method, "path", r.URL.Path, "client", r.RemoteAddr, "reason", reason)
+	writePlainError(rw, status, reason)
+}
+
+func writePlainError(rw http.ResponseWriter, status int, reason string) {
+	h := rw.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	rw.WriteHeader(status)
+	fmt.Fprintf(rw, "warmpool: %s\n", reason)
+}
+
+// clientGone records that the request's client went away (nil info: nothing records).
+func clientGone(r *http.Request) {
+	if info, _ := r.Context().Value(requestInfoKey{}).(*telemetry.Request); info != nil {
+		info.Status = StatusClientClosedRequest
+	}
+}
+
+// upgradeOf is the protocol an HTTP/1.1 request asks to switch to ("" for none).
+func upgradeOf(r *http.Request) string {
+	if r.ProtoMajor != 1 || r.ProtoMinor != 1 || !hasToken(r.Header["Connection"], "upgrade") {
+		return ""
+	}
+	return r.Header.Get("Upgrade")
+}
+
+// upstream is a response head received from a worker, with what its body is read through.
+type upstream struct {
+	lease Lease
+	wc    *worker.Conn
+	resp  *http.Response
+	// stopWatch ends the watch on the client that cuts the worker's connection if the client
+	// leaves; false when the watch already cut it.
+	stopWatch func() bool
+	bodyless  bool // a response that may have no body: its connection is not reused (reuse.go)
+}
+
+// forward leases a worker, exchanges the request with it and relays the response, retrying on
+// another worker when the first refused the connection.
+func (f *Front) forward(rw http.ResponseWriter, r *http.Request, body *spooledBody, upgrade string, opts *Options) {
+	ctx := r.Context()
+	info, _ := ctx.Value(requestInfoKey{}).(*telemetry.Request)
+	span := trace.SpanFromContext(ctx)
+	var avoid *worker.Worker
+	for attempt := 1; ; attempt++ {
+		lease, err := f.acquire(ctx, avoid, info, opts.ColdWindow)
+		if err != nil {
+			f.writeError(rw, r, err)
+			return
+		}
+		w := lease.Worker()
+		sent := time.Now()
+		up, reached, err := f.exchange(ctx, lease, r, body, upgrade, span, opts)
+		if err != nil {
+			if info != nil {
+				info.Upstream = time.Since(sent)
+			}
+			if !errors.Is(err, errHeldForHarakiri) { // else the harakiri watch releases the slot
+				f.releaseAfterFailure(lease, err)
+				if f.retryElsewhere(ctx, err, attempt, reached) {
+					avoid = w
+					continue
+				}
+			}
+			f.writeError(rw, r, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout, Sent: reached})
+			return
+		}
+		defer func() { // also when the relay aborts the response
+			if info != nil {
+				info.Upstream = time.Since(sent)
+			}
+			lease.Release()
+		}()
+		if up.resp.StatusCode == http.StatusSwitchingProtocols {
+			f.tunnel(rw, r, up)
+			return
+		}
+		complete := f.relay(rw, r, up.resp)
+		f.finish(up, complete, r)
+		if !complete && ctx.Err() == nil {
+			panic(http.ErrAbortHandler) // the worker's body ended early: the client must see it cut off
+		}
+		return
+	}
+}
+
+// exchange sends the request to the leased worker and reads the response head. A kept-alive
+// connection that turns out broken before any answer is replaced once for an idempotent
+// request, as http.Transport does. reached reports that the request reached the worker.
+func (f *Front) exchange(ctx context.Context, lease Lease, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options) (up *upstream, reached bool, err error) {
+	w := lease.Worker()
+	for try := 1; ; try++ {
+		wc, err := f.getConn(ctx, w, try > 1)
+		if err != nil {
+			return nil, reached, err
+		}
+		up, sent, err := f.exchangeOn(ctx, lease, wc, r, body, upgrade, span, opts)
+		reached = reached || sent
+		if err == nil || errors.Is(err, errHeldForHarakiri) {
+			return up, true, err
+		}
+		if wc.Reused && try == 1 && brokenConn(err) && idempotent(r.Method) && ctx.Err() == nil {
+			f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
+			continue
+		}
+		return nil, reached, err
+	}
+}
+
+// exchangeOn is one attempt on one connection; on error it has closed wc (or handed it, with
+// the slot, to the harakiri watch). sent reports that the request was written.
+func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *worker.Conn, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options) (*upstream, bool, error) {
+	writeOutbound(wc.W, r, span, opts, body, upgrade)
+	if body != nil {
+		if _, err := body.WriteTo(wc.W); err != nil {
+			wc.Close()
+			return nil, false, err
+		}
+	}
+	if err := wc.W.Flush(); err != nil {
+		wc.Close()
+		return nil, false, err
+	}
+	sent := time.Now()
+	// The wait for the head ends at the request timeout or when the client leaves; the watch on
+	// the client goes on through the body, so that a worker streaming to a client that left
+	// learns it at once (its connection is closed).
+	var left atomic.Bool
+	stopWatch := context.AfterFunc(ctx, func() {
+		left.Store(true)
+		wc.SetReadDeadline(time.Unix(1, 0))
+	})
+	if opts.RequestTimeout > 0 {
+		wc.SetReadDeadline(sent.Add(opts.RequestTimeout))
+	}
+	var resp *http.Response
+	var err error
+	for {
+		resp, err = http.ReadResponse(wc.R, r)
+		// Interim responses (100 Continue, 103 Early Hints) are not passed on: net/http has
+		// sent its own 100 Continue, and 1xx fields would stay in the final response's header.
+		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			break
+		}
+	}
+	if err != nil {
+		cut := isTimeout(err) || left.Load()
+		if cut && opts.Harakiri > opts.RequestTimeout {
+			// The worker is still busy with the request (its client has a 504, or left): it
+			// keeps its slot until it answers or passes the hard limit.
+			stopWatch()
+			f.wg.Go(func() { f.watchHarakiri(lease, wc, sent.Add(opts.Harakiri), opts, r.URL.Path) })
+			return nil, true, errHeldForHarakiri
+		}
+		stopWatch()
+		wc.Close()
+		if left.Load() {
+			return nil, true, context.Canceled
+		}
+		if isTimeout(err) {
+			err = errResponseTimeout
+		}
+		return nil, true, err
+	}
+	if resp.StatusCode == http.StatusSwitchingProtocols && upgrade == "" {
+		stopWatch()
+		wc.Close()
+		f.protocolError(ProtocolMalformedResponse)
+		return nil, true, fmt.Errorf("101 Switching Protocols to a request without Upgrade")
+	}
+	if !left.Load() {
+		wc.SetReadDeadline(time.Time{})
+	}
+	return &upstream{lease: lease, wc: wc, resp: resp, stopWatch: stopWatch,
+		bodyless: r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified}, true, nil
+}
+
+// finish decides the fate of the worker connection once the response is relayed.
+func (f *Front) finish(up *upstream, complete bool, r *http.Request) {
+	watching := up.stopWatch()
+	switch {
+	case !complete || !watching || up.resp.Close:
+		up.wc.Close()
+	case up.bodyless:
+		if up.wc.R.Buffered() > 0 {
+			f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path)
+		} else {
+			up.wc.Close()
+		}
+	case !reuse(up.lease.Worker(), up.wc):
+		f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path)
+	}
+}
+
+// relay sends the worker's response on: fields less hop-by-hop ones, the body as it arrives
+// (flushed at once when its length is unknown, so streams stream), then trailers. It reports
+// whether the body was relayed whole; a client that went away reads as whole.
+func (f *Front) relay(rw http.ResponseWriter, r *http.Request, resp *http.Response) (complete bool) {
+	h := rw.Header()
+	named := connectionNamed(resp.Header)
+	for k, vv := range resp.Header {
+		if hopHeaders[k] || (named != nil && named[k]) {
+			continue
+		}
+		h[k] = vv
+	}
+	if len(resp.Trailer) > 0 {
+		keys := make([]string, 0, len(resp.Trailer))
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h["Trailer"] = []string{strings.Join(keys, ", ")}
+	}
+	rw.WriteHeader(resp.StatusCode)
+	bp := bodyPool.Get().(*[]byte)
+	defer bodyPool.Put(bp)
+	buf := (*bp)[:cap(*bp)]
+	flush := resp.ContentLength < 0
+	rc := http.NewResponseController(rw)
+	for {
+		n, rerr := resp.Body.Read(buf)
+		if n > 0 {
+			if _, werr := rw.Write(buf[:n]); werr != nil {
+				clientGone(r)
+				return false
+			}
+			if flush {
+				rc.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			if r.Context().Err() != nil {
+				clientGone(r) // the watch cut the worker's connection because the client left
+				return false
+			}
+			f.log.Warn("worker response ended early", "path", r.URL.Path, "error", rerr)
+			return false
+		}
+	}
+	for k, vv := range resp.Trailer {
+		h[http.TrailerPrefix+k] = vv
+	}
+	return true
+}
+
+// tunnel joins the client's connection and the worker's after a 101 Switching Protocols
+// (WebSocket): the worker's slot is held until both sides are done.
+func (f *Front) tunnel(rw http.ResponseWriter, r *http.Request, up *upstream) {
+	up.stopWatch()
+	wc := up.wc
+	defer wc.Close()
+	wc.SetReadDeadline(time.Time{})
+	cc, brw, err := http.NewResponseController(rw).Hijack()
+	if err != nil {
+		f.log.Warn("upgrade failed: the client connection cannot be taken over", "path", r.URL.Path, "error", err)
+		return
+	}
+	defer cc.Close()
+	cc.SetDeadline(time.Time{}) // the tunnel lives as long as its two sides
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	up.resp.Header.Write(brw)
+	brw.WriteString("\r\n")
+	if err := brw.Flush(); err != nil {
+		return
+	}
+	stop := f.trackTunnel(cc, wc)
+	defer stop()
+	toWorker := make(chan struct{})
+	f.wg.Go(func() {
+		defer close(toWorker)
+		io.Copy(wc, brw.Reader) // what the client sends, the bytes net/http had buffered first
+		wc.SetReadDeadline(time.Unix(1, 0))
+	})
+	io.Copy(cc, wc.R)
+	cc.SetReadDeadline(time.Unix(1, 0)) // ends the other direction
+	<-toWorker
+}
+
+// trackTunnel notes an open tunnel, so that Close can end it; stop forgets it.
+func (f *Front) trackTunnel(cc io.Closer, wc *worker.Conn) (stop func()) {
+	t := &tunnelConns{client: cc, worker: wc}
+	f.tunnelsMu.Lock()
+	if f.tunnels == nil {
+		f.tunnels = map[*tunnelConns]struct{}{}
+	}
+	f.tunnels[t] = struct{}{}
+	closed := f.closed
+	f.tunnelsMu.Unlock()
+	if closed {
+		t.close()
+	}
+	return func() {
+		f.tunnelsMu.Lock()
+		delete(f.tunnels, t)
+		f.tunnelsMu.Unlock()
+	}
+}
+
+type tunnelConns struct {
+	client io.Closer
+	worker *worker.Conn
+}
+
+func (t *tunnelConns) close() {
+	t.client.Close()
+	t.worker.Close()
+}
