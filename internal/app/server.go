@@ -133,7 +133,7 @@ func (s *Server) Start() (err error) {
 	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}), s.history)
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog,
-		MaxHeaderBytes: int(cfg.Proxy.MaxHeaderBytes.Bytes)}
+		MaxHeaderBytes: proxy.HTTPMaxHeaderBytes(cfg.Proxy.MaxHeaderBytes.Bytes)}
 	if cfg.TLSCert == "" {
 		s.lean = proxy.NewServer(s.front, s.frontSrv)
 	}

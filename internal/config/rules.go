@@ -339,10 +339,10 @@ func checkLimits(l *Loaded, r *report) {
 	if p.MaxBodySize.Bytes <= 0 {
 		r.add("%s: must be above 0", l.kv("proxy.max_body_size"))
 	}
-	// A head must hold at least a request line and Host; past 1 MiB, memory per slow client
-	// grows beyond what a front facing the internet should give.
-	if p.MaxHeaderBytes.Bytes < 1<<10 || p.MaxHeaderBytes.Bytes > 1<<20 {
-		r.add("%s: must be from 1KiB to 1MiB", l.kv("proxy.max_header_bytes"))
+	// The lean path takes heads up to 8 KiB whole; past 1 MiB, memory per slow client grows
+	// beyond what a front facing the internet should give.
+	if p.MaxHeaderBytes.Bytes < 8<<10 || p.MaxHeaderBytes.Bytes > 1<<20 {
+		r.add("%s: must be from 8KiB to 1MiB", l.kv("proxy.max_header_bytes"))
 	}
 }
 

@@ -59,6 +59,7 @@ const (
 	WhyRequestLine = "request line"
 	WhyChunked     = "chunked upload"
 	WhyMalformed   = "malformed head"
+	WhyBareLF      = "bare LF line ends"
 	WhyHostMissing = "no single Host"
 )
 
@@ -79,6 +80,11 @@ func ParseRequest(buf []byte, r *Request) (n int, res Result) {
 	if end < 0 {
 		if len(buf) > 0 && !validPrefix(buf) {
 			return 0, r.unsupported(WhyNotHTTP)
+		}
+		if bareLF(buf) {
+			// Lines ended by LF alone: the CRLF CRLF awaited may never come. net/http reads
+			// such heads (as nginx does), so the client gets an answer now, not a stall.
+			return 0, r.unsupported(WhyBareLF)
 		}
 		return 0, Incomplete
 	}
@@ -156,6 +162,21 @@ func validPrefix(buf []byte) bool {
 		}
 	}
 	return true
+}
+
+// bareLF reports an LF not preceded by CR.
+func bareLF(buf []byte) bool {
+	for i := bytes.IndexByte(buf, '\n'); i >= 0; {
+		if i == 0 || buf[i-1] != '\r' {
+			return true
+		}
+		j := bytes.IndexByte(buf[i+1:], '\n')
+		if j < 0 {
+			return false
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // cutLine splits off the first CRLF-ended line; a bare CR or LF inside it fails.

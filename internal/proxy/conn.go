@@ -241,8 +241,7 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 		}
 		if n+cl <= c.br.Size() {
 			if len(buf) < n+cl {
-				c.shortenReadDeadline(c.s.readHeaderTimeout)
-				if _, err := c.br.Peek(n + cl); err != nil {
+				if !c.awaitBody(func() error { _, err := c.br.Peek(len(buf) + 1); return err }) {
 					return 0, nil, false
 				}
 				continue // the buffer may have moved: parse again
@@ -256,14 +255,35 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 		c.br.Discard(n)
 		bp := bodyPool.Get().(*[]byte)
 		body = (*bp)[:cl]
-		c.shortenReadDeadline(c.s.readHeaderTimeout)
-		if _, err := io.ReadFull(c.br, body); err != nil {
-			bodyPool.Put(bp)
-			return 0, nil, false
+		for read := 0; read < cl; {
+			if !c.awaitBody(func() error { k, err := c.br.Read(body[read:]); read += k; return err }) {
+				bodyPool.Put(bp)
+				return 0, nil, false
+			}
 		}
 		c.bigBody = bp
 		return n, body, true
 	}
+}
+
+// awaitBody runs read, a wait for more of the request body, within proxy.client_body_timeout.
+// A body that stalls is answered 408; false means the connection is to be closed.
+func (c *clientConn) awaitBody(read func() error) bool {
+	timeout := c.s.front.opts.Load().ClientBodyTimeout
+	if timeout > 0 {
+		c.deadline = time.Now().Add(timeout)
+		c.nc.SetReadDeadline(c.deadline)
+	}
+	err := read()
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.s.log.Warn("request refused", "status", http.StatusRequestTimeout, "client", string(c.client), "path", string(c.req.Path()),
+			"reason", "the request body stalled")
+		c.writeError(http.StatusRequestTimeout, "the request body stalled: nothing came for proxy.client_body_timeout ("+timeout.String()+")", false)
+	}
+	return false
 }
 
 // extendReadDeadline puts the read deadline d from now. Moving a deadline costs a timer

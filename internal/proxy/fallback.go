@@ -30,8 +30,12 @@ const StatusClientClosedRequest = 499
 
 // serve forwards one request from net/http.
 func (f *Front) serve(rw http.ResponseWriter, r *http.Request, opts *Options) {
-	if r.Method == http.MethodConnect {
+	switch r.Method {
+	case http.MethodConnect:
 		f.refuse(rw, r, http.StatusMethodNotAllowed, "CONNECT is not served: warmpool is no forward proxy")
+		return
+	case "PRI": // the HTTP/2 preface on a cleartext HTTP/1.1 connection
+		f.refuse(rw, r, http.StatusHTTPVersionNotSupported, "HTTP/2 is served over TLS only")
 		return
 	}
 	if !f.hostAllowed(opts, r.Host, r.URL.Path) {
@@ -58,6 +62,11 @@ func (f *Front) serve(rw http.ResponseWriter, r *http.Request, opts *Options) {
 // refuse answers a request warmpool itself turns down, with the reason in plain text.
 func (f *Front) refuse(rw http.ResponseWriter, r *http.Request, status int, reason string) {
 	f.log.Warn("request refused", "status", status, "method", r.Method, "path", r.URL.Path, "client", r.RemoteAddr, "reason", reason)
+	if r.ProtoMajor == 1 {
+		// The body may be unread: without this, net/http would first read on (up to 256 KiB)
+		// from a client that may never send it.
+		rw.Header().Set("Connection", "close")
+	}
 	writePlainError(rw, status, reason)
 }
 

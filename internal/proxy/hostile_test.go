@@ -8,10 +8,14 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"warmpool/internal/telemetry"
 )
 
 // The hostile-input tests: bytes in from a client or a worker, the outcome out.
@@ -119,5 +123,143 @@ func triggerLateBytes(t *testing.T, e *leanEnv) {
 	resp, err := http.ReadResponse(bufio.NewReader(wc), nil)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("trigger: %v %v", resp, err)
+	}
+}
+
+// statuses records the status of every finished request.
+type statuses struct {
+	mu  sync.Mutex
+	got []int
+}
+
+func (s *statuses) ObserveRequest(r *telemetry.Request) {
+	s.mu.Lock()
+	s.got = append(s.got, r.Status)
+	s.mu.Unlock()
+}
+
+func (s *statuses) has(status int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.got, status)
+}
+
+// What a client sends that warmpool must answer itself, at once, without a worker: each case
+// is the bytes in and the status out. The worker's request index afterwards shows that none
+// of them reached it.
+func TestHostileRequestsAreAnsweredWithoutAWorker(t *testing.T) {
+	e := startLean(t, 4, Options{ClientBodyTimeout: 300 * time.Millisecond, MaxBodySize: 1 << 20})
+	for _, tc := range []struct {
+		name, request string
+		status        int
+		within        time.Duration
+		headOnly      bool // the rest may be cut: the server closes with the head unread
+	}{
+		{"PRI, an HTTP/2 preface on the HTTP/1.1 port", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", http.StatusHTTPVersionNotSupported, time.Second, false},
+		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", http.StatusMethodNotAllowed, time.Second, false},
+		{"a head just over max_header_bytes", "GET / HTTP/1.1\r\nHost: app.test\r\nCookie: " + strings.Repeat("c", 32<<10) + "\r\n\r\n",
+			http.StatusRequestHeaderFieldsTooLarge, time.Second, true},
+		{"a malformed chunked body", "POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+			http.StatusBadRequest, time.Second, false},
+		{"a Content-Length over max_body_size", "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2097152\r\n\r\nabc",
+			http.StatusRequestEntityTooLarge, time.Second, false},
+		{"a chunked body that grows over max_body_size", "POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n" +
+			strings.Repeat("10000\r\n"+strings.Repeat("x", 1<<16)+"\r\n", 17), http.StatusRequestEntityTooLarge, 2 * time.Second, false},
+		{"a small body that stalls (lean path)", "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\n\r\n0123456789",
+			http.StatusRequestTimeout, 2 * time.Second, false},
+		{"a large body that stalls (net/http)", "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\n0123456789",
+			http.StatusRequestTimeout, 2 * time.Second, false},
+		{"a chunked body that stalls (net/http)", "POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n",
+			http.StatusRequestTimeout, 2 * time.Second, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := e.dial()
+			start := time.Now()
+			c.send(tc.request)
+			var resp *http.Response
+			var body string
+			if tc.headOnly {
+				var err error
+				if resp, err = http.ReadResponse(c.br, nil); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				resp, body = c.read("POST")
+			}
+			if resp.StatusCode != tc.status {
+				t.Fatalf("got %d %q, want %d", resp.StatusCode, body, tc.status)
+			}
+			if took := time.Since(start); took > tc.within {
+				t.Fatalf("answered after %s, want within %s", took, tc.within)
+			}
+		})
+	}
+	c := e.dial()
+	c.send(get("/"))
+	if resp, _ := c.read("GET"); resp.Header.Get("X-Request-Index") != "1" {
+		t.Fatalf("the worker's request index is %s: a hostile request reached it", resp.Header.Get("X-Request-Index"))
+	}
+}
+
+// A request line ended by LF alone gets an answer at once (net/http reads it, as nginx does),
+// not a wait for a CRLF that never comes.
+func TestBareLFRequestIsAnsweredAtOnce(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	c := e.dial()
+	start := time.Now()
+	c.send("GET / HTTP/1.1\nHost: app.test\n\n")
+	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "ok\n" {
+		t.Fatalf("%d %q", resp.StatusCode, body)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("answered after %s", took)
+	}
+}
+
+// Clients that upload slowly, on either path, hold no worker slot: eight of them against a
+// worker with four slots, and a plain request is served at once.
+func TestSlowUploadsHoldNoWorker(t *testing.T) {
+	e := startLean(t, 4, Options{})
+	for i := range 8 {
+		slow := e.dial()
+		if i%2 == 0 {
+			slow.send("POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n")
+		} else {
+			slow.send("POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100000\r\n\r\n" + strings.Repeat("x", 70000))
+		}
+	}
+	c := e.dial()
+	start := time.Now()
+	c.send(get("/"))
+	if resp, _ := c.read("GET"); resp.StatusCode != 200 {
+		t.Fatalf("plain request: %d", resp.StatusCode)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("plain request waited %s behind slow uploads", took)
+	}
+	if n := e.w.InFlight(); n != 0 {
+		t.Fatalf("%d worker slots held by slow uploads", n)
+	}
+}
+
+// A client that hangs up while its request waits is recorded as 499, not as a 5xx.
+func TestClientHangUpIsRecorded499(t *testing.T) {
+	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
+		t.Run(way.name, func(t *testing.T) {
+			rec := &statuses{}
+			e := startLean(t, 1, Options{Observer: rec})
+			busy := e.dial()
+			busy.send(get("/sleep?ms=300"))
+			waitFor(t, func() bool { return e.w.InFlight() == 1 })
+			gone := e.dial()
+			gone.send("GET / " + way.proto + "\r\nHost: app.test\r\n\r\n")
+			waitFor(t, func() bool { return e.srv.front.bal.Queued() == 1 })
+			gone.nc.Close()
+			waitFor(t, func() bool { return rec.has(StatusClientClosedRequest) })
+			if rec.has(http.StatusBadGateway) {
+				t.Fatalf("recorded %v", rec.got)
+			}
+			busy.read("GET")
+		})
 	}
 }

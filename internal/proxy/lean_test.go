@@ -36,7 +36,7 @@ func startLean(t testing.TB, limit int, opts Options) *leanEnv {
 		opts.RequestTimeout = 10 * time.Second
 	}
 	f := NewFront(bal, opts)
-	srv := NewServer(f, &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute})
+	srv := NewServer(f, &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: HTTPMaxHeaderBytes(32 << 10)})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

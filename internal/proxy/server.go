@@ -41,6 +41,10 @@ type Server struct {
 	stopOnce sync.Once
 }
 
+// HTTPMaxHeaderBytes is the http.Server.MaxHeaderBytes that refuses heads over limit bytes:
+// net/http reads 4 KiB past its setting before it answers 431.
+func HTTPMaxHeaderBytes(limit int64) int { return int(max(limit-4<<10, 4<<10)) }
+
 // connReuseWait is how long a connection goroutine waits for another connection.
 const connReuseWait = 10 * time.Second
 
