@@ -172,6 +172,7 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		MaxBodySize:           cfg.Proxy.MaxBodySize.Bytes,
 		Harakiri:              cfg.Proxy.Harakiri.Duration,
 		OnStuck:               s.pool.ReportStuck,
+		OnHung:                s.pool.ReportHung,
 		AllowedHosts:          cfg.Proxy.AllowedHosts,
 		Observer:              &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access, History: s.history},
 		OnHandoff:             s.metrics.HandedOff,

@@ -257,6 +257,35 @@ func TestTimeout504ThenHarakiriKillsAndReplaces(t *testing.T) {
 	}
 }
 
+// A worker stopped with SIGSTOP answers nothing: its request gets 504 at the request timeout,
+// and the worker leaves rotation at once, is replaced warm and killed after graceful_timeout.
+func TestHungWorkerLeavesRotationAndIsReplaced(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.GracefulTimeout = config.Duration{Duration: 300 * time.Millisecond}
+	cfg.Proxy.RequestTimeout = config.Duration{Duration: 300 * time.Millisecond}
+	e := startServer(t, cfg)
+	e.waitReady()
+	pid := e.srv.Pool().Status().Workers[0].PID
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := e.get("/")
+	if resp.StatusCode != 504 || !strings.Contains(body, "worker 1 sent no response within 300ms") {
+		t.Fatalf("request to the stopped worker: %d %q", resp.StatusCode, body)
+	}
+	e.logs.Wait(testutil.Msg("worker let a request pass the request timeout; it leaves rotation, a warm replacement follows, and it is stopped after graceful_timeout",
+		"worker", "1"), 5*time.Second)
+	e.logs.Wait(testutil.Msg("worker admitted into rotation", "worker", "2"), 10*time.Second)
+	e.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "hung: a request passed proxy.request_timeout"), 10*time.Second)
+	if r, b := e.get("/"); r.StatusCode != 200 || r.Header.Get(testworker.HeaderID) != "2" {
+		t.Fatalf("after the hung worker: %d %s %v", r.StatusCode, b, r.Header)
+	}
+	if got := scrape(t, e)[`warmpool_worker_crashes_total{reason="hung"}`]; got != 1 {
+		t.Fatalf("warmpool_worker_crashes_total{reason=\"hung\"} = %v", got)
+	}
+}
+
 func TestQueueFullAndQueueTimeoutGive503(t *testing.T) {
 	cfg := testConfig()
 	cfg.Worker.Count = 1

@@ -22,6 +22,7 @@ type (
 		reason string
 	}
 	stuck  struct{ w *worker.Worker }
+	hung   struct{ w *worker.Worker }
 	reload struct{}
 	scale  struct{ delta int }
 	// reconfigure applies a new configuration and rolls the workers to it.
@@ -38,6 +39,7 @@ const (
 	ReasonMaxRSS      = "max_rss"
 	ReasonReload      = "reload"
 	ReasonScaleDown   = "scale down"
+	ReasonHung        = "hung: a request passed proxy.request_timeout"
 )
 
 // crashGrace is how long a worker must have been ready for its crash not to count toward the

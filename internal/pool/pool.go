@@ -209,6 +209,10 @@ func (p *Pool) Scale(delta int) { p.send(scale{delta}) }
 // ReportStuck kills a worker that passed the harakiri limit; a warm replacement follows.
 func (p *Pool) ReportStuck(w *worker.Worker) { p.send(stuck{w}) }
 
+// ReportHung takes a worker that let a request pass the request timeout out of rotation at
+// once; a warm replacement follows, and the worker is stopped after graceful_timeout.
+func (p *Pool) ReportHung(w *worker.Worker) { p.send(hung{w}) }
+
 // Status is the latest snapshot of the pool.
 func (p *Pool) Status() Status {
 	p.mu.Lock()
@@ -296,6 +300,11 @@ func (p *Pool) handle(ev any) {
 		}
 	case stuck:
 		p.onStuck(ev.w)
+	case hung:
+		if m := p.members[ev.w]; m != nil && m.admitted() && !m.draining {
+			p.met.WorkerCrashed("hung")
+			p.drain(m, ReasonHung)
+		}
 	case reload:
 		p.onReload()
 	case reconfigure:

@@ -31,6 +31,9 @@ type Options struct {
 	Harakiri time.Duration
 	// OnStuck is told of a worker that passed the Harakiri limit; nil means nobody is told.
 	OnStuck func(w *worker.Worker)
+	// OnHung is told of a worker that let a request pass RequestTimeout while no Harakiri
+	// above it waits longer (so it is taken out of rotation and replaced); nil: nobody is told.
+	OnHung func(w *worker.Worker)
 	// AllowedHosts, when not empty, rejects requests for other hosts with 400.
 	AllowedHosts []string
 	// TrustedProxies are the peers whose forwarding headers pass to the worker as sent; from
@@ -241,6 +244,9 @@ func (f *Front) releaseAfterFailure(lease Lease, err error) {
 	if errors.Is(err, h1.ErrMalformedResponse) {
 		f.protocolError(ProtocolMalformedResponse)
 	}
+	if errors.Is(err, errResponseTimeout) {
+		f.reportHung(lease.Worker())
+	}
 	if isTimeout(err) || errors.Is(err, h1.ErrMalformedResponse) || chanClosed(lease.Gone()) {
 		lease.Release()
 		return
@@ -254,6 +260,19 @@ func (f *Front) releaseAfterFailure(lease Lease, err error) {
 		}
 		lease.Release()
 	})
+}
+
+// reportHung tells the pool of a worker that let a request pass the request timeout: stopped
+// (SIGSTOP), deadlocked or stuck in a call, it would otherwise stay in rotation and take one
+// request after another into the same wait.
+func (f *Front) reportHung(w *worker.Worker) {
+	opts := f.opts.Load()
+	if opts.OnHung == nil {
+		return
+	}
+	f.log.Error("worker let a request pass the request timeout; it leaves rotation, a warm replacement follows, and it is stopped after graceful_timeout",
+		"worker", w.ID(), "pid", w.PID(), "request_timeout", opts.RequestTimeout)
+	opts.OnHung(w)
 }
 
 func chanClosed(c <-chan struct{}) bool {

@@ -42,7 +42,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "warmpool_recycles_total", Help: "Workers due for recycling, by trigger.",
 		}, []string{"reason"}),
 		crashes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "warmpool_worker_crashes_total", Help: "Admitted workers that exited without being asked to, or were killed at the harakiri limit.",
+			Name: "warmpool_worker_crashes_total", Help: "Admitted workers lost, by reason: exited (without being asked to), harakiri (killed at the hard limit), hung (let a request pass the request timeout: taken out of rotation and stopped).",
 		}, []string{"reason"}),
 		warmupDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "warmpool_warmup_duration_seconds", Help: "Time from a worker's spawn to its admission.",
