@@ -9,9 +9,12 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"warmpool/internal/h1"
 	"warmpool/internal/rawsock"
@@ -72,6 +75,12 @@ type clientConn struct {
 	awaited    atomic.Pointer[worker.Conn]
 	awaitUntil atomic.Int64
 
+	// upstream is the worker connection of the exchange under way, and watch its state for
+	// the watchdog's check that the client is still there (watch*, below).
+	upstream *worker.Conn
+	watch    atomic.Int32
+	raw      syscall.RawConn // the client socket, for that check; nil without one
+
 	// out is what bw writes to: it notes since when a write to the client is under way
 	// (sendingSince, Unix ns; 0: none), so that the watchdog can cut a client that stopped
 	// reading its response (proxy.send_timeout) instead of letting it hold a worker.
@@ -115,6 +124,67 @@ func (c *clientConn) stopAwaiting() bool {
 	return until != -1 && c.awaitUntil.CompareAndSwap(until, 0)
 }
 
+// States of clientConn.watch. The connection's goroutine sets upstream, then watchOn; the
+// watchdog moves watchOn to watchCutting, cuts upstream and sets watchCut; the goroutine, at
+// the exchange's end, moves watchOn back to watchOff or, failing that, waits for watchCut
+// before it lets go of upstream: so the watchdog never cuts a connection that went back to
+// the pool.
+const (
+	watchOff int32 = iota
+	watchOn
+	watchCutting
+	watchCut
+)
+
+// beginWatch starts the watch on the client for an exchange with wc.
+func (c *clientConn) beginWatch(wc *worker.Conn) {
+	c.upstream = wc
+	c.watch.Store(watchOn)
+}
+
+// endWatch ends it and reports whether the watchdog cut wc because the client left.
+func (c *clientConn) endWatch() (left bool) {
+	if c.watch.CompareAndSwap(watchOn, watchOff) {
+		c.upstream = nil
+		return false
+	}
+	for c.watch.Load() != watchCut { // the watchdog is cutting: a few instructions away
+		runtime.Gosched()
+	}
+	c.watch.Store(watchOff)
+	c.upstream = nil
+	return true
+}
+
+// clientLeft reports whether the watchdog cut the exchange under way because the client left.
+func (c *clientConn) clientLeft() bool { return c.watch.Load() >= watchCutting }
+
+// cutIfLeft is the watchdog's check on a client whose request is with a worker: a client that
+// closed its connection (EOF or reset on a peek) has the worker connection cut, so the worker
+// is released within a watchdog tick, as on net/http's path, instead of at the response's end.
+func (c *clientConn) cutIfLeft() {
+	if c.watch.Load() != watchOn || c.raw == nil || !peerClosed(c.raw) {
+		return
+	}
+	if c.watch.CompareAndSwap(watchOn, watchCutting) {
+		c.upstream.SetReadDeadline(time.Unix(1, 0))
+		c.watch.Store(watchCut)
+	}
+}
+
+// peerClosed peeks at a socket without blocking or taking its read lock: EOF or an error means
+// the peer is gone; bytes (a pipelined request) or nothing yet mean it is there.
+func peerClosed(rc syscall.RawConn) bool {
+	gone := false
+	rc.Control(func(fd uintptr) {
+		var b [1]byte
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		gone = errno == 0 && n == 0 || errno != 0 && errno != syscall.EAGAIN
+	})
+	return gone
+}
+
 // cutIfOverdue is the watchdog's check: a response head awaited past its time has the worker
 // connection's read deadline set to the past, which fails the read with a timeout.
 func (c *clientConn) cutIfOverdue(now int64) {
@@ -128,6 +198,9 @@ func (c *clientConn) cutIfOverdue(now int64) {
 
 func newClientConn(s *Server, nc net.Conn, seq int) *clientConn {
 	c := &clientConn{s: s, nc: nc, seq: seq, base: time.Now()}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.raw, _ = sc.SyscallConn()
+	}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.addr = ta.AddrPort().Addr().Unmap()
 		c.client = c.addr.AppendTo(nil) // as net prints it: IPv4 dotted, zone kept

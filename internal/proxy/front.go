@@ -247,7 +247,7 @@ func (f *Front) releaseAfterFailure(lease Lease, err error) {
 	if errors.Is(err, errResponseTimeout) {
 		f.reportHung(lease.Worker())
 	}
-	if isTimeout(err) || errors.Is(err, h1.ErrMalformedResponse) || chanClosed(lease.Gone()) {
+	if isTimeout(err) || errors.Is(err, h1.ErrMalformedResponse) || errors.Is(err, context.Canceled) || chanClosed(lease.Gone()) {
 		lease.Release()
 		return
 	}

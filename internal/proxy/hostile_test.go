@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"warmpool/internal/telemetry"
+	"warmpool/internal/worker"
 )
 
 // The hostile-input tests: bytes in from a client or a worker, the outcome out.
@@ -260,6 +261,85 @@ func TestClientHangUpIsRecorded499(t *testing.T) {
 				t.Fatalf("recorded %v", rec.got)
 			}
 			busy.read("GET")
+		})
+	}
+}
+
+// waitWithin fails the test unless cond holds within d.
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A client that leaves while its request is with a worker lets the worker go within a second
+// on either path (the worker's connection is closed, so the worker learns it too), whether the
+// worker is still working or streaming the response; it is recorded as 499.
+func TestClientThatLeavesReleasesItsWorker(t *testing.T) {
+	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
+		for _, target := range []string{"/sleep?ms=8000", "/stream"} {
+			t.Run(way.name+target, func(t *testing.T) {
+				rec := &statuses{}
+				e := startLean(t, 1, Options{Observer: rec})
+				c := e.dial()
+				c.send("GET " + target + " " + way.proto + "\r\nHost: app.test\r\n\r\n")
+				if target == "/stream" {
+					if _, err := http.ReadResponse(c.br, nil); err != nil { // the head and the first line came
+						t.Fatal(err)
+					}
+				} else {
+					waitFor(t, func() bool { return e.w.InFlight() == 1 })
+				}
+				c.nc.Close()
+				waitWithin(t, 2*time.Second, "worker released", func() bool { return e.w.InFlight() == 0 })
+				if target != "/stream" {
+					waitWithin(t, time.Second, "recorded 499", func() bool { return rec.has(StatusClientClosedRequest) })
+				}
+				next := e.dial()
+				next.send(get("/"))
+				if resp, _ := next.read("GET"); resp.StatusCode != 200 {
+					t.Fatalf("next request: %d", resp.StatusCode)
+				}
+			})
+		}
+	}
+}
+
+// With harakiri above the request timeout, a client that leaves does not free its worker's
+// slot: the worker is still busy with the request, so the slot stays taken until it answers
+// or passes the hard limit, and is then reported stuck; on either path.
+func TestHarakiriHoldsTheSlotAfterTheClientLeft(t *testing.T) {
+	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
+		t.Run(way.name, func(t *testing.T) {
+			stuck := make(chan *worker.Worker, 1)
+			e := startLean(t, 1, Options{RequestTimeout: 400 * time.Millisecond, Harakiri: 1200 * time.Millisecond,
+				OnStuck: func(w *worker.Worker) { stuck <- w }})
+			c := e.dial()
+			c.send("GET /hang " + way.proto + "\r\nHost: app.test\r\n\r\n")
+			waitFor(t, func() bool { return e.w.InFlight() == 1 })
+			c.nc.Close()
+			select {
+			case <-stuck:
+				t.Fatal("reported stuck before the harakiri limit")
+			case <-time.After(700 * time.Millisecond): // past the request timeout, before the hard limit
+			}
+			if e.w.InFlight() != 1 {
+				t.Fatalf("the slot was given back while the worker still runs the request (in flight %d)", e.w.InFlight())
+			}
+			select {
+			case w := <-stuck:
+				if w != e.w {
+					t.Fatalf("reported worker %d", w.ID())
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("never reported stuck")
+			}
+			waitFor(t, func() bool { return e.w.InFlight() == 0 })
 		})
 	}
 }

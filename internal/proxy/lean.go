@@ -153,8 +153,9 @@ func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *tel
 			return c.writeFailure(f, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout, Sent: true}, keep)
 		}
 		var we *h1.WriteError
-		if errors.As(err, &we) {
+		if errors.As(err, &we) || errors.Is(err, errClientLeft) {
 			lease.Release() // the client went away; the worker is fine
+			f.log.Debug("client went away", "path", string(c.req.Path()), "error", err)
 			if status == 0 {
 				status = StatusClientClosedRequest
 			}
@@ -221,6 +222,13 @@ func (f *Front) exchangeLean(c *clientConn, lease Lease, body []byte, opts *Opti
 // answers or passes the harakiri limit.
 var errHeldForHarakiri = fmt.Errorf("%w; the worker keeps its slot until it answers or reaches the harakiri limit", errResponseTimeout)
 
+// errClientLeft: the client closed its connection while its request was with a worker.
+var errClientLeft = fmt.Errorf("client went away: %w", context.Canceled)
+
+// errHeldAfterClientLeft: the client left while the worker worked; with harakiri set, the
+// worker keeps its slot until it answers or passes the hard limit.
+var errHeldAfterClientLeft = fmt.Errorf("%w (%w)", errClientLeft, errHeldForHarakiri)
+
 // watchHarakiri waits for the answer of a worker whose client already got a 504, until the
 // harakiri deadline; past it, the worker is reported stuck (killed and replaced).
 func (f *Front) watchHarakiri(lease Lease, wc *worker.Conn, deadline time.Time, opts *Options, path string) {
@@ -245,7 +253,8 @@ type notSentError struct{ err error }
 func (e *notSentError) Error() string   { return e.err.Error() }
 func (e *notSentError) Unwrap() []error { return []error{e.err, errNotSent} }
 
-// exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it).
+// exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it, or
+// hands it with the slot to the harakiri watch).
 func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
 	w := lease.Worker()
 	req := &c.req
@@ -259,6 +268,58 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 		wc.Close()
 		return 0, 0, &notSentError{err}
 	}
+	c.beginWatch(wc)
+	status, n, fate, err := f.relayLean(c, wc, opts, keep)
+	left := c.endWatch()
+	// The last bytes stay buffered: serveLean flushes them once the request is recorded, so
+	// that metrics, access log and span are complete when the client has the response.
+	switch {
+	case status == 0 && (errors.Is(err, errResponseTimeout) || left):
+		// No head came: the request timeout passed, or the client left meanwhile.
+		if opts.Harakiri > opts.RequestTimeout {
+			// The worker keeps the request, and its slot, until it answers or passes the hard
+			// limit; a client still there gets its 504 now.
+			sent, path := c.now, string(req.Path())
+			f.wg.Go(func() { f.watchHarakiri(lease, wc, sent.Add(opts.Harakiri), opts, path) })
+			if left {
+				return 0, 0, errHeldAfterClientLeft
+			}
+			return 0, 0, errHeldForHarakiri
+		}
+		wc.Close()
+		if left {
+			return 0, 0, errClientLeft
+		}
+		return 0, 0, errResponseTimeout
+	case left:
+		wc.Close() // the worker learns that its client is gone
+		return status, n, errClientLeft
+	case err != nil || fate == fateClose:
+		wc.Close()
+	case fate == fateBodyless:
+		if wc.R.Buffered() > 0 {
+			f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()))
+		} else {
+			wc.Close() // never reused after a response that may not have a body (reuse.go)
+		}
+	case !reuse(w, wc):
+		f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()))
+	}
+	return status, n, err
+}
+
+// What becomes of a worker connection after its response.
+const (
+	fateReuse    = iota
+	fateClose    // the response ended with the connection, or said so
+	fateBodyless // a response that may have no body (reuse.go)
+)
+
+// relayLean reads the response head from wc, within the request timeout kept by the watchdog,
+// and relays the response to the client. status is 0 until the head went to the client. It
+// leaves wc to its caller.
+func (f *Front) relayLean(c *clientConn, wc *worker.Conn, opts *Options, keep bool) (status int, n int64, fate int, err error) {
+	req := &c.req
 	// The response-header timeout is kept by the server's watchdog (no timer per request).
 	timeout := opts.RequestTimeout
 	if timeout > 0 {
@@ -269,34 +330,24 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 	for {
 		c.head, err = h1.ReadResponse(wc.R, resp, c.head[:0])
 		if timeout > 0 && (err != nil || resp.Status >= 200) && !c.stopAwaiting() {
-			err = errResponseTimeout // the watchdog cut the wait, whatever the read returned
-			if opts.Harakiri > opts.RequestTimeout {
-				// The client gets its 504 now; the worker keeps the request, and its slot,
-				// until it answers or passes the hard limit.
-				sent, path := c.now, string(req.Path())
-				f.wg.Go(func() { f.watchHarakiri(lease, wc, sent.Add(opts.Harakiri), opts, path) })
-				return 0, 0, errHeldForHarakiri
-			}
+			return 0, 0, fateClose, errResponseTimeout // the watchdog cut the wait, whatever the read returned
 		}
 		if err != nil {
-			wc.Close()
-			if isTimeout(err) {
+			if isTimeout(err) && !c.clientLeft() {
 				err = errResponseTimeout
 			}
-			return 0, 0, err
+			return 0, 0, fateClose, err
 		}
 		if resp.Status >= 200 {
 			break
 		}
 		if resp.Status == http.StatusSwitchingProtocols {
-			wc.Close()
-			return 0, 0, fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", h1.ErrMalformedResponse)
+			return 0, 0, fateClose, fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", h1.ErrMalformedResponse)
 		}
 		// An interim response (103 Early Hints): passed on as it is.
 		c.bw.Write(append(c.head, '\r', '\n'))
 		if err := c.bw.Flush(); err != nil {
-			wc.Close()
-			return 0, 0, &h1.WriteError{Err: err}
+			return 0, 0, fateClose, &h1.WriteError{Err: err}
 		}
 	}
 	status = resp.Status
@@ -326,8 +377,7 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 	head = append(head, '\r', '\n')
 	c.head = head
 	if _, err := c.bw.Write(head); err != nil {
-		wc.Close()
-		return status, 0, &h1.WriteError{Err: err}
+		return status, 0, fateClose, &h1.WriteError{Err: err}
 	}
 	switch mode {
 	case bodyLength:
@@ -337,21 +387,13 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 	case bodyUntilClose:
 		n, err = h1.CopyUntilEOF(c.bw, wc.R)
 	}
-	// The last bytes stay buffered: serveLean flushes them once the request is recorded, so
-	// that metrics, access log and span are complete when the client has the response.
 	switch {
-	case err != nil || mode == bodyUntilClose || resp.Close:
-		wc.Close()
+	case mode == bodyUntilClose || resp.Close:
+		fate = fateClose
 	case mode == bodyNone:
-		if wc.R.Buffered() > 0 {
-			f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()))
-		} else {
-			wc.Close() // never reused after a response that may not have a body (reuse.go)
-		}
-	case !reuse(w, wc):
-		f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()))
+		fate = fateBodyless
 	}
-	return status, n, err
+	return status, n, fate, err
 }
 
 const (

@@ -148,6 +148,7 @@ func (s *Server) watchdog(stop <-chan struct{}) {
 		for c := range s.conns {
 			c.cutIfOverdue(now)
 			c.cutIfStalled(now, sendTimeout)
+			c.cutIfLeft()
 		}
 		s.mu.Unlock()
 		t.Reset(s.watchdogInterval())
