@@ -278,7 +278,7 @@ func (s *Server) Close(ctx context.Context) error {
 		return nil
 	}
 	s.admin.SetDraining()
-	s.log.Info("server draining", "in_flight", s.bal.Queued())
+	s.log.Info("server draining", "in_flight", s.bal.InFlight(), "queued", s.bal.Queued())
 	var errs []error
 	if err := s.shutdownFront(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("front shutdown: %w", err))

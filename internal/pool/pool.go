@@ -314,8 +314,15 @@ func (p *Pool) handle(ev any) {
 		p.log.Info("configuration reloaded", "workers", p.count, "warmup", ev.summary)
 		p.onReload()
 	case scale:
-		old := p.count
-		p.count = max(1, p.count+ev.delta)
+		old, floor := p.count, max(1, p.cfg.MinReady)
+		p.count = max(floor, p.count+ev.delta)
+		if p.count == old {
+			// Below min_ready, /readyz would fail (and a load balancer stop sending) while
+			// the front still serves: the same contradiction the config refuses.
+			p.log.Warn("not scaling down: the pool is at min_ready, and fewer workers would fail /readyz; lower min_ready first",
+				"workers", old, "min_ready", p.cfg.MinReady)
+			return
+		}
 		p.log.Info("scaling the pool", "from", old, "to", p.count)
 	}
 }

@@ -314,3 +314,17 @@ func TestScaleUpIsWarmAndScaleDownDrains(t *testing.T) {
 		t.Fatalf("the remaining worker must serve: %d from %s", r.status, r.header.Get(testworker.HeaderID))
 	}
 }
+
+// Scaling down stops at min_ready: fewer workers would fail /readyz while the front serves.
+func TestScaleDownStopsAtMinReady(t *testing.T) {
+	cfg := baseConfig()
+	cfg.MinReady = 2
+	h := start(t, cfg)
+	h.waitReady()
+	h.pool.Scale(-1)
+	h.logs.Wait(testutil.Msg("not scaling down: the pool is at min_ready, and fewer workers would fail /readyz; lower min_ready first",
+		"workers", "2", "min_ready", "2"), 5*time.Second)
+	if st := h.pool.Status(); st.Desired != 2 {
+		t.Fatalf("desired %d after a refused scale-down", st.Desired)
+	}
+}
