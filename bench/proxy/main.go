@@ -63,8 +63,12 @@ func main() {
 	flag.DurationVar(&o.loopFor, "open-loop", 5*time.Second, "open-loop duration")
 	flag.StringVar(&o.out, "out", "", "results path without extension (.md and .svg); default bench/results/proxy, or proxy-close with -connection-close; - for none")
 	flag.BoolVar(&o.connClose, "connection-close", false, "a new connection per request (wrk -H 'Connection: close'); no open loop")
-	only := flag.String("targets", "", "comma-separated targets to run (default all): direct, gorelay, eprelay, warmpool, nginx, haproxy, warmpool-unix, nginx-unix")
+	only := flag.String("targets", "", "comma-separated targets to run (default all): direct, gorelay, eprelay, warmpool, nginx, haproxy, warmpool-unix, nginx-unix, baseline")
+	baseline := flag.String("baseline", "", "a warmpool binary built from another commit, measured as one more target (key baseline) against the same TCP workers")
 	flag.Parse()
+	if *baseline != "" {
+		targets = append(targets, baselineTarget(*baseline))
+	}
 	if *only != "" {
 		o.only = strings.Split(*only, ",")
 	}

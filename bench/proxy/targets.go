@@ -30,10 +30,12 @@ var targets = []target{
 	{name: "direct", key: "direct", start: startDirect},
 	{name: "go relay (floor)", key: "gorelay", start: startRelay},
 	{name: "event-loop relay (floor)", key: "eprelay", start: startLoopRelay, keepAliveOnly: true},
-	{name: "warmpool", key: "warmpool", ownWorkers: true, start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--port", "{port}") }},
+	{name: "warmpool", key: "warmpool", ownWorkers: true, start: func(h *harness) (string, *proc, error) { return startWarmpool(h, h.warmpoolBin, "--port", "{port}") }},
 	{name: "nginx", key: "nginx", start: func(h *harness) (string, *proc, error) { return startNginx(h, h.workers) }, needs: "nginx"},
 	{name: "haproxy", key: "haproxy", start: startHAProxy, needs: "haproxy"},
-	{name: "warmpool, unix sockets", key: "warmpool-unix", ownWorkers: true, unixWorkers: true, start: func(h *harness) (string, *proc, error) { return startWarmpool(h, "--socket", "{socket}") }},
+	{name: "warmpool, unix sockets", key: "warmpool-unix", ownWorkers: true, unixWorkers: true, start: func(h *harness) (string, *proc, error) {
+		return startWarmpool(h, h.warmpoolBin, "--socket", "{socket}")
+	}},
 	{name: "nginx, unix sockets", key: "nginx-unix", unixWorkers: true, start: func(h *harness) (string, *proc, error) {
 		upstreams := make([]string, len(h.sockets))
 		for i, s := range h.sockets {
@@ -57,7 +59,14 @@ func startLoopRelay(h *harness) (string, *proc, error) {
 	return addr, p, err
 }
 
-func startWarmpool(h *harness, flag, placeholder string) (string, *proc, error) {
+// baselineTarget is warmpool built from another commit (-baseline), fronting the TCP workers:
+// an A/B of two builds measured in the same rounds.
+func baselineTarget(bin string) target {
+	return target{name: "warmpool baseline", key: "baseline", ownWorkers: true,
+		start: func(h *harness) (string, *proc, error) { return startWarmpool(h, bin, "--port", "{port}") }}
+}
+
+func startWarmpool(h *harness, bin, flag, placeholder string) (string, *proc, error) {
 	addr, admin := h.freeAddr(), h.freeAddr()
 	cfg := fmt.Sprintf(`listen = %q
 admin_listen = %q
@@ -70,11 +79,11 @@ queue_size = 4096
 [[warmup.request]]
 path = "/"
 `, addr, admin, h.upstreamBin, flag, placeholder)
-	path := filepath.Join(h.dir, "warmpool-"+strings.TrimPrefix(flag, "--")+".toml")
+	path := filepath.Join(h.dir, filepath.Base(bin)+"-"+strings.TrimPrefix(flag, "--")+".toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return "", nil, err
 	}
-	p, err := h.spawn("warmpool", []string{h.warmpoolBin, "run", "--config", path}, "pool ready")
+	p, err := h.spawn("warmpool", []string{bin, "run", "--config", path}, "pool ready")
 	return addr, p, err
 }
 

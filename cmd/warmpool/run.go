@@ -102,6 +102,9 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 		what = layers.File
 	}
 	fmt.Fprintf(c.stdout, "# %s is valid. Effective configuration, each value with its source:\n", what)
+	for _, w := range l.Warnings() {
+		fmt.Fprintf(c.stdout, "# WARNING: %s\n", w)
+	}
 	l.Explain(c.stdout)
 	return nil
 }

@@ -26,6 +26,9 @@ func Run(ctx context.Context, l *config.Loaded, reload Reloader, log *slog.Logge
 	signal.Notify(signals, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGTTIN, syscall.SIGTTOU)
 	defer signal.Stop(signals)
 
+	for _, w := range l.Warnings() {
+		log.Warn("configuration: " + w)
+	}
 	s := New(l, log)
 	if err := s.Start(); err != nil {
 		return err

@@ -137,7 +137,8 @@ func (s *Server) Start() (err error) {
 	if cfg.TLSCert == "" {
 		s.lean = proxy.NewServer(s.front, s.frontSrv)
 	}
-	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
+	// Keep-alive connections to the admin listener end when idle, as the front's do.
+	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: errLog}
 	s.pool.Start()
 	s.wg.Go(func() {
 		var err error

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -272,6 +273,18 @@ admin_listen = "127.0.0.1:8080"
 			`proxy.request_timeout = "0s" (w.toml:6): must be above 0`},
 		{"harakiri", minimal + "[proxy]\nharakiri = \"1s\"\n", nil,
 			`proxy.harakiri = "1s" (w.toml:6) is not above proxy.request_timeout = "1m0s" (default): the hard limit must come after the 504; raise harakiri or lower request_timeout`},
+		{"port out of range", "listen = \"127.0.0.1:80800\"\n" + minimal, nil,
+			`listen = "127.0.0.1:80800" (w.toml:1): the port must be a number from 0 to 65535`},
+		{"count too large", minimal, []string{"WARMPOOL_WORKER_COUNT=40000"},
+			`worker.count = 40000 (env WARMPOOL_WORKER_COUNT): must be at most 4096 (each worker is a process)`},
+		{"restart backoff too short", minimal, []string{"WARMPOOL_WORKER_RESTART_BACKOFF=1ms"},
+			`worker.restart_backoff = "1ms" (env WARMPOOL_WORKER_RESTART_BACKOFF): must be at least 10ms, or a worker that fails at start is restarted in a tight loop`},
+		{"header value with a newline", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"/\"\nheaders = { Host = \"a.example\\r\\nX: y\" }\n", nil,
+			`warmup.request[0].headers (w.toml:5) has Host = "a.example\r\nX: y": a value may not hold CR, LF or other control characters`},
+		{"header name with a space", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"/\"\nheaders = { \"X Thing\" = \"1\" }\n", nil,
+			`warmup.request[0].headers (w.toml:5) has the header name "X Thing": not a valid HTTP field name (no spaces, colons or control characters)`},
+		{"body size zero", minimal + "[proxy]\nmax_body_size = \"0\"\n", nil,
+			`proxy.max_body_size = "0" (w.toml:6): must be above 0`},
 		{"socket_dir with port", "[worker]\ncommand = [\"app\", \"{port}\"]\nsocket_dir = \"/run/wp\"\n[[warmup.request]]\npath = \"/\"\n", nil,
 			`worker.socket_dir = "/run/wp" (w.toml:3) has no effect because worker.command = ["app", "{port}"] (w.toml:2) listens on {port}: remove it`},
 	}
@@ -287,6 +300,25 @@ admin_listen = "127.0.0.1:8080"
 	}
 	if _, errs := load(t, minimal, nil, nil); errs != nil {
 		t.Fatalf("minimal config rejected: %v", errs)
+	}
+}
+
+// An admin listener off loopback is allowed but said: it serves /status, /metrics and pprof
+// without authentication.
+func TestAdminListenOffLoopbackIsWarned(t *testing.T) {
+	for addr, warned := range map[string]bool{"127.0.0.1:9090": false, "localhost:9090": false, "[::1]:9090": false,
+		"0.0.0.0:9090": true, ":9090": true, "10.1.2.3:9090": true} {
+		l, errs := load(t, "admin_listen = \""+addr+"\"\n"+minimal, nil, nil)
+		if errs != nil {
+			t.Fatalf("%s: %v", addr, errs)
+		}
+		w := l.Warnings()
+		if warned != (len(w) == 1) {
+			t.Errorf("%s: warnings %q", addr, w)
+		}
+		if warned && !(strings.HasPrefix(w[0], `admin_listen = "`+addr+`" (`) && strings.Contains(w[0], `w.toml:1) is not on loopback`)) {
+			t.Errorf("%s: %q", addr, w[0])
+		}
 	}
 }
 
@@ -390,6 +422,23 @@ func TestTrustedPrefixes(t *testing.T) {
 	for i := range want {
 		if got[i].String() != want[i] {
 			t.Errorf("%q: got %s, want %s", p.TrustedProxies[i], got[i], want[i])
+		}
+	}
+}
+
+// BenchmarkParseManyRequests loads a plan of 10000 warm-up requests; the time per request
+// stays flat as the plan grows (line numbers were once found by rescanning the document per
+// key: 100k requests took over a minute).
+func BenchmarkParseManyRequests(b *testing.B) {
+	var doc strings.Builder
+	doc.WriteString("[worker]\ncommand = [\"app\", \"{socket}\"]\n")
+	for i := range 10000 {
+		fmt.Fprintf(&doc, "[[warmup.request]]\npath = \"/p%d\"\n", i)
+	}
+	data := []byte(doc.String())
+	for b.Loop() {
+		if _, err := Parse("w.toml", data); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -249,6 +250,17 @@ func indexLines(data []byte) map[string]int {
 	p.Reset(data)
 	prefix := ""
 	counts := map[string]int{}
+	// Lines are counted forward from the last key's (expressions come in document order):
+	// the parser's Shape counts from the document's start each time, quadratic in its size.
+	at, atLine := 0, 1
+	lineOf := func(off int) int {
+		if off < at {
+			at, atLine = 0, 1
+		}
+		atLine += bytes.Count(data[at:off], []byte{'\n'})
+		at = off
+		return atLine
+	}
 	for p.NextExpression() {
 		e := p.Expression()
 		var parts []string
@@ -257,7 +269,7 @@ func indexLines(data []byte) map[string]int {
 			n := it.Node()
 			parts = append(parts, string(n.Data))
 			if line == 0 {
-				line = p.Shape(n.Raw).Start.Line
+				line = lineOf(int(n.Raw.Offset))
 			}
 		}
 		key := strings.Join(parts, ".")

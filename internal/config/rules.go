@@ -7,8 +7,20 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"sort"
+	"strconv"
 	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
+
+// MaxWorkers bounds worker.count: each worker is a process, sockets and goroutines; more is
+// a typo (an extra digit), not a pool.
+const MaxWorkers = 4096
+
+// minRestartBackoff is the shortest restart_backoff.
+const minRestartBackoff = 10 * time.Millisecond
 
 // Placeholders in worker.command.
 const (
@@ -43,6 +55,36 @@ var rules = []rule{
 	{"socket_dir only with {socket}", checkSocketDir},
 	{"telemetry settings in range", checkTelemetry},
 	{"forwarding settings well-formed", checkForwarding},
+}
+
+// advice are checks of settings that work but are probably not what the operator wants: check
+// prints them and run logs them at WARN; they refuse nothing.
+var advice = []rule{
+	{"admin_listen on loopback", adviseAdminListen},
+}
+
+// Warnings returns what advice finds, each naming the setting and its source.
+func (l *Loaded) Warnings() []string {
+	r := &report{l: l}
+	for _, rl := range advice {
+		rl.check(l, r)
+	}
+	out := make([]string, len(r.errs))
+	for i, err := range r.errs {
+		out[i] = err.Error()
+	}
+	return out
+}
+
+func adviseAdminListen(l *Loaded, r *report) {
+	host, _, err := net.SplitHostPort(l.Config.AdminListen)
+	if err != nil || host == "localhost" {
+		return
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return
+	}
+	r.add("%s is not on loopback: /status, /metrics and /debug/pprof/ answer anyone who can reach it, without authentication; bind it to 127.0.0.1, or firewall it", l.kv("admin_listen"))
 }
 
 // RuleNames lists the rules in the order they are checked.
@@ -92,11 +134,23 @@ func (l *Loaded) value(key string) string {
 
 func checkListeners(l *Loaded, r *report) {
 	c := &l.Config
-	if c.Listen == "" {
-		r.add("%s: must be set (host:port)", l.kv("listen"))
-	}
-	if c.AdminListen == "" {
-		r.add("%s: must be set (host:port)", l.kv("admin_listen"))
+	for _, key := range []string{"listen", "admin_listen"} {
+		addr := c.Listen
+		if key == "admin_listen" {
+			addr = c.AdminListen
+		}
+		if addr == "" {
+			r.add("%s: must be set (host:port)", l.kv(key))
+			continue
+		}
+		_, port, err := net.SplitHostPort(addr)
+		if err != nil {
+			r.add("%s: not host:port (%v)", l.kv(key), err)
+			continue
+		}
+		if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			r.add("%s: the port must be a number from 0 to 65535", l.kv(key))
+		}
 	}
 	if c.Listen != "" && c.Listen == c.AdminListen && !strings.HasSuffix(c.Listen, ":0") {
 		r.add("%s is the same address as %s: the admin endpoints never share the public listener; give admin_listen another port",
@@ -134,6 +188,9 @@ func checkCounts(l *Loaded, r *report) {
 	c := &l.Config
 	if c.Worker.Count < 1 {
 		r.add("%s: must be at least 1", l.kv("worker.count"))
+	}
+	if c.Worker.Count > MaxWorkers {
+		r.add("%s: must be at most %d (each worker is a process)", l.kv("worker.count"), MaxWorkers)
 	}
 	if c.Worker.Concurrency < 1 {
 		r.add("%s: must be at least 1", l.kv("worker.concurrency"))
@@ -312,6 +369,15 @@ func checkRequests(l *Loaded, r *report) {
 				r.add("%s.expect (%s) has %d: not an HTTP status", key, at("expect"), s)
 			}
 		}
+		for _, name := range sortedKeys(req.Headers) {
+			// A name or value no HTTP parser takes would fail every warm-up, forever.
+			if !httpguts.ValidHeaderFieldName(name) {
+				r.add("%s.headers (%s) has the header name %q: not a valid HTTP field name (no spaces, colons or control characters)", key, at("headers"), name)
+			}
+			if !httpguts.ValidHeaderFieldValue(req.Headers[name]) {
+				r.add("%s.headers (%s) has %s = %q: a value may not hold CR, LF or other control characters", key, at("headers"), name, req.Headers[name])
+			}
+		}
 	}
 	if wu := &l.Config.Warmup; wu.Ready != ReadyRequests && wu.Ready != ReadyNotify {
 		r.add("%s: must be %q or %q", l.kv("warmup.ready"), ReadyRequests, ReadyNotify)
@@ -328,6 +394,9 @@ func checkTimeouts(l *Loaded, r *report) {
 		if d.Duration <= 0 {
 			r.add("%s: must be above 0", l.kv(key))
 		}
+	}
+	if d := c.Worker.RestartBackoff.Duration; d > 0 && d < minRestartBackoff {
+		r.add("%s: must be at least %s, or a worker that fails at start is restarted in a tight loop", l.kv("worker.restart_backoff"), minRestartBackoff)
 	}
 	if c.Worker.RestartBackoffMax.Duration < c.Worker.RestartBackoff.Duration {
 		r.add("%s is below %s: raise it", l.kv("worker.restart_backoff_max"), l.kv("worker.restart_backoff"))
@@ -419,4 +488,13 @@ func checkForwarding(l *Loaded, r *report) {
 	if p.UnderscoreHeaders != UnderscoreDrop && p.UnderscoreHeaders != UnderscorePass {
 		r.add("%s: must be %q or %q", l.kv("proxy.underscore_headers"), UnderscoreDrop, UnderscorePass)
 	}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

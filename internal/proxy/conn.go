@@ -250,7 +250,13 @@ func (c *clientConn) serve() {
 		if c.s.shutting.Load() {
 			return
 		}
-		c.extendReadDeadline(c.s.idleTimeout)
+		if c.requests == 0 && c.now.IsZero() {
+			// Before its first byte a connection gets no more than the head's time, as on
+			// net/http's side: an idle client holds its buffers only so long.
+			c.shortenReadDeadline(c.s.readHeaderTimeout)
+		} else {
+			c.extendReadDeadline(c.s.idleTimeout)
+		}
 		if _, err := c.br.Peek(1); err != nil {
 			return // closed, idle too long, or shut down
 		}
