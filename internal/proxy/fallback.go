@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"warmpool/internal/h1"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 )
@@ -102,6 +105,10 @@ type upstream struct {
 	// leaves; false when the watch already cut it.
 	stopWatch func() bool
 	bodyless  bool // a response that may have no body: its connection is not reused (reuse.go)
+	// br reads the response again, from its rebuilt head on: what it read ahead of the body's
+	// end is what the worker sent past the response.
+	br      *bufio.Reader
+	head101 []byte // a 101's head for the client, whole
 }
 
 // forward leases a worker, exchanges the request with it and relays the response, retrying on
@@ -202,13 +209,17 @@ func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *worker.Conn, r 
 	if opts.RequestTimeout > 0 {
 		wc.SetReadDeadline(sent.Add(opts.RequestTimeout))
 	}
-	var resp *http.Response
+	// The head is read by h1, as on the lean path (one policy for what passes: hop-by-hop
+	// fields go), then read again by net/http with its framing fields, followed by the body on
+	// wc: net/http's readers frame the body and parse trailers.
+	var hr h1.Response
+	var head []byte
 	var err error
 	for {
-		resp, err = http.ReadResponse(wc.R, r)
+		head, err = h1.ReadResponse(wc.R, &hr, head[:0])
 		// Interim responses (100 Continue, 103 Early Hints) are not passed on: net/http has
 		// sent its own 100 Continue, and 1xx fields would stay in the final response's header.
-		if err != nil || resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+		if err != nil || hr.Status >= 200 || hr.Status == http.StatusSwitchingProtocols {
 			break
 		}
 	}
@@ -231,17 +242,42 @@ func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *worker.Conn, r 
 		}
 		return nil, true, err
 	}
-	if resp.StatusCode == http.StatusSwitchingProtocols && upgrade == "" {
-		stopWatch()
-		wc.Close()
-		f.protocolError(ProtocolMalformedResponse)
-		return nil, true, fmt.Errorf("101 Switching Protocols to a request without Upgrade")
-	}
 	if !left.Load() {
 		wc.SetReadDeadline(time.Time{})
 	}
-	return &upstream{lease: lease, wc: wc, resp: resp, stopWatch: stopWatch,
-		bodyless: r.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified}, true, nil
+	up := &upstream{lease: lease, wc: wc, stopWatch: stopWatch,
+		bodyless: r.Method == http.MethodHead || hr.Status == http.StatusNoContent || hr.Status == http.StatusNotModified}
+	if hr.Status == http.StatusSwitchingProtocols {
+		if upgrade == "" {
+			stopWatch()
+			wc.Close()
+			return nil, true, fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", h1.ErrMalformedResponse)
+		}
+		up.head101 = append(head, "Connection: Upgrade\r\nUpgrade: "+upgrade+"\r\n\r\n"...)
+		up.resp = &http.Response{StatusCode: http.StatusSwitchingProtocols}
+		return up, true, nil
+	}
+	switch {
+	case h1.NoBody([]byte(r.Method), hr.Status):
+		if hr.ContentLength >= 0 && hr.Status != http.StatusNoContent { // passed on, as the lean path does
+			head = appendContentLength(head, hr.ContentLength)
+		}
+	case hr.Chunked:
+		head = append(head, "Transfer-Encoding: chunked\r\n"...)
+	case hr.ContentLength >= 0:
+		head = appendContentLength(head, hr.ContentLength)
+	}
+	if hr.Close {
+		head = append(head, "Connection: close\r\n"...)
+	}
+	head = append(head, '\r', '\n')
+	up.br = bufio.NewReader(io.MultiReader(bytes.NewReader(head), wc.R))
+	if up.resp, err = http.ReadResponse(up.br, r); err != nil { // h1 accepted this head: not expected
+		stopWatch()
+		wc.Close()
+		return nil, true, fmt.Errorf("%w: %w", h1.ErrMalformedResponse, err)
+	}
+	return up, true, nil
 }
 
 // finish decides the fate of the worker connection once the response is relayed.
@@ -250,14 +286,16 @@ func (f *Front) finish(up *upstream, complete bool, r *http.Request) {
 	switch {
 	case !complete || !watching || up.resp.Close:
 		up.wc.Close()
+	case up.br.Buffered() > 0:
+		f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path, up.br.Buffered())
 	case up.bodyless:
 		if up.wc.R.Buffered() > 0 {
-			f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path)
+			f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path, 0)
 		} else {
 			up.wc.Close()
 		}
 	case !reuse(up.lease.Worker(), up.wc):
-		f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path)
+		f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path, 0)
 	}
 }
 
@@ -272,6 +310,9 @@ func (f *Front) relay(rw http.ResponseWriter, r *http.Request, resp *http.Respon
 			continue
 		}
 		h[k] = vv
+	}
+	if _, ok := h["Content-Type"]; !ok {
+		h["Content-Type"] = nil // net/http would guess one; the worker sent none
 	}
 	if len(resp.Trailer) > 0 {
 		keys := make([]string, 0, len(resp.Trailer))
@@ -329,9 +370,7 @@ func (f *Front) tunnel(rw http.ResponseWriter, r *http.Request, up *upstream) {
 	}
 	defer cc.Close()
 	cc.SetDeadline(time.Time{}) // the tunnel lives as long as its two sides
-	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	up.resp.Header.Write(brw)
-	brw.WriteString("\r\n")
+	brw.Write(up.head101)
 	if err := brw.Flush(); err != nil {
 		return
 	}

@@ -298,12 +298,12 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 		wc.Close()
 	case fate == fateBodyless:
 		if wc.R.Buffered() > 0 {
-			f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()))
+			f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()), 0)
 		} else {
 			wc.Close() // never reused after a response that may not have a body (reuse.go)
 		}
 	case !reuse(w, wc):
-		f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()))
+		f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()), 0)
 	}
 	return status, n, err
 }

@@ -41,10 +41,11 @@ func reuse(w *worker.Worker, wc *worker.Conn) bool {
 }
 
 // bytesAfterResponse closes a connection on which the worker sent bytes nobody asked for
-// (after the response to the request after names), and reports it.
-func (f *Front) bytesAfterResponse(w *worker.Worker, wc *worker.Conn, after string) {
-	n := wc.R.Buffered()
-	start, _ := wc.R.Peek(min(n, 48))
+// (after the response to the request after names), and reports it. readAhead counts such
+// bytes already taken from wc by a reader of the response (net/http's fallback).
+func (f *Front) bytesAfterResponse(w *worker.Worker, wc *worker.Conn, after string, readAhead int) {
+	n := readAhead + wc.R.Buffered()
+	start, _ := wc.R.Peek(min(wc.R.Buffered(), 48))
 	f.log.Warn("worker sent bytes past the end of its response; they were dropped and its connection closed",
 		"worker", w.ID(), "pid", w.PID(), "after", after, "buffered", n, "start", strconv.Quote(string(start)))
 	wc.Close()
@@ -77,7 +78,7 @@ func (f *Front) getConn(ctx context.Context, w *worker.Worker, fresh bool) (*wor
 			return c, nil
 		case worker.IdleUnread:
 			c.R.Peek(1) // the peek saw a byte: read what is there, for the log line
-			f.bytesAfterResponse(w, c, "an earlier request (the bytes came while the connection was idle)")
+			f.bytesAfterResponse(w, c, "an earlier request (the bytes came while the connection was idle)", 0)
 		default:
 			c.Close() // closed by the worker while idle: nothing was sent
 			f.log.Debug("worker closed an idle connection; using another", "worker", w.ID())

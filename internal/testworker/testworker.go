@@ -203,9 +203,11 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/hang":
 		select {} // stuck for good: only SIGKILL ends it
 	case "/echo":
+		body, _ := io.ReadAll(r.Body)
 		h.Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
-			"host": r.Host, "header": r.Header, "proto": r.Proto, "uri": r.RequestURI,
+			"host": r.Host, "header": r.Header, "proto": r.Proto, "uri": r.RequestURI, "method": r.Method,
+			"body": string(body), "content_length": r.ContentLength, "transfer_encoding": r.TransferEncoding, "trailer": r.Trailer,
 			"env": map[string]string{
 				"WARMPOOL_WORKER_ID": os.Getenv(worker.EnvWorkerID), "WARMPOOL_SOCKET": os.Getenv(worker.EnvSocket),
 				"PORT": os.Getenv(worker.EnvPort), "NOTIFY_SOCKET": os.Getenv(worker.EnvNotify),
