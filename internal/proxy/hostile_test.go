@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -341,5 +343,26 @@ func TestHarakiriHoldsTheSlotAfterTheClientLeft(t *testing.T) {
 			}
 			waitFor(t, func() bool { return e.w.InFlight() == 0 })
 		})
+	}
+}
+
+// A connection that sends nothing is closed at the head's timeout, not kept for the idle
+// timeout of a connection between requests; one that sent a request gets the idle timeout.
+func TestSilentConnectionIsClosedAtTheHeadTimeout(t *testing.T) {
+	e := startLeanWith(t, 4, Options{}, func(s *http.Server) { s.ReadHeaderTimeout = 300 * time.Millisecond })
+	silent := e.dial()
+	start := time.Now()
+	if _, err := silent.br.ReadByte(); err != io.EOF {
+		t.Fatalf("silent connection: %v, want EOF", err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("closed after %s; the head timeout is 300ms", took)
+	}
+	served := e.dial()
+	served.send(get("/"))
+	served.read("GET")
+	served.nc.SetReadDeadline(time.Now().Add(time.Second))
+	if _, err := served.br.ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a connection between requests: %v, want it still open after 1s", err)
 	}
 }

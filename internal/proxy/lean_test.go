@@ -29,6 +29,12 @@ type leanEnv struct {
 
 func startLean(t testing.TB, limit int, opts Options) *leanEnv {
 	t.Helper()
+	return startLeanWith(t, limit, opts, nil)
+}
+
+// startLeanWith is startLean with the net/http server's settings adjusted by tune.
+func startLeanWith(t testing.TB, limit int, opts Options, tune func(*http.Server)) *leanEnv {
+	t.Helper()
 	w := startWorker(t)
 	bal := NewBalancer(64, 5*time.Second)
 	bal.Add(w, limit)
@@ -36,7 +42,11 @@ func startLean(t testing.TB, limit int, opts Options) *leanEnv {
 		opts.RequestTimeout = 10 * time.Second
 	}
 	f := NewFront(bal, opts)
-	srv := NewServer(f, &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: HTTPMaxHeaderBytes(32 << 10)})
+	hs := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: HTTPMaxHeaderBytes(32 << 10)}
+	if tune != nil {
+		tune(hs)
+	}
+	srv := NewServer(f, hs)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
