@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"warmpool/internal/guard"
 )
 
 // usageError is a mistake on the command line: exit status 2.
@@ -49,7 +50,10 @@ Layers, lowest first: defaults, the config file, WARMPOOL_SECTION_KEY environmen
 the config and rolls every worker to it, warm-first; SIGTTIN/SIGTTOU add/remove a worker.
 `
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	guard.RunIfKeeper() // this process may be the keeper of another warmpool's workers
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 // run is main without the exit, so tests can call it.
 func run(args []string, stdout, stderr io.Writer) int {

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"warmpool/internal/guard"
 	"warmpool/internal/testworker"
 )
 
@@ -13,6 +14,7 @@ import (
 const envMain = "WP_TEST_MAIN"
 
 func TestMain(m *testing.M) {
+	guard.RunIfKeeper()
 	if testworker.Active() {
 		testworker.Main()
 		return

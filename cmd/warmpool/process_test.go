@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -392,5 +393,106 @@ enabled = false
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	if err := p.wait(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// childrenOf lists the processes whose parent is pid, by their command name.
+func childrenOf(t *testing.T, pid int, comm string) []int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, e := range entries {
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(data)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		f := strings.Fields(s[end+1:])
+		if open < 0 || len(f) < 2 || s[open+1:end] != comm || f[1] != strconv.Itoa(pid) {
+			continue
+		}
+		child, _ := strconv.Atoi(e.Name())
+		out = append(out, child)
+	}
+	return out
+}
+
+// The app behind a wrapper script (`sh -c "app {socket}; echo done"`) is a grandchild of
+// warmpool: it dies with warmpool's SIGKILL within a second all the same, and the socket
+// directory is removed.
+func TestSIGKILLOfWarmpoolLeavesNoGrandchildBehind(t *testing.T) {
+	cfg := writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[worker]
+command = ["/bin/sh", "-c", "%s {socket}; echo done"]
+count = 2
+env = { WP_TESTWORKER = "1" }
+[[warmup.request]]
+path = "/"
+`, os.Args[0]))
+	p := startProc(t, nil, "run", "--config", cfg)
+	_, admin := p.addresses()
+	p.waitLines(1, `msg="pool ready"`)
+	var apps []int
+	for _, sh := range workerPIDs(t, admin) {
+		apps = append(apps, childrenOf(t, sh, filepath.Base(os.Args[0]))...)
+	}
+	if len(apps) != 2 {
+		t.Fatalf("want the two apps under the two shells, found %v", apps)
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", apps[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	socketDir := filepath.Dir(strings.Split(string(cmdline), "\x00")[1])
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait()
+	waitGone(t, apps, time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(socketDir); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("socket directory %s still there", socketDir)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A worker that double-forks a short-lived helper leaves no zombie: the helper, orphaned, is
+// reparented to warmpool (a child subreaper), which reaps it when it exits.
+func TestOrphanedHelperIsReaped(t *testing.T) {
+	cfg := writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[worker]
+command = ["/bin/sh", "-c", "(sleep 1 &); exec %s {socket}"]
+count = 1
+env = { WP_TESTWORKER = "1" }
+[[warmup.request]]
+path = "/"
+`, os.Args[0]))
+	p := startProc(t, nil, "run", "--config", cfg)
+	p.waitLines(1, `msg="pool ready"`)
+	helpers := childrenOf(t, p.cmd.Process.Pid, "sleep")
+	if len(helpers) != 1 {
+		t.Fatalf("want the orphaned helper reparented to warmpool, found %v", helpers)
+	}
+	waitGone(t, helpers, 5*time.Second) // it exited: a zombie until someone reaps it
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", helpers[0])); os.IsNotExist(err) {
+			return // reaped
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("helper %d is still a zombie", helpers[0])
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+	"warmpool/internal/guard"
 
 	"warmpool/internal/config"
 	"warmpool/internal/sdnotify"
@@ -29,9 +30,29 @@ func Run(ctx context.Context, l *config.Loaded, reload Reloader, log *slog.Logge
 	for _, w := range l.Warnings() {
 		log.Warn("configuration: " + w)
 	}
-	s := New(l, log)
+	// No process of a worker outlives warmpool (internal/guard): every worker, and what it
+	// starts, carries this instance's mark, which a keeper process kills once warmpool ends
+	// however it ends; and orphans reparented to warmpool are reaped.
+	instance := guard.NewInstance()
+	keeper := guard.New(instance)
+	if err := keeper.Start(); err != nil {
+		log.Warn("no keeper process: a worker's descendants could outlive warmpool if it is killed", "error", err)
+	}
+	defer keeper.Close()
+	reaper := guard.NewReaper()
+	if err := reaper.Start(); err != nil {
+		log.Warn("not a child subreaper: orphans of workers are reaped by init, not warmpool", "error", err)
+	} else {
+		defer reaper.Close()
+	}
+	s := New(l, log, withWorkerEnv(guard.EnvInstance+"="+instance))
 	if err := s.Start(); err != nil {
 		return err
+	}
+	if dir, owned := s.SocketDir(); owned {
+		if err := keeper.RemoveAtEnd(dir); err != nil {
+			log.Warn("the keeper process cannot be told of the socket directory", "error", err)
+		}
 	}
 	firstReady := s.Pool().FirstReady()
 	var runErr error

@@ -49,12 +49,18 @@ type Server struct {
 	frontLn, adminLn   net.Listener
 	socketDir          string
 	ownSocketDir       bool
+	workerEnv          []string // added to warmpool's own environment for the workers
 	serveErr           chan error
 	wg                 sync.WaitGroup
 }
 
 // Option adjusts a Server.
 type Option func(*Server)
+
+// withWorkerEnv adds variables to every worker's environment (Run's guard mark).
+func withWorkerEnv(kv ...string) Option {
+	return func(s *Server) { s.workerEnv = append(s.workerEnv, kv...) }
+}
 
 // WithTracerProvider traces with tp instead of telemetry.otlp_endpoint (tests use an
 // in-memory exporter); the caller shuts it down.
@@ -119,7 +125,11 @@ func (s *Server) Start() (err error) {
 	s.history = telemetry.NewHistory()
 	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
 	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
-	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log,
+	var env []string // nil: warmpool's own
+	if len(s.workerEnv) > 0 {
+		env = append(os.Environ(), s.workerEnv...)
+	}
+	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log, Env: env,
 		WarmupSummary: s.src.WarmupSummary(), Metrics: s.metrics, Tracer: s.tracer})
 	s.metrics.SetInFlight(s.bal.InFlight)
 	s.metrics.SetWorkerStates(func() map[string]int {
@@ -259,6 +269,9 @@ func (s *Server) FrontAddr() string { return s.frontLn.Addr().String() }
 
 // AdminAddr is the bound admin address.
 func (s *Server) AdminAddr() string { return s.adminLn.Addr().String() }
+
+// SocketDir is the workers' socket directory, and whether warmpool made it (and removes it).
+func (s *Server) SocketDir() (string, bool) { return s.socketDir, s.ownSocketDir }
 
 // Pool is the server's worker pool.
 func (s *Server) Pool() *pool.Pool { return s.pool }

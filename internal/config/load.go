@@ -20,7 +20,10 @@ import (
 const EnvPrefix = "WARMPOOL_"
 
 // reservedEnv are WARMPOOL_ variables that are not settings (warmpool gives them to workers).
-var reservedEnv = []string{"WARMPOOL_WORKER_ID", "WARMPOOL_SOCKET", "WARMPOOL_GENERATION", "WARMPOOL_LOG_LEVEL"}
+// WARMPOOL_INSTANCE and WARMPOOL_GUARD_OF are internal/guard's (a warmpool may run as another's
+// worker, and the keeper is warmpool's own binary).
+var reservedEnv = []string{"WARMPOOL_WORKER_ID", "WARMPOOL_SOCKET", "WARMPOOL_GENERATION", "WARMPOOL_LOG_LEVEL",
+	"WARMPOOL_INSTANCE", "WARMPOOL_GUARD_OF"}
 
 // Layers are the inputs of a configuration, lowest first after the defaults.
 type Layers struct {

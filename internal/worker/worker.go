@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"warmpool/internal/guard"
 )
 
 // Spec is everything needed to spawn one worker.
@@ -166,7 +167,7 @@ func (w *Worker) Start() (err error) {
 	// outlives warmpool, even when warmpool is killed with SIGKILL.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	w.state.advance(Starting)
-	if err := cmd.Start(); err != nil {
+	if err := guard.StartChild(cmd); err != nil {
 		return fmt.Errorf("spawn %q: %w", argv[0], err)
 	}
 	outW.Close() // the child has its copies
@@ -234,6 +235,7 @@ func (w *Worker) expand(template []string) []string {
 
 func (w *Worker) reap() {
 	err := w.cmd.Wait()
+	guard.ChildDone(w.cmd.Process.Pid)
 	if w.stopped.Load() {
 		w.state.advance(Stopped)
 	} else {

@@ -1,0 +1,108 @@
+package guard
+
+import (
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// The processes warmpool started with os/exec are reaped by their exec.Cmd's Wait; the Reaper
+// must leave them alone, or that Wait would fail. StartChild and ChildDone keep that set; the
+// lock makes a start and its registration one step as the Reaper sees it.
+var (
+	childrenMu sync.Mutex
+	children   = map[int]bool{}
+)
+
+// StartChild starts cmd and registers it as a child its own Wait reaps.
+func StartChild(cmd *exec.Cmd) error {
+	childrenMu.Lock()
+	defer childrenMu.Unlock()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	children[cmd.Process.Pid] = true
+	return nil
+}
+
+// ChildDone forgets a child once its Wait returned.
+func ChildDone(pid int) {
+	childrenMu.Lock()
+	delete(children, pid)
+	childrenMu.Unlock()
+}
+
+// Reaper collects the exit of descendants that were orphaned and reparented to warmpool (it is
+// a child subreaper), so that none stays a zombie. New has no side effects; Start makes the
+// process a subreaper and starts the goroutine, Close stops it.
+type Reaper struct {
+	sigs chan os.Signal
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// NewReaper returns a reaper, not yet started.
+func NewReaper() *Reaper { return &Reaper{sigs: make(chan os.Signal, 1), stop: make(chan struct{})} }
+
+// Start makes this process a child subreaper and reaps orphans as they exit.
+func (r *Reaper) Start() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return err
+	}
+	signal.Notify(r.sigs, syscall.SIGCHLD)
+	r.wg.Go(func() {
+		for {
+			r.ReapOrphans()
+			select {
+			case <-r.sigs:
+			case <-r.stop:
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// Close stops reaping.
+func (r *Reaper) Close() {
+	signal.Stop(r.sigs)
+	close(r.stop)
+	r.wg.Wait()
+}
+
+// ReapOrphans collects every exited child that is not one of StartChild's, and returns how
+// many it collected.
+func (r *Reaper) ReapOrphans() int {
+	childrenMu.Lock() // no child starts meanwhile: every child is either registered or not ours
+	defer childrenMu.Unlock()
+	self := strconv.Itoa(os.Getpid())
+	n := 0
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || children[pid] {
+			continue
+		}
+		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		// After the command name's closing parenthesis: " state ppid ..."
+		i := strings.LastIndexByte(string(stat), ')')
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) < 2 || f[0] != "Z" || f[1] != self {
+			continue
+		}
+		var ws syscall.WaitStatus
+		if got, _ := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil); got == pid {
+			n++
+		}
+	}
+	return n
+}
