@@ -90,9 +90,9 @@ func (s *Server) Start() (err error) {
 	cfg := s.cfg
 	s.socketDir = cfg.Worker.SocketDir
 	if s.socketDir == "" {
-		dir, err := os.MkdirTemp("", "warmpool-")
+		dir, err := makeSocketDir(s.log)
 		if err != nil {
-			return fmt.Errorf("socket directory: %w", err)
+			return err
 		}
 		s.socketDir, s.ownSocketDir = dir, true
 	} else if err := os.MkdirAll(s.socketDir, 0o700); err != nil {
