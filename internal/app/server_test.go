@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -418,6 +419,46 @@ func selfSignedCert(t *testing.T) (certFile, keyFile string) {
 	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
 	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
 	return certFile, keyFile
+}
+
+// Uploads larger than HTTP/2's flow-control window, more of them on one connection than the
+// worker has slots: each body is read whole before a worker is leased, so the streams waiting
+// for a slot cannot starve those that hold one (they used to: four 200s after 10 s, then 503s).
+func TestHTTP2UploadsLargerThanTheWindow(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	cfg.TLSCert, cfg.TLSKey = selfSignedCert(t)
+	e := startServer(t, cfg)
+	e.waitReady()
+	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
+		ForceAttemptHTTP2: true,
+		MaxConnsPerHost:   1, // every upload on one connection
+	}}
+	defer cl.CloseIdleConnections()
+	body := strings.Repeat("u", 3<<20)
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			resp, err := cl.Post("https://"+e.srv.FrontAddr()+"/upload", "application/octet-stream", strings.NewReader(body))
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			if resp.ProtoMajor != 2 || resp.StatusCode != 200 || string(b) != fmt.Sprintln(len(body)) {
+				errs <- fmt.Errorf("%s %d %q", resp.Proto, resp.StatusCode, b)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
 
 func TestAllowedHostsRejectsOtherHostsButNotTheWarmup(t *testing.T) {
