@@ -181,6 +181,7 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		SendTimeout:           cfg.Proxy.SendTimeout.Duration,
 		ClientBodyTimeout:     cfg.Proxy.ClientBodyTimeout.Duration,
 		MaxBodySize:           cfg.Proxy.MaxBodySize.Bytes,
+		MaxBufferedResponse:   cfg.Proxy.MaxBufferedResponse.Bytes,
 		Harakiri:              cfg.Proxy.Harakiri.Duration,
 		OnStuck:               s.pool.ReportStuck,
 		OnHung:                s.pool.ReportHung,

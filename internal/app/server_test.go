@@ -271,6 +271,21 @@ func TestHungWorkerLeavesRotationAndIsReplaced(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// The signal is delivered asynchronously: wait until the process is stopped ("T").
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 0 && f[0] == "T" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the worker did not stop")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	resp, body := e.get("/")
 	if resp.StatusCode != 504 || !strings.Contains(body, "worker 1 sent no response within 300ms") {
 		t.Fatalf("request to the stopped worker: %d %q", resp.StatusCode, body)

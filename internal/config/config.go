@@ -122,6 +122,10 @@ type Proxy struct {
 	// MaxBodySize is the largest request body accepted; past it, 413 (nginx's
 	// client_max_body_size). Bodies over 64 KiB wait in a temporary file, not in memory.
 	MaxBodySize Size `toml:"max_body_size"`
+	// MaxBufferedResponse bounds how much of one response waits for a slow client (memory up
+	// to 64 KiB, then an unlinked temporary file), so that the worker is released when it has
+	// sent its response; past it, the worker waits for the client. 0 turns buffering off.
+	MaxBufferedResponse Size `toml:"max_buffered_response"`
 	// MaxHeaderBytes bounds a request's head (request line and fields); past it, 431.
 	MaxHeaderBytes Size `toml:"max_header_bytes"`
 	// AllowedHosts, when set, is the front's host allow-list: requests with another Host get
@@ -203,14 +207,15 @@ func Default() Config {
 			Nice:    10,
 		},
 		Proxy: Proxy{
-			QueueSize:         1024,
-			QueueTimeout:      Duration{10 * time.Second},
-			RequestTimeout:    Duration{60 * time.Second},
-			SendTimeout:       Duration{60 * time.Second},
-			ClientBodyTimeout: Duration{60 * time.Second},
-			MaxBodySize:       Size{100 << 20},
-			MaxHeaderBytes:    Size{32 << 10},
-			UnderscoreHeaders: UnderscoreDrop,
+			QueueSize:           1024,
+			QueueTimeout:        Duration{10 * time.Second},
+			RequestTimeout:      Duration{60 * time.Second},
+			SendTimeout:         Duration{60 * time.Second},
+			ClientBodyTimeout:   Duration{60 * time.Second},
+			MaxBodySize:         Size{100 << 20},
+			MaxHeaderBytes:      Size{32 << 10},
+			MaxBufferedResponse: Size{1 << 30},
+			UnderscoreHeaders:   UnderscoreDrop,
 		},
 		Telemetry: Telemetry{
 			ColdWindow:        3,

@@ -88,13 +88,40 @@ type clientConn struct {
 	sendingSince atomic.Int64
 }
 
-// sendingWriter is a client connection's writer that notes when each write began.
+// sendingWriter is a client connection's writer that notes when each write began. While a
+// worker's response is relayed (buffering), a write the client cannot take at once goes to a
+// spill, which a goroutine of its own writes out, so that the worker is not held by a slow
+// client (spill.go).
 type sendingWriter struct {
-	c *clientConn
-	w io.Writer
+	c   *clientConn
+	w   io.Writer
+	raw *rawsock.Conn // the same socket, when writes can be tried without waiting; else nil
+
+	buffering bool // a worker's response is being relayed
+	sp        *spill
+	drained   chan error // the spill's writer's end
 }
 
 func (sw *sendingWriter) Write(p []byte) (int, error) {
+	if sw.sp != nil {
+		return sw.sp.Write(p) // fails once the spill's writer failed (the client is gone)
+	}
+	if sw.buffering && sw.raw != nil {
+		n, err := sw.raw.TryWrite(p)
+		if err != nil || n == len(p) {
+			return n, err
+		}
+		sw.startSpill()
+		if _, err := sw.sp.Write(p[n:]); err != nil {
+			return n, err
+		}
+		return len(p), nil
+	}
+	return sw.write(p)
+}
+
+// write writes p to the client, waiting for it to take it within the send timeout.
+func (sw *sendingWriter) write(p []byte) (int, error) {
 	c := sw.c
 	c.sendingSince.Store(c.clock().UnixNano())
 	n, err := sw.w.Write(p)
@@ -104,6 +131,49 @@ func (sw *sendingWriter) Write(p []byte) (int, error) {
 			"path", string(c.req.Path()), "send_timeout", c.s.front.opts.Load().SendTimeout)
 	}
 	return n, err
+}
+
+// startSpill begins buffering the rest of the response: the client is behind.
+func (sw *sendingWriter) startSpill() {
+	sw.sp = newSpill(sw.c.s.front.opts.Load().MaxBufferedResponse)
+	sw.drained = make(chan error, 1)
+	sp, drained := sw.sp, sw.drained
+	go func() { // owned by the connection: finishSpill waits for it
+		bp := bodyPool.Get().(*[]byte)
+		defer bodyPool.Put(bp)
+		buf := (*bp)[:cap(*bp)]
+		for {
+			n, err := sp.Read(buf)
+			if n > 0 {
+				if _, werr := sw.write(buf[:n]); werr != nil {
+					sp.Fail(&h1.WriteError{Err: werr})
+					drained <- werr
+					return
+				}
+			}
+			if err != nil {
+				if err == io.EOF {
+					err = nil
+				}
+				drained <- err
+				return
+			}
+		}
+	}()
+}
+
+// finishSpill waits until the spill, if any, reached the client, and reports a failure to
+// write it.
+func (sw *sendingWriter) finishSpill() error {
+	sw.buffering = false
+	if sw.sp == nil {
+		return nil
+	}
+	sw.sp.CloseWrite()
+	err := <-sw.drained
+	sw.sp.Release()
+	sw.sp, sw.drained = nil, nil
+	return err
 }
 
 // cutIfStalled is the watchdog's other check: a write to the client under way for longer than
@@ -232,6 +302,9 @@ func (c *clientConn) serve() {
 	c.br.Reset(rw)
 	c.bw = writerPool.Get().(*bufio.Writer)
 	c.out = sendingWriter{c: c, w: rw}
+	if rw == io.ReadWriter(sock) {
+		c.out.raw = sock
+	}
 	c.bw.Reset(&c.out)
 	handed := false
 	defer func() {

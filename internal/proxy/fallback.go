@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -141,19 +142,24 @@ func (f *Front) forward(rw http.ResponseWriter, r *http.Request, body *spooledBo
 			f.writeError(rw, r, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout, Sent: reached})
 			return
 		}
-		defer func() { // also when the relay aborts the response
-			if info != nil {
-				info.Upstream = time.Since(sent)
-			}
-			lease.Release()
-		}()
+		var once sync.Once
+		done := func(whole bool) { // the worker is done with the request: the response is read
+			once.Do(func() {
+				f.finish(up, whole, r)
+				if info != nil {
+					info.Upstream = time.Since(sent)
+				}
+				lease.Release()
+			})
+		}
+		defer done(false) // also when the relay aborts the response
 		if up.resp.StatusCode == http.StatusSwitchingProtocols {
 			f.tunnel(rw, r, up)
 			return
 		}
-		complete := f.relay(rw, r, up.resp)
-		f.finish(up, complete, r)
-		if !complete && ctx.Err() == nil {
+		whole := f.relay(rw, r, up, opts, done)
+		done(whole)
+		if !whole && ctx.Err() == nil {
 			panic(http.ErrAbortHandler) // the worker's body ended early: the client must see it cut off
 		}
 		return
@@ -300,9 +306,13 @@ func (f *Front) finish(up *upstream, complete bool, r *http.Request) {
 }
 
 // relay sends the worker's response on: fields less hop-by-hop ones, the body as it arrives
-// (flushed at once when its length is unknown, so streams stream), then trailers. It reports
-// whether the body was relayed whole; a client that went away reads as whole.
-func (f *Front) relay(rw http.ResponseWriter, r *http.Request, resp *http.Response) (complete bool) {
+// (flushed at once when its length is unknown, so streams stream), then trailers. With
+// MaxBufferedResponse set, a goroutine reads the worker's body into a spill while this one
+// writes it to the client, so that the worker is done (done is called) when it has sent it,
+// however slow the client. It reports whether the worker's body arrived whole; a client that
+// went away reads as whole.
+func (f *Front) relay(rw http.ResponseWriter, r *http.Request, up *upstream, opts *Options, done func(whole bool)) (whole bool) {
+	resp := up.resp
 	h := rw.Header()
 	named := connectionNamed(resp.Header)
 	for k, vv := range resp.Header {
@@ -322,33 +332,63 @@ func (f *Front) relay(rw http.ResponseWriter, r *http.Request, resp *http.Respon
 		h["Trailer"] = []string{strings.Join(keys, ", ")}
 	}
 	rw.WriteHeader(resp.StatusCode)
+	src := io.Reader(resp.Body)
+	var sp *spill
+	var fromWorker chan error
+	if opts.MaxBufferedResponse > 0 && !up.bodyless {
+		sp = newSpill(opts.MaxBufferedResponse)
+		defer sp.Release()
+		fromWorker = make(chan error, 1)
+		f.wg.Go(func() {
+			_, err := io.Copy(sp, resp.Body)
+			sp.CloseWrite()
+			done(err == nil)
+			fromWorker <- err
+		})
+		src = sp
+	}
 	bp := bodyPool.Get().(*[]byte)
 	defer bodyPool.Put(bp)
 	buf := (*bp)[:cap(*bp)]
 	flush := resp.ContentLength < 0
 	rc := http.NewResponseController(rw)
+	var rerr error
 	for {
-		n, rerr := resp.Body.Read(buf)
+		var n int
+		n, rerr = src.Read(buf)
 		if n > 0 {
 			if _, werr := rw.Write(buf[:n]); werr != nil {
 				clientGone(r)
+				if sp != nil {
+					sp.Fail(werr)
+					<-fromWorker
+				}
 				return false
 			}
 			if flush {
 				rc.Flush()
 			}
 		}
-		if rerr == io.EOF {
+		if rerr != nil {
 			break
 		}
-		if rerr != nil {
-			if r.Context().Err() != nil {
-				clientGone(r) // the watch cut the worker's connection because the client left
-				return false
-			}
-			f.log.Warn("worker response ended early", "path", r.URL.Path, "error", rerr)
+	}
+	if fromWorker != nil && rerr != io.EOF {
+		sp.Fail(rerr) // the spill itself failed: stop the worker's side too
+		<-fromWorker
+	} else if fromWorker != nil {
+		rerr = <-fromWorker // the worker's side: io.Copy reports no io.EOF
+		if rerr == nil {
+			rerr = io.EOF
+		}
+	}
+	if rerr != io.EOF {
+		if r.Context().Err() != nil {
+			clientGone(r) // the watch cut the worker's connection because the client left
 			return false
 		}
+		f.log.Warn("worker response ended early", "path", r.URL.Path, "error", rerr)
+		return false
 	}
 	for k, vv := range resp.Trailer {
 		h[http.TrailerPrefix+k] = vv

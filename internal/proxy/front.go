@@ -43,6 +43,10 @@ type Options struct {
 	// to read; past it, the connection is closed, so that a client that stops reading cannot
 	// hold a worker. 0: no limit.
 	SendTimeout time.Duration
+	// MaxBufferedResponse bounds how much of a response waits for a slow client, so that the
+	// worker is released when it has sent it (spill.go); past it, the worker waits for the
+	// client. 0: no buffering.
+	MaxBufferedResponse int64
 	// ClientBodyTimeout bounds the wait for each read of a request body; past it, 408. 0: none.
 	ClientBodyTimeout time.Duration
 	// MaxBodySize is the largest request body accepted; past it, 413. 0: no limit.

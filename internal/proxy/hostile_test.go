@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -364,5 +366,43 @@ func TestSilentConnectionIsClosedAtTheHeadTimeout(t *testing.T) {
 	served.nc.SetReadDeadline(time.Now().Add(time.Second))
 	if _, err := served.br.ReadByte(); !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("a connection between requests: %v, want it still open after 1s", err)
+	}
+}
+
+// A client that reads its response slowly does not hold the worker: the response is buffered
+// (in memory, then a temporary file) and the worker released once it has sent it; the client
+// still gets every byte, in order. On either path.
+func TestSlowReaderDoesNotHoldItsWorker(t *testing.T) {
+	const size = 16 << 20
+	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
+		t.Run(way.name, func(t *testing.T) {
+			e := startLean(t, 1, Options{MaxBufferedResponse: 1 << 30})
+			d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+				return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+			}}
+			slow, err := d.Dial("tcp", e.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer slow.Close()
+			slow.SetDeadline(time.Now().Add(30 * time.Second))
+			fmt.Fprintf(slow, "GET /big?bytes=%d %s\r\nHost: app.test\r\n\r\n", size, way.proto)
+			br := bufio.NewReaderSize(slow, 1024)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != 200 {
+				t.Fatalf("slow client's head: %v %v", resp, err)
+			}
+			// The client reads nothing more; the worker must be free all the same.
+			waitWithin(t, 10*time.Second, "worker released while the client has not read", func() bool { return e.w.InFlight() == 0 })
+			c := e.dial()
+			c.send(get("/"))
+			if resp, _ := c.read("GET"); resp.StatusCode != 200 {
+				t.Fatalf("next request: %d", resp.StatusCode)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			if err != nil || n != size {
+				t.Fatalf("slow client got %d of %d bytes: %v", n, size, err)
+			}
+		})
 	}
 }

@@ -90,7 +90,11 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 	if obs != nil {
 		obs.ObserveRequest(info)
 	}
-	if err := c.bw.Flush(); err != nil {
+	err := c.bw.Flush()
+	if serr := c.out.finishSpill(); err == nil {
+		err = serr
+	}
+	if err != nil {
 		return false // the client went away
 	}
 	return keep
@@ -376,6 +380,7 @@ func (f *Front) relayLean(c *clientConn, wc *worker.Conn, opts *Options, keep bo
 	}
 	head = append(head, '\r', '\n')
 	c.head = head
+	c.out.buffering = opts.MaxBufferedResponse > 0 // from here on, a slow client does not hold the worker
 	if _, err := c.bw.Write(head); err != nil {
 		return status, 0, fateClose, &h1.WriteError{Err: err}
 	}

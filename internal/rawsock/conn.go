@@ -21,7 +21,7 @@ type Conn struct {
 	wn     int
 	werrno syscall.Errno
 
-	readFn, writeFn func(fd uintptr) bool
+	readFn, writeFn, tryWriteFn func(fd uintptr) bool
 }
 
 // New returns a Conn for no socket yet; Reset gives it one. A Conn may be pooled and reset for
@@ -30,6 +30,7 @@ func New() *Conn {
 	c := &Conn{}
 	c.readFn = c.read
 	c.writeFn = c.write
+	c.tryWriteFn = c.tryWrite
 	return c
 }
 
@@ -105,6 +106,30 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return c.wn, os.NewSyscallError("write", c.werrno)
 	}
 	return c.wn, nil
+}
+
+// TryWrite writes what of p the socket's buffer takes now, without waiting for room: n below
+// len(p) with a nil error means the peer is behind.
+func (c *Conn) TryWrite(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.wbuf, c.wn, c.werrno = p, 0, 0
+	err := c.rc.Write(c.tryWriteFn)
+	c.wbuf = nil
+	switch {
+	case err != nil:
+		return c.wn, err
+	case c.werrno != 0:
+		return c.wn, os.NewSyscallError("write", c.werrno)
+	}
+	return c.wn, nil
+}
+
+// tryWrite is write that never waits for the netpoller.
+func (c *Conn) tryWrite(fd uintptr) bool {
+	c.write(fd)
+	return true
 }
 
 func (c *Conn) write(fd uintptr) bool {
