@@ -351,8 +351,11 @@ func TestSIGHUPReReadsConfig(t *testing.T) {
 	p.waitLines(1, `msg="SIGHUP: configuration re-read; rolling every worker to it, warm-first"`)
 	p.waitLines(3, `msg="worker admitted into rotation"`, "generation=2")
 	p.waitLines(2, `msg="worker stopped"`, `reason="recycled: reload"`)
-	if n := len(workerPIDs(t, admin)); n != 3 {
-		t.Fatalf("after the reload to count = 3: %d workers", n)
+	// The status is published just after the log line of the last stop: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); len(workerPIDs(t, admin)) != 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the reload to count = 3: %d workers", len(workerPIDs(t, admin)))
+		}
 	}
 	if out := p.output(); strings.Contains(out, "generation=2") && strings.Count(out, `msg="configuration reloaded"`) != 1 {
 		t.Fatalf("the invalid config must not have been applied:\n%s", out)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -214,22 +213,11 @@ func recyclingPlan(cfg *config.Config) string {
 	return strings.Join(on, ", ") + fmt.Sprintf("; surge %d", w.Surge)
 }
 
-// fixedAtStart are the settings a reload cannot change: they are bound at start.
-var fixedAtStart = []string{"listen", "admin_listen", "tls_cert", "tls_key", "worker.socket_dir", "telemetry.access_log",
-	"telemetry.otlp_endpoint", "telemetry.service_name", "telemetry.trace_sample_ratio"}
-
 // Apply puts a new, validated configuration in force and rolls the workers to it, warm-first.
 // A change to a setting bound at start is refused whole, naming the setting.
 func (s *Server) Apply(l *config.Loaded) error {
-	var errs []error
-	old, cfg := s.cfg, &l.Config
-	for _, key := range fixedAtStart {
-		before, after := fixedValue(old, key), fixedValue(cfg, key)
-		if before != after {
-			errs = append(errs, fmt.Errorf("%s changed from %q to %q (%s), but it is bound at start: restart warmpool to change it", key, before, after, l.Source(key)))
-		}
-	}
-	if len(errs) > 0 {
+	cfg := &l.Config
+	if errs := l.RestartNeeded(s.cfg); len(errs) > 0 {
 		return errors.Join(errs...)
 	}
 	s.cfg, s.src = cfg, l
@@ -240,29 +228,6 @@ func (s *Server) Apply(l *config.Loaded) error {
 	s.admin.SetMinReady(cfg.MinReady)
 	s.pool.Reconfigure(cfg, l.WarmupSummary())
 	return nil
-}
-
-func fixedValue(c *config.Config, key string) string {
-	switch key {
-	case "listen":
-		return c.Listen
-	case "admin_listen":
-		return c.AdminListen
-	case "tls_cert":
-		return c.TLSCert
-	case "tls_key":
-		return c.TLSKey
-	case "telemetry.access_log":
-		return c.Telemetry.AccessLog
-	case "telemetry.otlp_endpoint":
-		return c.Telemetry.OTLPEndpoint
-	case "telemetry.service_name":
-		return c.Telemetry.ServiceName
-	case "telemetry.trace_sample_ratio":
-		return strconv.FormatFloat(c.Telemetry.TraceSampleRatio, 'g', -1, 64)
-	default:
-		return c.Worker.SocketDir
-	}
 }
 
 // FrontAddr is the bound public address.

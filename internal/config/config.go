@@ -10,12 +10,12 @@ import (
 // Config is the whole warmpool configuration. The zero value is not useful; start from Default.
 type Config struct {
 	// Listen is the public HTTP front, "host:port".
-	Listen string `toml:"listen"`
+	Listen string `toml:"listen" reload:"restart"`
 	// AdminListen serves /readyz, /livez and /status; never the public listener.
-	AdminListen string `toml:"admin_listen"`
+	AdminListen string `toml:"admin_listen" reload:"restart"`
 	// TLSCert and TLSKey, when both set, make the front serve HTTPS (and HTTP/2).
-	TLSCert string `toml:"tls_cert"`
-	TLSKey  string `toml:"tls_key"`
+	TLSCert string `toml:"tls_cert" reload:"restart"`
+	TLSKey  string `toml:"tls_key" reload:"restart"`
 	// MinReady is how many ready workers /readyz needs once the pool was first fully ready.
 	MinReady int `toml:"min_ready"`
 
@@ -35,14 +35,14 @@ type Telemetry struct {
 	WarmupCheckFactor float64  `toml:"warmup_check_factor"`
 	WarmupCheckFloor  Duration `toml:"warmup_check_floor"`
 	// AccessLog is "off", "stdout" or a file path; JSON lines.
-	AccessLog string `toml:"access_log"`
+	AccessLog string `toml:"access_log" reload:"restart"`
 	// OTLPEndpoint turns tracing on: spans go over OTLP/HTTP to this URL
 	// ("http://127.0.0.1:4318"; the path defaults to /v1/traces). Empty: no tracing.
-	OTLPEndpoint string `toml:"otlp_endpoint"`
+	OTLPEndpoint string `toml:"otlp_endpoint" reload:"restart"`
 	// ServiceName is the service.name of warmpool's spans.
-	ServiceName string `toml:"service_name"`
+	ServiceName string `toml:"service_name" reload:"restart"`
 	// TraceSampleRatio is the share of new traces recorded; a client's sampled flag is followed.
-	TraceSampleRatio float64 `toml:"trace_sample_ratio"`
+	TraceSampleRatio float64 `toml:"trace_sample_ratio" reload:"restart"`
 }
 
 // Worker describes the worker processes and when they are recycled.
@@ -54,7 +54,7 @@ type Worker struct {
 	// Env adds or overrides environment variables of the workers.
 	Env map[string]string `toml:"env"`
 	// SocketDir holds the per-worker sockets; empty means a private temporary directory.
-	SocketDir string `toml:"socket_dir"`
+	SocketDir string `toml:"socket_dir" reload:"restart"`
 
 	Count       int `toml:"count"`
 	Concurrency int `toml:"concurrency"`
@@ -127,7 +127,7 @@ type Proxy struct {
 	// sent its response; past it, the worker waits for the client. 0 turns buffering off.
 	MaxBufferedResponse Size `toml:"max_buffered_response"`
 	// MaxHeaderBytes bounds a request's head (request line and fields); past it, 431.
-	MaxHeaderBytes Size `toml:"max_header_bytes"`
+	MaxHeaderBytes Size `toml:"max_header_bytes" reload:"restart"`
 	// AllowedHosts, when set, is the front's host allow-list: requests with another Host get
 	// 400. Entries are exact names, ".example.com" for a domain and its subdomains, or "*".
 	AllowedHosts []string `toml:"allowed_hosts"`

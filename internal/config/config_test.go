@@ -442,3 +442,32 @@ func BenchmarkParseManyRequests(b *testing.B) {
 		}
 	}
 }
+
+// A reload that changes a setting bound at start is refused naming each one; the rest reload.
+func TestRestartNeededNamesSettingsBoundAtStart(t *testing.T) {
+	running, errs := load(t, "listen = \"127.0.0.1:8080\"\n"+minimal, nil, nil)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	same, _ := load(t, "listen = \"127.0.0.1:8080\"\n"+minimal, []string{"WARMPOOL_WORKER_COUNT=5"}, nil)
+	if got := same.RestartNeeded(&running.Config); len(got) != 0 {
+		t.Fatalf("worker.count is not bound at start: %v", got)
+	}
+	next, _ := load(t, "listen = \"127.0.0.1:8081\"\n"+minimal, []string{"WARMPOOL_PROXY_MAX_HEADER_BYTES=64KiB"}, nil)
+	var got []string
+	for _, err := range next.RestartNeeded(&running.Config) {
+		got = append(got, err.Error())
+	}
+	want := []string{
+		`listen changed from "127.0.0.1:8080" to "127.0.0.1:8081" (`,
+		`proxy.max_header_bytes changed from "32KiB" to "64KiB" (env WARMPOOL_PROXY_MAX_HEADER_BYTES), but it is bound at start: restart warmpool to change it`,
+	}
+	if len(got) != 2 || !strings.HasPrefix(got[0], want[0]) || got[1] != want[1] {
+		t.Fatalf("got %q", got)
+	}
+	for _, key := range []string{"listen", "admin_listen", "tls_cert", "worker.socket_dir", "telemetry.access_log", "proxy.max_header_bytes"} {
+		if !BoundAtStart(key) {
+			t.Errorf("%s is not bound at start", key)
+		}
+	}
+}

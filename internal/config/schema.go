@@ -57,7 +57,44 @@ var (
 	requestTable = rootSchema.tables["warmup"].arrays["request"]
 	// leafKeys lists every leaf key of the schema outside arrays, in declaration order.
 	leafKeys = collectKeys(reflect.TypeFor[Config](), "")
+	// boundAtStart lists the leaves tagged reload:"restart": listeners, files and the like,
+	// which a reload cannot change in a running process.
+	boundAtStart = collectBoundAtStart(reflect.TypeFor[Config](), "")
 )
+
+func collectBoundAtStart(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("toml")
+		switch {
+		case name == "" || name == "-":
+		case f.Tag.Get("reload") == "restart":
+			keys = append(keys, prefix+name)
+		case f.Type.Kind() == reflect.Struct && f.Type != durationType && f.Type != sizeType:
+			keys = append(keys, collectBoundAtStart(f.Type, prefix+name+".")...)
+		}
+	}
+	return keys
+}
+
+// BoundAtStart reports whether key is a setting a reload cannot change.
+func BoundAtStart(key string) bool { return slices.Contains(boundAtStart, key) }
+
+// RestartNeeded lists, for a reload from running to l, every setting bound at start whose
+// value would change, naming the setting, both values and the new one's source.
+func (l *Loaded) RestartNeeded(running *Config) []error {
+	var errs []error
+	for _, key := range boundAtStart {
+		fd, _ := lookup(key)
+		before := render(reflect.ValueOf(running).Elem().FieldByIndex(fd.index), fd.kind)
+		if after := l.value(key); before != after {
+			errs = append(errs, fmt.Errorf("%s changed from %s to %s (%s), but it is bound at start: restart warmpool to change it",
+				key, before, after, l.Source(key)))
+		}
+	}
+	return errs
+}
 
 var (
 	durationType = reflect.TypeFor[Duration]()
