@@ -352,10 +352,18 @@ func TestHostAllowed(t *testing.T) {
 	for host, want := range map[string]bool{
 		"app.example.com": true, "APP.example.com:8080": true, "evil.com": false,
 		"internal.example": true, "a.internal.example": true, "xinternal.example": false,
+		"app.example.com.": true, "[::1]:80": false, "": false,
 	} {
 		if got := HostAllowed(list, host); got != want {
 			t.Errorf("HostAllowed(%q) = %v", host, got)
 		}
+	}
+	if !HostAllowed([]string{"::1"}, "[::1]:8080") || !HostAllowed([]string{"*"}, "anything") || !CompileHosts(nil).Allowed([]byte("x")) {
+		t.Error("an IPv6 literal with a port, \"*\", or an empty list")
+	}
+	h := CompileHosts(list)
+	if n := testing.AllocsPerRun(100, func() { h.Allowed([]byte("a.internal.example:80")) }); n != 0 {
+		t.Errorf("Allowed allocates %.0f times", n)
 	}
 }
 

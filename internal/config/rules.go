@@ -335,20 +335,7 @@ func checkWarmupHost(l *Loaded, r *report) {
 // HostAllowed reports whether host (with or without port) matches the allow-list: an exact
 // name, or ".example.com" for the domain and its subdomains, or "*" for any.
 func HostAllowed(allowed []string, host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
-	}
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	for _, a := range allowed {
-		a = strings.ToLower(a)
-		switch {
-		case a == "*" || a == host:
-			return true
-		case strings.HasPrefix(a, ".") && (host == a[1:] || strings.HasSuffix(host, a)):
-			return true
-		}
-	}
-	return false
+	return CompileHosts(allowed).Allowed([]byte(host))
 }
 
 func checkRequests(l *Loaded, r *report) {

@@ -42,7 +42,7 @@ func (f *Front) serve(rw http.ResponseWriter, r *http.Request, opts *Options) {
 		f.refuse(rw, r, http.StatusHTTPVersionNotSupported, "HTTP/2 is served over TLS only")
 		return
 	}
-	if !f.hostAllowed(opts, r.Host, r.URL.Path) {
+	if !f.hostAllowed(opts, []byte(r.Host), []byte(r.URL.Path)) {
 		f.refuse(rw, r, http.StatusBadRequest, fmt.Sprintf("host %q is not in proxy.allowed_hosts", r.Host))
 		return
 	}

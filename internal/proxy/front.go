@@ -34,8 +34,8 @@ type Options struct {
 	// OnHung is told of a worker that let a request pass RequestTimeout while no Harakiri
 	// above it waits longer (so it is taken out of rotation and replaced); nil: nobody is told.
 	OnHung func(w *worker.Worker)
-	// AllowedHosts, when not empty, rejects requests for other hosts with 400.
-	AllowedHosts []string
+	// AllowedHosts, when not nil, rejects requests for other hosts with 400.
+	AllowedHosts *config.Hosts
 	// TrustedProxies are the peers whose forwarding headers pass to the worker as sent; from
 	// others they are removed (forwarded.go).
 	TrustedProxies []netip.Prefix
@@ -164,11 +164,11 @@ func protoVersion(r *http.Request) string {
 }
 
 // hostAllowed applies proxy.allowed_hosts (on both paths), logging a refusal.
-func (f *Front) hostAllowed(opts *Options, host, path string) bool {
-	if len(opts.AllowedHosts) == 0 || config.HostAllowed(opts.AllowedHosts, host) {
+func (f *Front) hostAllowed(opts *Options, host, path []byte) bool {
+	if opts.AllowedHosts.Allowed(host) {
 		return true
 	}
-	f.log.Warn("request for a host not in proxy.allowed_hosts", "host", host, "path", path)
+	f.log.Warn("request for a host not in proxy.allowed_hosts", "host", string(host), "path", string(path))
 	return false
 }
 

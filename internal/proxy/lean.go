@@ -73,7 +73,7 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 	}
 	var status int
 	var bytes int64
-	if len(opts.AllowedHosts) > 0 && !f.hostAllowed(opts, string(req.Host), string(req.Path())) {
+	if opts.AllowedHosts != nil && !f.hostAllowed(opts, req.Host, req.Path()) {
 		var ok bool
 		status = http.StatusBadRequest
 		bytes, ok = c.writeError(status, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", keep)
