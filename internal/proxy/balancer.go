@@ -40,6 +40,7 @@ type Balancer struct {
 
 type backend struct {
 	w         *worker.Worker
+	conns     *ConnPool // kept-alive connections to w; closed when w leaves rotation
 	inFlight  atomic.Int32
 	limit     int32
 	removed   atomic.Bool
@@ -61,6 +62,9 @@ type Lease struct {
 // Worker is the leased worker.
 func (l Lease) Worker() *worker.Worker { return l.b.w }
 
+// Conns is the pool of kept-alive connections to the leased worker.
+func (l Lease) Conns() *ConnPool { return l.b.conns }
+
 // Gone is closed once the pool has taken the leased worker out of rotation.
 func (l Lease) Gone() <-chan struct{} { return l.b.gone }
 
@@ -78,7 +82,8 @@ func (b *Balancer) rotation() []*backend { return *b.backends.Load() }
 func (b *Balancer) Add(w *worker.Worker, limit int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	be := &backend{w: w, limit: int32(min(limit, math.MaxInt32)), gone: make(chan struct{}), drained: make(chan struct{})}
+	be := &backend{w: w, limit: int32(min(limit, math.MaxInt32)), gone: make(chan struct{}), drained: make(chan struct{}),
+		conns: &ConnPool{dial: w.Dial, maxIdle: max(limit*2, 2)}}
 	next := append(slices.Clone(b.rotation()), be)
 	b.backends.Store(&next)
 	b.serveWaitersLocked()
@@ -98,6 +103,7 @@ func (b *Balancer) Remove(w *worker.Worker) <-chan struct{} {
 			// before reading removed: one side always sees the other (see claim and Release).
 			be.removed.Store(true)
 			close(be.gone)
+			be.conns.Close() // idle ones now; those in use when they come back
 			if be.inFlight.Load() == 0 {
 				be.closeDrained()
 			} else {

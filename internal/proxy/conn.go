@@ -19,7 +19,6 @@ import (
 	"warmpool/internal/h1"
 	"warmpool/internal/rawsock"
 	"warmpool/internal/telemetry"
-	"warmpool/internal/worker"
 )
 
 // Client connection sizes on the lean path. A request head must fit in the read buffer (a
@@ -72,12 +71,12 @@ type clientConn struct {
 
 	// awaited is the worker connection whose response head is awaited until awaitUntil (Unix
 	// ns; 0: nothing awaited; -1: the watchdog cut the wait).
-	awaited    atomic.Pointer[worker.Conn]
+	awaited    atomic.Pointer[Conn]
 	awaitUntil atomic.Int64
 
 	// upstream is the worker connection of the exchange under way, and watch its state for
 	// the watchdog's check that the client is still there (watch*, below).
-	upstream *worker.Conn
+	upstream *Conn
 	watch    atomic.Int32
 	raw      syscall.RawConn // the client socket, for that check; nil without one
 
@@ -207,7 +206,7 @@ const (
 )
 
 // beginWatch starts the watch on the client for an exchange with wc.
-func (c *clientConn) beginWatch(wc *worker.Conn) {
+func (c *clientConn) beginWatch(wc *Conn) {
 	c.upstream = wc
 	c.watch.Store(watchOn)
 }

@@ -100,7 +100,7 @@ func upgradeOf(r *http.Request) string {
 // upstream is a response head received from a worker, with what its body is read through.
 type upstream struct {
 	lease Lease
-	wc    *worker.Conn
+	wc    *Conn
 	resp  *http.Response
 	// stopWatch ends the watch on the client that cuts the worker's connection if the client
 	// leaves; false when the watch already cut it.
@@ -172,7 +172,7 @@ func (f *Front) forward(rw http.ResponseWriter, r *http.Request, body *spooledBo
 func (f *Front) exchange(ctx context.Context, lease Lease, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options) (up *upstream, reached bool, err error) {
 	w := lease.Worker()
 	for try := 1; ; try++ {
-		wc, err := f.getConn(ctx, w, try > 1)
+		wc, err := f.getConn(ctx, lease, try > 1)
 		if err != nil {
 			return nil, reached, err
 		}
@@ -191,7 +191,7 @@ func (f *Front) exchange(ctx context.Context, lease Lease, r *http.Request, body
 
 // exchangeOn is one attempt on one connection; on error it has closed wc (or handed it, with
 // the slot, to the harakiri watch). sent reports that the request was written.
-func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *worker.Conn, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options) (*upstream, bool, error) {
+func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *Conn, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options) (*upstream, bool, error) {
 	writeOutbound(wc.W, r, span, opts, body, upgrade)
 	if body != nil {
 		if _, err := body.WriteTo(wc.W); err != nil {
@@ -300,7 +300,7 @@ func (f *Front) finish(up *upstream, complete bool, r *http.Request) {
 		} else {
 			up.wc.Close()
 		}
-	case !reuse(up.lease.Worker(), up.wc):
+	case !reuse(up.lease, up.wc):
 		f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path, 0)
 	}
 }
@@ -428,7 +428,7 @@ func (f *Front) tunnel(rw http.ResponseWriter, r *http.Request, up *upstream) {
 }
 
 // trackTunnel notes an open tunnel, so that Close can end it; stop forgets it.
-func (f *Front) trackTunnel(cc io.Closer, wc *worker.Conn) (stop func()) {
+func (f *Front) trackTunnel(cc io.Closer, wc *Conn) (stop func()) {
 	t := &tunnelConns{client: cc, worker: wc}
 	f.tunnelsMu.Lock()
 	if f.tunnels == nil {
@@ -449,7 +449,7 @@ func (f *Front) trackTunnel(cc io.Closer, wc *worker.Conn) (stop func()) {
 
 type tunnelConns struct {
 	client io.Closer
-	worker *worker.Conn
+	worker *Conn
 }
 
 func (t *tunnelConns) close() {

@@ -119,7 +119,7 @@ func triggerLateBytes(t *testing.T, e *leanEnv) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	wc, err := e.w.Conns().Dial(ctx)
+	wc, err := e.w.Dial(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

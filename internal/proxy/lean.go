@@ -203,8 +203,8 @@ func (f *Front) exchangeLean(c *clientConn, lease Lease, body []byte, opts *Opti
 	w := lease.Worker()
 	retryable := idempotent(string(c.req.Method))
 	for attempt := 1; ; attempt++ {
-		var wc *worker.Conn
-		wc, err = f.getConn(context.Background(), w, attempt > 1)
+		var wc *Conn
+		wc, err = f.getConn(context.Background(), lease, attempt > 1)
 		if err != nil {
 			return 0, 0, reached, err
 		}
@@ -235,7 +235,7 @@ var errHeldAfterClientLeft = fmt.Errorf("%w (%w)", errClientLeft, errHeldForHara
 
 // watchHarakiri waits for the answer of a worker whose client already got a 504, until the
 // harakiri deadline; past it, the worker is reported stuck (killed and replaced).
-func (f *Front) watchHarakiri(lease Lease, wc *worker.Conn, deadline time.Time, opts *Options, path string) {
+func (f *Front) watchHarakiri(lease Lease, wc *Conn, deadline time.Time, opts *Options, path string) {
 	defer lease.Release()
 	defer wc.Close()
 	w := lease.Worker()
@@ -259,7 +259,7 @@ func (e *notSentError) Unwrap() []error { return []error{e.err, errNotSent} }
 
 // exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it, or
 // hands it with the slot to the harakiri watch).
-func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
+func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
 	w := lease.Worker()
 	req := &c.req
 	var traced context.Context
@@ -306,7 +306,7 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *worker.Conn, body
 		} else {
 			wc.Close() // never reused after a response that may not have a body (reuse.go)
 		}
-	case !reuse(w, wc):
+	case !reuse(lease, wc):
 		f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()), 0)
 	}
 	return status, n, err
@@ -322,7 +322,7 @@ const (
 // relayLean reads the response head from wc, within the request timeout kept by the watchdog,
 // and relays the response to the client. status is 0 until the head went to the client. It
 // leaves wc to its caller.
-func (f *Front) relayLean(c *clientConn, wc *worker.Conn, opts *Options, keep bool) (status int, n int64, fate int, err error) {
+func (f *Front) relayLean(c *clientConn, wc *Conn, opts *Options, keep bool) (status int, n int64, fate int, err error) {
 	req := &c.req
 	// The response-header timeout is kept by the server's watchdog (no timer per request).
 	timeout := opts.RequestTimeout

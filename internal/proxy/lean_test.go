@@ -65,7 +65,7 @@ func startLeanWith(t testing.TB, limit int, opts Options, tune func(*http.Server
 		if err := f.Close(ctx); err != nil { // slots held after a failed exchange
 			t.Errorf("front: %v", err)
 		}
-		w.Conns().Close()
+		bal.Remove(w) // closes its kept-alive connections
 	})
 	return &leanEnv{t: t, srv: srv, w: w, addr: ln.Addr().String()}
 }

@@ -31,19 +31,19 @@ const (
 // reuse returns wc to w's pool for the next request and reports true, unless the worker sent
 // more than the response that just ended: then the caller passes wc to bytesAfterResponse
 // (which names the request; building that name here would cost every request an allocation).
-func reuse(w *worker.Worker, wc *worker.Conn) bool {
+func reuse(lease Lease, wc *Conn) bool {
 	if wc.R.Buffered() > 0 {
 		return false
 	}
 	wc.Reused = true
-	w.Conns().Put(wc)
+	lease.Conns().Put(wc)
 	return true
 }
 
 // bytesAfterResponse closes a connection on which the worker sent bytes nobody asked for
 // (after the response to the request after names), and reports it. readAhead counts such
 // bytes already taken from wc by a reader of the response (net/http's fallback).
-func (f *Front) bytesAfterResponse(w *worker.Worker, wc *worker.Conn, after string, readAhead int) {
+func (f *Front) bytesAfterResponse(w *worker.Worker, wc *Conn, after string, readAhead int) {
 	n := readAhead + wc.R.Buffered()
 	start, _ := wc.R.Peek(min(wc.R.Buffered(), 48))
 	f.log.Warn("worker sent bytes past the end of its response; they were dropped and its connection closed",
@@ -60,10 +60,10 @@ func (f *Front) protocolError(reason string) {
 
 // getConn returns a connection to w: a pooled one that nothing arrived on while it was idle,
 // or a fresh one (fresh skips the pool).
-func (f *Front) getConn(ctx context.Context, w *worker.Worker, fresh bool) (*worker.Conn, error) {
-	pool := w.Conns()
+func (f *Front) getConn(ctx context.Context, lease Lease, fresh bool) (*Conn, error) {
+	w, pool := lease.Worker(), lease.Conns()
 	for {
-		var c *worker.Conn
+		var c *Conn
 		var err error
 		if fresh {
 			c, err = pool.Dial(ctx)
@@ -74,9 +74,9 @@ func (f *Front) getConn(ctx context.Context, w *worker.Worker, fresh bool) (*wor
 			return c, err
 		}
 		switch c.Idle() {
-		case worker.IdleUsable:
+		case IdleUsable:
 			return c, nil
-		case worker.IdleUnread:
+		case IdleUnread:
 			c.R.Peek(1) // the peek saw a byte: read what is there, for the log line
 			f.bytesAfterResponse(w, c, "an earlier request (the bytes came while the connection was idle)", 0)
 		default:

@@ -55,7 +55,6 @@ type Worker struct {
 	startedAt atomic.Int64 // unix nanoseconds
 	notify    *notifyListener
 	transport *http.Transport
-	conns     *ConnPool
 
 	done    chan struct{} // closed once the process has exited and been reaped
 	outputs []*os.File    // read ends of the worker's stdout and stderr
@@ -176,7 +175,6 @@ func (w *Worker) Start() (err error) {
 	w.pid.Store(int64(cmd.Process.Pid))
 	w.startedAt.Store(time.Now().UnixNano())
 	w.transport = w.newTransport()
-	w.conns = &ConnPool{dial: w.dial, maxIdle: max(w.spec.Concurrency*2, 2)}
 	if w.notify != nil {
 		w.wg.Go(w.notify.serve)
 	}
@@ -247,7 +245,6 @@ func (w *Worker) reap() {
 		_ = os.Remove(w.address)
 	}
 	w.transport.CloseIdleConnections()
-	w.conns.Close()
 	close(w.done)
 	// A child the worker left behind may hold its stdout open: read on for a moment, then stop.
 	grace := time.NewTimer(2 * time.Second)
@@ -307,13 +304,11 @@ func (w *Worker) WaitListening(ctx context.Context) error {
 // Transport is the HTTP transport to this worker; requests may use any URL host.
 func (w *Worker) Transport() *http.Transport { return w.transport }
 
-// Conns is the pool of kept-alive connections for the proxy's synchronous path.
-func (w *Worker) Conns() *ConnPool { return w.conns }
-
 // ResponseHeaderTimeout is how long the worker may take to send response headers.
 func (w *Worker) ResponseHeaderTimeout() time.Duration { return w.spec.ResponseHeaderTimeout }
 
-func (w *Worker) dial(ctx context.Context) (net.Conn, error) {
+// Dial connects to the worker's socket; a failure is a *DialError.
+func (w *Worker) Dial(ctx context.Context) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, w.network, w.address)
 	if err != nil {
@@ -324,7 +319,7 @@ func (w *Worker) dial(ctx context.Context) (net.Conn, error) {
 
 func (w *Worker) newTransport() *http.Transport {
 	return &http.Transport{
-		DialContext:           func(ctx context.Context, _, _ string) (net.Conn, error) { return w.dial(ctx) },
+		DialContext:           func(ctx context.Context, _, _ string) (net.Conn, error) { return w.Dial(ctx) },
 		MaxIdleConns:          0,
 		MaxIdleConnsPerHost:   max(w.spec.Concurrency*2, 2),
 		IdleConnTimeout:       90 * time.Second,

@@ -1,4 +1,4 @@
-package worker
+package proxy
 
 import (
 	"bufio"
@@ -12,8 +12,11 @@ import (
 	"warmpool/internal/rawsock"
 )
 
-// Conn is a kept-alive connection to a worker with its buffers, for the proxy's synchronous
-// HTTP/1.1 path.
+// The connections to a worker are the front's: a pool of kept-alive ones per worker in
+// rotation (the Balancer's backend holds it), each with its buffers; the worker package knows
+// only how to dial the process.
+
+// Conn is a kept-alive connection to a worker with its buffers.
 type Conn struct {
 	net.Conn
 	R *bufio.Reader
