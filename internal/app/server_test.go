@@ -476,6 +476,35 @@ func TestHTTP2UploadsLargerThanTheWindow(t *testing.T) {
 	}
 }
 
+// Over TLS too, uploads that stall hold no worker: eight connections send headers and 1 byte
+// of a 100-byte body to one worker with four slots, and a plain request is served at once.
+func TestStalledTLSUploadsHoldNoWorker(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	cfg.TLSCert, cfg.TLSKey = selfSignedCert(t)
+	e := startServer(t, cfg)
+	e.waitReady()
+	for range 8 {
+		c, err := tls.Dial("tcp", e.srv.FrontAddr(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "POST /upload HTTP/1.1\r\nHost: app.test\r\nContent-Length: 100\r\n\r\nx")
+	}
+	cl := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	defer cl.CloseIdleConnections()
+	start := time.Now()
+	resp, err := cl.Get("https://" + e.srv.FrontAddr() + "/")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("plain request: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("plain request waited %s behind stalled uploads", took)
+	}
+}
+
 func TestAllowedHostsRejectsOtherHostsButNotTheWarmup(t *testing.T) {
 	cfg := testConfig()
 	cfg.Proxy.AllowedHosts = []string{"app.example.com"}
