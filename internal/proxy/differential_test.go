@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -32,7 +33,8 @@ type exchangeView struct {
 // worker the same request (method, target, Host, every field and value, body) and the client
 // the same response (status, fields but Date, framing, body, trailers).
 func TestLeanAndFallbackAgree(t *testing.T) {
-	e := startLean(t, 4, Options{})
+	var handoffs atomic.Int32
+	e := startLean(t, 4, Options{OnHandoff: func(string) { handoffs.Add(1) }})
 	fallback := httptest.NewServer(e.srv.front) // net/http in front of the same Front and worker
 	t.Cleanup(fallback.Close)
 	fallbackAddr := strings.TrimPrefix(fallback.URL, "http://")
@@ -54,12 +56,10 @@ func TestLeanAndFallbackAgree(t *testing.T) {
 		{"a body until close", "GET", "GET " + raw("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end") + " HTTP/1.1\r\nHost: app.test\r\n\r\n"},
 		{"an HTTP/1.0 response", "GET", "GET " + raw("HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok") + " HTTP/1.1\r\nHost: app.test\r\n\r\n"},
 	}
-	handoffs := 0
-	e.srv.front.opts.Load().OnHandoff = func(string) { handoffs++ }
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			lean := viewOf(t, e.addr, tc.method, tc.request)
-			if handoffs != 0 {
+			if handoffs.Load() != 0 {
 				t.Fatalf("the lean path handed the request to net/http; the comparison would be of one path with itself")
 			}
 			viaFallback := viewOf(t, fallbackAddr, tc.method, tc.request)
