@@ -81,6 +81,7 @@ func start(t *testing.T, cfg *config.Config) *harness {
 	rot := &recordingRotation{Balancer: proxy.NewBalancer(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)}
 	p := pool.New(pool.Options{Config: cfg, Rotation: rot, SocketDir: t.TempDir(), Logger: logs.Logger()})
 	front := proxy.NewFront(rot.Balancer, proxy.Options{RequestTimeout: cfg.Proxy.RequestTimeout.Duration, Logger: logs.Logger()})
+	front.Start()
 	srv := httptest.NewServer(front)
 	h := &harness{t: t, cfg: cfg, rot: rot, pool: p, logs: logs, srv: srv,
 		cl: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}}

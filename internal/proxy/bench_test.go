@@ -73,6 +73,7 @@ func BenchmarkForward(b *testing.B) {
 			bal := NewBalancer(1024, time.Second)
 			bal.Add(w, 64)
 			f := NewFront(bal, opts)
+			f.Start()
 			req := httptest.NewRequest("GET", "http://app.example.com/", nil)
 			b.ReportAllocs()
 			for b.Loop() {
@@ -82,7 +83,8 @@ func BenchmarkForward(b *testing.B) {
 					b.Fatalf("status %d: %s", rec.Code, rec.Body)
 				}
 			}
-			w.Transport().CloseIdleConnections()
+			f.Close(context.Background())
+			bal.Remove(w)
 		})
 	}
 }

@@ -69,15 +69,14 @@ type clientConn struct {
 	base       time.Time       // the connection's start, for clock
 	ctx        context.Context // the request's context: its server span when tracing, else Background
 
-	// awaited is the worker connection whose response head is awaited until awaitUntil (Unix
-	// ns; 0: nothing awaited; -1: the watchdog cut the wait).
-	awaited    atomic.Pointer[Conn]
-	awaitUntil atomic.Int64
+	// awaiting is the wait for the response head of the exchange under way, within the
+	// request timeout, which the watchdog keeps.
+	awaiting headWait
 
 	// upstream is the worker connection of the exchange under way, and watch its state for
 	// the watchdog's check that the client is still there (watch*, below).
 	upstream *Conn
-	watch    atomic.Int32
+	upWatch  atomic.Int32
 	raw      syscall.RawConn // the client socket, for that check; nil without one
 
 	// out is what bw writes to: it notes since when a write to the client is under way
@@ -187,13 +186,7 @@ func (c *clientConn) cutIfStalled(now int64, timeout time.Duration) {
 // and one read of the monotonic clock (time.Now reads both clocks).
 func (c *clientConn) clock() time.Time { return c.base.Add(time.Since(c.base)) }
 
-// stopAwaiting ends the wait for a response head; false when the watchdog cut it first.
-func (c *clientConn) stopAwaiting() bool {
-	until := c.awaitUntil.Load()
-	return until != -1 && c.awaitUntil.CompareAndSwap(until, 0)
-}
-
-// States of clientConn.watch. The connection's goroutine sets upstream, then watchOn; the
+// States of clientConn.upWatch. The connection's goroutine sets upstream, then watchOn; the
 // watchdog moves watchOn to watchCutting, cuts upstream and sets watchCut; the goroutine, at
 // the exchange's end, moves watchOn back to watchOff or, failing that, waits for watchCut
 // before it lets go of upstream: so the watchdog never cuts a connection that went back to
@@ -208,36 +201,36 @@ const (
 // beginWatch starts the watch on the client for an exchange with wc.
 func (c *clientConn) beginWatch(wc *Conn) {
 	c.upstream = wc
-	c.watch.Store(watchOn)
+	c.upWatch.Store(watchOn)
 }
 
 // endWatch ends it and reports whether the watchdog cut wc because the client left.
 func (c *clientConn) endWatch() (left bool) {
-	if c.watch.CompareAndSwap(watchOn, watchOff) {
+	if c.upWatch.CompareAndSwap(watchOn, watchOff) {
 		c.upstream = nil
 		return false
 	}
-	for c.watch.Load() != watchCut { // the watchdog is cutting: a few instructions away
+	for c.upWatch.Load() != watchCut { // the watchdog is cutting: a few instructions away
 		runtime.Gosched()
 	}
-	c.watch.Store(watchOff)
+	c.upWatch.Store(watchOff)
 	c.upstream = nil
 	return true
 }
 
 // clientLeft reports whether the watchdog cut the exchange under way because the client left.
-func (c *clientConn) clientLeft() bool { return c.watch.Load() >= watchCutting }
+func (c *clientConn) clientLeft() bool { return c.upWatch.Load() >= watchCutting }
 
 // cutIfLeft is the watchdog's check on a client whose request is with a worker: a client that
 // closed its connection (EOF or reset on a peek) has the worker connection cut, so the worker
 // is released within a watchdog tick, as on net/http's path, instead of at the response's end.
 func (c *clientConn) cutIfLeft() {
-	if c.watch.Load() != watchOn || c.raw == nil || !peerClosed(c.raw) {
+	if c.upWatch.Load() != watchOn || c.raw == nil || !peerClosed(c.raw) {
 		return
 	}
-	if c.watch.CompareAndSwap(watchOn, watchCutting) {
+	if c.upWatch.CompareAndSwap(watchOn, watchCutting) {
 		c.upstream.SetReadDeadline(time.Unix(1, 0))
-		c.watch.Store(watchCut)
+		c.upWatch.Store(watchCut)
 	}
 }
 
@@ -254,15 +247,12 @@ func peerClosed(rc syscall.RawConn) bool {
 	return gone
 }
 
-// cutIfOverdue is the watchdog's check: a response head awaited past its time has the worker
-// connection's read deadline set to the past, which fails the read with a timeout.
-func (c *clientConn) cutIfOverdue(now int64) {
-	until := c.awaitUntil.Load()
-	if until > 0 && now > until && c.awaitUntil.CompareAndSwap(until, -1) {
-		if wc := c.awaited.Load(); wc != nil {
-			wc.SetReadDeadline(time.Unix(1, 0))
-		}
-	}
+// watch is the watchdog's look at a lean connection: its response head overdue, its client
+// not reading, or gone.
+func (c *clientConn) watch(now int64, opts *Options) {
+	c.awaiting.cutIfOverdue(now)
+	c.cutIfStalled(now, opts.SendTimeout)
+	c.cutIfLeft()
 }
 
 func newClientConn(s *Server, nc net.Conn, seq int) *clientConn {

@@ -212,8 +212,11 @@ func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *Conn, r *http.R
 		left.Store(true)
 		wc.SetReadDeadline(time.Unix(1, 0))
 	})
+	var hw *headWait // the request timeout, kept by the watchdog as on the lean path
 	if opts.RequestTimeout > 0 {
-		wc.SetReadDeadline(sent.Add(opts.RequestTimeout))
+		hw = &headWait{}
+		hw.start(wc, sent.Add(opts.RequestTimeout))
+		f.watchdog.track(hw)
 	}
 	// The head is read by h1, as on the lean path (one policy for what passes: hop-by-hop
 	// fields go), then read again by net/http with its framing fields, followed by the body on
@@ -229,8 +232,17 @@ func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *Conn, r *http.R
 			break
 		}
 	}
+	timedOut := false
+	if hw != nil {
+		timedOut = !hw.stop()
+		f.watchdog.untrack(hw)
+	}
+	if timedOut && err == nil {
+		// The watchdog cut the wait as the head came: the connection's read deadline is past.
+		err = errResponseTimeout
+	}
 	if err != nil {
-		cut := isTimeout(err) || left.Load()
+		cut := timedOut || isTimeout(err) || left.Load()
 		if cut && opts.Harakiri > opts.RequestTimeout {
 			// The worker is still busy with the request (its client has a 504, or left): it
 			// keeps its slot until it answers or passes the hard limit.
@@ -243,7 +255,7 @@ func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *Conn, r *http.R
 		if left.Load() {
 			return nil, true, context.Canceled
 		}
-		if isTimeout(err) {
+		if timedOut || isTimeout(err) {
 			err = errResponseTimeout
 		}
 		return nil, true, err

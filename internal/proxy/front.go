@@ -83,6 +83,8 @@ type Front struct {
 	log  *slog.Logger
 	wg   sync.WaitGroup // requests detached after a timeout, waiting for harakiri; tunnels
 
+	watchdog watchdog // the time limits of both paths (watchdog.go)
+
 	tunnelsMu sync.Mutex
 	tunnels   map[*tunnelConns]struct{} // upgraded connections, ended by Close
 	closed    bool
@@ -98,6 +100,12 @@ func NewFront(bal *Balancer, opts Options) *Front {
 	f := &Front{bal: bal, log: opts.Logger}
 	f.opts.Store(&opts)
 	return f
+}
+
+// Start launches the watchdog that keeps the time limits of both paths.
+func (f *Front) Start() {
+	f.watchdog.stop = make(chan struct{})
+	f.wg.Go(func() { f.watchdog.run(f.opts.Load) })
 }
 
 // SetOptions replaces the options (on a config reload); requests in progress keep theirs.
@@ -175,6 +183,9 @@ func (f *Front) hostAllowed(opts *Options, host, path []byte) bool {
 // Close ends upgraded connections (WebSockets), and waits for them and for requests that were
 // answered 504 but still occupy a worker.
 func (f *Front) Close(ctx context.Context) error {
+	if f.watchdog.stop != nil {
+		f.watchdog.once.Do(func() { close(f.watchdog.stop) })
+	}
 	f.tunnelsMu.Lock()
 	f.closed = true
 	for t := range f.tunnels {

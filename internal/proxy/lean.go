@@ -327,13 +327,12 @@ func (f *Front) relayLean(c *clientConn, wc *Conn, opts *Options, keep bool) (st
 	// The response-header timeout is kept by the server's watchdog (no timer per request).
 	timeout := opts.RequestTimeout
 	if timeout > 0 {
-		c.awaited.Store(wc)
-		c.awaitUntil.Store(c.now.Add(timeout).UnixNano())
+		c.awaiting.start(wc, c.now.Add(timeout))
 	}
 	resp := &c.resp
 	for {
 		c.head, err = h1.ReadResponse(wc.R, resp, c.head[:0])
-		if timeout > 0 && (err != nil || resp.Status >= 200) && !c.stopAwaiting() {
+		if timeout > 0 && (err != nil || resp.Status >= 200) && !c.awaiting.stop() {
 			return 0, 0, fateClose, errResponseTimeout // the watchdog cut the wait, whatever the read returned
 		}
 		if err != nil {

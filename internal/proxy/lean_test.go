@@ -42,6 +42,7 @@ func startLeanWith(t testing.TB, limit int, opts Options, tune func(*http.Server
 		opts.RequestTimeout = 10 * time.Second
 	}
 	f := NewFront(bal, opts)
+	f.Start()
 	hs := &http.Server{Handler: f, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: HTTPMaxHeaderBytes(32 << 10)}
 	if tune != nil {
 		tune(hs)
@@ -442,24 +443,30 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-func TestLeanResponseTimeoutGives504(t *testing.T) {
-	e := startLean(t, 4, Options{RequestTimeout: 300 * time.Millisecond})
-	c := e.dial()
-	start := time.Now()
-	c.send(get("/sleep?ms=3000"))
-	resp, body := c.read("GET")
-	took := time.Since(start)
-	if resp.StatusCode != http.StatusGatewayTimeout || body != "warmpool: worker 1 sent no response within 300ms\n" || !resp.Close {
-		t.Fatalf("got %d %q close=%v", resp.StatusCode, body, resp.Close)
-	}
-	if took < 300*time.Millisecond || took > 2*time.Second {
-		t.Fatalf("answered after %s; the timeout is 300ms", took)
-	}
-	// A quick request is not cut by the watchdog, on a new connection to the same worker.
-	c = e.dial()
-	c.send(get("/sleep?ms=100"))
-	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "slept 100\n" {
-		t.Fatalf("quick request: %d %q", resp.StatusCode, body)
+// The request timeout, kept by the watchdog on both paths: 504 at the timeout, and a quick
+// request on the same worker is not cut.
+func TestResponseTimeoutGives504(t *testing.T) {
+	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
+		t.Run(way.name, func(t *testing.T) {
+			e := startLean(t, 4, Options{RequestTimeout: 300 * time.Millisecond})
+			c := e.dial()
+			start := time.Now()
+			c.send("GET /sleep?ms=3000 " + way.proto + "\r\nHost: app.test\r\n\r\n")
+			resp, body := c.read("GET")
+			took := time.Since(start)
+			if resp.StatusCode != http.StatusGatewayTimeout || body != "warmpool: worker 1 sent no response within 300ms\n" || !resp.Close {
+				t.Fatalf("got %d %q close=%v", resp.StatusCode, body, resp.Close)
+			}
+			if took < 300*time.Millisecond || took > 2*time.Second {
+				t.Fatalf("answered after %s; the timeout is 300ms", took)
+			}
+			// A quick request is not cut by the watchdog, on a new connection to the same worker.
+			c = e.dial()
+			c.send("GET /sleep?ms=100 " + way.proto + "\r\nHost: app.test\r\n\r\n")
+			if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "slept 100\n" {
+				t.Fatalf("quick request: %d %q", resp.StatusCode, body)
+			}
+		})
 	}
 }
 

@@ -72,9 +72,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.handoff.setAddr(ln.Addr())
 	httpDone := make(chan error, 1)
 	s.wg.Go(func() { httpDone <- s.http.Serve(s.handoff) })
-	stopWatchdog := make(chan struct{})
-	defer close(stopWatchdog)
-	s.wg.Go(func() { s.watchdog(stopWatchdog) })
 	var backoff time.Duration
 	for seq := 0; ; seq++ {
 		nc, err := ln.Accept()
@@ -103,6 +100,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			return http.ErrServerClosed
 		}
 		s.conns[c] = struct{}{}
+		s.front.watchdog.track(c)
 		s.mu.Unlock()
 		select {
 		case s.next <- c: // a goroutine that served another connection takes it
@@ -131,47 +129,6 @@ func (s *Server) serveConns(c *clientConn) {
 
 func (s *Server) stopConnGoroutines() { s.stopOnce.Do(func() { close(s.stop) }) }
 
-// watchdog enforces the lean path's response-header timeout and send timeout: rather than a
-// timer per request, it checks every connection a few times per timeout.
-func (s *Server) watchdog(stop <-chan struct{}) {
-	t := time.NewTimer(s.watchdogInterval())
-	defer t.Stop()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.C:
-		}
-		now := time.Now().UnixNano()
-		sendTimeout := s.front.opts.Load().SendTimeout
-		s.mu.Lock()
-		for c := range s.conns {
-			c.cutIfOverdue(now)
-			c.cutIfStalled(now, sendTimeout)
-			c.cutIfLeft()
-		}
-		s.mu.Unlock()
-		t.Reset(s.watchdogInterval())
-	}
-}
-
-func (s *Server) watchdogInterval() time.Duration {
-	opts := s.front.opts.Load()
-	d := watchdogInterval(opts.RequestTimeout)
-	if opts.SendTimeout > 0 {
-		d = min(d, watchdogInterval(opts.SendTimeout))
-	}
-	return d
-}
-
-// watchdogInterval is how often the watchdog looks: a timeout fires at most this late.
-func watchdogInterval(timeout time.Duration) time.Duration {
-	if timeout <= 0 {
-		return time.Second
-	}
-	return min(max(timeout/20, 5*time.Millisecond), time.Second)
-}
-
 // acceptMayRecover is an accept failure that passes (out of file descriptors or memory).
 func acceptMayRecover(err error) bool {
 	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM} {
@@ -186,6 +143,7 @@ func acceptMayRecover(err error) bool {
 func (s *Server) forget(c *clientConn) {
 	s.mu.Lock()
 	delete(s.conns, c)
+	s.front.watchdog.untrack(c)
 	s.mu.Unlock()
 	if s.shutting.Load() {
 		select {
