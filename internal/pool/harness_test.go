@@ -30,14 +30,14 @@ type recordingRotation struct {
 	addedNotWarmed int
 }
 
-func (r *recordingRotation) Add(w *worker.Worker, limit int) {
+func (r *recordingRotation) Add(w *worker.Worker, limit int, maxRequests int64, due func()) {
 	r.mu.Lock()
 	r.added = append(r.added, w)
 	if w.State() != worker.Ready {
 		r.addedNotWarmed++
 	}
 	r.mu.Unlock()
-	r.Balancer.Add(w, limit)
+	r.Balancer.Add(w, limit, maxRequests, due)
 }
 
 func (r *recordingRotation) Remove(w *worker.Worker) <-chan struct{} {

@@ -127,12 +127,6 @@ func (p *Pool) run(ctx context.Context, w *worker.Worker, b bootSpec) {
 		stopCtx, cancel := context.WithTimeout(p.killCtx, min(b.cfg.Worker.GracefulTimeout.Duration, 5*time.Second))
 		w.Stop(stopCtx)
 		cancel()
-	} else {
-		select {
-		case <-w.RecycleDue():
-			p.send(due{w: w, reason: ReasonMaxRequests})
-		case <-w.Done():
-		}
 	}
 	<-w.Done()
 	w.Wait()
@@ -243,8 +237,9 @@ func (p *Pool) admit(m *member) {
 		return
 	}
 	wc := &p.cfg.Worker
+	var maxRequests int64
 	if wc.MaxRequests > 0 {
-		w.SetMaxRequests(int64(wc.MaxRequests + jitterInt(wc.MaxRequestsJitter)))
+		maxRequests = int64(wc.MaxRequests + jitterInt(wc.MaxRequestsJitter))
 	}
 	if wc.MaxLifetime.Duration > 0 {
 		life := wc.MaxLifetime.Duration + jitterDuration(wc.MaxLifetimeJitter.Duration)
@@ -254,7 +249,9 @@ func (p *Pool) admit(m *member) {
 	m.admittedAt = time.Now()
 	_, admitSpan := p.tracer.Start(trace.ContextWithSpan(context.Background(), m.span), "warmpool.worker.admit")
 	admitSpan.End()
-	p.rot.Add(w, wc.Concurrency)
+	p.rot.Add(w, wc.Concurrency, maxRequests, func() {
+		p.wg.Go(func() { p.send(due{w: w, reason: ReasonMaxRequests}) }) // never block a request
+	})
 	p.met.WorkerAdmitted(m.admittedAt.Sub(w.StartedAt()))
 	p.failures, p.problem, p.nextStart = 0, "", time.Time{}
 	p.log.Info("worker admitted into rotation", "worker", w.ID(), "generation", w.Generation(), "pid", w.PID(),
@@ -283,7 +280,7 @@ func (p *Pool) flag(m *member, reason string) {
 	m.recycle, m.flaggedAt = reason, time.Now()
 	p.met.RecycleDue(reason)
 	p.log.Info("worker due for recycling; its replacement is started and warmed first",
-		"worker", m.w.ID(), "reason", reason, "requests", m.w.Served(), "age", time.Since(m.w.StartedAt()).Round(time.Millisecond))
+		"worker", m.w.ID(), "reason", reason, "requests", p.served(m.w), "age", time.Since(m.w.StartedAt()).Round(time.Millisecond))
 }
 
 // drain takes a worker out of rotation, lets its requests finish and stops it.
@@ -301,7 +298,7 @@ func (p *Pool) drain(m *member, why string) {
 	w.SetState(worker.Draining)
 	drained := p.rot.Remove(w)
 	grace := p.cfg.Worker.GracefulTimeout.Duration
-	p.log.Info("draining worker", "worker", w.ID(), "reason", why, "in_flight", w.InFlight())
+	p.log.Info("draining worker", "worker", w.ID(), "reason", why, "in_flight", p.inFlight(w))
 	p.wg.Go(func() {
 		deadline := time.Now().Add(grace)
 		t := time.NewTimer(grace)
@@ -309,7 +306,7 @@ func (p *Pool) drain(m *member, why string) {
 		select {
 		case <-drained:
 		case <-t.C:
-			p.log.Warn("worker still busy at graceful_timeout; stopping it anyway", "worker", w.ID(), "in_flight", w.InFlight())
+			p.log.Warn("worker still busy at graceful_timeout; stopping it anyway", "worker", w.ID(), "in_flight", p.inFlight(w))
 		case <-p.killCtx.Done():
 		}
 		ctx, cancel := context.WithTimeout(p.killCtx, max(time.Until(deadline), time.Second))
@@ -352,23 +349,24 @@ func (p *Pool) onExited(w *worker.Worker) {
 		}
 		p.problem = fmt.Sprintf("worker %d crashed after %s in rotation: %s", w.ID(), lived.Round(time.Millisecond), worker.DescribeExit(w.ExitErr()))
 		p.log.Error("worker exited unexpectedly; a warm replacement follows", "worker", w.ID(), "pid", w.PID(),
-			"exit", worker.DescribeExit(w.ExitErr()), "served", w.Served(), "in_flight_lost", w.InFlight())
+			"exit", worker.DescribeExit(w.ExitErr()), "served", p.served(w), "in_flight_lost", p.inFlight(w))
 	} else {
 		if reason == "" {
 			reason = "exited: " + worker.DescribeExit(w.ExitErr())
 		}
-		p.log.Info("worker stopped", "worker", w.ID(), "pid", w.PID(), "reason", reason, "served", w.Served())
+		p.log.Info("worker stopped", "worker", w.ID(), "pid", w.PID(), "reason", reason, "served", p.served(w))
 	}
 	if m.drainSpan != nil {
 		m.drainSpan.End()
 	}
 	m.span.AddEvent("warmpool.worker.exit", trace.WithAttributes(attribute.String("warmpool.exit.reason", reason)))
-	m.span.SetAttributes(attribute.Int("process.pid", w.PID()), attribute.Int64("warmpool.worker.requests", w.Served()))
+	m.span.SetAttributes(attribute.Int("process.pid", w.PID()), attribute.Int64("warmpool.worker.requests", p.served(w)))
 	if crashed || !m.admitted() && !m.cancelled {
 		m.span.SetStatus(codes.Error, reason)
 	}
 	m.span.End()
 	p.exits = append(p.exits, ExitRecord{ID: w.ID(), PID: w.PID(), At: time.Now(), Reason: reason})
+	p.rot.Forget(w)
 	if len(p.exits) > recentExits {
 		p.exits = p.exits[len(p.exits)-recentExits:]
 	}
@@ -464,7 +462,8 @@ func (p *Pool) publish() {
 	for _, m := range p.members {
 		w := m.w
 		ws := WorkerStatus{ID: w.ID(), PID: w.PID(), State: w.State(), Generation: w.Generation(),
-			StartedAt: w.StartedAt(), Served: w.Served(), InFlight: w.InFlight(), Recycle: m.recycle}
+			StartedAt: w.StartedAt(), Recycle: m.recycle}
+		ws.Served, ws.InFlight = p.rot.Counts(w)
 		if m.admitted() {
 			at := m.admittedAt
 			ws.AdmittedAt = &at
@@ -531,4 +530,15 @@ func workerEnv(base []string, extra map[string]string) []string {
 		env = append(env, k+"="+v)
 	}
 	return env
+}
+
+// served and inFlight are w's request counts, kept by the rotation.
+func (p *Pool) served(w *worker.Worker) int64 {
+	n, _ := p.rot.Counts(w)
+	return n
+}
+
+func (p *Pool) inFlight(w *worker.Worker) int64 {
+	_, n := p.rot.Counts(w)
+	return n
 }

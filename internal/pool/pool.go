@@ -17,11 +17,17 @@ import (
 )
 
 // Rotation is the set of workers that receive client requests (the proxy's balancer).
+// The rotation counts each worker's requests (it hands them out); the pool reads the counts.
 type Rotation interface {
-	// Add puts w into rotation with room for limit concurrent requests.
-	Add(w *worker.Worker, limit int)
+	// Add puts w into rotation with room for limit concurrent requests; once w was given
+	// maxRequests client requests (0: never), due is called once, on a request's goroutine.
+	Add(w *worker.Worker, limit int, maxRequests int64, due func())
 	// Remove takes w out of rotation; the channel closes once its in-flight requests finished.
 	Remove(w *worker.Worker) <-chan struct{}
+	// Counts are w's client requests so far and now, also after Remove.
+	Counts(w *worker.Worker) (served, inFlight int64)
+	// Forget drops the counts of a worker that exited.
+	Forget(w *worker.Worker)
 }
 
 // Options configure a Pool.

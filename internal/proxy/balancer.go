@@ -34,12 +34,17 @@ type Balancer struct {
 	mu           sync.Mutex
 	queueSize    int
 	queueTimeout time.Duration
-	waiters      []*waiter             // FIFO
-	draining     map[*backend]struct{} // removed with requests still in flight
+	waiters      []*waiter                   // FIFO
+	draining     map[*backend]struct{}       // removed with requests still in flight
+	all          map[*worker.Worker]*backend // every worker added and not yet forgotten, for Counts
 }
 
 type backend struct {
 	w         *worker.Worker
+	served    atomic.Int64 // client requests given to w (the lease index)
+	dueAt     int64        // served count at which due is called; 0: never
+	due       func()
+	dueOnce   sync.Once
 	conns     *ConnPool // kept-alive connections to w; closed when w leaves rotation
 	inFlight  atomic.Int32
 	limit     int32
@@ -77,13 +82,24 @@ func NewBalancer(queueSize int, queueTimeout time.Duration) *Balancer {
 
 func (b *Balancer) rotation() []*backend { return *b.backends.Load() }
 
-// Add puts a worker into rotation with room for limit concurrent requests. Only the pool's
-// admission calls it.
-func (b *Balancer) Add(w *worker.Worker, limit int) {
+// Add puts a worker into rotation with room for limit concurrent requests; once it has been
+// given maxRequests client requests (0: never), due is called, once, on the request's
+// goroutine. Only the pool's admission calls it.
+func (b *Balancer) Add(w *worker.Worker, limit int, maxRequests int64, due func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	be := &backend{w: w, limit: int32(min(limit, math.MaxInt32)), gone: make(chan struct{}), drained: make(chan struct{}),
-		conns: &ConnPool{dial: w.Dial, maxIdle: max(limit*2, 2)}}
+		conns: &ConnPool{dial: w.Dial, maxIdle: max(limit*2, 2)}, dueAt: maxRequests, due: due}
+	if be.due == nil {
+		be.dueAt = 0
+	}
+	if b.all == nil {
+		b.all = map[*worker.Worker]*backend{}
+	}
+	if prior := b.all[w]; prior != nil { // back in rotation: its count goes on
+		be.served.Store(prior.served.Load())
+	}
+	b.all[w] = be
 	next := append(slices.Clone(b.rotation()), be)
 	b.backends.Store(&next)
 	b.serveWaitersLocked()
@@ -117,6 +133,16 @@ func (b *Balancer) Remove(w *worker.Worker) <-chan struct{} {
 	return closed
 }
 
+// begin counts a request given to the worker and returns its 1-based index; at the worker's
+// max_requests the pool is told, once.
+func (be *backend) begin() int64 {
+	n := be.served.Add(1)
+	if be.dueAt > 0 && n >= be.dueAt {
+		be.dueOnce.Do(be.due)
+	}
+	return n
+}
+
 func (be *backend) closeDrained() { be.drainOnce.Do(func() { close(be.drained) }) }
 
 // SetQueue changes the queue's bounds (on a config reload).
@@ -131,6 +157,26 @@ func (b *Balancer) QueueTimeout() time.Duration {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.queueTimeout
+}
+
+// Counts are a worker's client requests: given to it so far, and holding one of its slots now
+// (a worker kept busy past its 504 until harakiri counts). They stay readable after Remove,
+// until Forget.
+func (b *Balancer) Counts(w *worker.Worker) (served, inFlight int64) {
+	b.mu.Lock()
+	be := b.all[w]
+	b.mu.Unlock()
+	if be == nil {
+		return 0, 0
+	}
+	return be.served.Load(), int64(be.inFlight.Load())
+}
+
+// Forget drops what the balancer kept of a worker that left rotation and exited.
+func (b *Balancer) Forget(w *worker.Worker) {
+	b.mu.Lock()
+	delete(b.all, w)
+	b.mu.Unlock()
 }
 
 // Len is the number of workers in rotation.
@@ -169,7 +215,7 @@ func (b *Balancer) TryAcquire(avoid *worker.Worker, hint int) (Lease, bool) {
 		return Lease{}, false // first come, first served: queue behind the waiters
 	}
 	if be := b.claim(avoid, hint, false); be != nil {
-		return Lease{be, b, be.w.BeginRequest()}, true
+		return Lease{be, b, be.begin()}, true
 	}
 	return Lease{}, false
 }
@@ -242,7 +288,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 		if be := b.claim(avoid, hint, true); be != nil { // freed meanwhile
 			b.waiting.Add(-1)
 			b.mu.Unlock()
-			return Lease{be, b, be.w.BeginRequest()}, nil
+			return Lease{be, b, be.begin()}, nil
 		}
 	}
 	queueTimeout := b.queueTimeout
@@ -261,7 +307,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	var err error
 	select {
 	case be := <-wt.got:
-		return Lease{be, b, be.w.BeginRequest()}, nil
+		return Lease{be, b, be.begin()}, nil
 	case <-timer.C:
 		err = ErrQueueTimeout
 	case <-ctx.Done():
@@ -279,14 +325,13 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	b.mu.Unlock()
 	// A worker was handed over just as we gave up; its slot is ours to return.
 	be := <-wt.got
-	l := Lease{be, b, be.w.BeginRequest()}
+	l := Lease{be, b, be.begin()}
 	l.Release()
 	return Lease{}, err
 }
 
 // Release returns the lease's slot, handing it straight to the oldest waiter if any.
 func (l Lease) Release() {
-	l.b.w.EndRequest()
 	l.bal.releaseSlot(l.b, false)
 }
 

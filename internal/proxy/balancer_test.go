@@ -24,8 +24,8 @@ func newWorkers(n int) []*worker.Worker {
 func TestLeastOutstandingWithinLimits(t *testing.T) {
 	b := NewBalancer(10, time.Second)
 	ws := newWorkers(2)
-	b.Add(ws[0], 2)
-	b.Add(ws[1], 2)
+	b.Add(ws[0], 2, 0, nil)
+	b.Add(ws[1], 2, 0, nil)
 	ctx := context.Background()
 	var leases []Lease
 	count := map[int]int{}
@@ -45,15 +45,15 @@ func TestLeastOutstandingWithinLimits(t *testing.T) {
 	if l.Worker() != leases[0].Worker() {
 		t.Fatalf("the only worker with room is %d, got %d", leases[0].Worker().ID(), l.Worker().ID())
 	}
-	if ws[0].Served()+ws[1].Served() != 5 {
-		t.Fatalf("served counts: %d %d", ws[0].Served(), ws[1].Served())
+	if servedBy(b, ws[0])+servedBy(b, ws[1]) != 5 {
+		t.Fatalf("served counts: %d %d", servedBy(b, ws[0]), servedBy(b, ws[1]))
 	}
 }
 
 func TestQueueHandOffFullAndTimeout(t *testing.T) {
 	b := NewBalancer(1, 50*time.Millisecond)
 	w := newWorkers(1)[0]
-	b.Add(w, 1)
+	b.Add(w, 1, 0, nil)
 	ctx := context.Background()
 	held, err := b.Acquire(ctx)
 	if err != nil {
@@ -64,7 +64,7 @@ func TestQueueHandOffFullAndTimeout(t *testing.T) {
 	}
 
 	b2 := NewBalancer(1, time.Minute)
-	b2.Add(w, 1)
+	b2.Add(w, 1, 0, nil)
 	held2, _ := b2.Acquire(ctx)
 	got := make(chan Lease)
 	go func() {
@@ -110,7 +110,7 @@ func TestAddServesWaitersAndCancel(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	w := newWorkers(1)[0]
-	b.Add(w, 1) // admission serves the queue at once
+	b.Add(w, 1, 0, nil) // admission serves the queue at once
 	l := <-got
 	if l.Worker() != w {
 		t.Fatal("waiter not served by the admitted worker")
@@ -121,7 +121,7 @@ func TestAddServesWaitersAndCancel(t *testing.T) {
 func TestRemoveDrainsAndAvoid(t *testing.T) {
 	b := NewBalancer(5, time.Second)
 	ws := newWorkers(2)
-	b.Add(ws[0], 4)
+	b.Add(ws[0], 4, 0, nil)
 	l, _ := b.Acquire(context.Background())
 	drained := b.Remove(ws[0])
 	select {
@@ -129,7 +129,7 @@ func TestRemoveDrainsAndAvoid(t *testing.T) {
 		t.Fatal("drained with a request in flight")
 	default:
 	}
-	b.Add(ws[1], 4)
+	b.Add(ws[1], 4, 0, nil)
 	if l2, _ := b.Acquire(context.Background()); l2.Worker() != ws[1] {
 		t.Fatal("removed worker picked")
 	} else {
@@ -138,7 +138,7 @@ func TestRemoveDrainsAndAvoid(t *testing.T) {
 	l.Release()
 	<-drained
 
-	b.Add(ws[0], 4)
+	b.Add(ws[0], 4, 0, nil)
 	for range 3 {
 		l, err := b.AcquireAvoiding(context.Background(), ws[0])
 		if err != nil || l.Worker() != ws[1] {
@@ -151,7 +151,7 @@ func TestRemoveDrainsAndAvoid(t *testing.T) {
 func BenchmarkAcquireRelease(b *testing.B) {
 	bal := NewBalancer(10, time.Second)
 	for _, w := range newWorkers(8) {
-		bal.Add(w, 4)
+		bal.Add(w, 4, 0, nil)
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -165,7 +165,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 func TestInFlightCountsLeasesAndWaiters(t *testing.T) {
 	b := NewBalancer(10, 5*time.Second)
 	ws := newWorkers(1)
-	b.Add(ws[0], 1)
+	b.Add(ws[0], 1, 0, nil)
 	l, err := b.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +189,7 @@ func TestInFlightCountsLeasesAndWaiters(t *testing.T) {
 	if n := b.InFlight(); n != 1 {
 		t.Fatalf("after the release: InFlight %d", n)
 	}
-	b.Add(ws[0], 1) // back in rotation: the waiter gets the slot
+	b.Add(ws[0], 1, 0, nil) // back in rotation: the waiter gets the slot
 	l2 := <-got
 	if n := b.InFlight(); n != 1 {
 		t.Fatalf("the waiter leased: InFlight %d", n)
@@ -208,7 +208,7 @@ func TestConcurrentLeasesKeepLimitsAndServeWaiters(t *testing.T) {
 	ws := newWorkers(3)
 	var busy [4]atomic.Int32 // by worker id
 	for _, w := range ws {
-		b.Add(w, limit)
+		b.Add(w, limit, 0, nil)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, goroutines)
@@ -248,7 +248,7 @@ func TestConcurrentLeasesKeepLimitsAndServeWaiters(t *testing.T) {
 	}
 	var served int64
 	for _, w := range ws {
-		served += w.Served()
+		served += servedBy(b, w)
 	}
 	if served != goroutines*rounds {
 		t.Fatalf("served %d leases, want %d", served, goroutines*rounds)
@@ -261,8 +261,8 @@ func TestLeasesDuringRemoveAndAdd(t *testing.T) {
 	const goroutines, rounds = 16, 300
 	b := NewBalancer(goroutines, 30*time.Second)
 	ws := newWorkers(2)
-	b.Add(ws[0], 2)
-	b.Add(ws[1], 2)
+	b.Add(ws[0], 2, 0, nil)
+	b.Add(ws[1], 2, 0, nil)
 	var drainedFlag [3]atomic.Bool // by worker id: set while its drain is complete and it is out
 	var churn, leasing sync.WaitGroup
 	errs := make(chan error, goroutines)
@@ -279,7 +279,7 @@ func TestLeasesDuringRemoveAndAdd(t *testing.T) {
 			drainedFlag[1].Store(true)
 			runtime.Gosched()
 			drainedFlag[1].Store(false)
-			b.Add(ws[0], 2)
+			b.Add(ws[0], 2, 0, nil)
 		}
 	})
 	for g := range goroutines {
@@ -307,15 +307,52 @@ func TestLeasesDuringRemoveAndAdd(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if !allServed(ws, goroutines*rounds) || b.InFlight() != 0 {
-		t.Fatalf("served %d+%d leases of %d; InFlight %d", ws[0].Served(), ws[1].Served(), goroutines*rounds, b.InFlight())
+	if !allServed(b, ws, goroutines*rounds) || b.InFlight() != 0 {
+		t.Fatalf("served %d+%d leases of %d; InFlight %d", servedBy(b, ws[0]), servedBy(b, ws[1]), goroutines*rounds, b.InFlight())
 	}
 }
 
-func allServed(ws []*worker.Worker, want int64) bool {
+func allServed(b *Balancer, ws []*worker.Worker, want int64) bool {
 	var n int64
 	for _, w := range ws {
-		n += w.Served()
+		n += servedBy(b, w)
 	}
 	return n >= want
+}
+
+func servedBy(b *Balancer, w *worker.Worker) int64 {
+	n, _ := b.Counts(w)
+	return n
+}
+
+// The rotation counts a worker's requests and calls due once, at its max_requests.
+func TestCountsAndMaxRequests(t *testing.T) {
+	b := NewBalancer(10, time.Second)
+	w := newWorkers(1)[0]
+	var dues int
+	b.Add(w, 2, 3, func() { dues++ })
+	for i := range 5 {
+		l, err := b.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l.Index != int64(i+1) {
+			t.Fatalf("lease %d has index %d", i+1, l.Index)
+		}
+		if served, inFlight := b.Counts(w); served != int64(i+1) || inFlight != 1 {
+			t.Fatalf("counts after lease %d: %d served, %d in flight", i+1, served, inFlight)
+		}
+		l.Release()
+	}
+	if dues != 1 {
+		t.Fatalf("due called %d times, want once at the 3rd request", dues)
+	}
+	b.Remove(w)
+	if served, _ := b.Counts(w); served != 5 {
+		t.Fatalf("counts after Remove: %d", served)
+	}
+	b.Forget(w)
+	if served, _ := b.Counts(w); served != 0 {
+		t.Fatalf("counts after Forget: %d", served)
+	}
 }

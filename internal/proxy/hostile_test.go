@@ -242,7 +242,7 @@ func TestSlowUploadsHoldNoWorker(t *testing.T) {
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("plain request waited %s behind slow uploads", took)
 	}
-	if n := e.w.InFlight(); n != 0 {
+	if n := e.inFlight(); n != 0 {
 		t.Fatalf("%d worker slots held by slow uploads", n)
 	}
 }
@@ -255,7 +255,7 @@ func TestClientHangUpIsRecorded499(t *testing.T) {
 			e := startLean(t, 1, Options{Observer: rec})
 			busy := e.dial()
 			busy.send(get("/sleep?ms=300"))
-			waitFor(t, func() bool { return e.w.InFlight() == 1 })
+			waitFor(t, func() bool { return e.inFlight() == 1 })
 			gone := e.dial()
 			gone.send("GET / " + way.proto + "\r\nHost: app.test\r\n\r\n")
 			waitFor(t, func() bool { return e.srv.front.bal.Queued() == 1 })
@@ -297,10 +297,10 @@ func TestClientThatLeavesReleasesItsWorker(t *testing.T) {
 						t.Fatal(err)
 					}
 				} else {
-					waitFor(t, func() bool { return e.w.InFlight() == 1 })
+					waitFor(t, func() bool { return e.inFlight() == 1 })
 				}
 				c.nc.Close()
-				waitWithin(t, 2*time.Second, "worker released", func() bool { return e.w.InFlight() == 0 })
+				waitWithin(t, 2*time.Second, "worker released", func() bool { return e.inFlight() == 0 })
 				if target != "/stream" {
 					waitWithin(t, time.Second, "recorded 499", func() bool { return rec.has(StatusClientClosedRequest) })
 				}
@@ -325,15 +325,15 @@ func TestHarakiriHoldsTheSlotAfterTheClientLeft(t *testing.T) {
 				OnStuck: func(w *worker.Worker) { stuck <- w }})
 			c := e.dial()
 			c.send("GET /hang " + way.proto + "\r\nHost: app.test\r\n\r\n")
-			waitFor(t, func() bool { return e.w.InFlight() == 1 })
+			waitFor(t, func() bool { return e.inFlight() == 1 })
 			c.nc.Close()
 			select {
 			case <-stuck:
 				t.Fatal("reported stuck before the harakiri limit")
 			case <-time.After(700 * time.Millisecond): // past the request timeout, before the hard limit
 			}
-			if e.w.InFlight() != 1 {
-				t.Fatalf("the slot was given back while the worker still runs the request (in flight %d)", e.w.InFlight())
+			if e.inFlight() != 1 {
+				t.Fatalf("the slot was given back while the worker still runs the request (in flight %d)", e.inFlight())
 			}
 			select {
 			case w := <-stuck:
@@ -343,7 +343,7 @@ func TestHarakiriHoldsTheSlotAfterTheClientLeft(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatal("never reported stuck")
 			}
-			waitFor(t, func() bool { return e.w.InFlight() == 0 })
+			waitFor(t, func() bool { return e.inFlight() == 0 })
 		})
 	}
 }
@@ -393,7 +393,7 @@ func TestSlowReaderDoesNotHoldItsWorker(t *testing.T) {
 				t.Fatalf("slow client's head: %v %v", resp, err)
 			}
 			// The client reads nothing more; the worker must be free all the same.
-			waitWithin(t, 10*time.Second, "worker released while the client has not read", func() bool { return e.w.InFlight() == 0 })
+			waitWithin(t, 10*time.Second, "worker released while the client has not read", func() bool { return e.inFlight() == 0 })
 			c := e.dial()
 			c.send(get("/"))
 			if resp, _ := c.read("GET"); resp.StatusCode != 200 {

@@ -62,12 +62,6 @@ type Worker struct {
 	exitErr error         // valid after done
 	stopped atomic.Bool   // warmpool asked the worker to stop
 	wg      sync.WaitGroup
-
-	served      atomic.Int64
-	inFlight    atomic.Int64
-	maxRequests atomic.Int64
-	recycleDue  chan struct{}
-	dueOnce     sync.Once
 }
 
 // New prepares a worker; nothing runs until Start.
@@ -76,10 +70,9 @@ func New(spec Spec) *Worker {
 		spec.Logger = slog.New(slog.DiscardHandler)
 	}
 	return &Worker{
-		spec:       spec,
-		log:        spec.Logger.With("worker", spec.ID, "generation", spec.Generation),
-		done:       make(chan struct{}),
-		recycleDue: make(chan struct{}),
+		spec: spec,
+		log:  spec.Logger.With("worker", spec.ID, "generation", spec.Generation),
+		done: make(chan struct{}),
 	}
 }
 
@@ -388,32 +381,6 @@ func (w *Worker) RSS() (int64, error) {
 	}
 	return groupRSS(pid)
 }
-
-// SetMaxRequests sets after how many requests RecycleDue closes; 0 means never.
-func (w *Worker) SetMaxRequests(n int64) { w.maxRequests.Store(n) }
-
-// RecycleDue is closed once the worker has been given its max_requests.
-func (w *Worker) RecycleDue() <-chan struct{} { return w.recycleDue }
-
-// BeginRequest counts a client request routed to this worker (warm-up requests are not) and
-// returns its 1-based index among them.
-func (w *Worker) BeginRequest() int64 {
-	n := w.served.Add(1)
-	w.inFlight.Add(1)
-	if limit := w.maxRequests.Load(); limit > 0 && n >= limit {
-		w.dueOnce.Do(func() { close(w.recycleDue) })
-	}
-	return n
-}
-
-// EndRequest marks a client request as finished.
-func (w *Worker) EndRequest() { w.inFlight.Add(-1) }
-
-// Served is how many client requests the worker was given.
-func (w *Worker) Served() int64 { return w.served.Load() }
-
-// InFlight is how many client requests the worker is serving now.
-func (w *Worker) InFlight() int64 { return w.inFlight.Load() }
 
 // DescribeExit renders an exit error for humans ("exit status 3", "signal: killed").
 func DescribeExit(err error) string {
