@@ -181,8 +181,7 @@ func (f *Front) exchange(ctx context.Context, lease Lease, r *http.Request, body
 		if err == nil || errors.Is(err, errHeldForHarakiri) {
 			return up, true, err
 		}
-		if wc.Reused && try == 1 && brokenConn(err) && idempotent(r.Method) && ctx.Err() == nil {
-			f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
+		if ctx.Err() == nil && f.retryOnFreshConn(w, wc, try, err, r.Method) {
 			continue
 		}
 		return nil, reached, err

@@ -201,7 +201,6 @@ func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry
 // response head went to the client; reached reports that the request reached the worker.
 func (f *Front) exchangeLean(c *clientConn, lease Lease, body []byte, opts *Options, keep bool) (status int, n int64, reached bool, err error) {
 	w := lease.Worker()
-	retryable := idempotent(string(c.req.Method))
 	for attempt := 1; ; attempt++ {
 		var wc *Conn
 		wc, err = f.getConn(context.Background(), lease, attempt > 1)
@@ -213,9 +212,7 @@ func (f *Front) exchangeLean(c *clientConn, lease Lease, body []byte, opts *Opti
 		if err == nil {
 			return status, n, true, nil
 		}
-		// See exchangeSync: a kept-alive connection the worker had closed.
-		if status == 0 && wc.Reused && attempt == 1 && brokenConn(err) && retryable {
-			f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
+		if status == 0 && f.retryOnFreshConn(w, wc, attempt, err, methodString(c.req.Method)) {
 			continue
 		}
 		return status, n, reached, err

@@ -85,3 +85,17 @@ func (f *Front) getConn(ctx context.Context, lease Lease, fresh bool) (*Conn, er
 		}
 	}
 }
+
+// retryOnFreshConn is the rule, on both paths, for a request whose kept-alive connection broke
+// before any answer: some workers (uWSGI's http-socket) close a connection after a response
+// without saying "Connection: close", and the check before reuse can miss a close that is
+// under way. An idempotent request is sent once more, to the same worker on a fresh
+// connection, as http.Transport does; a request that may have reached the worker (which then
+// died) never goes elsewhere.
+func (f *Front) retryOnFreshConn(w *worker.Worker, wc *Conn, try int, err error, method string) bool {
+	if !wc.Reused || try != 1 || !brokenConn(err) || !idempotent(method) {
+		return false
+	}
+	f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
+	return true
+}
