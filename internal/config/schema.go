@@ -39,9 +39,10 @@ var form = map[kind]string{
 
 // field is one leaf setting: its dotted key and where it lives in the struct.
 type field struct {
-	key   string
-	kind  kind
-	index []int
+	key     string
+	kind    kind
+	index   []int
+	restart bool // tagged reload:"restart": bound at start
 }
 
 // table is a section of the schema: its leaves, sub-tables and arrays of tables.
@@ -59,20 +60,14 @@ var (
 	leafKeys = collectKeys(reflect.TypeFor[Config](), "")
 	// boundAtStart lists the leaves tagged reload:"restart": listeners, files and the like,
 	// which a reload cannot change in a running process.
-	boundAtStart = collectBoundAtStart(reflect.TypeFor[Config](), "")
+	boundAtStart = collectBoundAtStart()
 )
 
-func collectBoundAtStart(t reflect.Type, prefix string) []string {
+func collectBoundAtStart() []string {
 	var keys []string
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name := f.Tag.Get("toml")
-		switch {
-		case name == "" || name == "-":
-		case f.Tag.Get("reload") == "restart":
-			keys = append(keys, prefix+name)
-		case f.Type.Kind() == reflect.Struct && f.Type != durationType && f.Type != sizeType:
-			keys = append(keys, collectBoundAtStart(f.Type, prefix+name+".")...)
+	for _, key := range leafKeys {
+		if fd, ok := lookup(key); ok && fd.restart {
+			keys = append(keys, key)
 		}
 	}
 	return keys
@@ -111,11 +106,12 @@ func buildTable(t reflect.Type, prefix string, base []int) *table {
 		}
 		idx := append(slices.Clone(base), i)
 		key := prefix + name
+		restart := f.Tag.Get("reload") == "restart"
 		switch {
 		case f.Type == durationType:
-			tb.fields[name] = field{key, kindDuration, idx}
+			tb.fields[name] = field{key, kindDuration, idx, restart}
 		case f.Type == sizeType:
-			tb.fields[name] = field{key, kindSize, idx}
+			tb.fields[name] = field{key, kindSize, idx, restart}
 		case f.Type.Kind() == reflect.Struct:
 			tb.tables[name] = buildTable(f.Type, key+".", idx)
 			tb.index[name] = idx
@@ -123,7 +119,7 @@ func buildTable(t reflect.Type, prefix string, base []int) *table {
 			tb.arrays[name] = buildTable(f.Type.Elem(), "", nil)
 			tb.index[name] = idx
 		default:
-			tb.fields[name] = field{key, kindOf(f.Type), idx}
+			tb.fields[name] = field{key, kindOf(f.Type), idx, restart}
 		}
 	}
 	return tb

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -135,6 +134,3 @@ func (s *spill) Release() {
 	}
 	s.mem = nil
 }
-
-// errClientWrite marks a failure to write to the client from a spill.
-var errClientWrite = errors.New("writing to the client")

@@ -92,30 +92,18 @@ func (c *Conn) read(fd uintptr) bool {
 
 // Write writes all of p, waiting for room in the socket's buffer as needed. A peer that is
 // gone gives EPIPE or ECONNRESET, without a SIGPIPE.
-func (c *Conn) Write(p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	c.wbuf, c.wn, c.werrno = p, 0, 0
-	err := c.rc.Write(c.writeFn)
-	c.wbuf = nil
-	switch {
-	case err != nil:
-		return c.wn, err
-	case c.werrno != 0:
-		return c.wn, os.NewSyscallError("write", c.werrno)
-	}
-	return c.wn, nil
-}
+func (c *Conn) Write(p []byte) (int, error) { return c.writeWith(p, c.writeFn) }
 
 // TryWrite writes what of p the socket's buffer takes now, without waiting for room: n below
 // len(p) with a nil error means the peer is behind.
-func (c *Conn) TryWrite(p []byte) (int, error) {
+func (c *Conn) TryWrite(p []byte) (int, error) { return c.writeWith(p, c.tryWriteFn) }
+
+func (c *Conn) writeWith(p []byte, fn func(fd uintptr) bool) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	c.wbuf, c.wn, c.werrno = p, 0, 0
-	err := c.rc.Write(c.tryWriteFn)
+	err := c.rc.Write(fn)
 	c.wbuf = nil
 	switch {
 	case err != nil:
