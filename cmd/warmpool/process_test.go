@@ -342,6 +342,15 @@ func TestSIGHUPReReadsConfig(t *testing.T) {
 	if !strings.Contains(rejected, `unknown key \"worker.max_requestz\"`) {
 		t.Fatalf("rejection does not name the problem: %s", rejected)
 	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		problem := statusProblem(t, admin)
+		if strings.Contains(problem, "the new configuration is rejected") && strings.Contains(problem, `unknown key "worker.max_requestz"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/status problem after a rejected SIGHUP: %q", problem)
+		}
+	}
 
 	bigger := strings.Replace(string(good), "count = 2", "count = 3", 1)
 	if err := os.WriteFile(path, []byte(bigger), 0o600); err != nil {
@@ -349,6 +358,11 @@ func TestSIGHUPReReadsConfig(t *testing.T) {
 	}
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLines(1, `msg="SIGHUP: configuration re-read; rolling every worker to it, warm-first"`)
+	for deadline := time.Now().Add(5 * time.Second); statusProblem(t, admin) != ""; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/status problem after a good SIGHUP: %q", statusProblem(t, admin))
+		}
+	}
 	p.waitLines(3, `msg="worker admitted into rotation"`, "generation=2")
 	p.waitLines(2, `msg="worker stopped"`, `reason="recycled: reload"`)
 	// The status is published just after the log line of the last stop: wait for it.
@@ -498,4 +512,19 @@ path = "/"
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// statusProblem is /status's problem field.
+func statusProblem(t *testing.T, admin string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct{ Problem string }
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st.Problem
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 	"warmpool/internal/guard"
@@ -112,6 +113,8 @@ func onHangup(s *Server, reload Reloader, log *slog.Logger) {
 	if err != nil {
 		log.Error("SIGHUP: the new configuration is rejected; the running one stays in force and no worker is replaced",
 			"errors", err.Error())
+		s.Pool().ReportConfigRejected("SIGHUP at " + time.Now().Format(time.TimeOnly) + ": the new configuration is rejected, the running one stays in force: " +
+			strings.ReplaceAll(err.Error(), "\n", "; "))
 		return
 	}
 	log.Info("SIGHUP: configuration re-read; rolling every worker to it, warm-first", "warmup", l.WarmupSummary())

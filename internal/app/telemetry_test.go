@@ -215,3 +215,36 @@ func TestHandoffsAreCounted(t *testing.T) {
 		t.Fatalf("handoffs = %v, want 1", got)
 	}
 }
+
+// /status counts requests live, not as copied at the last lifecycle event.
+func TestStatusCountsRequestsLive(t *testing.T) {
+	cfg := testConfig()
+	e := startServer(t, cfg)
+	e.waitReady()
+	for range 7 {
+		if r, b := e.get("/"); r.StatusCode != 200 {
+			t.Fatalf("%d %s", r.StatusCode, b)
+		}
+	}
+	resp, err := e.cl.Get("http://" + e.srv.AdminAddr() + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st struct {
+		Workers []struct {
+			Served   int64 `json:"requests_served"`
+			InFlight int64 `json:"in_flight"`
+		} `json:"workers"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	var served, inFlight int64
+	for _, w := range st.Workers {
+		served, inFlight = served+w.Served, inFlight+w.InFlight
+	}
+	if served != 7 || inFlight != 0 {
+		t.Fatalf("status: %d served, %d in flight; want 7 and 0", served, inFlight)
+	}
+}

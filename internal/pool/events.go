@@ -21,10 +21,12 @@ type (
 		w      *worker.Worker
 		reason string
 	}
-	stuck  struct{ w *worker.Worker }
-	hung   struct{ w *worker.Worker }
-	reload struct{}
-	scale  struct{ delta int }
+	stuck struct{ w *worker.Worker }
+	hung  struct{ w *worker.Worker }
+	// configRejected: a reload's configuration was refused, for this reason.
+	configRejected struct{ why string }
+	reload         struct{}
+	scale          struct{ delta int }
 	// reconfigure applies a new configuration and rolls the workers to it.
 	reconfigure struct {
 		cfg     *config.Config

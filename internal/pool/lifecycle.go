@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -455,15 +456,21 @@ func (p *Pool) publish() {
 		ShuttingDown:  p.shuttingDown,
 		WarmupEnabled: p.cfg.Warmup.Enabled,
 		WarmupPlan:    p.summary,
-		Problem:       p.problem,
+		Problem:       joinProblems(p.configProblem, p.problem),
 		Failures:      p.failures,
 		RecentExits:   append([]ExitRecord(nil), p.exits...),
 	}
+	members := make([]*member, 0, len(p.members))
 	for _, m := range p.members {
+		members = append(members, m)
+	}
+	sort.Slice(members, func(i, j int) bool { return members[i].w.ID() < members[j].w.ID() })
+	workers := make([]*worker.Worker, len(members))
+	for i, m := range members {
 		w := m.w
+		workers[i] = w
 		ws := WorkerStatus{ID: w.ID(), PID: w.PID(), State: w.State(), Generation: w.Generation(),
 			StartedAt: w.StartedAt(), Recycle: m.recycle}
-		ws.Served, ws.InFlight = p.rot.Counts(w)
 		if m.admitted() {
 			at := m.admittedAt
 			ws.AdmittedAt = &at
@@ -474,9 +481,8 @@ func (p *Pool) publish() {
 		}
 		st.Workers = append(st.Workers, ws)
 	}
-	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].ID < st.Workers[j].ID })
 	p.mu.Lock()
-	p.status = st
+	p.status, p.statusWorkers = st, workers
 	close(p.changed)
 	p.changed = make(chan struct{})
 	p.mu.Unlock()
@@ -541,4 +547,14 @@ func (p *Pool) served(w *worker.Worker) int64 {
 func (p *Pool) inFlight(w *worker.Worker) int64 {
 	_, n := p.rot.Counts(w)
 	return n
+}
+
+func joinProblems(problems ...string) string {
+	var out []string
+	for _, pr := range problems {
+		if pr != "" {
+			out = append(out, pr)
+		}
+	}
+	return strings.Join(out, "; ")
 }

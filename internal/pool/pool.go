@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -85,9 +86,13 @@ type Pool struct {
 	shuttingDown bool
 	exits        []ExitRecord
 
-	mu      sync.Mutex
-	status  Status
-	changed chan struct{} // closed and replaced at each publish
+	mu     sync.Mutex
+	status Status
+	// statusWorkers are the workers of status, in its order, whose counts Status reads live.
+	statusWorkers []*worker.Worker
+	// configProblem says why the last reload was refused; empty once one succeeds.
+	configProblem string
+	changed       chan struct{} // closed and replaced at each publish
 }
 
 type member struct {
@@ -215,6 +220,10 @@ func (p *Pool) Scale(delta int) { p.send(scale{delta}) }
 // ReportStuck kills a worker that passed the harakiri limit; a warm replacement follows.
 func (p *Pool) ReportStuck(w *worker.Worker) { p.send(stuck{w}) }
 
+// ReportConfigRejected shows why a reload's configuration was refused in the status, until
+// a reload succeeds.
+func (p *Pool) ReportConfigRejected(why string) { p.send(configRejected{why}) }
+
 // ReportHung takes a worker that let a request pass the request timeout out of rotation at
 // once; a warm replacement follows, and the worker is stopped after graceful_timeout.
 func (p *Pool) ReportHung(w *worker.Worker) { p.send(hung{w}) }
@@ -222,8 +231,15 @@ func (p *Pool) ReportHung(w *worker.Worker) { p.send(hung{w}) }
 // Status is the latest snapshot of the pool.
 func (p *Pool) Status() Status {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.status
+	st, ws := p.status, p.statusWorkers
+	p.mu.Unlock()
+	// The request counts change with every request: read live from the rotation, not copied
+	// at the last lifecycle event.
+	st.Workers = slices.Clone(st.Workers)
+	for i, w := range ws {
+		st.Workers[i].Served, st.Workers[i].InFlight = p.rot.Counts(w)
+	}
+	return st
 }
 
 // StatusChanged returns a channel that is closed at the next change of the status.
@@ -313,7 +329,10 @@ func (p *Pool) handle(ev any) {
 		}
 	case reload:
 		p.onReload()
+	case configRejected:
+		p.configProblem = ev.why
 	case reconfigure:
+		p.configProblem = ""
 		p.cfg, p.plan, p.summary = ev.cfg, p.newPlan(ev.cfg), ev.summary
 		p.nice = p.effectiveNice(ev.cfg)
 		p.count = ev.cfg.Worker.Count
