@@ -312,7 +312,12 @@ func TestAdminListenOffLoopbackIsWarned(t *testing.T) {
 		if errs != nil {
 			t.Fatalf("%s: %v", addr, errs)
 		}
-		w := l.Warnings()
+		var w []string
+		for _, s := range l.Warnings() {
+			if strings.HasPrefix(s, "admin_listen") {
+				w = append(w, s)
+			}
+		}
 		if warned != (len(w) == 1) {
 			t.Errorf("%s: warnings %q", addr, w)
 		}
@@ -477,5 +482,27 @@ func TestRestartNeededNamesSettingsBoundAtStart(t *testing.T) {
 		if !BoundAtStart(key) {
 			t.Errorf("%s is not bound at start", key)
 		}
+	}
+}
+
+// The post-mortem's mistakes are warned about: a warm-up without Host, an expect that accepts
+// a 4xx or 5xx; a request that names its Host and expects success is not.
+func TestWarmupAdvice(t *testing.T) {
+	l, errs := load(t, "[worker]\ncommand = [\"app\", \"{socket}\"]\n[[warmup.request]]\npath = \"/report\"\nexpect = [200, 400]\n"+
+		"[[warmup.request]]\npath = \"/ok\"\nheaders = { host = \"app.example.com\" }\n", nil, nil)
+	if errs != nil {
+		t.Fatal(errs)
+	}
+	w := strings.Join(l.Warnings(), "\n")
+	for _, want := range []string{
+		"warm-up request GET /report (", "sends no Host header, so it goes out as Host: localhost",
+		"warm-up request GET /report accepts status 400 (warmup.request[0].expect,",
+	} {
+		if !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
+	}
+	if strings.Contains(w, "/ok") {
+		t.Errorf("a request with a Host and a 2xx expect is warned about:\n%s", w)
 	}
 }

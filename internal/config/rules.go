@@ -61,6 +61,48 @@ var rules = []rule{
 // prints them and run logs them at WARN; they refuse nothing.
 var advice = []rule{
 	{"admin_listen on loopback", adviseAdminListen},
+	{"warm-up requests name their Host", adviseWarmupHost},
+	{"warm-up requests expect success", adviseWarmupExpect},
+}
+
+// adviseWarmupHost: a warm-up request without Host goes out as "localhost", which an app's
+// host allow-list (Django's ALLOWED_HOSTS) refuses before any of its code runs: the
+// post-mortem's silent failure. (With proxy.allowed_hosts set, checkWarmupHost refuses it.)
+func adviseWarmupHost(l *Loaded, r *report) {
+	c := &l.Config
+	if !c.Warmup.Enabled || len(c.Proxy.AllowedHosts) > 0 {
+		return
+	}
+	for i, req := range c.Warmup.Requests {
+		if _, ok := headerValue(req.Headers, "Host"); !ok {
+			r.add("warm-up request %s %s (%s) sends no Host header, so it goes out as Host: localhost; an app with a host allow-list (Django's ALLOWED_HOSTS) refuses it before reaching any slow code, as in the post-mortem; set headers = { Host = \"your.real.host\" }",
+				req.Method, req.Path, l.Source(fmt.Sprintf("warmup.request[%d]", i)))
+		}
+	}
+}
+
+// adviseWarmupExpect: an expect that accepts a 4xx or 5xx admits workers whose warm-up was
+// refused or failed, so they meet clients cold.
+func adviseWarmupExpect(l *Loaded, r *report) {
+	for i, req := range l.Config.Warmup.Requests {
+		for _, st := range req.Expect {
+			if st >= 400 {
+				r.add("warm-up request %s %s accepts status %d (warmup.request[%d].expect, %s): a 4xx or 5xx usually means the request was refused or failed before reaching the slow code, and the worker would be admitted cold; expect only the statuses the route gives when it works",
+					req.Method, req.Path, st, i, l.Source(fmt.Sprintf("warmup.request[%d].expect", i)))
+				break
+			}
+		}
+	}
+}
+
+// headerValue finds a header by name in any case.
+func headerValue(headers map[string]string, name string) (string, bool) {
+	for k, v := range headers {
+		if strings.EqualFold(k, name) {
+			return v, true
+		}
+	}
+	return "", false
 }
 
 // Warnings returns what advice finds, each naming the setting and its source.
