@@ -258,6 +258,10 @@ func (p *Pool) admit(m *member) {
 	p.log.Info("worker admitted into rotation", "worker", w.ID(), "generation", w.Generation(), "pid", w.PID(),
 		"boot", m.admittedAt.Sub(w.StartedAt()).Round(time.Millisecond), "warmup_requests", m.warmup.Requests,
 		"warmup", m.warmup.Duration.Round(time.Millisecond), "slowest_warmup_request", m.warmup.Slowest.Round(time.Millisecond))
+	if len(m.warmup.NotSuccess) > 0 {
+		p.log.Warn("worker admitted although warm-up requests were answered with an error, which its expect accepts: it may meet clients cold",
+			"worker", w.ID(), "answers", strings.Join(m.warmup.NotSuccess, "; "))
+	}
 	if !p.isFirstReady && p.readyCount() >= p.count {
 		p.isFirstReady = true // announced by the loop once the status shows it
 	}

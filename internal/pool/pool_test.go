@@ -328,3 +328,19 @@ func TestScaleDownStopsAtMinReady(t *testing.T) {
 		t.Fatalf("desired %d after a refused scale-down", st.Desired)
 	}
 }
+
+// A warm-up answer that the expect accepts but that is an error is logged at WARN at
+// admission, with what the answer says.
+func TestAdmissionWarnsOfAcceptedErrorAnswers(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.Env[testworker.EnvAllowedHost] = "app.example.com"
+	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/", Repeat: 1, Expect: []int{200, 400}}}
+	h := start(t, cfg)
+	h.waitReady()
+	rec := h.logs.Wait(testutil.Msg("worker admitted although warm-up requests were answered with an error, which its expect accepts: it may meet clients cold",
+		"worker", "1"), 5*time.Second)
+	if !strings.Contains(rec.Attrs["answers"], "GET /: 400 Bad Request: Invalid HTTP_HOST header") {
+		t.Fatalf("answers: %q", rec.Attrs["answers"])
+	}
+}

@@ -1,9 +1,11 @@
 package warmup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"strconv"
@@ -26,6 +28,9 @@ type Result struct {
 	Duration time.Duration
 	// Slowest is the slowest single warm-up request: usually the one that met the cold code.
 	Slowest time.Duration
+	// NotSuccess lists the answers an expect accepted that were no 2xx ("GET /x: 400 Bad
+	// Request: <title>"), once per request: a warm-up refused by the app warms nothing.
+	NotSuccess []string
 }
 
 // Failure is a warm-up request that did not get an expected answer.
@@ -42,13 +47,15 @@ func (f *Failure) Error() string {
 	if f.Status == 0 {
 		return fmt.Sprintf("warm-up request %s %s (#%d) failed: %v", f.Method, f.Path, f.Attempt, f.Err)
 	}
-	return fmt.Sprintf("warm-up request %s %s (#%d) got status %d, want %s; body starts %q",
+	return fmt.Sprintf("warm-up request %s %s (#%d) got status %d, want %s; the answer says %q",
 		f.Method, f.Path, f.Attempt, f.Status, f.Want, f.Body)
 }
 
 func (f *Failure) Unwrap() error { return f.Err }
 
-const bodyExcerpt = 200
+// bodyExcerpt is how much of a failed answer is read to explain it: enough for an error
+// page's <title>.
+const bodyExcerpt = 4096
 
 // Run sends the plan to one worker through rt: the requests in order, each repeated, up to
 // Concurrency in flight. The first failure cancels the rest and is returned.
@@ -60,15 +67,22 @@ func (p *Plan) Run(ctx context.Context, rt http.RoundTripper) (Result, error) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(p.Concurrency)
 		times := make([]time.Duration, r.Repeat)
+		odd := make([]string, r.Repeat)
 		for n := range r.Repeat {
 			g.Go(func() error {
-				d, err := r.send(gctx, rt, n+1, p.Tracer)
-				times[n] = d
+				d, note, err := r.send(gctx, rt, n+1, p.Tracer)
+				times[n], odd[n] = d, note
 				return err
 			})
 		}
 		if err := g.Wait(); err != nil {
 			return res, err
+		}
+		for _, note := range odd {
+			if note != "" {
+				res.NotSuccess = append(res.NotSuccess, note)
+				break
+			}
 		}
 		for _, d := range times {
 			res.Slowest = max(res.Slowest, d)
@@ -79,7 +93,8 @@ func (p *Plan) Run(ctx context.Context, rt http.RoundTripper) (Result, error) {
 	return res, nil
 }
 
-func (r *Request) send(ctx context.Context, rt http.RoundTripper, attempt int, tracer trace.Tracer) (d time.Duration, err error) {
+// send sends one warm-up request. note describes an accepted answer that was no 2xx.
+func (r *Request) send(ctx context.Context, rt http.RoundTripper, attempt int, tracer trace.Tracer) (d time.Duration, note string, err error) {
 	if tracer != nil {
 		var span trace.Span
 		ctx, span = tracer.Start(ctx, "warmpool.warmup.request", trace.WithSpanKind(trace.SpanKindClient),
@@ -102,7 +117,7 @@ func (r *Request) send(ctx context.Context, rt http.RoundTripper, attempt int, t
 	}
 	req, err := http.NewRequestWithContext(ctx, r.Method, "http://worker"+r.Path, body)
 	if err != nil {
-		return 0, &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: err}
+		return 0, "", &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: err}
 	}
 	for k, v := range r.Header {
 		req.Header[k] = v
@@ -121,20 +136,42 @@ func (r *Request) send(ctx context.Context, rt http.RoundTripper, attempt int, t
 		if cause := context.Cause(ctx); cause != nil {
 			err = cause
 		}
-		return 0, &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: err}
+		return 0, "", &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: err}
 	}
 	defer resp.Body.Close()
 	head, _ := io.ReadAll(io.LimitReader(resp.Body, bodyExcerpt))
 	_, copyErr := io.Copy(io.Discard, resp.Body)
 	took := time.Since(start)
 	if !r.Accepts(resp.StatusCode) {
-		return took, &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Status: resp.StatusCode,
-			Body: printable(head), Want: r.expectation()}
+		return took, "", &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Status: resp.StatusCode,
+			Body: explain(head), Want: r.expectation()}
 	}
 	if copyErr != nil {
-		return took, &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: fmt.Errorf("reading body: %w", copyErr)}
+		return took, "", &Failure{Method: r.Method, Path: r.Path, Attempt: attempt, Err: fmt.Errorf("reading body: %w", copyErr)}
 	}
-	return took, nil
+	if resp.StatusCode/100 != 2 {
+		note = fmt.Sprintf("%s %s: %s: %s", r.Method, r.Path, resp.Status, explain(head))
+	}
+	return took, note, nil
+}
+
+// explain picks what says most about a response body: an HTML page's <title> or first <h1>
+// (Django's error pages name the problem there), else its first bytes.
+func explain(body []byte) string {
+	for _, tag := range []string{"title", "h1"} {
+		lower := bytes.ToLower(body)
+		if i := bytes.Index(lower, []byte("<"+tag)); i >= 0 {
+			if j := bytes.IndexByte(lower[i:], '>'); j >= 0 {
+				start := i + j + 1
+				if k := bytes.Index(lower[start:], []byte("</"+tag)); k >= 0 {
+					if text := strings.Join(strings.Fields(string(body[start:start+k])), " "); text != "" {
+						return printable([]byte(html.UnescapeString(text)))
+					}
+				}
+			}
+		}
+	}
+	return printable(body)
 }
 
 func printable(b []byte) string {

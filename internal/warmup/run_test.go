@@ -3,6 +3,7 @@ package warmup
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -83,7 +84,7 @@ func TestRunFailureNamesRequestStatusAndBody(t *testing.T) {
 	if !errors.As(err, &f) || f.Status != 400 {
 		t.Fatalf("want a Failure with status 400, got %v", err)
 	}
-	want := `warm-up request GET /healthz (#1) got status 400, want 2xx; body starts "Invalid HTTP_HOST header: 'localhost'.\n"`
+	want := `warm-up request GET /healthz (#1) got status 400, want 2xx; the answer says "Invalid HTTP_HOST header: 'localhost'.\n"`
 	if err.Error() != want {
 		t.Fatalf("message\n got %s\nwant %s", err, want)
 	}
@@ -108,5 +109,25 @@ func TestRunTimeoutNamesCause(t *testing.T) {
 	_, err := plan(config.WarmupRequest{Method: "GET", Path: "/slow", Repeat: 1}).Run(ctx, rt)
 	if err == nil || !strings.Contains(err.Error(), "GET /slow") || !strings.Contains(err.Error(), "warmup.timeout (50ms) passed") {
 		t.Fatalf("timeout error: %v", err)
+	}
+}
+
+// An HTML error page is explained by its title (Django's names the problem there), and an
+// accepted answer that is no 2xx is reported in the result.
+func TestRunExplainsHTMLAndReportsAcceptedFailures(t *testing.T) {
+	rt, stop := serverRT(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, "<!DOCTYPE html><html><head><meta charset=utf-8>\n<title>DisallowedHost\n at /report</title><style>"+
+			strings.Repeat("body{}", 100)+"</style></head><body><h1>DisallowedHost</h1></body></html>")
+	}))
+	defer stop()
+	_, err := plan(config.WarmupRequest{Method: "GET", Path: "/report", Repeat: 1}).Run(context.Background(), rt)
+	if err == nil || !strings.HasSuffix(err.Error(), `the answer says "DisallowedHost at /report"`) {
+		t.Fatalf("failure: %v", err)
+	}
+	res, err := plan(config.WarmupRequest{Method: "GET", Path: "/report", Repeat: 2, Expect: []int{200, 400}}).Run(context.Background(), rt)
+	if err != nil || len(res.NotSuccess) != 1 || res.NotSuccess[0] != "GET /report: 400 Bad Request: DisallowedHost at /report" {
+		t.Fatalf("accepted 400: %v %q", err, res.NotSuccess)
 	}
 }
