@@ -632,3 +632,33 @@ func TestTrustedProxyForwardingHeadersPass(t *testing.T) {
 		t.Errorf("an underscore header passed: %q", got)
 	}
 }
+
+// While no worker is ready because warm-ups keep failing, a request is answered 503 at once,
+// saying why, instead of waiting out the queue.
+func TestNoWorkerReadyAnswers503AtOnce(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	broken := filepath.Join(t.TempDir(), "broken")
+	if err := os.WriteFile(broken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Worker.Env[testworker.EnvBrokenFile] = broken
+	e := startServer(t, cfg)
+	e.logs.Wait(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 10*time.Second)
+	var resp *http.Response
+	var body string
+	for deadline := time.Now().Add(5 * time.Second); ; { // the status follows the log line
+		start := time.Now()
+		resp, body = e.get("/")
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("answered after %s", took)
+		}
+		if strings.Contains(body, "no worker is ready") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(body, "no worker is ready: worker 1 (generation 1) failed to boot") || !strings.Contains(body, "broken build") {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+}

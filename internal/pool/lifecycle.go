@@ -485,6 +485,14 @@ func (p *Pool) publish() {
 		}
 		st.Workers = append(st.Workers, ws)
 	}
+	var unavailable string
+	if st.Ready == 0 && p.problem != "" && !p.shuttingDown {
+		unavailable = p.problem
+		if wait := time.Until(p.nextStart); wait > 0 {
+			unavailable += fmt.Sprintf("; the next try is in %s", wait.Round(time.Millisecond))
+		}
+	}
+	p.unavailable.Store(&unavailable)
 	p.mu.Lock()
 	p.status, p.statusWorkers = st, workers
 	close(p.changed)

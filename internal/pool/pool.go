@@ -6,6 +6,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -92,7 +93,9 @@ type Pool struct {
 	statusWorkers []*worker.Worker
 	// configProblem says why the last reload was refused; empty once one succeeds.
 	configProblem string
-	changed       chan struct{} // closed and replaced at each publish
+	// unavailable says why no worker is ready while replacements keep failing; "" otherwise.
+	unavailable atomic.Pointer[string]
+	changed     chan struct{} // closed and replaced at each publish
 }
 
 type member struct {
@@ -219,6 +222,15 @@ func (p *Pool) Scale(delta int) { p.send(scale{delta}) }
 
 // ReportStuck kills a worker that passed the harakiri limit; a warm replacement follows.
 func (p *Pool) ReportStuck(w *worker.Worker) { p.send(stuck{w}) }
+
+// Unavailable says why no worker is ready, when none is because replacements keep failing
+// (a request should not wait in the queue for one); "" otherwise.
+func (p *Pool) Unavailable() string {
+	if why := p.unavailable.Load(); why != nil {
+		return *why
+	}
+	return ""
+}
 
 // ReportConfigRejected shows why a reload's configuration was refused in the status, until
 // a reload succeeds.

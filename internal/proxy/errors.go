@@ -14,6 +14,11 @@ import (
 
 var errResponseTimeout = errors.New("no response headers within the request timeout")
 
+// UnavailableError: no worker is ready, and none will be soon.
+type UnavailableError struct{ Why string }
+
+func (e *UnavailableError) Error() string { return "no worker is ready: " + e.Why }
+
 // UpstreamError is a failure of the exchange with one worker.
 type UpstreamError struct {
 	WorkerID int
@@ -39,11 +44,14 @@ func isTimeout(err error) bool {
 func classify(clientGone bool, err error, queueTimeout time.Duration) (int, string) {
 	var up *UpstreamError
 	var dial *worker.DialError
+	var unavailable *UnavailableError
 	switch {
 	case clientGone:
 		return 0, "client went away"
 	case errors.Is(err, ErrQueueFull):
 		return http.StatusServiceUnavailable, "all workers are busy and the wait queue is full; retry later"
+	case errors.As(err, &unavailable):
+		return http.StatusServiceUnavailable, "no worker is ready: " + unavailable.Why + "; retry later"
 	case errors.Is(err, ErrQueueTimeout):
 		return http.StatusServiceUnavailable, "no worker became free within " + queueTimeout.String() + "; retry later"
 	case errors.As(err, &up) && isTimeout(err):

@@ -54,6 +54,10 @@ type Options struct {
 	// PassUnderscoreHeaders keeps request fields with '_' in the name; by default they are
 	// removed (forwarded.go).
 	PassUnderscoreHeaders bool
+	// Unavailable says why no worker is ready, when none will be soon (warm-ups keep
+	// failing): with no worker in rotation, a request is then answered 503 at once, with the
+	// reason, instead of waiting in the queue. nil: requests always queue.
+	Unavailable func() string
 	// OnProtocolError is told of each response a worker got wrong, by reason (reuse.go);
 	// nil means nobody is. The front logs each one itself.
 	OnProtocolError func(reason string)
@@ -205,6 +209,11 @@ func (f *Front) Close(ctx context.Context) error {
 // acquire leases a worker for one request (avoiding one that just refused a connection), and
 // records the queue wait and the worker in info (may be nil) and on the request's span.
 func (f *Front) acquire(ctx context.Context, avoid *worker.Worker, info *telemetry.Request, coldWindow int) (Lease, error) {
+	if fn := f.opts.Load().Unavailable; fn != nil && f.bal.Len() == 0 {
+		if why := fn(); why != "" {
+			return Lease{}, &UnavailableError{Why: why}
+		}
+	}
 	queued := time.Now()
 	lease, err := f.bal.AcquireAvoiding(ctx, avoid)
 	waited := time.Since(queued)
