@@ -64,13 +64,3 @@ func (c *demoWorkerCommand) Run(_ context.Context, args []string) error {
 	}
 	return demo.ServeWorker(*socket, *port, *cold, *work, map[string]time.Duration{"/report": *report})
 }
-
-type versionCommand struct{ stdout io.Writer }
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-func (c *versionCommand) Run(context.Context, []string) error {
-	fmt.Fprintln(c.stdout, "warmpool", version)
-	return nil
-}

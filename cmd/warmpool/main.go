@@ -43,7 +43,7 @@ Usage:
                                                     measure cold, warmed and steady latency per path:
                                                     does the warm-up plan reach the slow code?
   warmpool demo                                     the built-in demo: warm recycling with nothing installed
-  warmpool version                                  print the version
+  warmpool version (or --version)                   print the version, revision and build time
 
 Layers, lowest first: defaults, the config file, WARMPOOL_SECTION_KEY environment variables
 (WARMPOOL_WORKER_COUNT=4), --set flags. Signals: SIGTERM/SIGINT drain and exit; SIGHUP re-reads
@@ -63,6 +63,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == "--version" || args[0] == "-version" {
+		args = []string{"version"}
 	}
 	cmd, ok := commands(stdout, stderr)[args[0]]
 	if !ok {
