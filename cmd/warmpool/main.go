@@ -25,7 +25,7 @@ type command interface {
 func commands(stdout, stderr io.Writer) map[string]command {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel()}))
 	return map[string]command{
-		"run":         &runCommand{log: log},
+		"run":         &runCommand{stderr: stderr},
 		"check":       &checkCommand{stdout: stdout},
 		"diagnose":    &diagnoseCommand{log: log, stdout: stdout},
 		"demo":        &demoCommand{log: log, stdout: stdout},
@@ -88,6 +88,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 }
 
+// logLevel is the level of the commands that run without a configuration (run's logger
+// follows log_level, which WARMPOOL_LOG_LEVEL also sets).
 func logLevel() slog.Level {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(os.Getenv("WARMPOOL_LOG_LEVEL"))); err != nil {

@@ -528,3 +528,13 @@ func statusProblem(t *testing.T, admin string) string {
 	}
 	return st.Problem
 }
+
+// log_format = "json" makes every line of warmpool's own log a JSON object.
+func TestJSONLogs(t *testing.T) {
+	p := startProc(t, []string{"WARMPOOL_LOG_FORMAT=json"}, "run", "--config", testWorkerConfig(t))
+	line := p.waitLines(1, `"msg":"pool ready"`)[0]
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["level"] != "INFO" {
+		t.Fatalf("not a JSON log line: %q (%v)", line, err)
+	}
+}

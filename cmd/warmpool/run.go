@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 
@@ -67,7 +66,8 @@ func splitErrors(err error) []string {
 	return []string{err.Error()}
 }
 
-type runCommand struct{ log *slog.Logger }
+// runCommand logs as the configuration says (log_level, log_format) once it is loaded.
+type runCommand struct{ stderr io.Writer }
 
 func (c *runCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("run")
@@ -80,7 +80,7 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return configError{err}
 	}
-	return app.Run(ctx, l, cf.load, c.log)
+	return app.Run(ctx, l, cf.load, l.Config.NewLogger(c.stderr))
 }
 
 type checkCommand struct{ stdout io.Writer }

@@ -18,6 +18,10 @@ type Config struct {
 	TLSKey  string `toml:"tls_key" reload:"restart"`
 	// MinReady is how many ready workers /readyz needs once the pool was first fully ready.
 	MinReady int `toml:"min_ready"`
+	// LogLevel is the least severe level warmpool logs: "debug", "info", "warn" or "error".
+	LogLevel string `toml:"log_level" reload:"restart"`
+	// LogFormat is "text" (logfmt-like lines) or "json" (one object per line).
+	LogFormat string `toml:"log_format" reload:"restart"`
 
 	Worker    Worker    `toml:"worker"`
 	Warmup    Warmup    `toml:"warmup"`
@@ -173,6 +177,12 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }
 
+// LogFormat values.
+const (
+	LogText = "text"
+	LogJSON = "json"
+)
+
 // Proxy.UnderscoreHeaders values.
 const (
 	UnderscoreDrop = "drop"
@@ -191,6 +201,8 @@ func Default() Config {
 		Listen:      "127.0.0.1:8080",
 		AdminListen: "127.0.0.1:9090",
 		MinReady:    1,
+		LogLevel:    "info",
+		LogFormat:   LogText,
 		Worker: Worker{
 			Count:             2,
 			Concurrency:       1,

@@ -22,7 +22,7 @@ const EnvPrefix = "WARMPOOL_"
 // reservedEnv are WARMPOOL_ variables that are not settings (warmpool gives them to workers).
 // WARMPOOL_INSTANCE and WARMPOOL_GUARD_OF are internal/guard's (a warmpool may run as another's
 // worker, and the keeper is warmpool's own binary).
-var reservedEnv = []string{"WARMPOOL_WORKER_ID", "WARMPOOL_SOCKET", "WARMPOOL_GENERATION", "WARMPOOL_LOG_LEVEL",
+var reservedEnv = []string{"WARMPOOL_WORKER_ID", "WARMPOOL_SOCKET", "WARMPOOL_GENERATION",
 	"WARMPOOL_INSTANCE", "WARMPOOL_GUARD_OF"}
 
 // Layers are the inputs of a configuration, lowest first after the defaults.

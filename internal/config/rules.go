@@ -3,6 +3,8 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -52,6 +54,7 @@ var rules = []rule{
 	{"timeouts positive", checkTimeouts},
 	{"harakiri above request_timeout", checkHarakiri},
 	{"request size limits in range", checkLimits},
+	{"log settings known", checkLog},
 	{"socket_dir only with {socket}", checkSocketDir},
 	{"telemetry settings in range", checkTelemetry},
 	{"forwarding settings well-formed", checkForwarding},
@@ -442,6 +445,28 @@ func checkLimits(l *Loaded, r *report) {
 	if p.MaxHeaderBytes.Bytes < 8<<10 || p.MaxHeaderBytes.Bytes > 1<<20 {
 		r.add("%s: must be from 8KiB to 1MiB", l.kv("proxy.max_header_bytes"))
 	}
+}
+
+func checkLog(l *Loaded, r *report) {
+	c := &l.Config
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		r.add("%s: must be \"debug\", \"info\", \"warn\" or \"error\"", l.kv("log_level"))
+	}
+	if c.LogFormat != LogText && c.LogFormat != LogJSON {
+		r.add("%s: must be %q or %q", l.kv("log_format"), LogText, LogJSON)
+	}
+}
+
+// NewLogger is warmpool's logger as the configuration says: level and format.
+func (c *Config) NewLogger(w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.LogLevel)) // validated
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == LogJSON {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 func checkHarakiri(l *Loaded, r *report) {
