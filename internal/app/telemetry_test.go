@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -164,10 +165,12 @@ func TestAccessLogLines(t *testing.T) {
 	cfg.Telemetry.AccessLog = path
 	e := startServer(t, cfg)
 	e.waitReady()
-	req, _ := http.NewRequest("GET", e.base+"/echo", nil)
+	req, _ := http.NewRequest("GET", e.base+"/echo?q=1", nil)
 	req.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	req.Header.Set("User-Agent", "access-test/1")
 	e.do(req)
-	e.get("/sleep?ms=1")
+	post, _ := http.NewRequest("POST", e.base+"/upload", strings.NewReader(strings.Repeat("b", 100000))) // net/http's path
+	e.do(post)
 	e.cl.CloseIdleConnections()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -184,10 +187,21 @@ func TestAccessLogLines(t *testing.T) {
 	for k, want := range map[string]any{
 		"method": "GET", "path": "/echo", "status": 200.0, "worker": 1.0, "generation": 1.0,
 		"request_index": 1.0, "first_requests": true, "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+		"client": "127.0.0.1", "host": strings.TrimPrefix(e.base, "http://"), "query": "q=1", "user_agent": "access-test/1", "request_bytes": 0.0,
 	} {
 		if rec[k] != want {
 			t.Errorf("%s = %v, want %v (line %s)", k, rec[k], want, lines[0])
 		}
+	}
+	var upload map[string]any
+	if err := json.Unmarshal([]byte(lines[1]), &upload); err != nil {
+		t.Fatal(err)
+	}
+	if upload["request_bytes"] != 100000.0 || upload["client"] != "127.0.0.1" || upload["method"] != "POST" {
+		t.Errorf("the upload's line (net/http's path): %s", lines[1])
+	}
+	if age := rec["worker_age_s"].(float64); math.Abs(age*1000-math.Round(age*1000)) > 1e-6 {
+		t.Errorf("worker_age_s %v is not rounded to the millisecond", age)
 	}
 	for _, k := range []string{"time", "bytes", "duration_ms", "queue_wait_ms", "upstream_ms", "pid", "worker_age_s"} {
 		if _, ok := rec[k]; !ok {

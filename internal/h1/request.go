@@ -63,6 +63,14 @@ const (
 	WhyHostMissing = "no single Host"
 )
 
+// Query is the target's query, without the '?' (nil when none).
+func (r *Request) Query() []byte {
+	if i := bytes.IndexByte(r.Target, '?'); i >= 0 {
+		return r.Target[i+1:]
+	}
+	return nil
+}
+
 // Path is the target without its query.
 func (r *Request) Path() []byte {
 	if i := bytes.IndexByte(r.Target, '?'); i >= 0 {

@@ -59,6 +59,9 @@ func (f *Front) serve(rw http.ResponseWriter, r *http.Request, opts *Options) {
 			return
 		}
 		defer body.Close()
+		if info, _ := r.Context().Value(requestInfoKey{}).(*telemetry.Request); info != nil {
+			info.RequestBytes = body.Len()
+		}
 	}
 	f.forward(rw, r, body, upgrade, opts)
 }

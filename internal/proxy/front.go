@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -137,7 +138,9 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	info := &telemetry.Request{Method: r.Method, Path: r.URL.Path, Start: start, TraceID: telemetry.TraceID(r.Header),
-		Shard: int(start.UnixNano() >> 10)} // the microsecond: concurrent requests seldom share it
+		Shard:  int(start.UnixNano() >> 10), // the microsecond: concurrent requests seldom share it
+		Client: []byte(clientIP(r.RemoteAddr)), Host: []byte(r.Host), Query: []byte(r.URL.RawQuery), UserAgent: []byte(r.UserAgent()),
+		RequestBytes: max(r.ContentLength, 0)}
 	if span != nil && span.SpanContext().IsValid() {
 		info.TraceID = span.SpanContext().TraceID().String()
 	}
@@ -169,6 +172,14 @@ func endServerSpan(span trace.Span, info *telemetry.Request) {
 		span.SetStatus(codes.Error, http.StatusText(info.Status))
 	}
 	span.End()
+}
+
+// clientIP is the address part of a RemoteAddr.
+func clientIP(remoteAddr string) string {
+	if host, _, err := net.SplitHostPort(remoteAddr); err == nil {
+		return host
+	}
+	return remoteAddr
 }
 
 func protoVersion(r *http.Request) string {

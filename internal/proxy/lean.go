@@ -66,7 +66,8 @@ func (f *Front) serveLean(c *clientConn, body []byte) bool {
 	var info *telemetry.Request
 	if obs != nil || span != nil {
 		info = &c.info
-		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: start, TraceID: traceIDOf(req), Shard: c.seq}
+		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: start, TraceID: traceIDOf(req), Shard: c.seq,
+			Client: c.client, Host: req.Host, Query: req.Query(), UserAgent: fieldValue(req, "user-agent"), RequestBytes: int64(len(body))}
 		if span != nil && span.SpanContext().IsValid() {
 			info.TraceID = span.SpanContext().TraceID().String()
 		}
@@ -563,6 +564,16 @@ func methodString(m []byte) string {
 		return http.MethodOptions
 	}
 	return string(m)
+}
+
+// fieldValue is the value of the first field named name (lower case), or nil.
+func fieldValue(r *h1.Request, name string) []byte {
+	for i := range r.Fields {
+		if fl := &r.Fields[i]; len(fl.Name) == len(name) && h1.EqualFold(fl.Name, name) {
+			return fl.Value
+		}
+	}
+	return nil
 }
 
 // traceIDOf is the trace id of the client's W3C traceparent, for the access log ("" if none).

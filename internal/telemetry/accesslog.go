@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strings"
@@ -50,11 +51,13 @@ func (a *AccessLog) Write(req *Request) {
 		return
 	}
 	a.log.LogAttrs(context.Background(), slog.LevelInfo, "",
-		slog.String("method", req.Method), slog.String("path", req.Path), slog.Int("status", req.Status),
-		slog.Int64("bytes", req.Bytes), slog.Float64("duration_ms", ms(req.Duration)),
+		slog.String("client", string(req.Client)), slog.String("method", req.Method), slog.String("host", string(req.Host)),
+		slog.String("path", req.Path), slog.String("query", string(req.Query)), slog.Int("status", req.Status),
+		slog.Int64("request_bytes", req.RequestBytes), slog.Int64("bytes", req.Bytes), slog.String("user_agent", string(req.UserAgent)),
+		slog.Float64("duration_ms", ms(req.Duration)),
 		slog.Float64("queue_wait_ms", ms(req.QueueWait)), slog.Float64("upstream_ms", ms(req.Upstream)),
 		slog.Int("worker", req.WorkerID), slog.Int("pid", req.PID), slog.Int("generation", req.Generation),
-		slog.Int64("request_index", req.RequestIndex), slog.Float64("worker_age_s", req.WorkerAge.Seconds()),
+		slog.Int64("request_index", req.RequestIndex), slog.Float64("worker_age_s", math.Round(req.WorkerAge.Seconds()*1000)/1000),
 		slog.Bool("first_requests", req.FirstRequests), slog.String("trace_id", req.TraceID))
 }
 

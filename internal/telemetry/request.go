@@ -22,6 +22,10 @@ type Request struct {
 	// FirstRequests is true among the first cold_window requests of the worker.
 	FirstRequests bool
 	TraceID       string
+	// The client's side, for the access log. They are views into the front's buffers, valid
+	// only while ObserveRequest runs: an observer that keeps one copies it.
+	Client, Host, Query, UserAgent []byte
+	RequestBytes                   int64 // the request body's size
 	// Shard spreads the bookkeeping of concurrent requests over separate locks: requests that
 	// differ in it rarely contend. Any value will do; the front uses its connection's number.
 	Shard int
