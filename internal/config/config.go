@@ -59,6 +59,9 @@ type Worker struct {
 	Env map[string]string `toml:"env"`
 	// SocketDir holds the per-worker sockets; empty means a private temporary directory.
 	SocketDir string `toml:"socket_dir" reload:"restart"`
+	// LogOutput is how the workers' stdout and stderr lines reach warmpool's log: "info",
+	// "debug" (hidden unless log_level = "debug") or "off". A Python traceback is one record.
+	LogOutput string `toml:"log_output"`
 
 	Count       int `toml:"count"`
 	Concurrency int `toml:"concurrency"`
@@ -211,6 +214,7 @@ func Default() Config {
 			GracefulTimeout:   Duration{30 * time.Second},
 			RestartBackoff:    Duration{500 * time.Millisecond},
 			RestartBackoffMax: Duration{30 * time.Second},
+			LogOutput:         "info",
 		},
 		Warmup: Warmup{
 			Enabled: true,

@@ -456,6 +456,9 @@ func checkLog(l *Loaded, r *report) {
 	if c.LogFormat != LogText && c.LogFormat != LogJSON {
 		r.add("%s: must be %q or %q", l.kv("log_format"), LogText, LogJSON)
 	}
+	if o := c.Worker.LogOutput; o != "info" && o != "debug" && o != "off" {
+		r.add("%s: must be \"info\", \"debug\" or \"off\"", l.kv("worker.log_output"))
+	}
 }
 
 // NewLogger is warmpool's logger as the configuration says: level and format.

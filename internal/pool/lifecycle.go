@@ -103,6 +103,7 @@ func WorkerSpec(cfg *config.Config, id, generation int, socketDir string, env []
 		UsePort:               cfg.Worker.UsesPort(),
 		Dir:                   cfg.Worker.Dir,
 		Env:                   workerEnv(env, cfg.Worker.Env),
+		LogOutput:             cfg.Worker.LogOutput,
 		SocketDir:             socketDir,
 		Notify:                cfg.Warmup.Ready == config.ReadyNotify,
 		Concurrency:           cfg.Worker.Concurrency,

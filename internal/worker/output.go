@@ -2,6 +2,7 @@ package worker
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,7 +14,24 @@ import (
 type lineLogger struct {
 	log    *slog.Logger
 	stream string
+	level  slog.Level
+	off    bool // worker.log_output = "off": read and dropped
 	buf    []byte
+	// trace gathers a Python traceback's lines, to be logged as one record: its header, the
+	// indented frames, and the exception line that ends it.
+	trace []byte
+}
+
+// newLineLogger logs a stream at level ("info" or "debug"), or drops it ("off").
+func newLineLogger(log *slog.Logger, stream, level string) *lineLogger {
+	l := &lineLogger{log: log, stream: stream, level: slog.LevelInfo}
+	switch level {
+	case "debug":
+		l.level = slog.LevelDebug
+	case "off":
+		l.off = true
+	}
+	return l
 }
 
 const maxLine = 8 << 10
@@ -38,8 +56,37 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+var tracebackHeader = []byte("Traceback (most recent call last):")
+
 func (l *lineLogger) emit(line []byte) {
-	l.log.Info(string(bytes.TrimRight(line, "\r")), "stream", l.stream)
+	if l.off {
+		return
+	}
+	line = bytes.TrimRight(line, "\r")
+	switch {
+	case l.trace != nil && len(line) > 0 && (line[0] == ' ' || line[0] == '\t'):
+		l.trace = append(append(l.trace, '\n'), line...) // a frame
+		if len(l.trace) > 4*maxLine {
+			l.flushTrace()
+		}
+		return
+	case l.trace != nil:
+		l.trace = append(append(l.trace, '\n'), line...) // the exception that ends it
+		l.flushTrace()
+		return
+	case bytes.HasSuffix(line, tracebackHeader):
+		l.trace = append([]byte(nil), line...)
+		return
+	}
+	l.log.Log(context.Background(), l.level, string(line), "stream", l.stream)
+}
+
+// flushTrace logs a gathered traceback as one record.
+func (l *lineLogger) flushTrace() {
+	if l.trace != nil {
+		l.log.Log(context.Background(), l.level, string(l.trace), "stream", l.stream)
+		l.trace = nil
+	}
 }
 
 // pumpLines copies a worker's output pipe into its line logger until every writer closed it
@@ -55,6 +102,7 @@ func pumpLines(r *os.File, l *lineLogger) {
 			if len(l.buf) > 0 {
 				l.emit(l.buf)
 			}
+			l.flushTrace()
 			if err != io.EOF && !errors.Is(err, os.ErrClosed) {
 				l.log.Debug("worker output ended", "stream", l.stream, "error", err)
 			}

@@ -30,6 +30,9 @@ type Spec struct {
 	Dir     string
 	// Env is the complete environment before warmpool's own variables are added.
 	Env []string
+	// LogOutput is the level of the worker's output lines in warmpool's log: "info" (also
+	// ""), "debug", or "off".
+	LogOutput string
 	// SocketDir is where the worker's unix socket and notify socket are created.
 	SocketDir string
 	// Notify creates a NOTIFY_SOCKET for the worker and makes NotifyReady meaningful.
@@ -172,8 +175,8 @@ func (w *Worker) Start() (err error) {
 		w.wg.Go(w.notify.serve)
 	}
 	w.outputs, w.pumped = []*os.File{outR, errR}, make(chan struct{}, 2)
-	w.wg.Go(func() { pumpLines(outR, &lineLogger{log: w.log, stream: "stdout"}); w.pumped <- struct{}{} })
-	w.wg.Go(func() { pumpLines(errR, &lineLogger{log: w.log, stream: "stderr"}); w.pumped <- struct{}{} })
+	w.wg.Go(func() { pumpLines(outR, newLineLogger(w.log, "stdout", w.spec.LogOutput)); w.pumped <- struct{}{} })
+	w.wg.Go(func() { pumpLines(errR, newLineLogger(w.log, "stderr", w.spec.LogOutput)); w.pumped <- struct{}{} })
 	w.wg.Go(w.reap)
 	w.log.Info("worker spawned", "pid", w.PID(), "address", w.address)
 	return nil
