@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"warmpool/internal/pool"
 	"warmpool/internal/testutil"
 	"warmpool/internal/testworker"
 )
@@ -77,6 +78,8 @@ func TestMetricsAfterRequestsAndRecycles(t *testing.T) {
 		`warmpool_warmup_enabled`:                                          1,
 		`warmpool_in_flight_requests`:                                      0,
 		`warmpool_warmup_ineffective_total`:                                0,
+		`warmpool_recycle_overshoot_requests_count`:                        2, // each waited for its replacement with no traffic
+		`warmpool_recycle_overshoot_requests_sum`:                          0,
 	}
 	for k, v := range want {
 		if got, ok := m[k]; !ok || got != v {
@@ -260,5 +263,35 @@ func TestStatusCountsRequestsLive(t *testing.T) {
 	}
 	if served != 7 || inFlight != 0 {
 		t.Fatalf("status: %d served, %d in flight; want 7 and 0", served, inFlight)
+	}
+}
+
+// A worker due at max_requests serves on until its replacement is warm: /status's recent exits
+// and warmpool_recycle_overshoot_requests say how far past its limit.
+func TestRecycleOvershootIsShown(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.MaxRequests = 2
+	cfg.Worker.Env[testworker.EnvCold] = "500ms" // the replacement warms slowly
+	e := startServer(t, cfg)
+	e.waitReady()
+	for range 5 { // the last three come while the replacement warms: the old worker takes them
+		if r, b := e.get("/"); r.StatusCode != 200 || r.Header.Get(testworker.HeaderID) != "1" {
+			t.Fatalf("%d %s from worker %s", r.StatusCode, b, r.Header.Get(testworker.HeaderID))
+		}
+	}
+	e.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "recycled: max_requests"), 10*time.Second)
+	var exit pool.ExitRecord
+	for _, x := range e.srv.Pool().Status().RecentExits {
+		if x.ID == 1 {
+			exit = x
+		}
+	}
+	if exit.Served != 5 || exit.MaxRequests != 2 {
+		t.Fatalf("exit record: %+v", exit)
+	}
+	m := scrape(t, e)
+	if m[`warmpool_recycle_overshoot_requests_count`] != 1 || m[`warmpool_recycle_overshoot_requests_sum`] != 3 {
+		t.Fatalf("overshoot histogram: count %v sum %v", m[`warmpool_recycle_overshoot_requests_count`], m[`warmpool_recycle_overshoot_requests_sum`])
 	}
 }

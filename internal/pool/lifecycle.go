@@ -243,6 +243,7 @@ func (p *Pool) admit(m *member) {
 	if wc.MaxRequests > 0 {
 		maxRequests = int64(wc.MaxRequests + jitterInt(wc.MaxRequestsJitter))
 	}
+	m.maxRequests = maxRequests
 	if wc.MaxLifetime.Duration > 0 {
 		life := wc.MaxLifetime.Duration + jitterDuration(wc.MaxLifetimeJitter.Duration)
 		m.lifetime = time.AfterFunc(life, func() { p.send(due{w: w, reason: ReasonMaxLifetime}) })
@@ -371,7 +372,14 @@ func (p *Pool) onExited(w *worker.Worker) {
 		m.span.SetStatus(codes.Error, reason)
 	}
 	m.span.End()
-	p.exits = append(p.exits, ExitRecord{ID: w.ID(), PID: w.PID(), At: time.Now(), Reason: reason})
+	served := p.served(w)
+	exit := ExitRecord{ID: w.ID(), PID: w.PID(), At: time.Now(), Reason: reason, Served: served}
+	if m.recycle == ReasonMaxRequests && m.maxRequests > 0 {
+		// It served on while its replacement booted and warmed: how far past, for operators to see.
+		exit.MaxRequests = m.maxRequests
+		p.met.RecycleOvershoot(served - m.maxRequests)
+	}
+	p.exits = append(p.exits, exit)
 	p.rot.Forget(w)
 	if len(p.exits) > recentExits {
 		p.exits = p.exits[len(p.exits)-recentExits:]
@@ -475,7 +483,7 @@ func (p *Pool) publish() {
 		w := m.w
 		workers[i] = w
 		ws := WorkerStatus{ID: w.ID(), PID: w.PID(), State: w.State(), Generation: w.Generation(),
-			StartedAt: w.StartedAt(), Recycle: m.recycle}
+			StartedAt: w.StartedAt(), Recycle: m.recycle, MaxRequests: m.maxRequests}
 		if m.admitted() {
 			at := m.admittedAt
 			ws.AdmittedAt = &at

@@ -99,19 +99,20 @@ type Pool struct {
 }
 
 type member struct {
-	w          *worker.Worker
-	cancelBoot context.CancelFunc
-	cancelled  bool // boot cancelled on purpose (reload, shutdown): not a failure
-	warmed     bool
-	warmup     warmup.Result
-	admittedAt time.Time
-	recycle    string // why it is due for recycling; "" when it is not
-	flaggedAt  time.Time
-	lifetime   *time.Timer
-	draining   bool
-	stopReason string
-	span       trace.Span // the whole life of the worker
-	drainSpan  trace.Span
+	w           *worker.Worker
+	cancelBoot  context.CancelFunc
+	cancelled   bool // boot cancelled on purpose (reload, shutdown): not a failure
+	warmed      bool
+	warmup      warmup.Result
+	admittedAt  time.Time
+	recycle     string // why it is due for recycling; "" when it is not
+	maxRequests int64  // its max_requests with jitter; 0: none
+	flaggedAt   time.Time
+	lifetime    *time.Timer
+	draining    bool
+	stopReason  string
+	span        trace.Span // the whole life of the worker
+	drainSpan   trace.Span
 }
 
 func (m *member) admitted() bool { return !m.admittedAt.IsZero() }

@@ -15,9 +15,12 @@ type WorkerStatus struct {
 	StartedAt  time.Time    `json:"started_at"`
 	AdmittedAt *time.Time   `json:"admitted_at,omitempty"`
 	Served     int64        `json:"requests_served"`
-	InFlight   int64        `json:"in_flight"`
-	Recycle    string       `json:"recycle_pending,omitempty"`
-	WarmupTime float64      `json:"warmup_seconds,omitempty"`
+	// MaxRequests is its max_requests with jitter (0: none): a worker due for recycling serves
+	// on until its replacement is warm, so Served may pass it.
+	MaxRequests int64   `json:"max_requests,omitempty"`
+	InFlight    int64   `json:"in_flight"`
+	Recycle     string  `json:"recycle_pending,omitempty"`
+	WarmupTime  float64 `json:"warmup_seconds,omitempty"`
 }
 
 // ExitRecord is a worker that is gone, and why.
@@ -26,6 +29,10 @@ type ExitRecord struct {
 	PID    int       `json:"pid"`
 	At     time.Time `json:"at"`
 	Reason string    `json:"reason"`
+	Served int64     `json:"requests_served"`
+	// MaxRequests is set for a worker recycled at max_requests: Served minus it is how far
+	// past its limit it served while its replacement warmed.
+	MaxRequests int64 `json:"max_requests,omitempty"`
 }
 
 // Status is a snapshot of the pool.

@@ -22,6 +22,7 @@ type Metrics struct {
 	warmupIneffective prometheus.Counter
 	handoffs          *prometheus.CounterVec
 	protocolErrors    *prometheus.CounterVec
+	overshoot         prometheus.Histogram
 	workers           *stateCollector
 }
 
@@ -63,6 +64,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "warmpool_worker_protocol_errors_total",
 			Help: "Responses a worker got wrong, by reason: bytes_after_response (more than the response's framing allowed; the connection is closed and the bytes dropped), malformed_response.",
 		}, []string{"reason"}),
+		overshoot: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "warmpool_recycle_overshoot_requests",
+			Help:    "For each worker recycled at max_requests: the requests it served past its limit while its replacement booted and warmed.",
+			Buckets: []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
+		}),
 		workers: &stateCollector{desc: prometheus.NewDesc("warmpool_workers", "Workers by state.", []string{"state"}, nil)},
 	}
 	// Read from the rotation at each scrape rather than counted per request: two contended
@@ -77,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return 0
 	})
 	reg.MustRegister(m.requests, m.inFlight, m.spawns,
-		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.protocolErrors, m.workers)
+		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.protocolErrors, m.overshoot, m.workers)
 	return m
 }
 
@@ -147,6 +153,13 @@ func (m *Metrics) WarmupIneffective() {
 func (m *Metrics) HandedOff(reason string) {
 	if m != nil {
 		m.handoffs.WithLabelValues(reason).Inc()
+	}
+}
+
+// RecycleOvershoot records how many requests a worker recycled at max_requests served past it.
+func (m *Metrics) RecycleOvershoot(n int64) {
+	if m != nil {
+		m.overshoot.Observe(float64(max(n, 0)))
 	}
 }
 
