@@ -506,3 +506,24 @@ func TestWarmupAdvice(t *testing.T) {
 		t.Errorf("a request with a Host and a 2xx expect is warned about:\n%s", w)
 	}
 }
+
+// A command or worker.dir missing on this machine is warned about at check time.
+func TestMissingCommandIsWarned(t *testing.T) {
+	for doc, want := range map[string]string{
+		"[worker]\ncommand = [\"no-such-app-xyz\", \"{socket}\"]\n":            `"no-such-app-xyz" is not on this machine's PATH`,
+		"[worker]\ncommand = [\"./missing.sh\", \"{socket}\"]\n":               `"./missing.sh" is not found on this machine`,
+		"[worker]\ncommand = [\"sh\", \"{socket}\"]\ndir = \"/no/such/dir\"\n": `worker.dir = "/no/such/dir" (`,
+	} {
+		l, errs := load(t, doc+"[[warmup.request]]\npath = \"/\"\nheaders = { Host = \"a.example\" }\n", nil, nil)
+		if errs != nil {
+			t.Fatal(errs)
+		}
+		if w := strings.Join(l.Warnings(), "\n"); !strings.Contains(w, want) {
+			t.Errorf("warnings lack %q:\n%s", want, w)
+		}
+	}
+	l, _ := load(t, "[worker]\ncommand = [\"sh\", \"{socket}\"]\n[[warmup.request]]\npath = \"/\"\nheaders = { Host = \"a.example\" }\n", nil, nil)
+	if w := l.Warnings(); len(w) != 0 {
+		t.Errorf("sh is found: %q", w)
+	}
+}

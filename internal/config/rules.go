@@ -8,6 +8,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"reflect"
 	"sort"
 	"strconv"
@@ -66,6 +69,35 @@ var advice = []rule{
 	{"admin_listen on loopback", adviseAdminListen},
 	{"warm-up requests name their Host", adviseWarmupHost},
 	{"warm-up requests expect success", adviseWarmupExpect},
+	{"the worker command is found here", adviseCommandFound},
+}
+
+// adviseCommandFound: a command or worker.dir missing on this machine fails every spawn; it is
+// a warning, not an error, since check may run elsewhere than the deploy.
+func adviseCommandFound(l *Loaded, r *report) {
+	w := &l.Config.Worker
+	if w.Dir != "" {
+		if fi, err := os.Stat(w.Dir); err != nil || !fi.IsDir() {
+			r.add("%s is not a directory on this machine: every worker would fail to start", l.kv("worker.dir"))
+			return
+		}
+	}
+	if len(w.Command) == 0 || strings.Contains(w.Command[0], "{") {
+		return
+	}
+	exe := w.Command[0]
+	if strings.Contains(exe, "/") {
+		if !filepath.IsAbs(exe) && w.Dir != "" {
+			exe = filepath.Join(w.Dir, exe)
+		}
+		if _, err := os.Stat(exe); err != nil {
+			r.add("%s: %q is not found on this machine: every worker would fail to start", l.kv("worker.command"), w.Command[0])
+		}
+		return
+	}
+	if _, err := exec.LookPath(exe); err != nil {
+		r.add("%s: %q is not on this machine's PATH: every worker would fail to start (a virtualenv's bin/ not on PATH?)", l.kv("worker.command"), exe)
+	}
 }
 
 // adviseWarmupHost: a warm-up request without Host goes out as "localhost", which an app's

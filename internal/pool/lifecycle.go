@@ -144,7 +144,7 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 	_, spawnSpan := p.tracer.Start(ctx, "warmpool.worker.spawn")
 	if err := w.Start(); err != nil {
 		endSpan(spawnSpan, err)
-		return warmup.Result{}, err
+		return warmup.Result{}, fmt.Errorf("%w: %w", errSpawn, err)
 	}
 	spawnSpan.SetAttributes(attribute.Int("process.pid", w.PID()))
 	p.lowerPriority(w, b.nice)
@@ -219,6 +219,9 @@ func (p *Pool) onBooted(ev booted) {
 			"worker", w.ID(), "generation", w.Generation(), "pid", w.PID(), "error", ev.err,
 			"consecutive_failures", p.failures, "retry_in", delay)
 		m.stopReason = "failed warm-up"
+		if errors.Is(ev.err, errSpawn) {
+			m.stopReason = "failed to start"
+		}
 		return
 	}
 	m.warmed, m.warmup = true, ev.result
@@ -520,11 +523,14 @@ func endSpan(span trace.Span, err error) {
 var (
 	errBootTimeout = errors.New("boot timed out")
 	errBootExit    = errors.New("worker exited during boot")
+	errSpawn       = errors.New("could not start the worker's command")
 )
 
 func failureReason(err error) string {
 	var f *warmup.Failure
 	switch {
+	case errors.Is(err, errSpawn):
+		return "spawn"
 	case errors.Is(err, errBootTimeout):
 		return "timeout"
 	case errors.Is(err, errBootExit):

@@ -344,3 +344,16 @@ func TestAdmissionWarnsOfAcceptedErrorAnswers(t *testing.T) {
 		t.Fatalf("answers: %q", rec.Attrs["answers"])
 	}
 }
+
+// A command that cannot start is reported as such, not as a failed warm-up.
+func TestMissingCommandIsASpawnFailure(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.Command = []string{"/no/such/app-xyz", "{socket}"}
+	h := start(t, cfg)
+	rec := h.logs.Wait(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted", "worker", "1"), 5*time.Second)
+	if !strings.Contains(rec.Attrs["error"], "could not start the worker's command") {
+		t.Fatalf("error: %q", rec.Attrs["error"])
+	}
+	h.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "failed to start"), 5*time.Second)
+}
