@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"warmpool/internal/diagnose"
 )
@@ -21,6 +22,13 @@ func (e coldPathsError) Error() string {
 	return fmt.Sprintf("%d request(s) stay cold after the warm-up plan", e.n)
 }
 
+// errorAnswersError: warm-up requests got a 4xx or 5xx; exit status 1.
+type errorAnswersError struct{ requests []string }
+
+func (e errorAnswersError) Error() string {
+	return fmt.Sprintf("warm-up request(s) answered with an error: %s", strings.Join(e.requests, ", "))
+}
+
 func (c *diagnoseCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("diagnose")
 	var cf configFlags
@@ -28,6 +36,7 @@ func (c *diagnoseCommand) Run(ctx context.Context, args []string) error {
 	var paths stringList
 	fs.Var(&paths, "path", "also measure GET of this path (repeatable): the routes your users hit")
 	host := fs.String("host", "", "Host header for --path requests (default: the warm-up plan's, else localhost)")
+	allowErrors := fs.Bool("allow-error-answers", false, "exit 0 even when warm-up requests are answered with a 4xx or 5xx")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -44,6 +53,9 @@ func (c *diagnoseCommand) Run(ctx context.Context, args []string) error {
 	rep.Write(c.stdout)
 	if n := rep.Uncovered(); n > 0 {
 		return coldPathsError{n}
+	}
+	if bad := rep.ErrorAnswers(); len(bad) > 0 && !*allowErrors {
+		return errorAnswersError{bad}
 	}
 	return nil
 }

@@ -55,3 +55,19 @@ func TestDiagnosePassesWhenTheWarmupReachesTheRoute(t *testing.T) {
 		t.Fatalf("output:\n%s", stdout.String())
 	}
 }
+
+// Without --path, a warm-up answered 400 is still a failure of the plan: exit 1, unless told
+// that the error answer is intended.
+func TestDiagnoseFailsOnErrorAnswersWithoutPaths(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"diagnose", "--config", diagnoseConfig(t, "localhost")}, &stdout, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "warm-up request(s) answered with an error: GET / (Host localhost)") ||
+		!strings.Contains(stdout.String(), "1 warm-up request(s) answered with an error") {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"diagnose", "--config", diagnoseConfig(t, "localhost"), "--allow-error-answers"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("with --allow-error-answers: exit %d\n%s", code, stderr.String())
+	}
+}

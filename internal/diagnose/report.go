@@ -41,6 +41,9 @@ func (r *Report) Write(w io.Writer) {
 				row.Probe, row.Warmed.Status)
 		}
 	}
+	if n := len(r.ErrorAnswers()); n > 0 {
+		fmt.Fprintf(w, "%d warm-up request(s) answered with an error: the warm-up does not reach the code it is meant to warm (run with --allow-error-answers if that is intended).\n", n)
+	}
 	if n := r.Uncovered(); n > 0 {
 		var names []string
 		for _, row := range r.Rows {
@@ -64,4 +67,16 @@ func show(m Measure) string {
 
 func dur(d time.Duration) string {
 	return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000)
+}
+
+// ErrorAnswers are the warm-up plan's requests that got a 4xx or 5xx on the warmed worker (or
+// failed the warm-up outright).
+func (r *Report) ErrorAnswers() []string {
+	var out []string
+	for _, row := range r.Rows {
+		if row.FromPlan && row.Warmed.Status >= 400 {
+			out = append(out, row.Probe.String())
+		}
+	}
+	return out
 }
