@@ -184,6 +184,19 @@ func TestPortPlaceholder(t *testing.T) {
 	}
 }
 
+// An app that reads $PORT runs with worker.listen = "port" and no placeholder in its command.
+func TestListenPortWithoutPlaceholder(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Command = []string{os.Args[0]}
+	cfg.Worker.Listen = config.ListenPort
+	e := startServer(t, cfg)
+	e.waitReady()
+	resp, body := e.get("/echo")
+	if resp.StatusCode != 200 || !strings.Contains(body, `"PORT":"`) || strings.Contains(body, `"PORT":""`) {
+		t.Fatalf("worker reading $PORT: %d %s", resp.StatusCode, body)
+	}
+}
+
 func TestStreamingResponseAndLargeUpload(t *testing.T) {
 	e := startServer(t, testConfig())
 	e.waitReady()

@@ -59,6 +59,10 @@ type Worker struct {
 	Env map[string]string `toml:"env"`
 	// SocketDir holds the per-worker sockets; empty means a private temporary directory.
 	SocketDir string `toml:"socket_dir" reload:"restart"`
+	// Listen says where a worker listens when its command has no placeholder: "port" (it
+	// reads $PORT, as Node, Rails and Heroku-style apps do) or "socket" (it reads
+	// $WARMPOOL_SOCKET). Empty: the command's {socket} or {port} says.
+	Listen string `toml:"listen"`
 	// LogOutput is how the workers' stdout and stderr lines reach warmpool's log: "info",
 	// "debug" (hidden unless log_level = "debug") or "off". A Python traceback is one record.
 	LogOutput string `toml:"log_output"`
@@ -179,6 +183,12 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	addr = addr.Unmap()
 	return netip.PrefixFrom(addr, addr.BitLen()), nil
 }
+
+// Worker.Listen values.
+const (
+	ListenSocket = "socket"
+	ListenPort   = "port"
+)
 
 // LogFormat values.
 const (

@@ -218,7 +218,7 @@ admin_listen = "127.0.0.1:8080"
 		{"both placeholders", "[worker]\ncommand = [\"app\", \"{socket}\", \"{port}\"]\n[[warmup.request]]\npath = \"/\"\n", nil,
 			`worker.command = ["app", "{socket}", "{port}"] (w.toml:2) uses both {socket} and {port}: use one`},
 		{"no placeholder", "[worker]\ncommand = [\"app\"]\n[[warmup.request]]\npath = \"/\"\n", nil,
-			`worker.command = ["app"] (w.toml:2) uses neither {socket} nor {port}, so a worker cannot be told where to listen: add one`},
+			`worker.command = ["app"] (w.toml:2) uses neither {socket} nor {port}, so a worker cannot be told where to listen: add one, or set worker.listen = "port" for an app that reads $PORT ("socket" for one that reads $WARMPOOL_SOCKET)`},
 		{"tls half", "tls_cert = \"c.pem\"\n" + minimal, nil,
 			`tls_cert = "c.pem" (w.toml:1) is set but tls_key is not: set both to serve HTTPS, or neither`},
 		{"count", minimal, []string{"WARMPOOL_WORKER_COUNT=0"},
@@ -285,6 +285,10 @@ admin_listen = "127.0.0.1:8080"
 			`warmup.request[0].headers (w.toml:5) has the header name "X Thing": not a valid HTTP field name (no spaces, colons or control characters)`},
 		{"body size zero", minimal + "[proxy]\nmax_body_size = \"0\"\n", nil,
 			`proxy.max_body_size = "0" (w.toml:6): must be above 0`},
+		{"listen port with a socket placeholder", "[worker]\ncommand = [\"app\", \"{socket}\"]\nlisten = \"port\"\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.listen = "port" (w.toml:3) contradicts worker.command = ["app", "{socket}"] (w.toml:2): remove the placeholder or the setting`},
+		{"listen unknown", "[worker]\ncommand = [\"app\"]\nlisten = \"tcp\"\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`worker.listen = "tcp" (w.toml:3): must be "socket" or "port"`},
 		{"socket_dir with port", "[worker]\ncommand = [\"app\", \"{port}\"]\nsocket_dir = \"/run/wp\"\n[[warmup.request]]\npath = \"/\"\n", nil,
 			`worker.socket_dir = "/run/wp" (w.toml:3) has no effect because worker.command = ["app", "{port}"] (w.toml:2) listens on {port}: remove it`},
 	}
@@ -415,7 +419,7 @@ func TestLoadAndValidateListsBothStages(t *testing.T) {
 	}
 	want := []string{
 		`w.toml:3: worker.count: want an integer, got the string "x"`,
-		`worker.command = ["app"] (w.toml:2) uses neither {socket} nor {port}, so a worker cannot be told where to listen: add one`,
+		`worker.command = ["app"] (w.toml:2) uses neither {socket} nor {port}, so a worker cannot be told where to listen: add one, or set worker.listen = "port" for an app that reads $PORT ("socket" for one that reads $WARMPOOL_SOCKET)`,
 	}
 	if !slices.Equal(msgs, want) {
 		t.Fatalf("got:\n%s\nwant:\n%s", strings.Join(msgs, "\n"), strings.Join(want, "\n"))

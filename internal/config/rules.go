@@ -242,12 +242,17 @@ func checkCommand(l *Loaded, r *report) {
 			l.Source("worker.command"), SocketPlaceholder, PortPlaceholder)
 		return
 	}
-	socket, port := w.UsesSocket(), w.UsesPort()
+	socket, port := templateHas(w.Command, SocketPlaceholder), templateHas(w.Command, PortPlaceholder)
 	switch {
+	case w.Listen != "" && w.Listen != ListenSocket && w.Listen != ListenPort:
+		r.add("%s: must be %q or %q", l.kv("worker.listen"), ListenSocket, ListenPort)
 	case socket && port:
 		r.add("%s uses both %s and %s: use one", l.kv("worker.command"), SocketPlaceholder, PortPlaceholder)
-	case !socket && !port:
-		r.add("%s uses neither %s nor %s, so a worker cannot be told where to listen: add one", l.kv("worker.command"), SocketPlaceholder, PortPlaceholder)
+	case w.Listen == ListenPort && socket, w.Listen == ListenSocket && port:
+		r.add("%s contradicts %s: remove the placeholder or the setting", l.kv("worker.listen"), l.kv("worker.command"))
+	case !socket && !port && w.Listen == "":
+		r.add("%s uses neither %s nor %s, so a worker cannot be told where to listen: add one, or set worker.listen = %q for an app that reads $PORT (%q for one that reads $WARMPOOL_SOCKET)",
+			l.kv("worker.command"), SocketPlaceholder, PortPlaceholder, ListenPort, ListenSocket)
 	}
 }
 
@@ -520,10 +525,14 @@ func checkSocketDir(l *Loaded, r *report) {
 }
 
 // UsesSocket reports whether the command template asks for a unix socket.
-func (w *Worker) UsesSocket() bool { return templateHas(w.Command, SocketPlaceholder) }
+func (w *Worker) UsesSocket() bool {
+	return w.Listen == ListenSocket || w.Listen == "" && templateHas(w.Command, SocketPlaceholder)
+}
 
 // UsesPort reports whether the command template asks for a TCP port.
-func (w *Worker) UsesPort() bool { return templateHas(w.Command, PortPlaceholder) }
+func (w *Worker) UsesPort() bool {
+	return w.Listen == ListenPort || w.Listen == "" && templateHas(w.Command, PortPlaceholder)
+}
 
 func templateHas(argv []string, placeholder string) bool {
 	for _, a := range argv {
