@@ -656,6 +656,8 @@ func TestNoWorkerReadyAnswers503AtOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Worker.Env[testworker.EnvBrokenFile] = broken
+	cfg.Worker.RestartBackoff = config.Duration{Duration: 5 * time.Second}
+	cfg.Worker.RestartBackoffMax = config.Duration{Duration: 10 * time.Second}
 	e := startServer(t, cfg)
 	e.logs.Wait(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 10*time.Second)
 	var resp *http.Response
@@ -671,7 +673,11 @@ func TestNoWorkerReadyAnswers503AtOnce(t *testing.T) {
 		}
 	}
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" ||
-		!strings.Contains(body, "no worker is ready: worker 1 (generation 1) failed to boot") || !strings.Contains(body, "broken build") {
+		!strings.Contains(body, "no worker is ready: worker 1 (generation 1) failed to boot") || !strings.Contains(body, "broken build") ||
+		!strings.Contains(body, "the next try is in") {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if st := e.srv.Pool().Status(); st.NextTry == nil || !st.NextTry.After(time.Now()) || st.Problem == "" {
+		t.Fatalf("status while backing off: next try %v, problem %q", st.NextTry, st.Problem)
 	}
 }

@@ -497,6 +497,10 @@ func (p *Pool) publish() {
 		}
 		st.Workers = append(st.Workers, ws)
 	}
+	if p.failures > 0 && time.Until(p.nextStart) > 0 {
+		next := p.nextStart
+		st.NextTry = &next
+	}
 	var unavailable string
 	if st.Ready == 0 && p.problem != "" && !p.shuttingDown {
 		unavailable = p.problem

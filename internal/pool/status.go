@@ -48,6 +48,8 @@ type Status struct {
 	// Problem says why replacements are failing, empty when they are not.
 	Problem     string       `json:"problem,omitempty"`
 	Failures    int          `json:"consecutive_failures"`
+	// NextTry is when the next worker starts, while starts are backed off after failures.
+	NextTry *time.Time `json:"next_try,omitempty"`
 	RecentExits []ExitRecord `json:"recent_exits"`
 }
 
