@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"time"
 
@@ -41,12 +42,23 @@ func (c *demoCommand) Run(ctx context.Context, args []string) error {
 	if err := l.Validate(); err != nil {
 		return usageError{err.Error()}
 	}
+	// The addresses are tried before the banner: a second demo says why it cannot start
+	// instead of printing instructions for the first.
+	for _, addr := range []string{cfg.Listen, cfg.AdminListen} {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%w (another warmpool demo running? pick free ports with --listen and --admin-listen)", err)
+		}
+		ln.Close()
+	}
 	fmt.Fprintf(c.stdout, `warmpool demo: 2 demo workers whose first request burns 300ms of CPU under a lock.
-  Try:     curl -s http://%s/
-  Load:    for i in $(seq 500); do curl -s -o /dev/null -w '%%{time_total}\n' http://%s/; done | sort -n | tail -3
-  Status:  curl -s http://%s/status
-Workers recycle every ~%d requests; each replacement is warmed before it gets traffic. Ctrl-C stops.
-`, cfg.Listen, cfg.Listen, cfg.AdminListen, cfg.Worker.MaxRequests)
+  Try:       curl -si http://%[1]s/
+  Load:      for i in $(seq 2000); do curl -s -o /dev/null -w 'X-Cold: %%header{x-cold}\n' http://%[1]s/; done | sort | uniq -c
+             (X-Cold: 1 would be a request that met a cold worker; there are none)
+  Recycles:  curl -s http://%[2]s/metrics | grep '^warmpool_recycles_total'
+  Status:    curl -s http://%[2]s/status     (a page: http://%[2]s/)
+Workers recycle every ~%[3]d requests; each replacement is warmed before it gets traffic. Ctrl-C stops.
+`, cfg.Listen, cfg.AdminListen, cfg.Worker.MaxRequests)
 	return app.Run(ctx, l, nil, c.log)
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -536,5 +537,19 @@ func TestJSONLogs(t *testing.T) {
 	var rec map[string]any
 	if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["level"] != "INFO" {
 		t.Fatalf("not a JSON log line: %q (%v)", line, err)
+	}
+}
+
+// A demo whose port is taken says so before printing its instructions.
+func TestDemoOnABusyPortSaysSoFirst(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"demo", "--listen", ln.Addr().String(), "--admin-listen", "127.0.0.1:0"}, &stdout, &stderr)
+	if code != 1 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "another warmpool demo running?") {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
 	}
 }

@@ -282,9 +282,11 @@ func TestRecycleOvershootIsShown(t *testing.T) {
 	}
 	e.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "recycled: max_requests"), 10*time.Second)
 	var exit pool.ExitRecord
-	for _, x := range e.srv.Pool().Status().RecentExits {
-		if x.ID == 1 {
-			exit = x
+	for deadline := time.Now().Add(5 * time.Second); exit.ID == 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for _, x := range e.srv.Pool().Status().RecentExits { // published just after the log line
+			if x.ID == 1 {
+				exit = x
+			}
 		}
 	}
 	if exit.Served != 5 || exit.MaxRequests != 2 {
