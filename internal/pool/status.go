@@ -46,10 +46,10 @@ type Status struct {
 	WarmupPlan    string         `json:"warmup_plan,omitempty"`
 	Workers       []WorkerStatus `json:"workers"`
 	// Problem says why replacements are failing, empty when they are not.
-	Problem     string       `json:"problem,omitempty"`
-	Failures    int          `json:"consecutive_failures"`
+	Problem  string `json:"problem,omitempty"`
+	Failures int    `json:"consecutive_failures"`
 	// NextTry is when the next worker starts, while starts are backed off after failures.
-	NextTry *time.Time `json:"next_try,omitempty"`
+	NextTry     *time.Time   `json:"next_try,omitempty"`
 	RecentExits []ExitRecord `json:"recent_exits"`
 }
 
