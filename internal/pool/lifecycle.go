@@ -215,6 +215,7 @@ func (p *Pool) onBooted(ev booted) {
 		delay := p.backoff()
 		p.nextStart = time.Now().Add(delay)
 		p.problem = fmt.Sprintf("worker %d (generation %d) failed to boot: %v", w.ID(), w.Generation(), ev.err)
+		m.bootProblem = p.problem
 		p.log.Error("worker failed its boot or warm-up; it is stopped and never admitted",
 			"worker", w.ID(), "generation", w.Generation(), "pid", w.PID(), "error", ev.err,
 			"consecutive_failures", p.failures, "retry_in", delay)
@@ -347,6 +348,17 @@ func (p *Pool) onExited(w *worker.Worker) {
 		m.lifetime.Stop()
 	}
 	reason := m.stopReason
+	if m.bootProblem != "" {
+		// What the worker itself said last often explains its failure (Django's "Invalid
+		// HTTP_HOST header ... add it to ALLOWED_HOSTS", a traceback); all of it has been read
+		// now that it exited.
+		if said := w.RecentOutput(5); len(said) > 0 {
+			p.log.Warn("what the worker that failed its boot said last", "worker", w.ID(), "output", strings.Join(said, "\n"))
+			if p.problem == m.bootProblem {
+				p.problem += "; the worker's last output: " + strings.Join(said, " | ")
+			}
+		}
+	}
 	crashed := !w.StopRequested() && m.admitted()
 	if crashed {
 		p.met.WorkerCrashed("exited")

@@ -111,6 +111,7 @@ type member struct {
 	lifetime    *time.Timer
 	draining    bool
 	stopReason  string
+	bootProblem string     // why its boot failed, as the status said it
 	span        trace.Span // the whole life of the worker
 	drainSpan   trace.Span
 }

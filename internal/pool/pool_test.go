@@ -109,6 +109,14 @@ func TestWarmupRejectedWith400IsReportedAndNeverAdmitted(t *testing.T) {
 	if !strings.Contains(st.Problem, "got status 400") || st.Ready != 0 || st.FirstReady {
 		t.Fatalf("status does not say why nothing is ready: %+v", st)
 	}
+	// What the worker itself logged explains it, in the log and in the status.
+	said := h.logs.Wait(testutil.Msg("what the worker that failed its boot said last"), 10*time.Second)
+	if !strings.Contains(said.Attrs["output"], "Bad Request: Invalid HTTP_HOST header: 'localhost'") {
+		t.Fatalf("worker output: %q", said.Attrs["output"])
+	}
+	h.waitStatus("the worker's own line in the problem", func(st pool.Status) bool {
+		return strings.Contains(st.Problem, "the worker's last output: ") && strings.Contains(st.Problem, "Invalid HTTP_HOST header")
+	})
 	// Nothing is ready: a client waits in the queue and gets 503 after queue_timeout.
 	if r := h.get("/"); r.status != 503 || r.header.Get("Retry-After") == "" || !strings.Contains(r.body, "no worker became free") {
 		t.Fatalf("with no ready worker want 503 with Retry-After and a reason, got %d %q", r.status, r.body)

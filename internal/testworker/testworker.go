@@ -163,7 +163,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set(HeaderNotifiedEarly, strconv.Itoa(int(s.notifiedFirst.Load())))
 	}
 	if s.allowedHost != "" && hostOnly(r.Host) != s.allowedHost {
-		http.Error(w, "Invalid HTTP_HOST header: '"+r.Host+"'. You may need to add it to ALLOWED_HOSTS.", http.StatusBadRequest)
+		msg := "Invalid HTTP_HOST header: '" + r.Host + "'. You may need to add it to ALLOWED_HOSTS."
+		fmt.Fprintln(os.Stderr, "Bad Request: "+msg) // Django logs it too
+		http.Error(w, msg, http.StatusBadRequest)
 		return
 	}
 	if s.broken {

@@ -7,11 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 )
 
 // lineLogger turns a worker's stdout or stderr into one log record per line, tagged with the
 // worker id. exec.Cmd calls Write from a single goroutine per stream.
 type lineLogger struct {
+	recent *recentLines // the worker's last lines, both streams; nil: not kept
 	log    *slog.Logger
 	stream string
 	level  slog.Level
@@ -23,8 +25,8 @@ type lineLogger struct {
 }
 
 // newLineLogger logs a stream at level ("info" or "debug"), or drops it ("off").
-func newLineLogger(log *slog.Logger, stream, level string) *lineLogger {
-	l := &lineLogger{log: log, stream: stream, level: slog.LevelInfo}
+func newLineLogger(log *slog.Logger, stream, level string, recent *recentLines) *lineLogger {
+	l := &lineLogger{log: log, stream: stream, level: slog.LevelInfo, recent: recent}
 	switch level {
 	case "debug":
 		l.level = slog.LevelDebug
@@ -59,10 +61,11 @@ func (l *lineLogger) Write(p []byte) (int, error) {
 var tracebackHeader = []byte("Traceback (most recent call last):")
 
 func (l *lineLogger) emit(line []byte) {
+	line = bytes.TrimRight(line, "\r")
+	l.recent.add(line)
 	if l.off {
 		return
 	}
-	line = bytes.TrimRight(line, "\r")
 	switch {
 	case l.trace != nil && len(line) > 0 && (line[0] == ' ' || line[0] == '\t'):
 		l.trace = append(append(l.trace, '\n'), line...) // a frame
@@ -109,4 +112,32 @@ func pumpLines(r *os.File, l *lineLogger) {
 			return
 		}
 	}
+}
+
+// recentLines keeps a worker's last output lines, whatever log_output says, so that a failed
+// warm-up can be explained by what the worker itself said (Django's "Invalid HTTP_HOST
+// header", a traceback).
+type recentLines struct {
+	mu    sync.Mutex
+	lines []string // at most recentKept, oldest first
+}
+
+const recentKept = 20
+
+func (r *recentLines) add(line []byte) {
+	if r == nil || len(line) == 0 {
+		return
+	}
+	r.mu.Lock()
+	if len(r.lines) == recentKept {
+		r.lines = append(r.lines[:0], r.lines[1:]...)
+	}
+	r.lines = append(r.lines, string(line))
+	r.mu.Unlock()
+}
+
+func (r *recentLines) last(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.lines[max(0, len(r.lines)-n):]...)
 }

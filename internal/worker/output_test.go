@@ -11,7 +11,7 @@ import (
 // A Python traceback is one record; the lines around it are one each.
 func TestTracebackIsOneRecord(t *testing.T) {
 	logs := testutil.NewLogs(t)
-	l := newLineLogger(logs.Logger(), "stderr", "info")
+	l := newLineLogger(logs.Logger(), "stderr", "info", nil)
 	l.Write([]byte("before\n[ERROR] Error handling request /x\nTraceback (most recent call last):\n" +
 		"  File \"app.py\", line 3, in view\n    boom()\n"))
 	l.Write([]byte("ValueError: boom\nafter\n"))
@@ -29,8 +29,8 @@ func TestTracebackIsOneRecord(t *testing.T) {
 // worker.log_output: "debug" logs at debug level, "off" logs nothing.
 func TestLogOutputLevels(t *testing.T) {
 	logs := testutil.NewLogs(t)
-	newLineLogger(logs.Logger(), "stdout", "debug").Write([]byte("quiet\n"))
-	newLineLogger(logs.Logger(), "stdout", "off").Write([]byte("dropped\n"))
+	newLineLogger(logs.Logger(), "stdout", "debug", nil).Write([]byte("quiet\n"))
+	newLineLogger(logs.Logger(), "stdout", "off", nil).Write([]byte("dropped\n"))
 	got := logs.All(func(testutil.Record) bool { return true })
 	if len(got) != 1 || got[0].Message != "quiet" || got[0].Level != slog.LevelDebug {
 		t.Fatalf("records: %+v", got)

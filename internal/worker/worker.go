@@ -64,6 +64,7 @@ type Worker struct {
 	pumped  chan struct{} // one value per output pump that finished
 	exitErr error         // valid after done
 	stopped atomic.Bool   // warmpool asked the worker to stop
+	recent  recentLines   // its last output lines
 	wg      sync.WaitGroup
 }
 
@@ -175,8 +176,14 @@ func (w *Worker) Start() (err error) {
 		w.wg.Go(w.notify.serve)
 	}
 	w.outputs, w.pumped = []*os.File{outR, errR}, make(chan struct{}, 2)
-	w.wg.Go(func() { pumpLines(outR, newLineLogger(w.log, "stdout", w.spec.LogOutput)); w.pumped <- struct{}{} })
-	w.wg.Go(func() { pumpLines(errR, newLineLogger(w.log, "stderr", w.spec.LogOutput)); w.pumped <- struct{}{} })
+	w.wg.Go(func() {
+		pumpLines(outR, newLineLogger(w.log, "stdout", w.spec.LogOutput, &w.recent))
+		w.pumped <- struct{}{}
+	})
+	w.wg.Go(func() {
+		pumpLines(errR, newLineLogger(w.log, "stderr", w.spec.LogOutput, &w.recent))
+		w.pumped <- struct{}{}
+	})
 	w.wg.Go(w.reap)
 	w.log.Info("worker spawned", "pid", w.PID(), "address", w.address)
 	return nil
@@ -372,6 +379,9 @@ func (w *Worker) Kill() {
 
 // MarkStopping records that an exit is expected (a forced kill by warmpool is no crash).
 func (w *Worker) MarkStopping() { w.stopped.Store(true) }
+
+// RecentOutput is the worker's last n lines of output (stdout and stderr as they came).
+func (w *Worker) RecentOutput(n int) []string { return w.recent.last(n) }
 
 // Wait waits for the worker's goroutines; call after Done or Stop.
 func (w *Worker) Wait() { w.wg.Wait() }
