@@ -69,10 +69,30 @@ func splitErrors(err error) []string {
 // runCommand logs as the configuration says (log_level, log_format) once it is loaded.
 type runCommand struct{ stderr io.Writer }
 
+const runHelp = `Usage: warmpool run [--config F] [--set key=value]...
+
+Serves the workers the configuration describes; every new worker is warmed before it gets traffic.
+
+Signals:
+  SIGTERM, SIGINT   stop accepting, finish in-flight requests, stop the workers, exit 0
+  SIGHUP            re-read the configuration; if valid, roll every worker to it, warm-first
+  SIGTTIN, SIGTTOU  add or remove one worker (never below min_ready)
+
+Example:
+  warmpool check --config warmpool.toml && warmpool run --config warmpool.toml
+  kill -HUP $(pidof warmpool)     # after a deploy: new code, warm-first
+
+Flags:
+`
+
 func (c *runCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("run")
 	var cf configFlags
 	cf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), runHelp)
+		fs.PrintDefaults()
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
