@@ -518,7 +518,8 @@ path = "/"
 // statusProblem is /status's problem field.
 func statusProblem(t *testing.T, admin string) string {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/status")
+	cl := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := cl.Get("http://" + admin + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,5 +552,55 @@ func TestDemoOnABusyPortSaysSoFirst(t *testing.T) {
 	code := run([]string{"demo", "--listen", ln.Addr().String(), "--admin-listen", "127.0.0.1:0"}, &stdout, &stderr)
 	if code != 1 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "another warmpool demo running?") {
 		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, stdout.String(), stderr.String())
+	}
+}
+
+// shutdown_delay: after SIGTERM, /readyz is 503 at once while the front serves on, so a load
+// balancer can stop sending; requests until shutdown_delay - 1 s all succeed, and warmpool
+// exits 0 within shutdown_delay + graceful_timeout.
+func TestShutdownDelayKeepsServing(t *testing.T) {
+	body, err := os.ReadFile(testWorkerConfig(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeConfig(t, "shutdown_delay = \"2s\"\n"+string(body))
+	p := startProc(t, nil, "run", "--config", cfg)
+	front, admin := p.addresses()
+	p.waitLines(1, `msg="pool ready"`)
+	sent := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	p.waitLines(1, `msg="shutdown: /readyz answers 503 now; serving on for shutdown_delay before stopping"`)
+	cl := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := cl.Get("http://" + admin + "/readyz")
+	if err != nil || resp.StatusCode != 503 {
+		t.Fatalf("/readyz during shutdown_delay: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	n := 0
+	for time.Since(sent) < time.Second { // shutdown_delay - 1 s
+		resp, err := cl.Get("http://" + front + "/")
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("request %d, %s after SIGTERM: %v %v", n, time.Since(sent), resp, err)
+		}
+		resp.Body.Close()
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no request sent")
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+	case <-time.After(2*time.Second + 5*time.Second):
+		t.Fatal("not exited within shutdown_delay + graceful_timeout")
+	}
+	if took := time.Since(sent); took < 2*time.Second {
+		t.Fatalf("exited %s after SIGTERM, before shutdown_delay", took)
 	}
 }

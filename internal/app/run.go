@@ -78,6 +78,7 @@ loop:
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String())
+			s.delayShutdown(signals, log)
 			break loop
 		case err := <-s.Errors():
 			runErr = err
@@ -118,4 +119,29 @@ func onHangup(s *Server, reload Reloader, log *slog.Logger) {
 		return
 	}
 	log.Info("SIGHUP: configuration re-read; rolling every worker to it, warm-first", "warmup", l.WarmupSummary())
+}
+
+// delayShutdown keeps serving for shutdown_delay after the stop signal, with /readyz already
+// answering 503, so that load balancers and Kubernetes endpoints stop sending before warmpool
+// stops accepting (no preStop sleep needed). A second SIGTERM or SIGINT ends the wait.
+func (s *Server) delayShutdown(signals <-chan os.Signal, log *slog.Logger) {
+	d := s.cfg.ShutdownDelay.Duration
+	if d <= 0 {
+		return
+	}
+	s.admin.SetDraining()
+	log.Info("shutdown: /readyz answers 503 now; serving on for shutdown_delay before stopping", "shutdown_delay", d)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			return
+		case sig := <-signals:
+			if sig == syscall.SIGTERM || sig == syscall.SIGINT {
+				log.Info("shutdown: a second signal ends shutdown_delay", "signal", sig.String())
+				return
+			}
+		}
+	}
 }

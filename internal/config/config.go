@@ -18,6 +18,10 @@ type Config struct {
 	TLSKey  string `toml:"tls_key" reload:"restart"`
 	// MinReady is how many ready workers /readyz needs once the pool was first fully ready.
 	MinReady int `toml:"min_ready"`
+	// ShutdownDelay is how long warmpool keeps serving after SIGTERM, with /readyz already
+	// answering 503, before it stops accepting: load balancers and Kubernetes endpoints need a
+	// few seconds to stop sending. 0: stop accepting at once.
+	ShutdownDelay Duration `toml:"shutdown_delay"`
 	// LogLevel is the least severe level warmpool logs: "debug", "info", "warn" or "error".
 	LogLevel string `toml:"log_level" reload:"restart"`
 	// LogFormat is "text" (logfmt-like lines) or "json" (one object per line).
