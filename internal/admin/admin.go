@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -31,26 +32,59 @@ type Handler struct {
 	mux      *http.ServeMux
 }
 
+// Access says who may use what on the admin listener.
+type Access struct {
+	// Token, when set, is needed (Authorization: Bearer) for everything but /livez, /readyz
+	// and the status page's HTML (which asks for it and sends it with its requests).
+	Token string
+	// MetricsOpen serves /metrics without the token (a Prometheus that cannot send one).
+	MetricsOpen bool
+	// Pprof serves /debug/pprof/; off, it is not served at all.
+	Pprof bool
+}
+
 // New returns the admin handler. /readyz needs minReady ready workers once the pool was first
 // fully ready; metrics (nil: no /metrics) serves /metrics; history (nil: none) gives the
 // latency figures of /status and the page's chart.
-func New(src StatusSource, minReady int, metrics http.Handler, history *telemetry.History) *Handler {
+func New(src StatusSource, minReady int, metrics http.Handler, history *telemetry.History, access Access) *Handler {
 	h := &Handler{src: src, history: history, mux: http.NewServeMux()}
 	h.minReady.Store(int64(minReady))
+	guard := func(next http.Handler) http.Handler { return h.needToken(access.Token, next) }
 	if metrics != nil {
-		h.mux.Handle("GET /metrics", metrics)
+		if access.MetricsOpen {
+			h.mux.Handle("GET /metrics", metrics)
+		} else {
+			h.mux.Handle("GET /metrics", guard(metrics))
+		}
 	}
 	h.mux.HandleFunc("GET /livez", h.livez)
 	h.mux.HandleFunc("GET /readyz", h.readyz)
-	h.mux.HandleFunc("GET /status", h.status)
+	h.mux.Handle("GET /status", guard(http.HandlerFunc(h.status)))
 	h.mux.HandleFunc("GET /{$}", h.page)
-	// Profiles for the operator; the admin listener is never the public one.
-	h.mux.HandleFunc("/debug/pprof/", pprof.Index)
-	h.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	h.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	h.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	h.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	if access.Pprof { // profiles, a command line and traces: only when asked for
+		h.mux.Handle("/debug/pprof/", guard(http.HandlerFunc(pprof.Index)))
+		h.mux.Handle("/debug/pprof/cmdline", guard(http.HandlerFunc(pprof.Cmdline)))
+		h.mux.Handle("/debug/pprof/profile", guard(http.HandlerFunc(pprof.Profile)))
+		h.mux.Handle("/debug/pprof/symbol", guard(http.HandlerFunc(pprof.Symbol)))
+		h.mux.Handle("/debug/pprof/trace", guard(http.HandlerFunc(pprof.Trace)))
+	}
 	return h
+}
+
+// needToken serves next only to a request with the bearer token ("" token: to anyone).
+func (h *Handler) needToken(token string, next http.Handler) http.Handler {
+	if token == "" {
+		return next
+	}
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="warmpool admin"`)
+			http.Error(w, "warmpool: this admin endpoint needs Authorization: Bearer <admin token>", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // SetMinReady changes the readiness threshold (on a config reload).

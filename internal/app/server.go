@@ -87,6 +87,10 @@ func (s *Server) Start() (err error) {
 		}
 	}()
 	cfg := s.cfg
+	token, err := s.src.AdminToken()
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
 	s.socketDir = cfg.Worker.SocketDir
 	if s.socketDir == "" {
 		dir, err := makeSocketDir(s.log)
@@ -140,7 +144,8 @@ func (s *Server) Start() (err error) {
 	})
 	s.front = proxy.NewFront(s.bal, s.frontOptions(cfg))
 	s.front.Start()
-	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}), s.history)
+	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}), s.history,
+		admin.Access{Token: token, MetricsOpen: cfg.AdminMetricsOpen, Pprof: cfg.AdminPprof})
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog,
 		MaxHeaderBytes: proxy.HTTPMaxHeaderBytes(cfg.Proxy.MaxHeaderBytes.Bytes)}

@@ -16,6 +16,17 @@ type Config struct {
 	// TLSCert and TLSKey, when both set, make the front serve HTTPS (and HTTP/2).
 	TLSCert string `toml:"tls_cert" reload:"restart"`
 	TLSKey  string `toml:"tls_key" reload:"restart"`
+	// AdminTokenFile names a file holding the admin token (never the token itself: a config
+	// file is no place for a secret; WARMPOOL_ADMIN_TOKEN in the environment works too). With
+	// a token, everything on the admin listener but /livez, /readyz and the status page's HTML
+	// needs Authorization: Bearer <token>.
+	AdminTokenFile string `toml:"admin_token_file" reload:"restart"`
+	// AdminMetricsOpen serves /metrics without the token, for a Prometheus that cannot send it.
+	AdminMetricsOpen bool `toml:"admin_metrics_open" reload:"restart"`
+	// AdminPprof serves Go's profiles on /debug/pprof/; off by default.
+	AdminPprof bool `toml:"admin_pprof" reload:"restart"`
+	// AdminInsecure allows an admin_listen off loopback without a token, said explicitly.
+	AdminInsecure bool `toml:"admin_insecure" reload:"restart"`
 	// MinReady is how many ready workers /readyz needs once the pool was first fully ready.
 	MinReady int `toml:"min_ready"`
 	// ShutdownDelay is how long warmpool keeps serving after SIGTERM, with /readyz already

@@ -307,27 +307,46 @@ admin_listen = "127.0.0.1:8080"
 	}
 }
 
-// An admin listener off loopback is allowed but said: it serves /status, /metrics and pprof
-// without authentication.
-func TestAdminListenOffLoopbackIsWarned(t *testing.T) {
-	for addr, warned := range map[string]bool{"127.0.0.1:9090": false, "localhost:9090": false, "[::1]:9090": false,
-		"0.0.0.0:9090": true, ":9090": true, "10.1.2.3:9090": true} {
-		l, errs := load(t, "admin_listen = \""+addr+"\"\n"+minimal, nil, nil)
-		if errs != nil {
-			t.Fatalf("%s: %v", addr, errs)
+// An admin listener off loopback needs a token, or admin_insecure said explicitly (then it is
+// warned about); on loopback it needs neither.
+func TestAdminListenOffLoopbackNeedsAToken(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600)
+	for _, tc := range []struct {
+		doc   string
+		env   []string
+		error string // "" for none
+		warn  bool
+	}{
+		{doc: `admin_listen = "127.0.0.1:9090"`},
+		{doc: `admin_listen = "localhost:9090"`},
+		{doc: `admin_listen = "[::1]:9090"`},
+		{doc: `admin_listen = "0.0.0.0:9090"`, error: "is not on loopback and has no token"},
+		{doc: `admin_listen = ":9090"`, error: "is not on loopback and has no token"},
+		{doc: `admin_listen = "0.0.0.0:9090"`, env: []string{"WARMPOOL_ADMIN_TOKEN=t"}},
+		{doc: "admin_listen = \"0.0.0.0:9090\"\nadmin_token_file = \"" + tokenFile + "\""},
+		{doc: "admin_listen = \"0.0.0.0:9090\"\nadmin_insecure = true", warn: true},
+		{doc: "admin_token_file = \"/no/such/token\"", error: "cannot be read"},
+	} {
+		l, errs := load(t, tc.doc+"\n"+minimal, tc.env, nil)
+		if got := strings.Join(errs, "\n"); tc.error == "" && got != "" || tc.error != "" && !strings.Contains(got, tc.error) {
+			t.Errorf("%s %v: errors %q, want %q", tc.doc, tc.env, got, tc.error)
+			continue
 		}
-		var w []string
-		for _, s := range l.Warnings() {
-			if strings.HasPrefix(s, "admin_listen") {
-				w = append(w, s)
-			}
+		if l == nil || tc.error != "" {
+			continue
 		}
-		if warned != (len(w) == 1) {
-			t.Errorf("%s: warnings %q", addr, w)
+		warned := false
+		for _, w := range l.Warnings() {
+			warned = warned || strings.HasPrefix(w, "admin_listen")
 		}
-		if warned && !(strings.HasPrefix(w[0], `admin_listen = "`+addr+`" (`) && strings.Contains(w[0], `w.toml:1) is not on loopback`)) {
-			t.Errorf("%s: %q", addr, w[0])
+		if warned != tc.warn {
+			t.Errorf("%s: warned %v, want %v: %q", tc.doc, warned, tc.warn, l.Warnings())
 		}
+	}
+	l, _ := load(t, "admin_token_file = \""+tokenFile+"\"\n"+minimal, nil, nil)
+	if token, err := l.AdminToken(); token != "s3cret" || err != nil {
+		t.Errorf("token %q %v", token, err)
 	}
 }
 

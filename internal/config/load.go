@@ -23,7 +23,10 @@ const EnvPrefix = "WARMPOOL_"
 // WARMPOOL_INSTANCE and WARMPOOL_GUARD_OF are internal/guard's (a warmpool may run as another's
 // worker, and the keeper is warmpool's own binary).
 var reservedEnv = []string{"WARMPOOL_WORKER_ID", "WARMPOOL_SOCKET", "WARMPOOL_GENERATION",
-	"WARMPOOL_INSTANCE", "WARMPOOL_GUARD_OF"}
+	"WARMPOOL_INSTANCE", "WARMPOOL_GUARD_OF", EnvAdminToken}
+
+// EnvAdminToken is the admin token from the environment (a Kubernetes Secret as a variable).
+const EnvAdminToken = "WARMPOOL_ADMIN_TOKEN"
 
 // Layers are the inputs of a configuration, lowest first after the defaults.
 type Layers struct {
@@ -307,6 +310,9 @@ func (ld *loader) env(environ []string) {
 	}
 	for _, kv := range environ {
 		name, value, _ := strings.Cut(kv, "=")
+		if name == EnvAdminToken {
+			ld.l.envToken = value
+		}
 		if !strings.HasPrefix(name, EnvPrefix) || slices.Contains(reservedEnv, name) {
 			continue
 		}

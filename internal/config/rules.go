@@ -57,6 +57,7 @@ var rules = []rule{
 	{"timeouts positive", checkTimeouts},
 	{"harakiri above request_timeout", checkHarakiri},
 	{"request size limits in range", checkLimits},
+	{"an admin listener off loopback has a token", checkAdmin},
 	{"log settings known", checkLog},
 	{"socket_dir only with {socket}", checkSocketDir},
 	{"telemetry settings in range", checkTelemetry},
@@ -154,14 +155,60 @@ func (l *Loaded) Warnings() []string {
 }
 
 func adviseAdminListen(l *Loaded, r *report) {
-	host, _, err := net.SplitHostPort(l.Config.AdminListen)
+	if !adminOffLoopback(l.Config.AdminListen) || !l.Config.AdminInsecure {
+		return
+	}
+	if _, err := l.AdminToken(); err == nil && !l.hasAdminToken() {
+		r.add("%s is not on loopback and has no token (%s): /status, /metrics and /debug/pprof/ (if on) answer anyone who can reach it",
+			l.kv("admin_listen"), l.kv("admin_insecure"))
+	}
+}
+
+// adminOffLoopback reports an admin address that other machines may reach.
+func adminOffLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil || host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
+}
+
+func (l *Loaded) hasAdminToken() bool {
+	t, err := l.AdminToken()
+	return err == nil && t != ""
+}
+
+// AdminToken is the admin listener's token: WARMPOOL_ADMIN_TOKEN, else the content of
+// admin_token_file; "" for none.
+func (l *Loaded) AdminToken() (string, error) {
+	if l.envToken != "" {
+		return l.envToken, nil
+	}
+	if l.Config.AdminTokenFile == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(l.Config.AdminTokenFile)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+func checkAdmin(l *Loaded, r *report) {
+	token, err := l.AdminToken()
+	switch {
+	case err != nil:
+		r.add("%s cannot be read: %v", l.kv("admin_token_file"), err)
+		return
+	case l.Config.AdminTokenFile != "" && token == "" && l.envToken == "":
+		r.add("%s is empty: put the token in it", l.kv("admin_token_file"))
 		return
 	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
-		return
+	if token == "" && adminOffLoopback(l.Config.AdminListen) && !l.Config.AdminInsecure {
+		r.add("%s is not on loopback and has no token: /status and /metrics would answer anyone who can reach it; set admin_token_file (or WARMPOOL_ADMIN_TOKEN), bind it to 127.0.0.1, or set admin_insecure = true to accept it",
+			l.kv("admin_listen"))
 	}
-	r.add("%s is not on loopback: /status, /metrics and /debug/pprof/ answer anyone who can reach it, without authentication; bind it to 127.0.0.1, or firewall it", l.kv("admin_listen"))
 }
 
 // RuleNames lists the rules in the order they are checked.

@@ -34,6 +34,8 @@ func (s Source) String() string {
 type Loaded struct {
 	Config  Config
 	sources map[string]Source
+	// envToken is WARMPOOL_ADMIN_TOKEN from the environment layer ("" when unset).
+	envToken string
 }
 
 // Source is where the value of key ("worker.max_requests", "warmup.request[0].path") came from.
