@@ -343,15 +343,10 @@ func TestSIGHUPReReadsConfig(t *testing.T) {
 	if !strings.Contains(rejected, `unknown key \"worker.max_requestz\"`) {
 		t.Fatalf("rejection does not name the problem: %s", rejected)
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	eventually(t, "/status problem names the rejected SIGHUP", func() bool {
 		problem := statusProblem(t, admin)
-		if strings.Contains(problem, "the new configuration is rejected") && strings.Contains(problem, `unknown key "worker.max_requestz"`) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/status problem after a rejected SIGHUP: %q", problem)
-		}
-	}
+		return strings.Contains(problem, "the new configuration is rejected") && strings.Contains(problem, `unknown key "worker.max_requestz"`)
+	})
 
 	bigger := strings.Replace(string(good), "count = 2", "count = 3", 1)
 	if err := os.WriteFile(path, []byte(bigger), 0o600); err != nil {
@@ -359,19 +354,11 @@ func TestSIGHUPReReadsConfig(t *testing.T) {
 	}
 	p.cmd.Process.Signal(syscall.SIGHUP)
 	p.waitLines(1, `msg="SIGHUP: configuration re-read; rolling every worker to it, warm-first"`)
-	for deadline := time.Now().Add(5 * time.Second); statusProblem(t, admin) != ""; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("/status problem after a good SIGHUP: %q", statusProblem(t, admin))
-		}
-	}
+	eventually(t, "/status problem cleared by a good SIGHUP", func() bool { return statusProblem(t, admin) == "" })
 	p.waitLines(3, `msg="worker admitted into rotation"`, "generation=2")
 	p.waitLines(2, `msg="worker stopped"`, `reason="recycled: reload"`)
 	// The status is published just after the log line of the last stop: wait for it.
-	for deadline := time.Now().Add(5 * time.Second); len(workerPIDs(t, admin)) != 3; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after the reload to count = 3: %d workers", len(workerPIDs(t, admin)))
-		}
-	}
+	eventually(t, "3 workers after the reload to count = 3", func() bool { return len(workerPIDs(t, admin)) == 3 })
 	if out := p.output(); strings.Contains(out, "generation=2") && strings.Count(out, `msg="configuration reloaded"`) != 1 {
 		t.Fatalf("the invalid config must not have been applied:\n%s", out)
 	}
@@ -472,16 +459,10 @@ path = "/"
 	}
 	p.wait()
 	waitGone(t, apps, time.Second)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(socketDir); os.IsNotExist(err) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("socket directory %s still there", socketDir)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually(t, "socket directory "+socketDir+" removed", func() bool {
+		_, err := os.Stat(socketDir)
+		return os.IsNotExist(err)
+	})
 }
 
 // A worker that double-forks a short-lived helper leaves no zombie: the helper, orphaned, is
@@ -503,15 +484,20 @@ path = "/"
 		t.Fatalf("want the orphaned helper reparented to warmpool, found %v", helpers)
 	}
 	waitGone(t, helpers, 5*time.Second) // it exited: a zombie until someone reaps it
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, err := os.Stat(fmt.Sprintf("/proc/%d", helpers[0])); os.IsNotExist(err) {
-			return // reaped
-		}
+	eventually(t, fmt.Sprintf("helper %d reaped, not a zombie", helpers[0]), func() bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d", helpers[0]))
+		return os.IsNotExist(err)
+	})
+}
+
+// eventually waits up to 5 s for cond, which reads state published just after an event the
+// test saw (a log line): the status, the file system.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("helper %d is still a zombie", helpers[0])
+			t.Fatalf("not within 5s: %s", what)
 		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

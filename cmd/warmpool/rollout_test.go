@@ -111,11 +111,7 @@ func TestRollingUpdateLosesNothing(t *testing.T) {
 	}
 	oldProc, oldPod := start()
 	oldProc.waitLines(1, `msg="pool ready"`)
-	for deadline := time.Now().Add(5 * time.Second); !oldPod.ready.Load(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the old pod never became ready")
-		}
-	}
+	eventually(t, "the old pod ready", oldPod.ready.Load)
 	var sent, failed, cold atomic.Int64
 	stopLoad := make(chan struct{})
 	var load sync.WaitGroup
@@ -140,11 +136,7 @@ func TestRollingUpdateLosesNothing(t *testing.T) {
 	}
 	newProc, newPod := start()
 	newProc.waitLines(1, `msg="pool ready"`)
-	for deadline := time.Now().Add(5 * time.Second); !newPod.ready.Load(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the new pod never became ready")
-		}
-	}
+	eventually(t, "the new pod ready", newPod.ready.Load)
 	if err := oldProc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
