@@ -9,7 +9,21 @@ import (
 	"warmpool/internal/worker"
 )
 
-// Events sent to the loop by worker goroutines, timers and callers.
+// event is what worker goroutines, timers and callers send to the pool's loop: one of the
+// types below, and nothing else (the loop's switch handles each).
+type event interface{ isEvent() }
+
+func (booted) isEvent()         {}
+func (exited) isEvent()         {}
+func (due) isEvent()            {}
+func (stuck) isEvent()          {}
+func (hung) isEvent()           {}
+func (configRejected) isEvent() {}
+func (reload) isEvent()         {}
+func (scale) isEvent()          {}
+func (reconfigure) isEvent()    {}
+
+// The events.
 type (
 	booted struct {
 		w      *worker.Worker

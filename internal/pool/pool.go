@@ -63,7 +63,7 @@ type Pool struct {
 	traced bool
 	nice   int // effective warmup.nice: 0 when priorities cannot be restored
 
-	events     chan any
+	events     chan event
 	closing    chan struct{}
 	closeOnce  sync.Once
 	loopDone   chan struct{}
@@ -142,7 +142,7 @@ func New(opts Options) *Pool {
 		env:        env,
 		dir:        opts.SocketDir,
 		met:        opts.Metrics,
-		events:     make(chan any, 64),
+		events:     make(chan event, 64),
 		closing:    make(chan struct{}),
 		loopDone:   make(chan struct{}),
 		killCtx:    killCtx,
@@ -263,7 +263,7 @@ func (p *Pool) StatusChanged() <-chan struct{} {
 	return p.changed
 }
 
-func (p *Pool) send(ev any) {
+func (p *Pool) send(ev event) {
 	select {
 	case p.events <- ev:
 	case <-p.loopDone:
@@ -324,7 +324,7 @@ func (p *Pool) announceFirstReady() {
 	}
 }
 
-func (p *Pool) handle(ev any) {
+func (p *Pool) handle(ev event) {
 	switch ev := ev.(type) {
 	case booted:
 		p.onBooted(ev)
