@@ -303,20 +303,12 @@ func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *Conn, r *http.R
 // finish decides the fate of the worker connection once the response is relayed.
 func (f *Front) finish(up *upstream, complete bool, r *http.Request) {
 	watching := up.stopWatch()
-	switch {
-	case !complete || !watching || up.resp.Close:
-		up.wc.Close()
-	case up.br.Buffered() > 0:
-		f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path, up.br.Buffered())
-	case up.bodyless:
-		if up.wc.R.Buffered() > 0 {
-			f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path, 0)
-		} else {
-			up.wc.Close()
-		}
-	case !reuse(up.lease, up.wc):
-		f.bytesAfterResponse(up.lease.Worker(), up.wc, r.Method+" "+r.URL.Path, 0)
+	readAhead := 0
+	if up.br != nil { // nil after a 101: the tunnel read the connection itself
+		readAhead = up.br.Buffered()
 	}
+	f.settle(up.lease, up.wc, complete && watching && !up.resp.Close, up.bodyless, readAhead,
+		func() string { return r.Method + " " + r.URL.Path })
 }
 
 // relay sends the worker's response on: fields less hop-by-hop ones, the body as it arrives

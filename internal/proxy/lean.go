@@ -258,7 +258,6 @@ func (e *notSentError) Unwrap() []error { return []error{e.err, errNotSent} }
 // exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it, or
 // hands it with the slot to the harakiri watch).
 func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
-	w := lease.Worker()
 	req := &c.req
 	var traced context.Context
 	if sc := trace.SpanContextFromContext(c.ctx); sc.IsValid() {
@@ -296,17 +295,9 @@ func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *Conn, body []byte
 	case left:
 		wc.Close() // the worker learns that its client is gone
 		return status, n, errClientLeft
-	case err != nil || fate == fateClose:
-		wc.Close()
-	case fate == fateBodyless:
-		if wc.R.Buffered() > 0 {
-			f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()), 0)
-		} else {
-			wc.Close() // never reused after a response that may not have a body (reuse.go)
-		}
-	case !reuse(lease, wc):
-		f.bytesAfterResponse(w, wc, methodString(req.Method)+" "+string(req.Path()), 0)
 	}
+	f.settle(lease, wc, err == nil && fate != fateClose, fate == fateBodyless, 0,
+		func() string { return methodString(req.Method) + " " + string(req.Path()) })
 	return status, n, err
 }
 

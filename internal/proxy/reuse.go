@@ -28,16 +28,24 @@ const (
 	ProtocolMalformedResponse = "malformed_response"
 )
 
-// reuse returns wc to w's pool for the next request and reports true, unless the worker sent
-// more than the response that just ended: then the caller passes wc to bytesAfterResponse
-// (which names the request; building that name here would cost every request an allocation).
-func reuse(lease Lease, wc *Conn) bool {
-	if wc.R.Buffered() > 0 {
-		return false
+// settle decides, on both paths, what becomes of a worker connection once its response has
+// been relayed: closed when it may not be reused (the response failed, said Connection: close
+// or ran until close, or may not have a body: reuse.go's rule for HEAD, 204 and 304); closed
+// and reported when the worker sent more than the response (readAhead bytes already taken by
+// a reader of the response, or bytes still buffered); else back to the pool. request names
+// the request for the report; it is called only then, so the request path builds no string.
+func (f *Front) settle(lease Lease, wc *Conn, reusable, bodyless bool, readAhead int, request func() string) {
+	switch {
+	case !reusable:
+		wc.Close()
+	case readAhead > 0 || wc.R.Buffered() > 0:
+		f.bytesAfterResponse(lease.Worker(), wc, request(), readAhead)
+	case bodyless:
+		wc.Close()
+	default:
+		wc.Reused = true
+		lease.Conns().Put(wc)
 	}
-	wc.Reused = true
-	lease.Conns().Put(wc)
-	return true
 }
 
 // bytesAfterResponse closes a connection on which the worker sent bytes nobody asked for
