@@ -401,6 +401,20 @@ enabled = false
 	}
 }
 
+// shellWorkerConfig is a config whose count workers are a shell running script, in which the
+// test binary serves as the worker: the shape of wrapper scripts and npm start.
+func shellWorkerConfig(t *testing.T, script string, count int) string {
+	return writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[worker]
+command = ["/bin/sh", "-c", %q]
+count = %d
+env = { WP_TESTWORKER = "1" }
+[[warmup.request]]
+path = "/"
+`, script, count))
+}
+
 // childrenOf lists the processes whose parent is pid, by their command name.
 func childrenOf(t *testing.T, pid int, comm string) []int {
 	t.Helper()
@@ -430,15 +444,7 @@ func childrenOf(t *testing.T, pid int, comm string) []int {
 // warmpool: it dies with warmpool's SIGKILL within a second all the same, and the socket
 // directory is removed.
 func TestSIGKILLOfWarmpoolLeavesNoGrandchildBehind(t *testing.T) {
-	cfg := writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[worker]
-command = ["/bin/sh", "-c", "%s {socket}; echo done"]
-count = 2
-env = { WP_TESTWORKER = "1" }
-[[warmup.request]]
-path = "/"
-`, os.Args[0]))
+	cfg := shellWorkerConfig(t, os.Args[0]+" {socket}; echo done", 2)
 	p := startProc(t, nil, "run", "--config", cfg)
 	_, admin := p.addresses()
 	p.waitLines(1, `msg="pool ready"`)
@@ -468,15 +474,7 @@ path = "/"
 // A worker that double-forks a short-lived helper leaves no zombie: the helper, orphaned, is
 // reparented to warmpool (a child subreaper), which reaps it when it exits.
 func TestOrphanedHelperIsReaped(t *testing.T) {
-	cfg := writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-[worker]
-command = ["/bin/sh", "-c", "(sleep 1 &); exec %s {socket}"]
-count = 1
-env = { WP_TESTWORKER = "1" }
-[[warmup.request]]
-path = "/"
-`, os.Args[0]))
+	cfg := shellWorkerConfig(t, "(sleep 1 &); exec "+os.Args[0]+" {socket}", 1)
 	p := startProc(t, nil, "run", "--config", cfg)
 	p.waitLines(1, `msg="pool ready"`)
 	helpers := childrenOf(t, p.cmd.Process.Pid, "sleep")
