@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -156,8 +155,6 @@ func workerPID(h *harness, id int) int {
 	h.t.Fatalf("no worker %d in status", id)
 	return 0
 }
-
-func atoi(s string) int { n, _ := strconv.Atoi(s); return n }
 
 // waitStatus waits, on status-change events, until cond holds for the pool's status.
 func (h *harness) waitStatus(what string, cond func(pool.Status) bool) pool.Status {

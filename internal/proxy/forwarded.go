@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"net"
-	"net/http"
 	"net/netip"
 	"strings"
 
@@ -85,22 +84,6 @@ func trustedAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
 // underscored reports a '_' in a field name: CGI and WSGI turn '-' and '_' into the same
 // variable, so X_Forwarded_Proto would reach the app as X-Forwarded-Proto.
 func underscored(name string) bool { return strings.IndexByte(name, '_') >= 0 }
-
-// dropUnderscored removes the underscored fields from h.
-func dropUnderscored(h http.Header) {
-	for k := range h {
-		if underscored(k) {
-			delete(h, k)
-		}
-	}
-}
-
-// dropForwarding removes the forwarding headers (X-Forwarded-For aside) from h.
-func dropForwarding(h http.Header) {
-	for _, k := range forwardingHeaders {
-		delete(h, k)
-	}
-}
 
 // forwardedFor is the X-Forwarded-For value for the worker: the client's chain, then the
 // client's address.
