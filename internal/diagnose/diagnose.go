@@ -172,7 +172,7 @@ func probesOf(plan *warmup.Plan, paths []string, host string) []Probe {
 
 func boot(ctx context.Context, cfg *config.Config, id int, dir string, o Options) (*worker.Worker, error) {
 	w := worker.New(pool.WorkerSpec(cfg, id, 1, dir, o.Env, o.Logger))
-	if err := w.Start(); err != nil {
+	if err := w.Start(ctx); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Warmup.Timeout.Duration)

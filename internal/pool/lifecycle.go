@@ -142,7 +142,7 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed: %w", timeout, errBootTimeout))
 	defer cancelTimeout()
 	_, spawnSpan := p.tracer.Start(ctx, "warmpool.worker.spawn")
-	if err := w.Start(); err != nil {
+	if err := w.Start(ctx); err != nil {
 		endSpan(spawnSpan, err)
 		return warmup.Result{}, fmt.Errorf("%w: %w", errSpawn, err)
 	}

@@ -26,7 +26,7 @@ func startWorker(b testing.TB) *worker.Worker {
 		ID: 1, Command: []string{os.Args[0], "{socket}"}, SocketDir: b.TempDir(), Concurrency: 64,
 		Env: append(os.Environ(), testworker.EnvActive+"=1"), ResponseHeaderTimeout: time.Minute,
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -18,7 +18,7 @@ func TestGroupProcessesWalkMatchesTheScan(t *testing.T) {
 	logs := testutil.NewLogs(t)
 	w := New(Spec{ID: 1, Command: []string{"/bin/sh", "-c", "sleep 1000 & setsid sleep 1000 & echo started $! {socket}; wait"},
 		SocketDir: t.TempDir(), Logger: logs.Logger()})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	defer func() {

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"warmpool/internal/guard"
 )
 
 // Spec is everything needed to spawn one worker.
@@ -41,7 +39,16 @@ type Spec struct {
 	Concurrency int
 	// ResponseHeaderTimeout bounds the wait for a response's headers on this worker's transport.
 	ResponseHeaderTimeout time.Duration
-	Logger                *slog.Logger
+	// Launcher makes the process; nil means exec of Command (ExecLauncher).
+	Launcher Launcher
+	// Bind makes warmpool bind the worker's socket and pass it as fd 3 (ListenFD), instead of
+	// the worker binding WARMPOOL_SOCKET or $PORT itself.
+	Bind bool
+	// ExtraFiles are passed to an exec'd process after the bound listener.
+	ExtraFiles []*os.File
+	// Role names the process in logs in place of "worker" (a Python template is one).
+	Role   string
+	Logger *slog.Logger
 }
 
 // Worker is one worker process. New has no side effects; Start spawns the process.
@@ -53,7 +60,7 @@ type Worker struct {
 	address string
 	port    int
 
-	cmd       *exec.Cmd
+	proc      Process
 	pid       atomic.Int64
 	startedAt atomic.Int64 // unix nanoseconds
 	notify    *notifyListener
@@ -73,9 +80,16 @@ func New(spec Spec) *Worker {
 	if spec.Logger == nil {
 		spec.Logger = slog.New(slog.DiscardHandler)
 	}
+	if spec.Launcher == nil {
+		spec.Launcher = ExecLauncher{}
+	}
+	role := spec.Role
+	if role == "" {
+		role = "worker"
+	}
 	return &Worker{
 		spec: spec,
-		log:  spec.Logger.With("worker", spec.ID, "generation", spec.Generation),
+		log:  spec.Logger.With(role, spec.ID, "generation", spec.Generation),
 		done: make(chan struct{}),
 	}
 }
@@ -115,67 +129,78 @@ func (w *Worker) ExitErr() error { return w.exitErr }
 // StopRequested reports whether warmpool asked the worker to stop (so its exit is no crash).
 func (w *Worker) StopRequested() bool { return w.stopped.Load() }
 
-// Start spawns the process. The process gets its own process group and dies with warmpool.
-func (w *Worker) Start() (err error) {
-	var opened []*os.File // pipe ends to close if the spawn fails
+// Start makes the process through the spec's Launcher (ctx bounds a launcher that waits, such
+// as a fork from a template still warming). The process has its own process group and dies
+// with warmpool.
+func (w *Worker) Start(ctx context.Context) (err error) {
+	var opened []*os.File // descriptors to close whether or not the launch succeeds
 	defer func() {
+		for _, f := range opened {
+			f.Close()
+		}
 		if err == nil {
 			return
 		}
-		for _, f := range opened {
+		for _, f := range w.outputs {
 			f.Close()
 		}
 		w.closeNotify()
 		w.state.advance(Failed)
 		w.exitErr = err
 		close(w.done) // Done must close on every path, or the pool would wait forever
-		err = fmt.Errorf("worker %d: %w", w.spec.ID, err)
+		err = fmt.Errorf("%s %d: %w", w.role(), w.spec.ID, err)
 	}()
 	if err := w.prepareAddress(); err != nil {
 		return err
 	}
-	env := w.environment()
+	l := Launch{ID: w.spec.ID, Generation: w.spec.Generation, Argv: w.expand(w.spec.Command), Dir: w.spec.Dir}
+	l.Env, l.Vars = w.environment()
 	if w.spec.Notify {
 		n, err := listenNotify(filepath.Join(w.spec.SocketDir, fmt.Sprintf("w%d.notify", w.spec.ID)), w.log)
 		if err != nil {
 			return err
 		}
 		w.notify = n
-		env = append(env, EnvNotify+"="+n.path)
+		l.Env = append(l.Env, EnvNotify+"="+n.path)
+		l.Vars = append(l.Vars, EnvNotify+"="+n.path)
 	}
-	argv := w.expand(w.spec.Command)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = w.spec.Dir
-	cmd.Env = env
+	if w.spec.Bind {
+		f, err := w.bind()
+		if err != nil {
+			return err
+		}
+		opened = append(opened, f)
+		l.Listener = f
+		l.Files = append(l.Files, f)
+	}
+	l.Files = append(l.Files, w.spec.ExtraFiles...)
 	// Our own pipes, read with small buffers: os/exec's copying would hold 32 KiB per stream.
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	opened = append(opened, outR, outW)
+	w.outputs = append(w.outputs, outR)
+	opened = append(opened, outW)
 	errR, errW, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	opened = append(opened, errR, errW)
-	cmd.Stdout, cmd.Stderr = outW, errW
-	// Own process group: signals reach the worker's children too. Pdeathsig: a worker never
-	// outlives warmpool, even when warmpool is killed with SIGKILL.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	w.outputs = append(w.outputs, errR)
+	opened = append(opened, errW)
+	l.Stdout, l.Stderr = outW, errW
 	w.state.advance(Starting)
-	if err := guard.StartChild(cmd); err != nil {
-		return fmt.Errorf("spawn %q: %w", argv[0], err)
+	proc, err := w.spec.Launcher.Launch(ctx, l)
+	if err != nil {
+		return err
 	}
-	outW.Close() // the child has its copies
-	errW.Close()
-	w.cmd = cmd
-	w.pid.Store(int64(cmd.Process.Pid))
+	w.proc = proc
+	w.pid.Store(int64(proc.Pid()))
 	w.startedAt.Store(time.Now().UnixNano())
 	w.transport = w.newTransport()
 	if w.notify != nil {
 		w.wg.Go(w.notify.serve)
 	}
-	w.outputs, w.pumped = []*os.File{outR, errR}, make(chan struct{}, 2)
+	w.pumped = make(chan struct{}, 2)
 	w.wg.Go(func() {
 		pumpLines(outR, newLineLogger(w.log, "stdout", w.spec.LogOutput, &w.recent))
 		w.pumped <- struct{}{}
@@ -185,8 +210,40 @@ func (w *Worker) Start() (err error) {
 		w.pumped <- struct{}{}
 	})
 	w.wg.Go(w.reap)
-	w.log.Info("worker spawned", "pid", w.PID(), "address", w.address)
+	w.log.Info(w.role()+" spawned", "pid", w.PID(), "address", w.address, "origin", proc.Origin())
 	return nil
+}
+
+func (w *Worker) role() string {
+	if w.spec.Role != "" {
+		return w.spec.Role
+	}
+	return "worker"
+}
+
+// Origin says how the process was made: "exec", "fork" or "fresh"; "" before Start.
+func (w *Worker) Origin() string {
+	if w.proc == nil {
+		return ""
+	}
+	return w.proc.Origin()
+}
+
+// bind creates the worker's listening socket; the process gets a copy as fd 3.
+func (w *Worker) bind() (*os.File, error) {
+	l, err := net.Listen(w.network, w.address)
+	if err != nil {
+		return nil, fmt.Errorf("bind the worker's socket: %w", err)
+	}
+	if ul, ok := l.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false) // the path stays for the worker; reap removes it
+	}
+	defer l.Close()
+	f, err := l.(interface{ File() (*os.File, error) }).File()
+	if err != nil {
+		return nil, fmt.Errorf("bind the worker's socket: %w", err)
+	}
+	return f, nil
 }
 
 func (w *Worker) prepareAddress() error {
@@ -205,8 +262,9 @@ func (w *Worker) prepareAddress() error {
 	return nil
 }
 
-func (w *Worker) environment() []string {
-	env := make([]string, 0, len(w.spec.Env)+4)
+// environment is the process's complete environment and, of it, warmpool's per-worker variables.
+func (w *Worker) environment() (env, vars []string) {
+	env = make([]string, 0, len(w.spec.Env)+4)
 	for _, kv := range w.spec.Env {
 		// warmpool's own NOTIFY_SOCKET belongs to systemd and warmpool, never to a worker.
 		if strings.HasPrefix(kv, EnvNotify+"=") {
@@ -214,13 +272,13 @@ func (w *Worker) environment() []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env, EnvWorkerID+"="+strconv.Itoa(w.spec.ID), EnvGeneration+"="+strconv.Itoa(w.spec.Generation))
+	vars = []string{EnvWorkerID + "=" + strconv.Itoa(w.spec.ID), EnvGeneration + "=" + strconv.Itoa(w.spec.Generation)}
 	if w.network == "unix" {
-		env = append(env, EnvSocket+"="+w.address)
+		vars = append(vars, EnvSocket+"="+w.address)
 	} else {
-		env = append(env, EnvPort+"="+strconv.Itoa(w.port))
+		vars = append(vars, EnvPort+"="+strconv.Itoa(w.port))
 	}
-	return env
+	return append(env, vars...), vars
 }
 
 func (w *Worker) expand(template []string) []string {
@@ -235,8 +293,7 @@ func (w *Worker) expand(template []string) []string {
 }
 
 func (w *Worker) reap() {
-	err := w.cmd.Wait()
-	guard.ChildDone(w.cmd.Process.Pid)
+	err := w.proc.Wait()
 	if w.stopped.Load() {
 		w.state.advance(Stopped)
 	} else {
@@ -344,7 +401,7 @@ func (e *DialError) Unwrap() error { return e.Err }
 // Stop asks the worker to exit: SIGTERM to its process group, then SIGKILL when ctx ends.
 // It returns once the process has exited.
 func (w *Worker) Stop(ctx context.Context) {
-	if w.cmd == nil {
+	if w.proc == nil {
 		return
 	}
 	w.stopped.Store(true)
@@ -366,7 +423,7 @@ func (w *Worker) Stop(ctx context.Context) {
 
 // Kill sends SIGKILL to the worker's whole process group at once.
 func (w *Worker) Kill() {
-	if w.cmd == nil {
+	if w.proc == nil {
 		return
 	}
 	select {

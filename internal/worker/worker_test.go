@@ -21,7 +21,7 @@ func TestStopReachesTheWholeProcessGroup(t *testing.T) {
 		ID: 7, Command: []string{"/bin/sh", "-c", "sleep 1000 & echo child=$! {socket}; wait"},
 		SocketDir: t.TempDir(), Logger: logs.Logger(),
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	line := logs.Wait(testutil.Contains("child="), 5*time.Second)
@@ -60,7 +60,7 @@ func TestStopKillsAfterDeadline(t *testing.T) {
 		ID: 1, Command: []string{"/bin/sh", "-c", "trap '' TERM; echo up {socket}; while :; do sleep 0.05; done"},
 		SocketDir: t.TempDir(), Logger: logs.Logger(),
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	logs.Wait(testutil.Contains("up "), 5*time.Second)
@@ -76,7 +76,7 @@ func TestStopKillsAfterDeadline(t *testing.T) {
 
 func TestSpawnFailureIsReported(t *testing.T) {
 	w := worker.New(worker.Spec{ID: 1, Command: []string{"/nonexistent/app", "{socket}"}, SocketDir: t.TempDir()})
-	err := w.Start()
+	err := w.Start(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/app") {
 		t.Fatalf("spawn error: %v", err)
 	}
@@ -93,7 +93,7 @@ func TestExitIsNotHeldByAChildHoldingStdout(t *testing.T) {
 		ID: 3, Command: []string{"/bin/sh", "-c", "setsid sleep 5 & echo started {socket}; exit 4"},
 		SocketDir: t.TempDir(), Logger: logs.Logger(),
 	})
-	if err := w.Start(); err != nil {
+	if err := w.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -112,7 +112,7 @@ func TestExitIsNotHeldByAChildHoldingStdout(t *testing.T) {
 func TestStartFailureBeforeSpawnClosesDone(t *testing.T) {
 	w := worker.New(worker.Spec{ID: 4, Command: []string{"app", "{socket}"}, Notify: true,
 		SocketDir: filepath.Join(t.TempDir(), "missing")}) // the notify socket cannot be created
-	if err := w.Start(); err == nil || !strings.Contains(err.Error(), "notify socket") {
+	if err := w.Start(context.Background()); err == nil || !strings.Contains(err.Error(), "notify socket") {
 		t.Fatalf("start: %v", err)
 	}
 	select {
