@@ -68,6 +68,8 @@ type Telemetry struct {
 type Worker struct {
 	// Command is the argv template; "{socket}" or "{port}" is replaced per worker.
 	Command []string `toml:"command"`
+	// Python runs a WSGI or ASGI app in workers forked from a warm template, instead of Command.
+	Python Python `toml:"python"`
 	// Dir is the working directory of the workers; empty means warmpool's own.
 	Dir string `toml:"dir"`
 	// Env adds or overrides environment variables of the workers.
@@ -100,6 +102,31 @@ type Worker struct {
 	RestartBackoff    Duration `toml:"restart_backoff"`
 	RestartBackoffMax Duration `toml:"restart_backoff_max"`
 }
+
+// Python is the [worker.python] table: a Python app whose workers are forked from a warm
+// template process (internal/pyfork).
+type Python struct {
+	// App is the app's "module:callable", imported from worker.dir.
+	App string `toml:"app"`
+	// Interface is "wsgi" (served by waitress) or "asgi" (served by uvicorn).
+	Interface string `toml:"interface"`
+	// Executable is the interpreter of the app's environment (a virtualenv's bin/python).
+	Executable string `toml:"executable"`
+	// PostFork is a "module:callable" called in each worker process before it serves.
+	PostFork string `toml:"post_fork"`
+	// PreFork is a "module:callable" called once in the template, after its warm-up and before
+	// its first fork: the place to close what must not be shared.
+	PreFork string `toml:"pre_fork"`
+}
+
+// Python interfaces.
+const (
+	InterfaceWSGI = "wsgi"
+	InterfaceASGI = "asgi"
+)
+
+// IsPython reports whether the workers are a Python app forked from a template.
+func (w *Worker) IsPython() bool { return w.Python.App != "" }
 
 // Warmup is the plan each new worker runs privately before it is admitted into rotation.
 type Warmup struct {
@@ -240,6 +267,7 @@ func Default() Config {
 			RestartBackoff:    Duration{500 * time.Millisecond},
 			RestartBackoffMax: Duration{30 * time.Second},
 			LogOutput:         "info",
+			Python:            Python{Interface: InterfaceWSGI, Executable: "python3"},
 		},
 		Warmup: Warmup{
 			Enabled: true,

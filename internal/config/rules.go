@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -43,6 +44,7 @@ type rule struct {
 var rules = []rule{
 	{"listeners differ", checkListeners},
 	{"one placeholder in worker.command", checkCommand},
+	{"worker.python well-formed", checkPython},
 	{"tls_cert and tls_key together", checkTLS},
 	{"counts in range", checkCounts},
 	{"jitter below its base", checkJitter},
@@ -284,8 +286,19 @@ func checkListeners(l *Loaded, r *report) {
 
 func checkCommand(l *Loaded, r *report) {
 	w := &l.Config.Worker
+	if w.IsPython() {
+		if len(w.Command) > 0 {
+			r.add("%s and %s are both set: a worker is either a command or a Python app forked from a template; remove one",
+				l.kv("worker.command"), l.kv("worker.python.app"))
+			return
+		}
+		if w.Listen != "" && w.Listen != ListenSocket && w.Listen != ListenPort {
+			r.add("%s: must be %q or %q", l.kv("worker.listen"), ListenSocket, ListenPort)
+		}
+		return
+	}
 	if len(w.Command) == 0 {
-		r.add("worker.command (%s): must be set: the argv of one worker, with %s or %s where it should listen",
+		r.add("worker.command (%s): must be set: the argv of one worker, with %s or %s where it should listen; or set worker.python.app for a Python app",
 			l.Source("worker.command"), SocketPlaceholder, PortPlaceholder)
 		return
 	}
@@ -301,6 +314,49 @@ func checkCommand(l *Loaded, r *report) {
 		r.add("%s uses neither %s nor %s, so a worker cannot be told where to listen: add one, or set worker.listen = %q for an app that reads $PORT (%q for one that reads $WARMPOOL_SOCKET)",
 			l.kv("worker.command"), SocketPlaceholder, PortPlaceholder, ListenPort, ListenSocket)
 	}
+}
+
+func checkPython(l *Loaded, r *report) {
+	p := &l.Config.Worker.Python
+	if p.App == "" {
+		for _, key := range []string{"worker.python.interface", "worker.python.executable", "worker.python.post_fork", "worker.python.pre_fork"} {
+			if l.Explicit(key) {
+				r.add("%s is set but worker.python.app is not: it applies only to a Python app", l.kv(key))
+			}
+		}
+		return
+	}
+	for _, kv := range [][2]string{{"worker.python.app", p.App}, {"worker.python.post_fork", p.PostFork}, {"worker.python.pre_fork", p.PreFork}} {
+		key, v := kv[0], kv[1]
+		if v == "" {
+			continue
+		}
+		if mod, attr, ok := strings.Cut(v, ":"); !ok || !pythonDotted(mod) || !pythonDotted(attr) {
+			r.add("%s: must be module:callable, such as \"mysite.wsgi:application\"", l.kv(key))
+		}
+	}
+	if p.Interface != InterfaceWSGI && p.Interface != InterfaceASGI {
+		r.add("%s: must be %q or %q", l.kv("worker.python.interface"), InterfaceWSGI, InterfaceASGI)
+	}
+	if p.Executable == "" {
+		r.add("%s: must name the Python interpreter of the app's environment", l.kv("worker.python.executable"))
+	}
+}
+
+// pythonDotted reports whether s is a dotted Python name: identifiers joined by dots.
+func pythonDotted(s string) bool {
+	for part := range strings.SplitSeq(s, ".") {
+		if part == "" {
+			return false
+		}
+		for i, c := range part {
+			letter := c == '_' || unicode.IsLetter(c)
+			if !letter && (i == 0 || !unicode.IsDigit(c)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func checkTLS(l *Loaded, r *report) {
@@ -571,14 +627,18 @@ func checkSocketDir(l *Loaded, r *report) {
 	}
 }
 
-// UsesSocket reports whether the command template asks for a unix socket.
+// UsesSocket reports whether the command template asks for a unix socket (a Python app's
+// workers listen on one unless worker.listen = "port").
 func (w *Worker) UsesSocket() bool {
+	if w.IsPython() {
+		return w.Listen != ListenPort
+	}
 	return w.Listen == ListenSocket || w.Listen == "" && templateHas(w.Command, SocketPlaceholder)
 }
 
 // UsesPort reports whether the command template asks for a TCP port.
 func (w *Worker) UsesPort() bool {
-	return w.Listen == ListenPort || w.Listen == "" && templateHas(w.Command, PortPlaceholder)
+	return w.Listen == ListenPort || w.Listen == "" && !w.IsPython() && templateHas(w.Command, PortPlaceholder)
 }
 
 func templateHas(argv []string, placeholder string) bool {

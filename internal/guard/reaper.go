@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -52,7 +53,7 @@ func NewReaper() *Reaper { return &Reaper{sigs: make(chan os.Signal, 1), stop: m
 
 // Start makes this process a child subreaper and reaps orphans as they exit.
 func (r *Reaper) Start() error {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+	if err := BecomeSubreaper(); err != nil {
 		return err
 	}
 	signal.Notify(r.sigs, syscall.SIGCHLD)
@@ -105,4 +106,54 @@ func (r *Reaper) ReapOrphans() int {
 		}
 	}
 	return n
+}
+
+// Adopt registers pid, a process reparented to warmpool (a worker forked by a template, whose
+// parent exited), as a child that WaitAdopted reaps rather than the Reaper.
+func Adopt(pid int) {
+	childrenMu.Lock()
+	children[pid] = true
+	childrenMu.Unlock()
+}
+
+// BecomeSubreaper makes orphaned descendants this process's children, so that warmpool can
+// adopt and reap the workers a template forks. The Reaper does it too; a template does it
+// without one (in tests).
+func BecomeSubreaper() error {
+	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}
+
+// WaitAdopted waits for an adopted process to exit, reaps it and forgets it. The error reads
+// as os/exec's does: nil for exit status 0, else "exit status N" or "signal: killed".
+func WaitAdopted(pid int) error {
+	defer ChildDone(pid)
+	var ws syscall.WaitStatus
+	for {
+		_, err := syscall.Wait4(pid, &ws, 0, nil)
+		if err == syscall.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("wait for process %d: %w", pid, err)
+		}
+		break
+	}
+	if ws.Exited() && ws.ExitStatus() == 0 {
+		return nil
+	}
+	return &ExitError{Status: ws}
+}
+
+// ExitError is how an adopted process ended, when not with exit status 0.
+type ExitError struct{ Status syscall.WaitStatus }
+
+func (e *ExitError) Error() string {
+	switch {
+	case e.Status.Exited():
+		return "exit status " + strconv.Itoa(e.Status.ExitStatus())
+	case e.Status.Signaled():
+		return "signal: " + e.Status.Signal().String()
+	default:
+		return fmt.Sprintf("wait status %#x", uint32(e.Status))
+	}
 }

@@ -1,0 +1,421 @@
+"""warmpool's Python worker helper: serves a WSGI or ASGI app for warmpool.
+
+warmpool embeds this file, writes it to its private runtime directory and runs it with the
+interpreter of the app's environment ([worker.python] executable). It uses the standard library,
+plus the server that serves the app in a worker: waitress (WSGI) or uvicorn (ASGI).
+
+Two modes:
+
+  template  imports the app, serves warmpool's warm-up plan single-threaded on fd 3, then, told
+            to prepare over the control socket (fd 4), closes what must not cross a fork and
+            forks a warm child for every worker warmpool asks for.
+  serve     a fresh worker process: imports the app and serves it on fd 3. warmpool starts one
+            when no template can fork (the fallback), and for `warmpool diagnose`.
+
+Fork safety, as this file handles it:
+- Threads: only the forking thread survives a fork, and locks other threads held stay locked in
+  the child. The template refuses to fork while any other thread runs (it names each one), and
+  warmpool then starts fresh processes instead, loudly.
+- Sockets and database connections: a connection shared by two processes mixes their traffic.
+  Django's connections are closed before the fork; the app's pre_fork closes the rest. Closing a
+  shared connection after the fork would end the template's session too, so it is never done.
+- The warm-up listener and the control socket are closed in every child.
+- Random state: `random` reseeds itself in a forked child; `secrets` reads the OS. NumPy's global
+  generator does not, so a child reseeds it when NumPy is loaded.
+- The garbage collector: gc.freeze() after gc.collect() moves the warm objects out of its reach,
+  so collections in a child do not write to (and unshare) the template's pages.
+
+Control messages are JSON, one per SOCK_SEQPACKET packet; file descriptors travel with them
+(SCM_RIGHTS).
+"""
+
+import argparse
+import gc
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import sys
+import threading
+import traceback
+
+LISTEN_FD = 3
+CONTROL_FD = 4
+MAX_MESSAGE = 1 << 20
+
+
+def load(spec):
+    """Import "module:attribute" (the attribute may be dotted) and return it."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise SystemExit(f"warmpool: {spec!r} is not of the form module:callable")
+    obj = importlib.import_module(module_name)
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def describe(fn):
+    """A callable's name as a person looks it up: module.qualname."""
+    if fn is None:
+        return ""
+    module = getattr(fn, "__module__", None) or "?"
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return f"{module}.{name}"
+
+
+def send(ctl, message, fds=()):
+    data = json.dumps(message).encode()
+    if fds:
+        socket.send_fds(ctl, [data], list(fds))
+    else:
+        ctl.send(data)
+
+
+def receive(ctl):
+    """The next control message and its descriptors; (None, []) once warmpool has gone."""
+    data, fds, _flags, _addr = socket.recv_fds(ctl, MAX_MESSAGE, 8)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    return json.loads(data), fds
+
+
+# --- serving ---------------------------------------------------------------------------------
+
+
+def serve_wsgi(app, sock, threads):
+    """Serve a WSGI app with waitress until SIGTERM; in-flight requests finish first."""
+    from waitress.server import create_server
+
+    server = create_server(
+        app,
+        sockets=[sock],
+        threads=threads,
+        # warmpool is the only peer, and it sets X-Forwarded-For and -Proto itself (it removes
+        # a client's own unless they came through proxy.trusted_proxies).
+        trusted_proxy="*",
+        trusted_proxy_count=1,
+        trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"},
+        clear_untrusted_proxy_headers=False,
+        asyncore_use_poll=True,  # no select() limit of 1024 descriptors
+        connection_limit=max(100, threads * 4),
+        ident=None,
+    )
+
+    def stop(_signum, _frame):
+        raise SystemExit(0)  # waitress's run() then waits for the requests in flight
+
+    signal.signal(signal.SIGTERM, stop)
+    server.run()
+
+
+def serve_asgi(app, sock, _threads):
+    """Serve an ASGI app with uvicorn's event loop until SIGTERM (uvicorn drains gracefully)."""
+    import uvicorn
+
+    config = uvicorn.Config(
+        app,
+        lifespan="auto",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+SERVERS = {"wsgi": serve_wsgi, "asgi": serve_asgi}
+
+
+def run_hook(spec, what):
+    if spec:
+        hook = load(spec)
+        hook()
+
+
+# --- the template's warm-up ------------------------------------------------------------------
+
+
+def warm_wsgi(app, listener, ctl):
+    """Serve the warm-up plan in this (the main) thread with the standard library's WSGI server,
+    one request at a time, until a control message arrives. Running the app in the main thread
+    keeps its thread-local state (Django's connections) where prepare can close it."""
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+    class Handler(WSGIRequestHandler):
+        def log_message(self, *args):  # warmpool logs the warm-up itself
+            pass
+
+        def address_string(self):
+            return "warmpool"
+
+    class Server(WSGIServer):
+        def finish_request(self, request, client_address):
+            if not isinstance(client_address, tuple):  # a unix socket's peer has no address
+                client_address = ("127.0.0.1", 0)
+            super().finish_request(request, client_address)
+
+    server = Server(("localhost", 0), Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = listener
+    server.server_name, server.server_port = "localhost", 0
+    server.setup_environ()
+    server.set_app(app)
+    while True:
+        readable, _, _ = select.select([listener, ctl], [], [])
+        if ctl in readable:
+            return
+        server.handle_request()
+
+
+def warm_asgi(app, listener, ctl):
+    """Serve the warm-up plan with uvicorn in this thread's event loop until a control message
+    arrives; the loop and its executor are closed when it returns."""
+    import asyncio
+
+    import uvicorn
+
+    config = uvicorn.Config(app, lifespan="auto", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        def stop():
+            loop.remove_reader(ctl.fileno())
+            server.should_exit = True
+
+        loop.add_reader(ctl.fileno(), stop)
+        await server.serve(sockets=[listener])
+
+    asyncio.run(main())
+
+
+WARMERS = {"wsgi": warm_wsgi, "asgi": warm_asgi}
+
+
+# --- the template's preparation for forking --------------------------------------------------
+
+
+def close_before_fork():
+    """Close what must not be shared by processes; returns what was closed, for the log."""
+    closed = []
+    django_db = sys.modules.get("django.db")
+    if django_db is not None:
+        django_db.connections.close_all()
+        closed.append("Django database connections")
+    asgiref_sync = sys.modules.get("asgiref.sync")
+    executor = getattr(getattr(asgiref_sync, "SyncToAsync", None), "single_thread_executor", None)
+    if executor is not None:
+        # asgiref runs thread-sensitive sync code (Django's ORM under ASGI) on one long-lived
+        # thread; it is stopped here and made anew in each child.
+        executor.shutdown(wait=True)
+        closed.append("asgiref's thread-sensitive executor")
+    return closed
+
+
+def reopen_after_fork():
+    asgiref_sync = sys.modules.get("asgiref.sync")
+    if asgiref_sync is not None and hasattr(asgiref_sync, "SyncToAsync"):
+        from concurrent.futures import ThreadPoolExecutor
+
+        asgiref_sync.SyncToAsync.single_thread_executor = ThreadPoolExecutor(max_workers=1)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()  # NumPy's global generator does not reseed itself after a fork
+
+
+def extra_threads():
+    """Every thread but this one: a fork would copy none of them, and keep the locks they hold."""
+    found = []
+    for t in threading.enumerate():
+        if t is threading.current_thread():
+            continue
+        target = getattr(t, "_target", None)
+        found.append({
+            "name": t.name,
+            "target": describe(target) if target is not None else describe(type(t).run),
+        })
+    try:
+        os_threads = len(os.listdir("/proc/self/task"))
+    except OSError:
+        os_threads = 1 + len(found)
+    unknown = os_threads - 1 - len(found)
+    if unknown > 0:
+        found.append({
+            "name": f"{unknown} thread(s) that the threading module does not know",
+            "target": "started by a C extension",
+        })
+    return found
+
+
+def prepare(args):
+    closed = close_before_fork()
+    run_hook(args.pre_fork, "pre_fork")
+    threads = extra_threads()
+    if threads:
+        return {"ok": False, "threads": threads, "closed": closed}
+    gc.collect()
+    gc.freeze()
+    return {"ok": True, "closed": closed}
+
+
+# --- forking ---------------------------------------------------------------------------------
+
+
+def fork_child(args, app, ctl, request, fds, others):
+    """Fork a worker. The worker is a grandchild: its parent exits at once, so it is adopted by
+    warmpool (a child subreaper), which then reaps and supervises it. The worker waits for
+    warmpool's release, sent once warmpool has registered it, before it does anything."""
+    listen_fd, out_fd, err_fd = fds
+    pid_r, pid_w = os.pipe()
+    release_r, release_w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    middle = os.fork()
+    if middle == 0:
+        code = 1
+        try:
+            os.close(pid_r)
+            os.close(release_w)
+            worker = os.fork()
+            if worker == 0:
+                os.close(pid_w)
+                child_main(args, app, ctl, request, listen_fd, out_fd, err_fd, release_r, others)
+            os.write(pid_w, str(worker).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(pid_w)
+    os.close(release_r)
+    for fd in fds:
+        os.close(fd)
+    with os.fdopen(pid_r, "rb") as f:
+        reported = f.read()
+    os.waitpid(middle, 0)  # once it is reaped, the worker's parent is warmpool
+    if not reported:
+        os.close(release_w)
+        return {"error": "the fork failed in the intermediate process"}, None
+    return {"pid": int(reported)}, release_w
+
+
+def child_main(args, app, ctl, request, listen_fd, out_fd, err_fd, release_r, others):
+    code = 0
+    try:
+        os.setpgid(0, 0)  # a group of its own: warmpool's signals reach the worker's children
+        ctl.close()
+        for fd in others:  # the release pipes of workers forked before this one
+            os.close(fd)
+        if not os.read(release_r, 1):
+            os._exit(1)  # the template ended before warmpool took this worker
+        os.close(release_r)
+        set_parent_death_signal()
+        if os.getppid() != request["warmpool_pid"]:
+            os._exit(1)  # warmpool is gone already
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.close(out_fd)
+        os.close(err_fd)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.environ.update(request["env"])
+        reopen_after_fork()
+        run_hook(args.post_fork, "post_fork")
+        SERVERS[args.interface](app, socket.socket(fileno=listen_fd), args.threads)
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def set_parent_death_signal():
+    """SIGKILL when warmpool dies (the worker's parent now), as for the workers warmpool execs."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # warmpool's keeper still ends the worker with warmpool
+
+
+def template_main(args):
+    ctl = socket.socket(fileno=CONTROL_FD)
+    listener = socket.socket(fileno=LISTEN_FD)
+    app = load(args.app)
+    send(ctl, {"event": "imported"})
+    WARMERS[args.interface](app, listener, ctl)
+    message, fds = receive(ctl)
+    if message is None:
+        return
+    if message.get("op") != "prepare":
+        raise SystemExit(f"warmpool: unexpected control message {message!r}")
+    try:
+        listener.close()
+    except OSError:
+        pass
+    result = prepare(args)
+    send(ctl, result)
+    pending = {}  # pid -> the pipe that releases it
+    while True:
+        message, fds = receive(ctl)
+        if message is None:
+            break
+        op = message.get("op")
+        if op == "fork" and result["ok"] and len(fds) == 3:
+            reply, release = fork_child(args, app, ctl, message, fds, list(pending.values()))
+            if release is not None:
+                pending[reply["pid"]] = release
+            send(ctl, reply)
+        elif op == "release":
+            release = pending.pop(message.get("pid"), None)
+            if release is not None:
+                os.write(release, b"1")
+                os.close(release)
+        else:
+            for fd in fds:
+                os.close(fd)
+            send(ctl, {"error": f"cannot {op!r} now"})
+    for release in pending.values():
+        os.close(release)
+
+
+def serve_main(args):
+    sock = socket.socket(fileno=LISTEN_FD)
+    app = load(args.app)
+    reopen_after_fork()
+    run_hook(args.post_fork, "post_fork")
+    SERVERS[args.interface](app, sock, args.threads)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="warmpool-python-helper")
+    parser.add_argument("mode", choices=["template", "serve"])
+    parser.add_argument("--app", required=True)
+    parser.add_argument("--interface", choices=sorted(SERVERS), default="wsgi")
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--pre-fork", default="")
+    parser.add_argument("--post-fork", default="")
+    args = parser.parse_args(argv)
+    # The app is imported from the worker's directory, as `python -m` or gunicorn would.
+    sys.path.insert(0, os.getcwd())
+    if args.mode == "template":
+        template_main(args)
+    else:
+        serve_main(args)
+
+
+if __name__ == "__main__":
+    main()
