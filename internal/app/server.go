@@ -143,7 +143,6 @@ func (s *Server) Start() (err error) {
 		return counts
 	})
 	s.front = proxy.NewFront(s.bal, s.frontOptions(cfg))
-	s.front.Start()
 	s.admin = admin.New(s.pool, cfg.MinReady, promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}), s.history,
 		admin.Access{Token: token, MetricsOpen: cfg.AdminMetricsOpen, Pprof: cfg.AdminPprof})
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
@@ -154,7 +153,10 @@ func (s *Server) Start() (err error) {
 	}
 	// Keep-alive connections to the admin listener end when idle, as the front's do.
 	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: errLog}
-	s.pool.Start()
+	if err := s.pool.Start(); err != nil {
+		return err
+	}
+	s.front.Start()
 	s.wg.Go(func() {
 		var err error
 		if s.lean != nil {

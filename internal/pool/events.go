@@ -13,15 +13,16 @@ import (
 // types below, and nothing else (the loop's switch handles each).
 type event interface{ isEvent() }
 
-func (booted) isEvent()         {}
-func (exited) isEvent()         {}
-func (due) isEvent()            {}
-func (stuck) isEvent()          {}
-func (hung) isEvent()           {}
-func (configRejected) isEvent() {}
-func (reload) isEvent()         {}
-func (scale) isEvent()          {}
-func (reconfigure) isEvent()    {}
+func (booted) isEvent()          {}
+func (exited) isEvent()          {}
+func (due) isEvent()             {}
+func (stuck) isEvent()           {}
+func (hung) isEvent()            {}
+func (configRejected) isEvent()  {}
+func (reload) isEvent()          {}
+func (scale) isEvent()           {}
+func (reconfigure) isEvent()     {}
+func (templateChanged) isEvent() {}
 
 // The events.
 type (
@@ -40,7 +41,9 @@ type (
 	// configRejected: a reload's configuration was refused, for this reason.
 	configRejected struct{ why string }
 	reload         struct{}
-	scale          struct{ delta int }
+	// templateChanged: a Python template changed state; the status is published anew.
+	templateChanged struct{}
+	scale           struct{ delta int }
 	// reconfigure applies a new configuration and rolls the workers to it.
 	reconfigure struct {
 		cfg     *config.Config

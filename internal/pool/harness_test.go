@@ -84,7 +84,9 @@ func start(t *testing.T, cfg *config.Config) *harness {
 	srv := httptest.NewServer(front)
 	h := &harness{t: t, cfg: cfg, rot: rot, pool: p, logs: logs, srv: srv,
 		cl: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}}
-	p.Start()
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
 		h.cl.CloseIdleConnections()
 		srv.Close()

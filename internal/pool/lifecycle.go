@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"warmpool/internal/config"
+	"warmpool/internal/pyfork"
 	"warmpool/internal/warmup"
 	"warmpool/internal/worker"
 )
@@ -79,7 +80,11 @@ func (p *Pool) reconcile() {
 func (p *Pool) spawn() {
 	p.nextID++
 	cfg := p.cfg
-	w := worker.New(WorkerSpec(cfg, p.nextID, p.generation, p.dir, p.env, p.log))
+	spec := WorkerSpec(cfg, p.nextID, p.generation, p.dir, p.env, p.log)
+	if cfg.Worker.IsPython() {
+		spec.Launcher = p.templates
+	}
+	w := worker.New(spec)
 	traceCtx, span := p.tracer.Start(context.Background(), "warmpool.worker", trace.WithAttributes(
 		attribute.Int("warmpool.worker.id", w.ID()), attribute.Int("warmpool.worker.generation", w.Generation())))
 	ctx, cancel := context.WithCancel(traceCtx)
@@ -90,13 +95,14 @@ func (p *Pool) spawn() {
 }
 
 // WorkerSpec is how the pool spawns a worker of cfg: diagnose uses it to start workers the same
-// way. env is the base environment.
+// way (for a Python app: as fresh processes of the helper, which must be in socketDir). env is
+// the base environment.
 func WorkerSpec(cfg *config.Config, id, generation int, socketDir string, env []string, log *slog.Logger) worker.Spec {
 	headerTimeout := cfg.Proxy.RequestTimeout.Duration
 	if cfg.Proxy.Harakiri.Duration > headerTimeout {
 		headerTimeout = cfg.Proxy.Harakiri.Duration
 	}
-	return worker.Spec{
+	spec := worker.Spec{
 		ID:                    id,
 		Generation:            generation,
 		Command:               cfg.Worker.Command,
@@ -110,6 +116,14 @@ func WorkerSpec(cfg *config.Config, id, generation int, socketDir string, env []
 		ResponseHeaderTimeout: headerTimeout,
 		Logger:                log,
 	}
+	if cfg.Worker.IsPython() {
+		// A fresh process of the helper; the pool's launcher forks from the template instead
+		// whenever it can. warmpool binds the socket, so a fork and a fresh process get it alike.
+		spec.Command = pyfork.Command(cfg, pyfork.HelperPath(socketDir), "serve")
+		spec.Env = pyfork.Env(spec.Env)
+		spec.Bind = true
+	}
+	return spec
 }
 
 // bootSpec is what a worker's goroutine needs of the configuration, fixed at its spawn so a
@@ -416,6 +430,7 @@ func (p *Pool) onStuck(w *worker.Worker) {
 func (p *Pool) onReload() {
 	p.generation++
 	p.log.Info("reload: rolling every worker to a new generation, warm-first", "generation", p.generation)
+	p.beginTemplate()
 	for _, m := range p.members {
 		switch {
 		case m.w.Generation() >= p.generation || m.draining:
@@ -484,6 +499,7 @@ func (p *Pool) publish() {
 		ShuttingDown:  p.shuttingDown,
 		WarmupEnabled: p.cfg.Warmup.Enabled,
 		WarmupPlan:    p.summary,
+		Python:        p.cfg.Worker.IsPython(),
 		Problem:       joinProblems(p.configProblem, p.problem),
 		Failures:      p.failures,
 		RecentExits:   append([]ExitRecord(nil), p.exits...),
@@ -498,7 +514,7 @@ func (p *Pool) publish() {
 		w := m.w
 		workers[i] = w
 		ws := WorkerStatus{ID: w.ID(), PID: w.PID(), State: w.State(), Generation: w.Generation(),
-			StartedAt: w.StartedAt(), Recycle: m.recycle, MaxRequests: m.maxRequests}
+			StartedAt: w.StartedAt(), Recycle: m.recycle, MaxRequests: m.maxRequests, Origin: w.Origin()}
 		if m.admitted() {
 			at := m.admittedAt
 			ws.AdmittedAt = &at

@@ -2,6 +2,8 @@ package pool
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"slices"
@@ -13,6 +15,8 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"warmpool/internal/config"
+	"warmpool/internal/guard"
+	"warmpool/internal/pyfork"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/warmup"
 	"warmpool/internal/worker"
@@ -62,6 +66,9 @@ type Pool struct {
 	tracer trace.Tracer // never nil: a no-op tracer when tracing is off
 	traced bool
 	nice   int // effective warmup.nice: 0 when priorities cannot be restored
+
+	// templates fork the workers of a [worker.python] app; idle otherwise.
+	templates *pyfork.Templates
 
 	events     chan event
 	closing    chan struct{}
@@ -155,7 +162,16 @@ func New(opts Options) *Pool {
 		generation: 1,
 	}
 	p.plan = p.newPlan(opts.Config)
+	p.templates = pyfork.New(pyfork.Options{Helper: pyfork.HelperPath(p.dir), SocketDir: p.dir, Metrics: p.met, Logger: log,
+		OnChange: func() { p.send(templateChanged{}) }})
 	return p
+}
+
+// beginTemplate starts the current generation's template, for a Python app.
+func (p *Pool) beginTemplate() {
+	if p.cfg.Worker.IsPython() {
+		p.templates.Begin(p.generation, p.cfg, p.plan, workerEnv(p.env, p.cfg.Worker.Env))
+	}
 }
 
 func (p *Pool) newPlan(cfg *config.Config) *warmup.Plan {
@@ -166,12 +182,22 @@ func (p *Pool) newPlan(cfg *config.Config) *warmup.Plan {
 	return plan
 }
 
-// Start launches the event loop, which starts the first workers.
-func (p *Pool) Start() {
+// Start launches the event loop, which starts the first workers. For a Python app it writes the
+// helper into the socket directory and starts the first template.
+func (p *Pool) Start() error {
+	if p.cfg.Worker.IsPython() {
+		if _, err := pyfork.WriteHelper(p.dir); err != nil {
+			return err
+		}
+		if err := guard.BecomeSubreaper(); err != nil {
+			return fmt.Errorf("become a child subreaper, to adopt the workers a template forks: %w", err)
+		}
+	}
 	p.nice = p.effectiveNice(p.cfg)
 	p.started = true
 	p.publish()
 	p.wg.Go(p.loop)
+	return nil
 }
 
 // Close drains and stops every worker, then waits for every goroutine of the pool. When ctx
@@ -190,7 +216,7 @@ func (p *Pool) Close(ctx context.Context) error {
 		p.kill()
 	}
 	p.wg.Wait()
-	return err
+	return errors.Join(err, p.templates.Close(ctx))
 }
 
 // FirstReady is closed once worker.count workers were ready for the first time.
@@ -252,6 +278,12 @@ func (p *Pool) Status() Status {
 	st.Workers = slices.Clone(st.Workers)
 	for i, w := range ws {
 		st.Workers[i].Served, st.Workers[i].InFlight = p.rot.Counts(w)
+		if st.Python {
+			st.Workers[i].RSS, st.Workers[i].PSS, _ = w.Memory()
+		}
+	}
+	if st.Python {
+		st.Templates = p.templates.Status()
 	}
 	return st
 }
@@ -279,6 +311,7 @@ func (p *Pool) loop() {
 		rssTick = t.C
 	}
 	closing := p.closing
+	p.beginTemplate()
 	p.reconcile()
 	p.publish()
 	for {
@@ -343,6 +376,7 @@ func (p *Pool) handle(ev event) {
 		}
 	case reload:
 		p.onReload()
+	case templateChanged: // published below
 	case configRejected:
 		p.configProblem = ev.why
 	case reconfigure:

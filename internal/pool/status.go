@@ -3,6 +3,7 @@ package pool
 import (
 	"time"
 
+	"warmpool/internal/pyfork"
 	"warmpool/internal/worker"
 )
 
@@ -21,6 +22,13 @@ type WorkerStatus struct {
 	InFlight    int64   `json:"in_flight"`
 	Recycle     string  `json:"recycle_pending,omitempty"`
 	WarmupTime  float64 `json:"warmup_seconds,omitempty"`
+	// Origin says how its process was made: "exec" (worker.command), "fork" (from a Python
+	// template) or "fresh" (a Python worker started fresh because no template could fork).
+	Origin string `json:"origin,omitempty"`
+	// RSS and PSS are a Python worker's own memory; PSS counts the pages it shares with its
+	// template and siblings as its share of them.
+	RSS int64 `json:"rss_bytes,omitempty"`
+	PSS int64 `json:"pss_bytes,omitempty"`
 }
 
 // ExitRecord is a worker that is gone, and why.
@@ -51,6 +59,9 @@ type Status struct {
 	// NextTry is when the next worker starts, while starts are backed off after failures.
 	NextTry     *time.Time   `json:"next_try,omitempty"`
 	RecentExits []ExitRecord `json:"recent_exits"`
+	// Python is set for a [worker.python] app; Templates are its template processes.
+	Python    bool                    `json:"python,omitempty"`
+	Templates []pyfork.TemplateStatus `json:"templates,omitempty"`
 }
 
 const recentExits = 20

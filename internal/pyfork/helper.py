@@ -131,6 +131,19 @@ def serve_asgi(app, sock, _threads):
 SERVERS = {"wsgi": serve_wsgi, "asgi": serve_asgi}
 
 
+def import_server(interface):
+    """Import the server before the app, so a template's children share it warm; and quiet
+    waitress's queue-depth warning: warmpool queues requests itself and reports that."""
+    if interface == "wsgi":
+        import logging
+
+        import waitress.server  # noqa: F401
+
+        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    else:
+        import uvicorn  # noqa: F401
+
+
 def run_hook(spec, what):
     if spec:
         hook = load(spec)
@@ -354,6 +367,7 @@ def set_parent_death_signal():
 def template_main(args):
     ctl = socket.socket(fileno=CONTROL_FD)
     listener = socket.socket(fileno=LISTEN_FD)
+    import_server(args.interface)
     app = load(args.app)
     send(ctl, {"event": "imported"})
     WARMERS[args.interface](app, listener, ctl)
@@ -394,6 +408,7 @@ def template_main(args):
 
 def serve_main(args):
     sock = socket.socket(fileno=LISTEN_FD)
+    import_server(args.interface)
     app = load(args.app)
     reopen_after_fork()
     run_hook(args.post_fork, "post_fork")

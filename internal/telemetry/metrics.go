@@ -24,6 +24,9 @@ type Metrics struct {
 	protocolErrors    *prometheus.CounterVec
 	overshoot         prometheus.Histogram
 	workers           *stateCollector
+	forks             prometheus.Counter
+	forkFallbacks     *prometheus.CounterVec
+	templateFailures  *prometheus.CounterVec
 }
 
 // Latency buckets from 1 ms to 10 s: the steady path and the cold starts both land in range.
@@ -69,6 +72,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "For each worker recycled at max_requests: the requests it served past its limit while its replacement booted and warmed.",
 			Buckets: []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
 		}),
+		forks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warmpool_python_forks_total", Help: "Workers of a [worker.python] app forked from a warm template.",
+		}),
+		forkFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmpool_python_fork_fallbacks_total",
+			Help: "Workers of a [worker.python] app started as fresh processes because no template could fork them, by reason: threads (the template runs threads besides its main one), template_unavailable (none was ready within warmup.timeout), fork_failed.",
+		}, []string{"reason"}),
+		templateFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "warmpool_python_template_failures_total",
+			Help: "Template processes lost, by reason: boot (failed to import or warm), exited (died after it was ready; it is restarted with backoff).",
+		}, []string{"reason"}),
 		workers: &stateCollector{desc: prometheus.NewDesc("warmpool_workers", "Workers by state.", []string{"state"}, nil)},
 	}
 	// Read from the rotation at each scrape rather than counted per request: two contended
@@ -83,7 +97,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return 0
 	})
 	reg.MustRegister(m.requests, m.inFlight, m.spawns,
-		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.protocolErrors, m.overshoot, m.workers)
+		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.protocolErrors, m.overshoot, m.workers,
+		m.forks, m.forkFallbacks, m.templateFailures)
 	return m
 }
 
@@ -99,6 +114,27 @@ func (m *Metrics) ObserveRequest(req *Request) {
 func (m *Metrics) WorkerSpawned() {
 	if m != nil {
 		m.spawns.Inc()
+	}
+}
+
+// WorkerForked counts a worker forked from a template.
+func (m *Metrics) WorkerForked() {
+	if m != nil {
+		m.forks.Inc()
+	}
+}
+
+// ForkFallback counts a worker started fresh because no template could fork it.
+func (m *Metrics) ForkFallback(reason string) {
+	if m != nil {
+		m.forkFallbacks.WithLabelValues(reason).Inc()
+	}
+}
+
+// TemplateFailed counts a template process lost.
+func (m *Metrics) TemplateFailed(reason string) {
+	if m != nil {
+		m.templateFailures.WithLabelValues(reason).Inc()
 	}
 }
 

@@ -132,3 +132,47 @@ func groupRSS(pgid int) (int64, error) {
 
 // GroupRSS is the resident memory of process group pgid (a worker started by this package).
 func GroupRSS(pgid int) (int64, error) { return groupRSS(pgid) }
+
+// Memory is the worker process's own resident and proportional set sizes (PSS: shared pages
+// divided among the processes sharing them, so a forked worker's share of its template's
+// pages counts once across them), from /proc/PID/smaps_rollup.
+func (w *Worker) Memory() (rss, pss int64, err error) {
+	pid := w.PID()
+	if pid == 0 {
+		return 0, 0, errors.New("memory: not started")
+	}
+	return ProcessMemory(pid)
+}
+
+// ProcessMemory reads a process's RSS and PSS from /proc/PID/smaps_rollup.
+func ProcessMemory(pid int) (rss, pss int64, err error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0, 0, err
+	}
+	for line := range bytes.SplitSeq(data, []byte("\n")) {
+		name, rest, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		var into *int64
+		switch string(name) {
+		case "Rss":
+			into = &rss
+		case "Pss":
+			into = &pss
+		default:
+			continue
+		}
+		fields := bytes.Fields(rest)
+		if len(fields) == 0 {
+			continue
+		}
+		kb, err := strconv.ParseInt(string(fields[0]), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("smaps_rollup of %d: %w", pid, err)
+		}
+		*into = kb << 10
+	}
+	return rss, pss, nil
+}

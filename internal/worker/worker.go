@@ -257,7 +257,7 @@ func (w *Worker) prepareAddress() error {
 		return nil
 	}
 	w.network = "unix"
-	w.address = filepath.Join(w.spec.SocketDir, fmt.Sprintf("w%d.sock", w.spec.ID))
+	w.address = filepath.Join(w.spec.SocketDir, fmt.Sprintf("%c%d.sock", w.role()[0], w.spec.ID))
 	_ = os.Remove(w.address)
 	return nil
 }

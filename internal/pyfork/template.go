@@ -1,0 +1,278 @@
+package pyfork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"warmpool/internal/config"
+	"warmpool/internal/guard"
+	"warmpool/internal/warmup"
+	"warmpool/internal/worker"
+)
+
+// TemplateSpec is how to start one generation's template.
+type TemplateSpec struct {
+	Generation int
+	Config     *config.Config
+	// Helper is the path of the written helper.
+	Helper    string
+	SocketDir string
+	// Env is the template's environment before warmpool's own variables (worker.env applied).
+	Env    []string
+	Plan   *warmup.Plan
+	Logger *slog.Logger
+}
+
+// Template is one template process. NewTemplate has no side effects; Boot starts it.
+type Template struct {
+	spec TemplateSpec
+	log  *slog.Logger
+	proc *worker.Worker
+	ctl  *control
+	mu   sync.Mutex // one fork at a time: the control socket carries one exchange at a time
+}
+
+// NewTemplate prepares a template; nothing runs until Boot.
+func NewTemplate(spec TemplateSpec) *Template {
+	log := spec.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	spec.Logger = log
+	return &Template{spec: spec, log: log.With("template", spec.Generation)}
+}
+
+// Command is the helper's argv for mode "template" or "serve" (a fresh worker process).
+func Command(cfg *config.Config, helper, mode string) []string {
+	p := &cfg.Worker.Python
+	argv := []string{p.Executable, helper, mode, "--app", p.App, "--interface", p.Interface,
+		"--threads", strconv.Itoa(cfg.Worker.Concurrency)}
+	if p.PostFork != "" {
+		argv = append(argv, "--post-fork", p.PostFork)
+	}
+	if p.PreFork != "" && mode == "template" {
+		argv = append(argv, "--pre-fork", p.PreFork)
+	}
+	return argv
+}
+
+// Env is the environment of every Python process warmpool starts: base plus unbuffered output,
+// so that a worker's lines reach the log as they are written.
+func Env(base []string) []string { return append(base[:len(base):len(base)], "PYTHONUNBUFFERED=1") }
+
+// RefusedError says the template cannot fork: it runs other threads, named here.
+type RefusedError struct {
+	Threads []Thread
+}
+
+func (e *RefusedError) Error() string {
+	names := make([]string, len(e.Threads))
+	for i, t := range e.Threads {
+		names[i] = fmt.Sprintf("%q (%s)", t.Name, t.Target)
+	}
+	return "the template runs other threads besides its main one, and a fork would copy none of them and keep any lock they hold: " +
+		strings.Join(names, ", ") + "; start them in post_fork instead of at import"
+}
+
+// Boot starts the template, waits for its import, warms it with the plan (one request at a
+// time, in its main thread) and has it prepare to fork. nil means it can fork; a *RefusedError
+// that it runs threads; any other error that it failed (it is then stopped).
+func (t *Template) Boot(ctx context.Context) (err error) {
+	cfg := t.spec.Config
+	ctl, theirs, err := newControl()
+	if err != nil {
+		return err
+	}
+	t.ctl = ctl
+	t.proc = worker.New(worker.Spec{
+		ID:                    t.spec.Generation,
+		Generation:            t.spec.Generation,
+		Role:                  "template",
+		Command:               Command(cfg, t.spec.Helper, "template"),
+		UsePort:               cfg.Worker.UsesPort(),
+		Dir:                   cfg.Worker.Dir,
+		Env:                   Env(t.spec.Env),
+		LogOutput:             cfg.Worker.LogOutput,
+		SocketDir:             t.spec.SocketDir,
+		Concurrency:           1,
+		ResponseHeaderTimeout: cfg.Warmup.Timeout.Duration,
+		Bind:                  true,
+		ExtraFiles:            []*os.File{theirs},
+		Logger:                t.spec.Logger,
+	})
+	err = t.proc.Start(ctx)
+	theirs.Close()
+	if err != nil {
+		ctl.close()
+		return err
+	}
+	defer func() {
+		var refused *RefusedError
+		if err != nil && !errors.As(err, &refused) {
+			t.Stop(context.Background())
+		}
+	}()
+	// The template's exit ends every wait below with its exit status and last words.
+	ctx, cancel := context.WithCancelCause(ctx)
+	var watch sync.WaitGroup
+	defer func() {
+		cancel(nil)
+		watch.Wait()
+	}()
+	watch.Go(func() {
+		select {
+		case <-t.proc.Done():
+			cancel(fmt.Errorf("the template exited: %s%s", worker.DescribeExit(t.proc.ExitErr()), lastWords(t.proc)))
+		case <-ctx.Done():
+		}
+	})
+	m, err := ctl.receive(ctx)
+	if err != nil {
+		return fmt.Errorf("importing %s: %w", cfg.Worker.Python.App, err)
+	}
+	if m.Event != "imported" {
+		return fmt.Errorf("the template said %+v before importing the app", m)
+	}
+	t.log.Info("template imported the app", "pid", t.proc.PID(), "app", cfg.Worker.Python.App)
+	if cfg.Warmup.Enabled && t.spec.Plan != nil {
+		t.proc.SetState(worker.Warming)
+		plan := *t.spec.Plan
+		plan.Concurrency = 1 // the template warms in its main thread, one request at a time
+		res, err := plan.Run(ctx, t.proc.Transport())
+		t.proc.Transport().CloseIdleConnections()
+		if err != nil {
+			if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
+				err = fmt.Errorf("%w (%w)", err, cause)
+			}
+			return fmt.Errorf("the template's warm-up: %w", err)
+		}
+		t.log.Info("template warmed", "requests", res.Requests, "warmup", res.Duration.Round(1e6), "slowest_warmup_request", res.Slowest.Round(1e6))
+	}
+	if err := ctl.send(map[string]string{"op": "prepare"}); err != nil {
+		return err
+	}
+	if m, err = ctl.receive(ctx); err != nil {
+		return fmt.Errorf("preparing to fork: %w", err)
+	}
+	if m.OK == nil {
+		return fmt.Errorf("the template answered prepare with %+v", m)
+	}
+	if !*m.OK {
+		return &RefusedError{Threads: m.Threads}
+	}
+	t.proc.SetState(worker.Ready)
+	t.log.Info("template ready to fork", "pid", t.proc.PID(), "closed_before_fork", strings.Join(m.Closed, ", "))
+	return nil
+}
+
+// lastWords is what a process said last, for an error that explains its exit.
+func lastWords(w *worker.Worker) string {
+	if said := w.RecentOutput(5); len(said) > 0 {
+		return "; its last output: " + strings.Join(said, " | ")
+	}
+	return ""
+}
+
+type forkRequest struct {
+	Op          string            `json:"op"`
+	ID          int               `json:"id"`
+	Env         map[string]string `json:"env"`
+	WarmpoolPID int               `json:"warmpool_pid"`
+}
+
+type releaseRequest struct {
+	Op  string `json:"op"`
+	PID int    `json:"pid"`
+}
+
+// Fork makes a worker process: a child of the template, adopted by warmpool.
+func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, error) {
+	if l.Listener == nil {
+		return nil, errors.New("fork: the worker has no bound socket to pass")
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	vars := make(map[string]string, len(l.Vars))
+	for _, kv := range l.Vars {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	req := forkRequest{Op: "fork", ID: l.ID, Env: vars, WarmpoolPID: os.Getpid()}
+	if err := t.ctl.send(req, l.Listener, l.Stdout, l.Stderr); err != nil {
+		return nil, err
+	}
+	m, err := t.ctl.receive(ctx)
+	if err != nil {
+		// The answer may still come and would be read as the next one's: this template is done.
+		t.proc.Kill()
+		return nil, fmt.Errorf("fork: %w", err)
+	}
+	if m.Error != "" || m.PID <= 0 {
+		return nil, fmt.Errorf("fork: the template answered %+v", m)
+	}
+	guard.Adopt(m.PID)
+	if ppid, err := parentOf(m.PID); err != nil || ppid != os.Getpid() {
+		guard.ChildDone(m.PID)
+		_ = syscall.Kill(m.PID, syscall.SIGKILL)
+		return nil, fmt.Errorf("fork: worker %d (pid %d) was not adopted by warmpool (its parent is %d: %v); is warmpool a child subreaper?", l.ID, m.PID, ppid, err)
+	}
+	if err := t.ctl.send(releaseRequest{Op: "release", PID: m.PID}); err != nil {
+		_ = syscall.Kill(m.PID, syscall.SIGKILL)
+		_ = guard.WaitAdopted(m.PID)
+		return nil, err
+	}
+	return forkedProcess(m.PID), nil
+}
+
+// parentOf reads a process's parent pid from /proc.
+func parentOf(pid int) (int, error) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	return strconv.Atoi(f[1])
+}
+
+// forkedProcess is a worker forked by a template and adopted by warmpool.
+type forkedProcess int
+
+func (p forkedProcess) Pid() int       { return int(p) }
+func (p forkedProcess) Origin() string { return "fork" }
+func (p forkedProcess) Wait() error    { return guard.WaitAdopted(int(p)) }
+
+// PID is the template's process id (0 before Boot).
+func (t *Template) PID() int {
+	if t.proc == nil {
+		return 0
+	}
+	return t.proc.PID()
+}
+
+// Done is closed once the template process exited.
+func (t *Template) Done() <-chan struct{} { return t.proc.Done() }
+
+// Process is the template's process, for its exit status and memory.
+func (t *Template) Process() *worker.Worker { return t.proc }
+
+// Stop ends the template: its control socket closes (it exits on that), then SIGTERM, and
+// SIGKILL when ctx ends. Its forked workers are warmpool's children and live on.
+func (t *Template) Stop(ctx context.Context) {
+	if t.proc == nil {
+		return
+	}
+	t.ctl.close()
+	t.proc.Stop(ctx)
+	t.proc.Wait()
+}

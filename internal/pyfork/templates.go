@@ -1,0 +1,363 @@
+package pyfork
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"warmpool/internal/config"
+	"warmpool/internal/telemetry"
+	"warmpool/internal/warmup"
+	"warmpool/internal/worker"
+)
+
+// Options configure Templates.
+type Options struct {
+	// Helper is the written helper's path (WriteHelper).
+	Helper    string
+	SocketDir string
+	Metrics   *telemetry.Metrics
+	// OnChange is called after a template changed state (to republish the status).
+	OnChange func()
+	Logger   *slog.Logger
+}
+
+// Templates keeps one template per generation and is the pool's worker.Launcher for a Python
+// app: it forks from the generation's template, or starts a fresh process when none can fork.
+// New has no side effects; Begin starts a generation's template; Close stops them all.
+type Templates struct {
+	opts    Options
+	log     *slog.Logger
+	closing chan struct{}
+	once    sync.Once
+	wg      sync.WaitGroup
+
+	mu   sync.Mutex
+	gens map[int]*generation
+}
+
+// generation is the template of one generation, through its restarts.
+type generation struct {
+	gen   int
+	cfg   *config.Config
+	plan  *warmup.Plan
+	env   []string
+	stop  chan struct{} // closed when a newer generation's template is ready, or at Close
+	state TemplateState
+	tpl   *Template // the current incarnation; nil between restarts
+	why   string    // why it cannot fork now
+	// refused: it runs threads; no restart would change that until the next reload.
+	refused   bool
+	restarts  int
+	warned    map[string]bool // fallback reasons already logged at WARN
+	changed   chan struct{}   // closed and replaced at each state change
+	stopOnce  sync.Once
+}
+
+// TemplateState is where a generation's template is.
+type TemplateState string
+
+// The template states.
+const (
+	TemplateBooting    TemplateState = "booting"    // importing and warming
+	TemplateReady      TemplateState = "ready"      // forks the workers
+	TemplateRefused    TemplateState = "refused"    // runs threads: workers start fresh
+	TemplateRestarting TemplateState = "restarting" // failed or died; a new one starts after backoff
+)
+
+// New returns the templates; nothing runs until Begin.
+func New(opts Options) *Templates {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Templates{opts: opts, log: log, closing: make(chan struct{}), gens: map[int]*generation{}}
+}
+
+// Begin starts the template of generation gen, built from cfg and warmed with plan; env is its
+// base environment. The templates of older generations stop once it is ready to fork.
+func (ts *Templates) Begin(gen int, cfg *config.Config, plan *warmup.Plan, env []string) {
+	g := &generation{gen: gen, cfg: cfg, plan: plan, env: env, stop: make(chan struct{}), state: TemplateBooting,
+		warned: map[string]bool{}, changed: make(chan struct{})}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	select {
+	case <-ts.closing:
+		return
+	default:
+	}
+	ts.gens[gen] = g
+	ts.wg.Go(func() { ts.run(g) })
+}
+
+// run owns a generation's template: boots it, restarts it with backoff when it fails or dies,
+// and stops it when told.
+func (ts *Templates) run(g *generation) {
+	defer ts.forget(g)
+	failures := 0
+	for {
+		t := NewTemplate(TemplateSpec{Generation: g.gen, Config: g.cfg, Helper: ts.opts.Helper, SocketDir: ts.opts.SocketDir,
+			Env: g.env, Plan: g.plan, Logger: ts.opts.Logger})
+		ts.set(g, func() { g.tpl, g.state = t, TemplateBooting })
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Warmup.Timeout.Duration)
+				ts.wg.Go(func() { // a stop cancels the boot
+			select {
+			case <-g.stop:
+			case <-ctx.Done():
+			}
+			cancel()
+		})
+		err := t.Boot(ctx)
+		cancel()
+		var refused *RefusedError
+		switch {
+		case err == nil:
+			failures = 0
+			ts.set(g, func() { g.state, g.why = TemplateReady, "" })
+			ts.retireOlder(g.gen)
+		case errors.As(err, &refused):
+			ts.log.Warn("the template cannot fork: every worker of this generation starts as a fresh process (slower to start, no shared memory) until the app starts its threads in post_fork",
+				"generation", g.gen, "reason", err)
+			ts.opts.Metrics.TemplateFailed("threads")
+			ts.set(g, func() { g.state, g.why, g.refused = TemplateRefused, err.Error(), true })
+			t.Stop(context.Background())
+			ts.retireOlder(g.gen)
+			<-g.stop
+			return
+		default:
+			if ts.isStopped(g) {
+				return
+			}
+			failures++
+			ts.opts.Metrics.TemplateFailed("boot")
+			ts.set(g, func() { g.state, g.why, g.tpl = TemplateRestarting, "the template failed: "+err.Error(), nil })
+			ts.log.Error("the template failed to boot; workers start as fresh processes meanwhile", "generation", g.gen, "error", err)
+			if !ts.backoff(g, failures) {
+				return
+			}
+			continue
+		}
+		select {
+		case <-t.Done():
+			failures++
+			ts.opts.Metrics.TemplateFailed("exited")
+			why := "the template exited: " + worker.DescribeExit(t.Process().ExitErr()) + lastWords(t.Process())
+			ts.log.Error("the template died; it is restarted warm with backoff, and the workers keep serving", "generation", g.gen, "pid", t.PID(), "reason", why)
+			ts.set(g, func() { g.state, g.why, g.tpl, g.restarts = TemplateRestarting, why, nil, g.restarts+1 })
+			t.Stop(context.Background())
+			if !ts.backoff(g, failures) {
+				return
+			}
+		case <-g.stop:
+			ts.stopTemplate(t)
+			return
+		}
+	}
+}
+
+func (ts *Templates) isStopped(g *generation) bool {
+	select {
+	case <-g.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (ts *Templates) stopTemplate(t *Template) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	t.Stop(ctx)
+}
+
+// backoff waits before the next attempt, as worker.restart_backoff says; false when stopped.
+func (ts *Templates) backoff(g *generation, failures int) bool {
+	d, limit := g.cfg.Worker.RestartBackoff.Duration, g.cfg.Worker.RestartBackoffMax.Duration
+	for i := 1; i < failures && d < limit; i++ {
+		d *= 2
+	}
+	t := time.NewTimer(min(d, limit))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-g.stop:
+		return false
+	}
+}
+
+// retireOlder stops the templates of generations before gen.
+func (ts *Templates) retireOlder(gen int) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for n, g := range ts.gens {
+		if n < gen {
+			g.stopOnce.Do(func() { close(g.stop) })
+		}
+	}
+}
+
+func (ts *Templates) forget(g *generation) {
+	ts.mu.Lock()
+	if ts.gens[g.gen] == g {
+		delete(ts.gens, g.gen)
+	}
+	ts.mu.Unlock()
+	ts.changedNow()
+}
+
+// set changes g's state under the lock and tells waiters and the pool.
+func (ts *Templates) set(g *generation, change func()) {
+	ts.mu.Lock()
+	change()
+	close(g.changed)
+	g.changed = make(chan struct{})
+	ts.mu.Unlock()
+	ts.changedNow()
+}
+
+func (ts *Templates) changedNow() {
+	if ts.opts.OnChange != nil {
+		ts.opts.OnChange()
+	}
+}
+
+// Launch implements worker.Launcher: a fork of the generation's template, once it is ready
+// (waiting up to warmup.timeout), else a fresh process of the helper.
+func (ts *Templates) Launch(ctx context.Context, l worker.Launch) (worker.Process, error) {
+	t, reason, why := ts.await(ctx, l.Generation)
+	if ctx.Err() != nil {
+		return nil, context.Cause(ctx)
+	}
+	if t != nil {
+		p, err := t.Fork(ctx, l)
+		if err == nil {
+			ts.opts.Metrics.WorkerForked()
+			return p, nil
+		}
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		reason, why = "fork_failed", err.Error()
+	}
+	ts.fallback(l, reason, why)
+	return worker.ExecLauncher{Origin: "fresh"}.Launch(ctx, l)
+}
+
+// await returns the generation's template once it can fork; else nil and why not.
+func (ts *Templates) await(ctx context.Context, gen int) (t *Template, reason, why string) {
+	ts.mu.Lock()
+	g := ts.gens[gen]
+	ts.mu.Unlock()
+	if g == nil {
+		return nil, "template_unavailable", fmt.Sprintf("no template runs for generation %d", gen)
+	}
+	timer := time.NewTimer(g.cfg.Warmup.Timeout.Duration)
+	defer timer.Stop()
+	for {
+		ts.mu.Lock()
+		state, tpl, why, changed := g.state, g.tpl, g.why, g.changed
+		ts.mu.Unlock()
+		switch state {
+		case TemplateReady:
+			return tpl, "", ""
+		case TemplateRefused:
+			return nil, "threads", why
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, "", ""
+		case <-timer.C:
+			if why == "" {
+				why = "it was not ready within warmup.timeout"
+			}
+			return nil, "template_unavailable", fmt.Sprintf("the template was %s: %s", state, why)
+		case <-g.stop:
+			return nil, "template_unavailable", "the template of this generation was stopped"
+		}
+	}
+}
+
+// fallback tells of a worker started fresh: at WARN the first time for each reason of a
+// generation, then at INFO; the metric counts every one.
+func (ts *Templates) fallback(l worker.Launch, reason, why string) {
+	ts.opts.Metrics.ForkFallback(reason)
+	ts.mu.Lock()
+	g := ts.gens[l.Generation]
+	first := g != nil && !g.warned[reason]
+	if g != nil {
+		g.warned[reason] = true
+	}
+	ts.mu.Unlock()
+	level := slog.LevelInfo
+	if first || g == nil {
+		level = slog.LevelWarn
+	}
+	ts.log.Log(context.Background(), level, "starting a fresh Python worker process instead of forking one from the warm template",
+		"worker", l.ID, "generation", l.Generation, "reason", reason, "why", why)
+}
+
+// TemplateStatus is a template as /status shows it.
+type TemplateStatus struct {
+	Generation int           `json:"generation"`
+	PID        int           `json:"pid,omitempty"`
+	State      TemplateState `json:"state"`
+	// Problem says why it cannot fork now; workers then start as fresh processes.
+	Problem  string `json:"problem,omitempty"`
+	Restarts int    `json:"restarts,omitempty"`
+	RSS      int64  `json:"rss_bytes,omitempty"`
+	PSS      int64  `json:"pss_bytes,omitempty"`
+}
+
+// Status lists the running templates, oldest generation first.
+func (ts *Templates) Status() []TemplateStatus {
+	ts.mu.Lock()
+	out := make([]TemplateStatus, 0, len(ts.gens))
+	var procs []*worker.Worker
+	for _, g := range ts.gens {
+		st := TemplateStatus{Generation: g.gen, State: g.state, Problem: g.why, Restarts: g.restarts}
+		var p *worker.Worker
+		if g.tpl != nil && g.tpl.proc != nil {
+			p = g.tpl.proc
+			st.PID = p.PID()
+		}
+		out = append(out, st)
+		procs = append(procs, p)
+	}
+	ts.mu.Unlock()
+	for i, p := range procs {
+		if p != nil {
+			out[i].RSS, out[i].PSS, _ = p.Memory()
+		}
+	}
+	slices.SortFunc(out, func(a, b TemplateStatus) int { return a.Generation - b.Generation })
+	return out
+}
+
+// Close stops every template and waits for every goroutine. Forked workers are the pool's.
+func (ts *Templates) Close(ctx context.Context) error {
+	ts.once.Do(func() {
+		ts.mu.Lock()
+		close(ts.closing)
+		for _, g := range ts.gens {
+			g.stopOnce.Do(func() { close(g.stop) })
+		}
+		ts.mu.Unlock()
+	})
+	done := make(chan struct{})
+	go func() {
+		ts.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

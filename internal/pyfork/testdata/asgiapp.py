@@ -1,0 +1,27 @@
+"""An ASGI app for warmpool's fork tests (standard library only)."""
+import json
+import os
+import time
+
+_warm_pid = None
+
+
+async def application(scope, receive, send):
+    global _warm_pid
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["type"] != "http":
+        return
+    if _warm_pid is None:
+        time.sleep(0.2)
+        _warm_pid = os.getpid()
+    body = json.dumps({"pid": os.getpid(), "warmed_in": _warm_pid}).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,47 @@
+"""A WSGI app for warmpool's fork tests (standard library only).
+
+GET /        says which process served it and whether this request met the process cold: the
+             first request to reach the app's cold path in a process builds its state, as Django's
+             first request does. A warm template's children find it built.
+GET /random  random and secrets values, which must differ between forked children.
+GET /crash   exits the process at once (a crashing worker).
+"""
+import json
+import os
+import random
+import secrets
+import time
+
+_warm_pid = None  # the process that built the warm state
+_requests = 0
+
+
+def _cold_path():
+    """Build the per-process state on first use, slowly (as lazy imports do)."""
+    global _warm_pid
+    if _warm_pid is None:
+        time.sleep(float(os.environ.get("COLD_SECONDS", "0.2")))
+        _warm_pid = os.getpid()
+    return _warm_pid
+
+
+def application(environ, start_response):
+    global _requests
+    _requests += 1
+    path = environ.get("PATH_INFO", "/")
+    if path == "/crash":
+        os._exit(3)
+    if path == "/random":
+        body = {"pid": os.getpid(), "random": random.random(), "token": secrets.token_hex(8)}
+    else:
+        warmed_in = _cold_path()
+        body = {
+            "pid": os.getpid(),
+            "warmed_in": warmed_in,
+            "worker_id": os.environ.get("WARMPOOL_WORKER_ID", ""),
+            "requests": _requests,
+            "remote_addr": environ.get("REMOTE_ADDR", ""),
+        }
+    data = json.dumps(body).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+    return [data]
