@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"warmpool/internal/config"
@@ -35,8 +36,10 @@ type Template struct {
 	spec TemplateSpec
 	log  *slog.Logger
 	proc *worker.Worker
-	ctl  *control
-	mu   sync.Mutex // one fork at a time: the control socket carries one exchange at a time
+	// process is proc once it exists, for readers on other goroutines (the status).
+	process atomic.Pointer[worker.Worker]
+	ctl     *control
+	mu      sync.Mutex // one fork at a time: the control socket carries one exchange at a time
 }
 
 // NewTemplate prepares a template; nothing runs until Boot.
@@ -107,6 +110,7 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		ExtraFiles:            []*os.File{theirs},
 		Logger:                t.spec.Logger,
 	})
+	t.process.Store(t.proc)
 	err = t.proc.Start(ctx)
 	theirs.Close()
 	if err != nil {
@@ -254,17 +258,17 @@ func (p forkedProcess) Wait() error    { return guard.WaitAdopted(int(p)) }
 
 // PID is the template's process id (0 before Boot).
 func (t *Template) PID() int {
-	if t.proc == nil {
-		return 0
+	if p := t.process.Load(); p != nil {
+		return p.PID()
 	}
-	return t.proc.PID()
+	return 0
 }
 
 // Done is closed once the template process exited.
 func (t *Template) Done() <-chan struct{} { return t.proc.Done() }
 
-// Process is the template's process, for its exit status and memory.
-func (t *Template) Process() *worker.Worker { return t.proc }
+// Process is the template's process, for its exit status and memory; nil before Boot.
+func (t *Template) Process() *worker.Worker { return t.process.Load() }
 
 // Stop ends the template: its control socket closes (it exits on that), then SIGTERM, and
 // SIGKILL when ctx ends. Its forked workers are warmpool's children and live on.

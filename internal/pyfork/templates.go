@@ -51,11 +51,11 @@ type generation struct {
 	tpl   *Template // the current incarnation; nil between restarts
 	why   string    // why it cannot fork now
 	// refused: it runs threads; no restart would change that until the next reload.
-	refused   bool
-	restarts  int
-	warned    map[string]bool // fallback reasons already logged at WARN
-	changed   chan struct{}   // closed and replaced at each state change
-	stopOnce  sync.Once
+	refused  bool
+	restarts int
+	warned   map[string]bool // fallback reasons already logged at WARN
+	changed  chan struct{}   // closed and replaced at each state change
+	stopOnce sync.Once
 }
 
 // TemplateState is where a generation's template is.
@@ -104,7 +104,7 @@ func (ts *Templates) run(g *generation) {
 			Env: g.env, Plan: g.plan, Logger: ts.opts.Logger})
 		ts.set(g, func() { g.tpl, g.state = t, TemplateBooting })
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Warmup.Timeout.Duration)
-				ts.wg.Go(func() { // a stop cancels the boot
+		ts.wg.Go(func() { // a stop cancels the boot
 			select {
 			case <-g.stop:
 			case <-ctx.Done():
@@ -322,9 +322,10 @@ func (ts *Templates) Status() []TemplateStatus {
 	for _, g := range ts.gens {
 		st := TemplateStatus{Generation: g.gen, State: g.state, Problem: g.why, Restarts: g.restarts}
 		var p *worker.Worker
-		if g.tpl != nil && g.tpl.proc != nil {
-			p = g.tpl.proc
-			st.PID = p.PID()
+		if g.tpl != nil {
+			if p = g.tpl.Process(); p != nil {
+				st.PID = p.PID()
+			}
 		}
 		out = append(out, st)
 		procs = append(procs, p)

@@ -61,6 +61,7 @@ type Worker struct {
 	port    int
 
 	proc      Process
+	origin    atomic.Pointer[string] // proc's Origin, read by the status while Start runs
 	pid       atomic.Int64
 	startedAt atomic.Int64 // unix nanoseconds
 	notify    *notifyListener
@@ -194,6 +195,8 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		return err
 	}
 	w.proc = proc
+	origin := proc.Origin()
+	w.origin.Store(&origin)
 	w.pid.Store(int64(proc.Pid()))
 	w.startedAt.Store(time.Now().UnixNano())
 	w.transport = w.newTransport()
@@ -223,10 +226,10 @@ func (w *Worker) role() string {
 
 // Origin says how the process was made: "exec", "fork" or "fresh"; "" before Start.
 func (w *Worker) Origin() string {
-	if w.proc == nil {
-		return ""
+	if o := w.origin.Load(); o != nil {
+		return *o
 	}
-	return w.proc.Origin()
+	return ""
 }
 
 // bind creates the worker's listening socket; the process gets a copy as fd 3.

@@ -1,0 +1,350 @@
+package pool_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"warmpool/internal/config"
+	"warmpool/internal/pool"
+	"warmpool/internal/pyfork"
+	"warmpool/internal/testutil"
+)
+
+// pythonApps holds the test apps of the warm-fork mode.
+var pythonApps, _ = filepath.Abs("../pyfork/testdata")
+
+// pythonFor returns an interpreter that has the servers a Python worker uses (waitress and
+// uvicorn), or skips: CI installs Debian's python3-waitress and python3-uvicorn.
+func pythonFor(t *testing.T) string {
+	t.Helper()
+	for _, exe := range []string{"/usr/bin/python3", "python3"} {
+		if err := exec.Command(exe, "-c", "import waitress, uvicorn").Run(); err == nil {
+			return exe
+		}
+	}
+	t.Skip("no python3 with waitress and uvicorn here (Debian: apt-get install python3-waitress python3-uvicorn); the warm-fork tests need them")
+	return ""
+}
+
+// pythonConfig serves app (module:callable in pyfork/testdata) from a warm template.
+func pythonConfig(t *testing.T, app string) *config.Config {
+	cfg := config.Default()
+	cfg.Worker.Python = config.Python{App: app, Interface: config.InterfaceWSGI, Executable: pythonFor(t),
+		PostFork: "hooks:post_fork", PreFork: "hooks:pre_fork"}
+	cfg.Worker.Dir = pythonApps
+	cfg.Worker.Env = map[string]string{"HOOK_LOG": filepath.Join(t.TempDir(), "hooks.log"), "COLD_SECONDS": "0.2"}
+	cfg.Worker.Count = 2
+	cfg.Worker.Concurrency = 4
+	cfg.Worker.GracefulTimeout = config.Duration{Duration: 5 * time.Second}
+	cfg.Worker.RestartBackoff = config.Duration{Duration: 20 * time.Millisecond}
+	cfg.Worker.RestartBackoffMax = config.Duration{Duration: 200 * time.Millisecond}
+	cfg.Warmup.Timeout = config.Duration{Duration: 20 * time.Second}
+	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/", Repeat: 4}}
+	return &cfg
+}
+
+// appReply is what forkapp.py answers.
+type appReply struct {
+	PID      int     `json:"pid"`
+	WarmedIn int     `json:"warmed_in"`
+	WorkerID string  `json:"worker_id"`
+	Random   float64 `json:"random"`
+	Token    string  `json:"token"`
+}
+
+func (h *harness) getApp(path string) appReply {
+	h.t.Helper()
+	r := h.get(path)
+	if r.err != nil || r.status != 200 {
+		h.t.Fatalf("GET %s: %v %d %s", path, r.err, r.status, r.body)
+	}
+	var a appReply
+	if err := json.Unmarshal([]byte(r.body), &a); err != nil {
+		h.t.Fatalf("GET %s: %v in %q", path, err, r.body)
+	}
+	return a
+}
+
+// hookCalls reads the hooks' log: "post_fork PID WORKER_ID" lines by hook name.
+func hookCalls(t *testing.T, cfg *config.Config) map[string][]string {
+	data, err := os.ReadFile(cfg.Worker.Env["HOOK_LOG"])
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for line := range strings.Lines(string(data)) {
+		name, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
+		out[name] = append(out[name], rest)
+	}
+	return out
+}
+
+func readyTemplate(st pool.Status) *pyfork.TemplateStatus {
+	for i := range st.Templates {
+		if st.Templates[i].State == pyfork.TemplateReady {
+			return &st.Templates[i]
+		}
+	}
+	return nil
+}
+
+// Every worker, first start and recycle alike, is a fork of the warm template: it never pays
+// the app's cold path itself, post_fork runs once in each, pre_fork once in the template.
+func TestPythonWorkersAreForksOfTheWarmTemplate(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	cfg.Worker.MaxRequests = 10
+	h := start(t, cfg)
+	h.waitReady()
+	st := h.statusJSON()
+	tpl := readyTemplate(st)
+	if !st.Python || tpl == nil || tpl.PID == 0 || tpl.PSS == 0 {
+		t.Fatalf("status shows no ready template with its pid and memory: %+v", st.Templates)
+	}
+	seen := map[int]bool{}
+	for range 60 {
+		a := h.getApp("/")
+		if a.WarmedIn != tpl.PID {
+			t.Fatalf("worker pid %d built its warm state itself (warmed_in %d), not the template %d", a.PID, a.WarmedIn, tpl.PID)
+		}
+		seen[a.PID] = true
+	}
+	if len(seen) < 4 {
+		t.Fatalf("60 requests at max_requests 10 reached %d worker processes; want recycles", len(seen))
+	}
+	h.logs.WaitN(testutil.Msg("worker stopped", "reason", "recycled: max_requests"), 2, 10*time.Second)
+	for _, w := range h.statusJSON().Workers {
+		if w.AdmittedAt == nil {
+			continue // a replacement still starting
+		}
+		if w.Origin != "fork" || w.PSS == 0 {
+			t.Errorf("worker %d: origin %q, pss %d; want a fork with its memory shown", w.ID, w.Origin, w.PSS)
+		}
+	}
+	calls := hookCalls(t, cfg)
+	if len(calls["pre_fork"]) != 1 {
+		t.Errorf("pre_fork ran %d times, want once: %q", len(calls["pre_fork"]), calls["pre_fork"])
+	}
+	spawned := len(h.logs.All(testutil.Msg("worker spawned", "origin", "fork")))
+	pids := map[string]bool{}
+	for _, c := range calls["post_fork"] {
+		pid, _, _ := strings.Cut(c, " ")
+		if pids[pid] {
+			t.Errorf("post_fork ran twice in process %s", pid)
+		}
+		pids[pid] = true
+	}
+	// A worker spawned during the last recycle may not have run its hook yet.
+	if n := len(calls["post_fork"]); n < spawned-1 || n > spawned {
+		t.Errorf("post_fork ran %d times for %d forked workers", n, spawned)
+	}
+}
+
+// Forked children do not share random state: random reseeds itself at fork, secrets reads the
+// OS, and two workers never hand out the same values.
+func TestForkedWorkersDrawDifferentRandomValues(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	h := start(t, cfg)
+	h.waitReady()
+	byPID := map[int]appReply{}
+	for i := 0; i < 40 && len(byPID) < 2; i++ {
+		a := h.getApp("/random")
+		if _, ok := byPID[a.PID]; !ok {
+			byPID[a.PID] = a
+		}
+	}
+	if len(byPID) < 2 {
+		t.Fatalf("40 requests reached %d worker(s)", len(byPID))
+	}
+	var first *appReply
+	for _, a := range byPID {
+		if first == nil {
+			first = &a
+			continue
+		}
+		if a.Random == first.Random || a.Token == first.Token {
+			t.Fatalf("workers %d and %d drew the same values: %+v and %+v", first.PID, a.PID, *first, a)
+		}
+	}
+}
+
+// An app that starts a thread at import cannot be forked safely: the template refuses, naming
+// the thread, and every worker starts as a fresh process instead, loudly.
+func TestTemplateWithAThreadRefusesAndWorkersStartFresh(t *testing.T) {
+	cfg := pythonConfig(t, "threadapp:application")
+	h := start(t, cfg)
+	h.waitReady()
+	st := h.waitStatus("the template's refusal", func(st pool.Status) bool {
+		return len(st.Templates) == 1 && st.Templates[0].State == pyfork.TemplateRefused
+	})
+	problem := st.Templates[0].Problem
+	for _, want := range []string{"metrics-flusher", "threadapp._flush_metrics_forever"} {
+		if !strings.Contains(problem, want) {
+			t.Errorf("the template's problem does not name %q: %s", want, problem)
+		}
+	}
+	warn := h.logs.Wait(msgPrefix("the template cannot fork"), 5*time.Second)
+	if !strings.Contains(warn.Attrs["reason"], "metrics-flusher") || warn.Level.String() != "WARN" {
+		t.Errorf("the refusal is not a WARN naming the thread: %v", warn)
+	}
+	h.logs.Wait(msgPrefix("starting a fresh Python worker process", "reason", "threads"), 5*time.Second)
+	for _, w := range st.Workers {
+		if w.Origin != "fresh" {
+			t.Errorf("worker %d: origin %q, want fresh", w.ID, w.Origin)
+		}
+	}
+	if r := h.get("/"); r.status != 200 || r.body != "ok\n" {
+		t.Fatalf("a fresh worker answered %d %q", r.status, r.body)
+	}
+}
+
+// A template that dies is restarted warm with backoff; the workers keep serving, and no
+// request fails meanwhile.
+func TestKilledTemplateIsReplacedWithoutAFailedRequest(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	cfg.Worker.MaxRequests = 15
+	h := start(t, cfg)
+	h.waitReady()
+	old := readyTemplate(h.statusJSON())
+	if old == nil {
+		t.Fatal("no ready template")
+	}
+	var (
+		mu       sync.Mutex
+		failures []string
+		served   int
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
+	)
+	for range 4 {
+		wg.Go(func() {
+			for range 2000 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				r := h.get("/")
+				mu.Lock()
+				served++
+				if r.err != nil || r.status != 200 {
+					failures = append(failures, r.body+errString(r.err))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	h.logs.Wait(msgPrefix("the template died"), 10*time.Second)
+	st := h.waitStatus("a new ready template", func(st pool.Status) bool {
+		tpl := readyTemplate(st)
+		return tpl != nil && tpl.PID != old.PID
+	})
+	// Recycles after the restart fork from the new template again.
+	forks := len(h.logs.All(testutil.Msg("worker spawned", "origin", "fork")))
+	h.logs.WaitN(testutil.Msg("worker spawned", "origin", "fork"), forks+2, 15*time.Second)
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d requests failed while the template was replaced: %q", len(failures), served, failures[:min(5, len(failures))])
+	}
+	if tpl := readyTemplate(st); tpl.Restarts != 1 {
+		t.Errorf("template restarts = %d, want 1", tpl.Restarts)
+	}
+}
+
+// A forked worker that crashes is a crash like any other: its exit status is known (warmpool
+// adopted and reaped it) and a warm fork replaces it.
+func TestCrashedForkIsReapedWithItsStatusAndReplaced(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	h := start(t, cfg)
+	h.waitReady()
+	h.get("/crash")
+	crash := h.logs.Wait(msgPrefix("worker exited unexpectedly"), 10*time.Second)
+	if crash.Attrs["exit"] != "exit status 3" {
+		t.Errorf("crash logged with exit %q, want exit status 3", crash.Attrs["exit"])
+	}
+	h.waitStatus("two ready workers again", func(st pool.Status) bool { return st.Ready == 2 })
+	if a := h.getApp("/"); a.WarmedIn == a.PID {
+		t.Errorf("the replacement built its warm state itself")
+	}
+}
+
+// SIGHUP's reload starts a new template generation; the workers roll to its forks and the old
+// template exits once the new one is warm.
+func TestReloadRollsWorkersToTheNewTemplate(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	h := start(t, cfg)
+	h.waitReady()
+	old := readyTemplate(h.statusJSON())
+	h.pool.Reload()
+	st := h.waitStatus("generation 2 workers forked from the generation 2 template", func(st pool.Status) bool {
+		if len(st.Templates) != 1 || st.Templates[0].Generation != 2 || st.Ready != 2 {
+			return false
+		}
+		for _, w := range st.Workers {
+			if w.Generation != 2 || w.Origin != "fork" {
+				return false
+			}
+		}
+		return true
+	})
+	if st.Templates[0].PID == old.PID {
+		t.Fatal("the new generation uses the old template")
+	}
+	if err := syscall.Kill(old.PID, 0); err == nil {
+		// Reaped by the pool's process: gone from the table once its Wait returned.
+		t.Errorf("the old template (pid %d) still runs", old.PID)
+	}
+	if a := h.getApp("/"); a.WarmedIn != st.Templates[0].PID {
+		t.Errorf("served warm by %d, want the new template's state (%d)", a.WarmedIn, st.Templates[0].PID)
+	}
+}
+
+// An ASGI app is forked the same way and served by uvicorn in the child.
+func TestASGIWorkersAreForksOfTheWarmTemplate(t *testing.T) {
+	cfg := pythonConfig(t, "asgiapp:application")
+	cfg.Worker.Python.Interface = config.InterfaceASGI
+	h := start(t, cfg)
+	h.waitReady()
+	tpl := readyTemplate(h.statusJSON())
+	if tpl == nil {
+		t.Fatal("no ready template")
+	}
+	for range 4 {
+		a := h.getApp("/")
+		if a.WarmedIn != tpl.PID {
+			t.Fatalf("ASGI worker %d warmed itself (%d), not in the template %d", a.PID, a.WarmedIn, tpl.PID)
+		}
+	}
+}
+
+// msgPrefix matches records whose message starts with prefix, with the given attributes.
+func msgPrefix(prefix string, kv ...string) testutil.Match {
+	return func(r testutil.Record) bool {
+		if !strings.HasPrefix(r.Message, prefix) {
+			return false
+		}
+		for i := 0; i+1 < len(kv); i += 2 {
+			if r.Attrs[kv[i]] != kv[i+1] {
+				return false
+			}
+		}
+		return true
+	}
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return " " + err.Error()
+}
