@@ -44,7 +44,11 @@ func (c *diagnoseCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return configError{err}
 	}
-	fmt.Fprintf(c.stdout, "warmpool diagnose: worker %q\n%s\n", l.Config.Worker.Command, l.WarmupSummary())
+	if py := l.Config.Worker.Python; py.App != "" {
+		fmt.Fprintf(c.stdout, "warmpool diagnose: Python %s app %s (fresh processes of %s)\n%s\n", strings.ToUpper(py.Interface), py.App, py.Executable, l.WarmupSummary())
+	} else {
+		fmt.Fprintf(c.stdout, "warmpool diagnose: worker %q\n%s\n", l.Config.Worker.Command, l.WarmupSummary())
+	}
 	fmt.Fprintln(c.stdout, "Worker 1 starts without warm-up (cold first requests, then steady); worker 2 runs the warm-up plan first.")
 	rep, err := diagnose.Run(ctx, diagnose.Options{Config: &l.Config, Paths: paths, Host: *host, Logger: c.log})
 	if err != nil {

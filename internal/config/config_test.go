@@ -223,6 +223,8 @@ admin_listen = "127.0.0.1:8080"
 			`worker.python.post_fork = "hooks:" (w.toml:3): must be module:callable, such as "mysite.wsgi:application"`},
 		{"python interface unknown", "[worker.python]\napp = \"site.wsgi:application\"\ninterface = \"rsgi\"\n[[warmup.request]]\npath = \"/\"\n", nil,
 			`worker.python.interface = "rsgi" (w.toml:3): must be "wsgi" or "asgi"`},
+		{"python with ready notify", "[worker.python]\napp = \"site.wsgi:application\"\n[warmup]\nready = \"notify\"\n[[warmup.request]]\npath = \"/\"\n", nil,
+			`warmup.ready = "notify" (w.toml:4) cannot apply to worker.python: its workers never send READY=1 (warmpool binds their socket, and the warm-up shows when they serve); remove it`},
 		{"python settings without app", "[worker]\ncommand = [\"app\", \"{socket}\"]\n[worker.python]\npost_fork = \"hooks:post_fork\"\n[[warmup.request]]\npath = \"/\"\n", nil,
 			`worker.python.post_fork = "hooks:post_fork" (w.toml:4) is set but worker.python.app is not: it applies only to a Python app`},
 		{"both placeholders", "[worker]\ncommand = [\"app\", \"{socket}\", \"{port}\"]\n[[warmup.request]]\npath = \"/\"\n", nil,

@@ -88,6 +88,10 @@ func (l *Loaded) WarmupSummary() string {
 		paths[r.Path] = true
 	}
 	ready := "when its socket accepts connections"
+	if l.Config.Worker.IsPython() {
+		return fmt.Sprintf("warm-up: ENABLED, %s to %s, timeout %s; it warms each generation's template (one request at a time), then each worker forked from it (concurrency %d, for its own connections) before admission",
+			plural(total, "request"), plural(len(paths), "path"), wu.Timeout.Duration, l.Config.WarmupConcurrency())
+	}
 	if wu.Ready == ReadyNotify {
 		ready = "after READY=1 on its NOTIFY_SOCKET"
 	}

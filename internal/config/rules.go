@@ -341,6 +341,10 @@ func checkPython(l *Loaded, r *report) {
 	if p.Executable == "" {
 		r.add("%s: must name the Python interpreter of the app's environment", l.kv("worker.python.executable"))
 	}
+	if l.Config.Warmup.Ready == ReadyNotify {
+		r.add("%s cannot apply to worker.python: its workers never send READY=1 (warmpool binds their socket, and the warm-up shows when they serve); remove it",
+			l.kv("warmup.ready"))
+	}
 }
 
 // pythonDotted reports whether s is a dotted Python name: identifiers joined by dots.

@@ -13,6 +13,7 @@ import (
 
 	"warmpool/internal/config"
 	"warmpool/internal/pool"
+	"warmpool/internal/pyfork"
 	"warmpool/internal/warmup"
 	"warmpool/internal/worker"
 )
@@ -95,6 +96,13 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("diagnose: %w", err)
 	}
 	defer os.RemoveAll(dir)
+	if cfg.Worker.IsPython() {
+		// A Python app's workers are measured as fresh processes of the helper: what a cold
+		// worker costs is the question, and a fork would hide it.
+		if _, err := pyfork.WriteHelper(dir); err != nil {
+			return nil, fmt.Errorf("diagnose: %w", err)
+		}
+	}
 
 	plan := warmup.NewPlan(cfg)
 	probes := probesOf(plan, o.Paths, o.Host)

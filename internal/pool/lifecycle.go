@@ -122,6 +122,7 @@ func WorkerSpec(cfg *config.Config, id, generation int, socketDir string, env []
 		spec.Command = pyfork.Command(cfg, pyfork.HelperPath(socketDir), "serve")
 		spec.Env = pyfork.Env(spec.Env)
 		spec.Bind = true
+		spec.Launcher = worker.ExecLauncher{Origin: "fresh"}
 	}
 	return spec
 }
