@@ -1,0 +1,139 @@
+"""Unit tests of warmpool's Python helper (helper.py); the Go tests run it as a whole.
+
+Run: python3 -m unittest -v helper_test (from internal/pyfork); `go test ./internal/pyfork` runs
+them too.
+"""
+import gc
+import os
+import sys
+import threading
+import types
+import unittest
+
+import helper
+
+
+class LoadTest(unittest.TestCase):
+    def test_module_and_dotted_attribute(self):
+        self.assertIs(helper.load("os.path:join"), os.path.join)
+        self.assertEqual(helper.load("helper_test:LoadTest.__name__"), "LoadTest")
+
+    def test_not_module_callable_is_an_error(self):
+        for spec in ["mysite/wsgi.py", "mysite.wsgi", ":app", "mysite:"]:
+            with self.assertRaises(SystemExit, msg=spec):
+                helper.load(spec)
+
+    def test_missing_module_raises_import_error(self):
+        with self.assertRaises(ImportError):
+            helper.load("no_such_module_here:app")
+
+
+class ThreadsTest(unittest.TestCase):
+    def test_no_extra_thread_here(self):
+        self.assertEqual(helper.extra_threads(), [])
+
+    def test_a_running_thread_is_named_with_its_target(self):
+        stop = threading.Event()
+
+        def exporter_loop():
+            stop.wait()
+
+        t = threading.Thread(target=exporter_loop, name="exporter", daemon=True)
+        t.start()
+        try:
+            found = helper.extra_threads()
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(len(found), 1, found)
+        self.assertEqual(found[0]["name"], "exporter")
+        self.assertTrue(found[0]["target"].endswith("exporter_loop"), found[0])
+
+
+class Args:
+    pre_fork = ""
+    post_fork = ""
+
+
+class PrepareTest(unittest.TestCase):
+    def setUp(self):
+        self.saved = {name: sys.modules.get(name) for name in ["django.db", "numpy", "asgiref.sync"]}
+
+    def tearDown(self):
+        for name, module in self.saved.items():
+            if module is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = module
+        gc.unfreeze()
+
+    def test_django_connections_are_closed_and_the_gc_frozen(self):
+        closed = []
+        fake = types.ModuleType("django.db")
+        fake.connections = types.SimpleNamespace(close_all=lambda: closed.append(True))
+        sys.modules["django.db"] = fake
+        result = helper.prepare(Args())
+        self.assertEqual(result["ok"], True, result)
+        self.assertEqual(closed, [True])
+        self.assertIn("Django database connections", result["closed"])
+        self.assertGreater(gc.get_freeze_count(), 0)
+
+    def test_pre_fork_runs_before_the_thread_check(self):
+        calls = []
+        module = types.ModuleType("prefork_hooks")
+        module.pre_fork = lambda: calls.append("pre_fork")
+        sys.modules["prefork_hooks"] = module
+        args = Args()
+        args.pre_fork = "prefork_hooks:pre_fork"
+        try:
+            helper.prepare(args)
+        finally:
+            del sys.modules["prefork_hooks"]
+        self.assertEqual(calls, ["pre_fork"])
+
+    def test_a_thread_refuses_the_fork(self):
+        stop = threading.Event()
+        t = threading.Thread(target=stop.wait, name="sdk-flusher", daemon=True)
+        t.start()
+        try:
+            result = helper.prepare(Args())
+        finally:
+            stop.set()
+            t.join()
+        self.assertEqual(result["ok"], False)
+        self.assertEqual([th["name"] for th in result["threads"]], ["sdk-flusher"])
+        self.assertEqual(gc.get_freeze_count(), 0, "a refused template must not freeze")
+
+    def test_numpy_is_reseeded_in_a_child(self):
+        seeded = []
+        fake = types.ModuleType("numpy")
+        fake.random = types.SimpleNamespace(seed=lambda: seeded.append(True))
+        sys.modules["numpy"] = fake
+        helper.reopen_after_fork()
+        self.assertEqual(seeded, [True])
+
+
+class ControlTest(unittest.TestCase):
+    def test_messages_carry_descriptors(self):
+        import socket
+
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        r, w = os.pipe()
+        try:
+            helper.send(a, {"op": "fork", "id": 7}, [r])
+            message, fds = helper.receive(b)
+            self.assertEqual(message, {"op": "fork", "id": 7})
+            self.assertEqual(len(fds), 1)
+            os.write(w, b"x")
+            self.assertEqual(os.read(fds[0], 1), b"x")
+            os.close(fds[0])
+            a.close()
+            self.assertEqual(helper.receive(b), (None, []))
+        finally:
+            os.close(r)
+            os.close(w)
+            b.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
