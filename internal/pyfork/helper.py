@@ -254,14 +254,21 @@ def extra_threads():
             "target": describe(target) if target is not None else describe(type(t).run),
         })
     try:
-        os_threads = len(os.listdir("/proc/self/task"))
+        tasks = os.listdir("/proc/self/task")
     except OSError:
-        os_threads = 1 + len(found)
-    unknown = os_threads - 1 - len(found)
+        tasks = []
+    unknown = len(tasks) - 1 - len(found)
     if unknown > 0:
+        names = set()
+        for tid in tasks:
+            try:
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    names.add(f.read().strip())
+            except OSError:
+                pass
         found.append({
-            "name": f"{unknown} thread(s) that the threading module does not know",
-            "target": "started by a C extension",
+            "name": f"{unknown} thread(s) that the threading module does not know (named {', '.join(sorted(names))})",
+            "target": "started by a C extension, such as an OpenMP or BLAS pool (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS)",
         })
     return found
 

@@ -67,8 +67,31 @@ func Command(cfg *config.Config, helper, mode string) []string {
 }
 
 // Env is the environment of every Python process warmpool starts: base plus unbuffered output,
-// so that a worker's lines reach the log as they are written.
-func Env(base []string) []string { return append(base[:len(base):len(base)], "PYTHONUNBUFFERED=1") }
+// so that a worker's lines reach the log as they are written, and one-thread OpenMP and BLAS
+// pools unless base sets their sizes. Those pools start threads when NumPy or pandas is
+// imported, which would keep the template from forking (GNU OpenMP's pool hangs a forked
+// child), and in a web worker they only compete with the request threads.
+func Env(base []string) []string {
+	env := append(base[:len(base):len(base)], "PYTHONUNBUFFERED=1")
+	for _, name := range singleThreadPools {
+		if !hasVar(base, name) {
+			env = append(env, name+"=1")
+		}
+	}
+	return env
+}
+
+// singleThreadPools are the thread-pool sizes Env sets to 1 unless they are set.
+var singleThreadPools = []string{"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+
+func hasVar(env []string, name string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, name+"=") {
+			return true
+		}
+	}
+	return false
+}
 
 // RefusedError says the template cannot fork: it runs other threads, named here.
 type RefusedError struct {

@@ -1,0 +1,10 @@
+#!/usr/bin/env python3
+"""The fork benchmark's Django site: manage.py migrate and seed run before each measurement."""
+import os
+import sys
+
+if __name__ == "__main__":
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchsite.settings")
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(sys.argv)
