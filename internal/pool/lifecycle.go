@@ -46,6 +46,10 @@ func (p *Pool) reconcile() {
 	}
 	sort.Slice(due, func(i, j int) bool { return due[i].flaggedAt.Before(due[j].flaggedAt) })
 	for ready > count && len(due) > 0 {
+		wait := time.Since(due[0].flaggedAt)
+		p.met.RecycleWait(wait)
+		p.log.Info("replacement admitted for a worker due for recycling", "worker", due[0].w.ID(), "reason", due[0].recycle,
+			"waited", wait.Round(time.Millisecond))
 		p.drain(due[0], "recycled: "+due[0].recycle)
 		due = due[1:]
 		ready--
@@ -275,9 +279,12 @@ func (p *Pool) admit(m *member) {
 		p.wg.Go(func() { p.send(due{w: w, reason: ReasonMaxRequests}) }) // never block a request
 	})
 	p.met.WorkerAdmitted(m.admittedAt.Sub(w.StartedAt()))
+	m.bootCPU, _ = w.CPUTime() // 0 if it exited meanwhile; its exit event follows
+	p.met.WorkerBootCPU(m.bootCPU)
 	p.failures, p.problem, p.nextStart = 0, "", time.Time{}
 	p.log.Info("worker admitted into rotation", "worker", w.ID(), "generation", w.Generation(), "pid", w.PID(),
-		"boot", m.admittedAt.Sub(w.StartedAt()).Round(time.Millisecond), "warmup_requests", m.warmup.Requests,
+		"boot", m.admittedAt.Sub(w.StartedAt()).Round(time.Millisecond), "boot_cpu", m.bootCPU.Round(time.Millisecond),
+		"origin", w.Origin(), "warmup_requests", m.warmup.Requests,
 		"warmup", m.warmup.Duration.Round(time.Millisecond), "slowest_warmup_request", m.warmup.Slowest.Round(time.Millisecond))
 	if len(m.warmup.NotSuccess) > 0 {
 		p.log.Warn("worker admitted although warm-up requests were answered with an error, which its expect accepts: it may meet clients cold",
@@ -520,6 +527,7 @@ func (p *Pool) publish() {
 			at := m.admittedAt
 			ws.AdmittedAt = &at
 			ws.WarmupTime = m.warmup.Duration.Seconds()
+			ws.BootCPU = m.bootCPU.Seconds()
 			if !m.draining {
 				st.Ready++
 			}

@@ -112,8 +112,9 @@ type member struct {
 	warmed      bool
 	warmup      warmup.Result
 	admittedAt  time.Time
-	recycle     string // why it is due for recycling; "" when it is not
-	maxRequests int64  // its max_requests with jitter; 0: none
+	bootCPU     time.Duration // CPU its processes used from spawn to admission
+	recycle     string        // why it is due for recycling; "" when it is not
+	maxRequests int64         // its max_requests with jitter; 0: none
 	flaggedAt   time.Time
 	lifetime    *time.Timer
 	draining    bool

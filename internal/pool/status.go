@@ -22,6 +22,8 @@ type WorkerStatus struct {
 	InFlight    int64   `json:"in_flight"`
 	Recycle     string  `json:"recycle_pending,omitempty"`
 	WarmupTime  float64 `json:"warmup_seconds,omitempty"`
+	// BootCPU is the CPU time its processes used from spawn (or fork) to admission.
+	BootCPU float64 `json:"boot_cpu_seconds,omitempty"`
 	// Origin says how its process was made: "exec" (worker.command), "fork" (from a Python
 	// template) or "fresh" (a Python worker started fresh because no template could fork).
 	Origin string `json:"origin,omitempty"`

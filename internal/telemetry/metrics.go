@@ -24,6 +24,8 @@ type Metrics struct {
 	protocolErrors    *prometheus.CounterVec
 	overshoot         prometheus.Histogram
 	workers           *stateCollector
+	bootCPU           prometheus.Histogram
+	recycleWait       prometheus.Histogram
 	forks             prometheus.Counter
 	forkFallbacks     *prometheus.CounterVec
 	templateFailures  *prometheus.CounterVec
@@ -72,6 +74,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "For each worker recycled at max_requests: the requests it served past its limit while its replacement booted and warmed.",
 			Buckets: []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
 		}),
+		bootCPU: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "warmpool_worker_boot_cpu_seconds", Help: "CPU time a worker's processes used from spawn (or fork) to admission: what its boot and warm-up cost.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}),
+		recycleWait: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "warmpool_recycle_wait_seconds",
+			Help:    "Time from a worker being due for recycling to its leaving rotation, once its replacement was admitted.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
 		forks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "warmpool_python_forks_total", Help: "Workers of a [worker.python] app forked from a warm template.",
 		}),
@@ -98,7 +109,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.requests, m.inFlight, m.spawns,
 		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.protocolErrors, m.overshoot, m.workers,
-		m.forks, m.forkFallbacks, m.templateFailures)
+		m.bootCPU, m.recycleWait, m.forks, m.forkFallbacks, m.templateFailures)
 	return m
 }
 
@@ -114,6 +125,20 @@ func (m *Metrics) ObserveRequest(req *Request) {
 func (m *Metrics) WorkerSpawned() {
 	if m != nil {
 		m.spawns.Inc()
+	}
+}
+
+// WorkerBootCPU records the CPU time a worker used to boot and warm.
+func (m *Metrics) WorkerBootCPU(d time.Duration) {
+	if m != nil {
+		m.bootCPU.Observe(d.Seconds())
+	}
+}
+
+// RecycleWait records how long a worker due for recycling waited for its replacement.
+func (m *Metrics) RecycleWait(d time.Duration) {
+	if m != nil {
+		m.recycleWait.Observe(d.Seconds())
 	}
 }
 

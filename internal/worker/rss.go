@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 var pageSize = int64(os.Getpagesize())
@@ -175,4 +176,41 @@ func ProcessMemory(pid int) (rss, pss int64, err error) {
 		*into = kb << 10
 	}
 	return rss, pss, nil
+}
+
+// CPUTime is the CPU time the worker's process group has used so far: the scheduler's own
+// nanosecond accounting of each live thread (/proc/PID/task/TID/schedstat). The pool reads it
+// at admission: what a new worker cost to boot and warm.
+func (w *Worker) CPUTime() (time.Duration, error) {
+	pid := w.PID()
+	if pid == 0 {
+		return 0, errors.New("cpu: worker not started")
+	}
+	procs, err := groupProcesses(pid)
+	if err != nil {
+		return 0, fmt.Errorf("cpu: %w", err)
+	}
+	var total time.Duration
+	for _, p := range procs {
+		total += processCPU(p.pid)
+	}
+	return total, nil
+}
+
+// processCPU sums the run time of a process's live threads.
+func processCPU(pid int) time.Duration {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+	tasks, _ := os.ReadDir(dir)
+	var ns int64
+	for _, t := range tasks {
+		data, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue
+		}
+		if f := bytes.Fields(data); len(f) > 0 {
+			n, _ := strconv.ParseInt(string(f[0]), 10, 64)
+			ns += n
+		}
+	}
+	return time.Duration(ns)
 }
