@@ -1,0 +1,406 @@
+// Command fork measures warm fork (issue 12) on a real Django site (bench/fork/site: admin, the
+// ORM on SQLite, a middleware that imports pandas lazily under a lock on each process's first
+// request), behind warmpool with 2 workers x 4 threads at an open-loop 200 req/s. Three ways to
+// make a worker, in rounds that interleave them:
+//
+//	fork      [worker.python]: each worker is a fork of the warm template (waitress in the child)
+//	fresh     [worker.python] whose template refuses to fork (the app starts a thread at import):
+//	          fresh processes of the same helper, the fallback
+//	gunicorn  worker.command: a single-process gunicorn gthread worker per worker, started fresh
+//	          (the way before warm fork)
+//
+// Per way and max_requests (none, 100, 25): latency, errors, requests that met a cold worker,
+// recycles against what max_requests asks, the CPU and time a replacement takes to admission.
+// Then memory (8 workers after 1000 requests each) and one worker's steady throughput.
+//
+//	go run ./bench/fork      # needs: apt-get install python3-django python3-pandas python3-waitress gunicorn
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"warmpool/bench/benchutil"
+	"warmpool/bench/loadgen"
+)
+
+type options struct {
+	rate        int
+	rounds      int
+	duration    time.Duration
+	warmFor     time.Duration
+	maxRequests []int
+	memWorkers  int
+	memRequests int
+	tputFor     time.Duration
+	out         string
+	python      string
+}
+
+// A way of making workers.
+type way struct {
+	name, note string
+	// worker is the TOML that says how workers are made; site is the Django site's directory.
+	worker func(o options, site string) string
+	env    map[string]string
+}
+
+var ways = []way{
+	{name: "fork", note: "[worker.python]: every worker is a fork of the warm template, served by waitress",
+		worker: func(o options, site string) string {
+			return fmt.Sprintf("[worker.python]\napp = \"benchsite.wsgi:application\"\nexecutable = %q\n", o.python)
+		}},
+	{name: "fresh", note: "[worker.python] with a template that refuses to fork (the app starts a thread at import): fresh processes of the same helper, warmpool's fallback",
+		worker: func(o options, site string) string {
+			return fmt.Sprintf("[worker.python]\napp = \"benchsite.wsgi:application\"\nexecutable = %q\n", o.python)
+		},
+		env: map[string]string{"BENCH_THREAD_AT_IMPORT": "1"}},
+	{name: "gunicorn", note: "worker.command: one single-process gunicorn gthread server per worker, started fresh (before warm fork)",
+		worker: func(o options, site string) string {
+			return `command = ["gunicorn", "-b", "unix:{socket}", "-w", "1", "--threads", "4", "-k", "gthread", "benchsite.wsgi:application"]` + "\n"
+		}},
+}
+
+// config is warmpool's configuration for one measurement.
+func config(o options, w way, site, db, addr, admin string, count, maxRequests int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen = %q\nadmin_listen = %q\n[worker]\ndir = %q\ncount = %d\nconcurrency = 4\nmax_requests = %d\ngraceful_timeout = \"10s\"\n",
+		addr, admin, site, count, maxRequests)
+	// The [worker] keys come before its sub-tables.
+	workerTOML := w.worker(o, site)
+	command, python, _ := strings.Cut(workerTOML, "[worker.python]")
+	b.WriteString(command)
+	fmt.Fprintf(&b, "[worker.env]\nBENCH_SQLITE = %q\nPYTHONDONTWRITEBYTECODE = \"1\"\n", db)
+	for k, v := range w.env {
+		fmt.Fprintf(&b, "%s = %q\n", k, v)
+	}
+	if python != "" {
+		b.WriteString("[worker.python]" + python)
+	}
+	b.WriteString(`[proxy]
+queue_timeout = "30s"
+[warmup]
+timeout = "60s"
+[[warmup.request]]
+path = "/products/"
+headers = { Host = "shop.example" }
+repeat = 4
+[[warmup.request]]
+path = "/admin/login/"
+headers = { Host = "shop.example" }
+`)
+	return b.String()
+}
+
+func main() {
+	var o options
+	var maxRequests string
+	flag.IntVar(&o.rate, "rate", 200, "requests per second (open loop)")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures every way and max_requests in turn, and pools the latencies")
+	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured load per way, max_requests and round")
+	flag.DurationVar(&o.warmFor, "warm", 3*time.Second, "unmeasured load first")
+	flag.StringVar(&maxRequests, "max-requests", "0,100,25", "max_requests settings to measure (0: no recycling)")
+	flag.IntVar(&o.memWorkers, "mem-workers", 8, "workers of the memory measurement")
+	flag.IntVar(&o.memRequests, "mem-requests", 1000, "requests per worker before memory is read")
+	flag.DurationVar(&o.tputFor, "throughput", 10*time.Second, "closed-loop load on one worker for its steady throughput")
+	flag.StringVar(&o.out, "out", "bench/results/fork.md", "markdown results (empty: none)")
+	flag.StringVar(&o.python, "python", "/usr/bin/python3", "the interpreter with Django, pandas and waitress")
+	flag.Parse()
+	for _, f := range strings.Split(maxRequests, ",") {
+		var n int
+		fmt.Sscan(f, &n)
+		o.maxRequests = append(o.maxRequests, n)
+	}
+	rep, err := run(context.Background(), o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "fork:", err)
+		os.Exit(1)
+	}
+	md := render(o, rep)
+	fmt.Print(md)
+	if err := benchutil.WriteResult(o.out, md); err != nil {
+		fmt.Fprintln(os.Stderr, "fork:", err)
+		os.Exit(1)
+	}
+}
+
+// needs says what is missing to run the benchmark; "" when nothing is.
+func needs(python string) string {
+	if err := exec.Command(python, "-c", "import django, pandas, waitress").Run(); err != nil {
+		return python + " cannot import django, pandas and waitress (apt-get install python3-django python3-pandas python3-waitress)"
+	}
+	if _, err := exec.LookPath("gunicorn"); err != nil {
+		return "gunicorn is not installed (apt-get install gunicorn)"
+	}
+	return ""
+}
+
+// report is every measurement.
+type report struct {
+	latency    []*latencyResult
+	memory     []*memoryResult
+	throughput []*throughputResult
+}
+
+func run(ctx context.Context, o options) (*report, error) {
+	if why := needs(o.python); why != "" {
+		return nil, fmt.Errorf("%s", why)
+	}
+	root := benchutil.ModuleRoot()
+	site := filepath.Join(root, "bench", "fork", "site")
+	tmp, err := os.MkdirTemp("", "warmpool-fork-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(tmp)
+	wp := filepath.Join(tmp, "warmpool")
+	if err := benchutil.Build(ctx, wp, "./cmd/warmpool"); err != nil {
+		return nil, err
+	}
+	db := filepath.Join(tmp, "shop.sqlite3")
+	if err := prepareDB(ctx, o.python, site, db); err != nil {
+		return nil, err
+	}
+	rep := &report{}
+	for _, w := range ways {
+		for _, mr := range o.maxRequests {
+			rep.latency = append(rep.latency, &latencyResult{way: w, maxRequests: mr})
+		}
+		rep.memory = append(rep.memory, &memoryResult{way: w})
+		if w.name != "fresh" {
+			rep.throughput = append(rep.throughput, &throughputResult{way: w})
+		}
+	}
+	env := measureEnv{o: o, wp: wp, tmp: tmp, site: site, db: db}
+	for round := range max(o.rounds, 1) {
+		for _, r := range rep.latency {
+			fmt.Fprintf(os.Stderr, "fork: round %d, %s, max_requests %d...\n", round+1, r.way.name, r.maxRequests)
+			if err := env.measureLatency(ctx, r); err != nil {
+				return nil, fmt.Errorf("%s, max_requests %d: %w", r.way.name, r.maxRequests, err)
+			}
+		}
+		for _, r := range rep.memory {
+			fmt.Fprintf(os.Stderr, "fork: round %d, memory of %s...\n", round+1, r.way.name)
+			if err := env.measureMemory(ctx, r); err != nil {
+				return nil, fmt.Errorf("memory of %s: %w", r.way.name, err)
+			}
+		}
+		for _, r := range rep.throughput {
+			fmt.Fprintf(os.Stderr, "fork: round %d, throughput of %s...\n", round+1, r.way.name)
+			if err := env.measureThroughput(ctx, r); err != nil {
+				return nil, fmt.Errorf("throughput of %s: %w", r.way.name, err)
+			}
+		}
+	}
+	return rep, nil
+}
+
+func prepareDB(ctx context.Context, python, site, db string) error {
+	for _, args := range [][]string{{"manage.py", "migrate", "-v0"}, {"manage.py", "seed"}} {
+		cmd := exec.CommandContext(ctx, python, args...)
+		cmd.Dir = site
+		cmd.Env = append(os.Environ(), "BENCH_SQLITE="+db, "PYTHONDONTWRITEBYTECODE=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	return nil
+}
+
+type measureEnv struct {
+	o                 options
+	wp, tmp, site, db string
+}
+
+func (e measureEnv) start(ctx context.Context, w way, count, maxRequests int) (*instance, error) {
+	addr, admin := benchutil.FreeAddr(), benchutil.FreeAddr()
+	return startInstance(ctx, e.wp, e.tmp, config(e.o, w, e.site, e.db, addr, admin, count, maxRequests), addr, admin)
+}
+
+// latencyResult is one way at one max_requests, over every round.
+type latencyResult struct {
+	way                way
+	maxRequests        int
+	sent, errors, cold int
+	firstErr           string
+	latencies          []time.Duration
+	roundP99s          []time.Duration
+	recycles           int             // replacements admitted for workers due at max_requests
+	bootCPU            []time.Duration // per replacement: its processes' CPU from spawn to admission
+	templateCPU        time.Duration   // the template's CPU while the replacements were forked
+	waits              []time.Duration // recycle trigger to the replacement's admission
+	busy               float64         // the machine's busy cores during the load
+	measured           time.Duration
+}
+
+func (e measureEnv) measureLatency(ctx context.Context, r *latencyResult) error {
+	in, err := e.start(ctx, r.way, 2, r.maxRequests)
+	if err != nil {
+		return err
+	}
+	defer in.stop()
+	url := "http://" + in.addr + "/products/?page=3"
+	loadgen.Run(ctx, url, e.o.rate, e.o.warmFor, 30*time.Second)
+	st, _ := in.status()
+	tpl := st.templatePID()
+	tplCPU := benchutil.ThreadCPU(tpl)
+	idle0, total0 := benchutil.MachineTicks()
+	from := time.Now()
+	lr := loadgen.Run(ctx, url, e.o.rate, e.o.duration, 30*time.Second)
+	to := time.Now()
+	idle1, total1 := benchutil.MachineTicks()
+	if tpl != 0 {
+		r.templateCPU += benchutil.ThreadCPU(tpl) - tplCPU
+	}
+	if total1 > total0 {
+		r.busy += (1 - (idle1-idle0)/(total1-total0)) * float64(numCPU())
+	}
+	r.measured += to.Sub(from)
+	r.sent += len(lr.Latencies)
+	r.errors += lr.Errors
+	r.cold += lr.Cold
+	if r.firstErr == "" {
+		r.firstErr = lr.FirstErr
+	}
+	r.latencies = append(r.latencies, lr.Latencies...)
+	_, p99, _ := loadgen.Percentiles(lr.Latencies)
+	r.roundP99s = append(r.roundP99s, p99)
+	for _, line := range in.logged("replacement admitted for a worker due for recycling", from, to) {
+		if attr(line, "reason") == "max_requests" {
+			r.recycles++
+			r.waits = append(r.waits, durationAttr(line, "waited"))
+		}
+	}
+	for _, line := range in.logged("worker admitted into rotation", from, to) {
+		r.bootCPU = append(r.bootCPU, durationAttr(line, "boot_cpu"))
+	}
+	return nil
+}
+
+// memoryResult is the memory of memWorkers workers after memRequests requests each.
+type memoryResult struct {
+	way       way
+	total     []int64 // per round: template plus workers (a gunicorn worker: arbiter plus worker)
+	template  []int64
+	served    int64
+	perWorker []int64
+}
+
+func (e measureEnv) measureMemory(ctx context.Context, r *memoryResult) error {
+	in, err := e.start(ctx, r.way, e.o.memWorkers, 0)
+	if err != nil {
+		return err
+	}
+	defer in.stop()
+	closedLoop(ctx, "http://"+in.addr+"/products/?page=3", 2*e.o.memWorkers, e.o.memWorkers*e.o.memRequests, 10*time.Minute)
+	st, err := in.status()
+	if err != nil {
+		return err
+	}
+	var total, tplPSS int64
+	if tpl := st.templatePID(); tpl != 0 {
+		tplPSS = pss(tpl)
+		total += tplPSS
+	}
+	for _, w := range st.Workers {
+		p := treePSS(w.PID)
+		total += p
+		r.perWorker = append(r.perWorker, p)
+		r.served += w.Served
+	}
+	r.total = append(r.total, total)
+	r.template = append(r.template, tplPSS)
+	return nil
+}
+
+// throughputResult is one worker's steady throughput, closed loop.
+type throughputResult struct {
+	way  way
+	rps  []float64
+	errs int
+}
+
+func (e measureEnv) measureThroughput(ctx context.Context, r *throughputResult) error {
+	in, err := e.start(ctx, r.way, 1, 0)
+	if err != nil {
+		return err
+	}
+	defer in.stop()
+	url := "http://" + in.addr + "/products/?page=3"
+	closedLoop(ctx, url, 8, 1<<30, 2*time.Second) // unmeasured
+	ok, errs, d := closedLoop(ctx, url, 8, 1<<30, e.o.tputFor)
+	r.rps = append(r.rps, float64(ok)/d.Seconds())
+	r.errs += errs
+	return nil
+}
+
+// closedLoop sends requests from clients goroutines, each waiting for its answer, until limit
+// requests or d passed; it returns the successes, the failures and the time taken.
+func closedLoop(ctx context.Context, url string, clients, limit int, d time.Duration) (ok, errs int, took time.Duration) {
+	tr := &http.Transport{MaxIdleConnsPerHost: clients}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	var mu sync.Mutex
+	sent := 0
+	start := time.Now()
+	deadline := start.Add(d)
+	var wg sync.WaitGroup
+	for range clients {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				if sent >= limit || time.Now().After(deadline) || ctx.Err() != nil {
+					mu.Unlock()
+					return
+				}
+				sent++
+				mu.Unlock()
+				resp, err := cl.Get(url)
+				good := err == nil && resp.StatusCode == 200
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				mu.Lock()
+				if good {
+					ok++
+				} else {
+					errs++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return ok, errs, time.Since(start)
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+func mean(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	var sum time.Duration
+	for _, d := range ds {
+		sum += d
+	}
+	return sum / time.Duration(len(ds))
+}
