@@ -46,6 +46,7 @@ func (p *Pool) reconcile() {
 	}
 	sort.Slice(due, func(i, j int) bool { return due[i].flaggedAt.Before(due[j].flaggedAt) })
 	for ready > count && len(due) > 0 {
+		p.learnLead(due[0])
 		wait := time.Since(due[0].flaggedAt)
 		p.met.RecycleWait(wait)
 		p.log.Info("replacement admitted for a worker due for recycling", "worker", due[0].w.ID(), "reason", due[0].recycle,
@@ -267,6 +268,12 @@ func (p *Pool) admit(m *member) {
 		maxRequests = int64(wc.MaxRequests + jitterInt(wc.MaxRequestsJitter))
 	}
 	m.maxRequests = maxRequests
+	dueAt := maxRequests
+	if maxRequests > 0 {
+		// Its replacement starts this many requests early, so that it is warm when the worker
+		// reaches its limit rather than well after.
+		dueAt = max(1, maxRequests-int64(p.recycleLead))
+	}
 	if wc.MaxLifetime.Duration > 0 {
 		life := wc.MaxLifetime.Duration + jitterDuration(wc.MaxLifetimeJitter.Duration)
 		m.lifetime = time.AfterFunc(life, func() { p.send(due{w: w, reason: ReasonMaxLifetime}) })
@@ -275,7 +282,7 @@ func (p *Pool) admit(m *member) {
 	m.admittedAt = time.Now()
 	_, admitSpan := p.tracer.Start(trace.ContextWithSpan(context.Background(), m.span), "warmpool.worker.admit")
 	admitSpan.End()
-	p.rot.Add(w, wc.Concurrency, maxRequests, func() {
+	p.rot.Add(w, wc.Concurrency, dueAt, func() {
 		p.wg.Go(func() { p.send(due{w: w, reason: ReasonMaxRequests}) }) // never block a request
 	})
 	p.met.WorkerAdmitted(m.admittedAt.Sub(w.StartedAt()))
@@ -303,6 +310,21 @@ func (p *Pool) readyCount() int {
 		}
 	}
 	return n
+}
+
+// learnLead adjusts how many requests before max_requests a replacement starts, from how far
+// past (or short of) its limit a worker due at max_requests served by the time its replacement
+// was admitted: half the miss at a time, between 0 and half of max_requests.
+func (p *Pool) learnLead(m *member) {
+	if m.recycle != ReasonMaxRequests || m.maxRequests <= 0 {
+		return
+	}
+	p.recycleLead = nextLead(p.recycleLead, p.served(m.w), m.maxRequests)
+}
+
+func nextLead(lead float64, served, maxRequests int64) float64 {
+	miss := float64(served - maxRequests)
+	return min(max(lead+miss/2, 0), float64(maxRequests)/2)
 }
 
 // flag marks an admitted worker as due for recycling; reconcile starts its replacement.

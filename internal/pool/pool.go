@@ -93,6 +93,9 @@ type Pool struct {
 	isFirstReady bool
 	shuttingDown bool
 	exits        []ExitRecord
+	// recycleLead is how many requests before its max_requests a worker's replacement starts
+	// (learned from past recycles; see learnLead).
+	recycleLead float64
 
 	mu     sync.Mutex
 	status Status

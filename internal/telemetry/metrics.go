@@ -71,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		overshoot: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "warmpool_recycle_overshoot_requests",
-			Help:    "For each worker recycled at max_requests: the requests it served past its limit while its replacement booted and warmed.",
+			Help:    "For each worker recycled at max_requests: the requests it served past its limit while its replacement booted and warmed (0 when the replacement was warm in time: warmpool starts replacements early by what it learned from the last recycles).",
 			Buckets: []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
 		}),
 		bootCPU: prometheus.NewHistogram(prometheus.HistogramOpts{
