@@ -359,15 +359,27 @@ def child_main(args, app, ctl, request, listen_fd, out_fd, err_fd, release_r, ot
             os._exit(code)
 
 
-def set_parent_death_signal():
-    """SIGKILL when warmpool dies (the worker's parent now), as for the workers warmpool execs."""
+_libc = None
+
+
+def load_libc():
+    """Load libc through ctypes in the template, so that no child pays for the import."""
+    global _libc
     try:
         import ctypes
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
+        _libc = ctypes.CDLL(None, use_errno=True)
+    except (OSError, ImportError):
+        _libc = None
+
+
+def set_parent_death_signal():
+    """SIGKILL when warmpool dies (the worker's parent now), as for the workers warmpool execs."""
+    PR_SET_PDEATHSIG = 1
+    try:
+        if _libc is not None:
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except AttributeError:
         pass  # warmpool's keeper still ends the worker with warmpool
 
 
@@ -375,6 +387,7 @@ def template_main(args):
     ctl = socket.socket(fileno=CONTROL_FD)
     listener = socket.socket(fileno=LISTEN_FD)
     import_server(args.interface)
+    load_libc()
     app = load(args.app)
     send(ctl, {"event": "imported"})
     WARMERS[args.interface](app, listener, ctl)
