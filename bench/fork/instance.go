@@ -138,11 +138,12 @@ func (in *instance) stop() {
 // status is what the bench reads of /status.
 type status struct {
 	Workers []struct {
-		ID     int    `json:"id"`
-		PID    int    `json:"pid"`
-		State  string `json:"state"`
-		Served int64  `json:"requests_served"`
-		Origin string `json:"origin"`
+		ID        int       `json:"id"`
+		PID       int       `json:"pid"`
+		State     string    `json:"state"`
+		Served    int64     `json:"requests_served"`
+		Origin    string    `json:"origin"`
+		StartedAt time.Time `json:"started_at"`
 	} `json:"workers"`
 	Templates []struct {
 		PID   int    `json:"pid"`

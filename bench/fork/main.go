@@ -292,8 +292,8 @@ type memoryResult struct {
 	way       way
 	total     []int64 // per round: template plus workers (a gunicorn worker: arbiter plus worker)
 	template  []int64
-	served    int64
-	perWorker []int64
+	served    int64   // in the last round
+	perWorker []int64 // in the last round
 }
 
 func (e measureEnv) measureMemory(ctx context.Context, r *memoryResult) error {
@@ -308,6 +308,7 @@ func (e measureEnv) measureMemory(ctx context.Context, r *memoryResult) error {
 		return err
 	}
 	var total, tplPSS int64
+	r.perWorker, r.served = nil, 0
 	if tpl := st.templatePID(); tpl != 0 {
 		tplPSS = pss(tpl)
 		total += tplPSS

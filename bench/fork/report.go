@@ -89,7 +89,7 @@ func render(o options, rep *report) string {
 
 	b.WriteString("\n## Memory\n\n")
 	fmt.Fprintf(&b, "%d workers x 4 threads, after %d requests each (closed loop), PSS from /proc/PID/smaps_rollup (shared pages counted once across the processes that share them).\n\n", o.memWorkers, o.memRequests)
-	b.WriteString("| way | PSS in all, per round | of which the template | PSS per worker (last round) | requests served |\n|---|---|---:|---|---:|\n")
+	b.WriteString("| way | PSS in all, per round | of which the template | PSS per worker (last round) | requests served (last round) |\n|---|---|---:|---|---:|\n")
 	for _, r := range rep.memory {
 		totals := make([]string, len(r.total))
 		for i, t := range r.total {

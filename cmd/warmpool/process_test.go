@@ -588,3 +588,92 @@ func TestShutdownDelayKeepsServing(t *testing.T) {
 		t.Fatalf("exited %s after SIGTERM, before shutdown_delay", took)
 	}
 }
+
+// A Python app's forked workers and their template die with warmpool too: the forks were
+// adopted by warmpool and have its parent-death signal, and the keeper backs it.
+func TestSIGKILLOfWarmpoolLeavesNoForkedWorkerBehind(t *testing.T) {
+	python := "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import waitress").Run(); err != nil {
+		t.Skip("needs Debian's python3-waitress (CI installs it)")
+	}
+	apps, _ := filepath.Abs("../../internal/pyfork/testdata")
+	cfg := writeConfig(t, fmt.Sprintf(`listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+[worker]
+dir = %q
+count = 2
+concurrency = 2
+env = { COLD_SECONDS = "0" }
+[worker.python]
+app = "forkapp:application"
+executable = %q
+[[warmup.request]]
+path = "/"
+`, apps, python))
+	p := startProc(t, nil, "run", "--config", cfg)
+	_, admin := p.addresses()
+	p.waitLines(1, `msg="pool ready"`)
+	pids := workerPIDs(t, admin)
+	st := statusJSON(t, admin)
+	if len(st.Templates) != 1 || st.Templates[0].State != "ready" || st.Templates[0].PSSBytes <= 0 {
+		t.Fatalf("status shows no ready template with its memory: %+v", st.Templates)
+	}
+	for _, w := range st.Workers {
+		if w.Origin != "fork" || w.PSSBytes <= 0 || w.RSSBytes <= w.PSSBytes {
+			t.Fatalf("worker %+v: want a fork whose PSS is below its RSS (pages shared with the template)", w)
+		}
+	}
+	// The template and the forked workers: warmpool's python3 children.
+	pythons := childrenOf(t, p.cmd.Process.Pid, "python3")
+	if len(pythons) != 3 {
+		t.Fatalf("want the template and 2 forked workers as warmpool's children, found %v", pythons)
+	}
+	for _, pid := range pids {
+		if ppid := parentOf(t, pid); ppid != p.cmd.Process.Pid {
+			t.Fatalf("forked worker %d has parent %d, not warmpool (%d)", pid, ppid, p.cmd.Process.Pid)
+		}
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	p.wait()
+	waitGone(t, pythons, time.Second)
+}
+
+type pythonStatus struct {
+	Templates []struct {
+		State    string `json:"state"`
+		PSSBytes int64  `json:"pss_bytes"`
+	} `json:"templates"`
+	Workers []struct {
+		Origin   string `json:"origin"`
+		RSSBytes int64  `json:"rss_bytes"`
+		PSSBytes int64  `json:"pss_bytes"`
+	} `json:"workers"`
+}
+
+func statusJSON(t *testing.T, admin string) pythonStatus {
+	t.Helper()
+	resp, err := http.Get("http://" + admin + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var st pythonStatus
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+func parentOf(t *testing.T, pid int) int {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"warmpool/internal/pool"
+	"warmpool/internal/pyfork"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 )
@@ -121,17 +122,27 @@ func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 // statusResponse is the pool's status with what is measured at request time.
 type statusResponse struct {
 	pool.Status
-	Workers []workerStatus `json:"workers"`
+	Workers   []workerStatus   `json:"workers"`
+	Templates []templateStatus `json:"templates,omitempty"`
 	// Latency is the last minute's P50/P99, first requests of workers vs steady.
 	Latency telemetry.Summary `json:"latency"`
 	// Chart is per second over the last five minutes.
 	Chart []telemetry.Point `json:"chart"`
 }
 
+// Memory is read at request time: RSS and PSS of each worker's process group (for a gunicorn
+// worker, its arbiter and worker processes), and of each Python template.
 type workerStatus struct {
 	pool.WorkerStatus
 	AgeSeconds float64 `json:"age_seconds"`
 	RSSBytes   int64   `json:"rss_bytes,omitempty"`
+	PSSBytes   int64   `json:"pss_bytes,omitempty"`
+}
+
+type templateStatus struct {
+	pyfork.TemplateStatus
+	RSSBytes int64 `json:"rss_bytes,omitempty"`
+	PSSBytes int64 `json:"pss_bytes,omitempty"`
 }
 
 func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
@@ -143,9 +154,16 @@ func (h *Handler) status(w http.ResponseWriter, _ *http.Request) {
 			out.AgeSeconds = time.Since(ws.StartedAt).Seconds()
 		}
 		if ws.PID != 0 {
-			out.RSSBytes, _ = worker.GroupRSS(ws.PID)
+			out.RSSBytes, out.PSSBytes, _ = worker.GroupMemory(ws.PID)
 		}
 		resp.Workers = append(resp.Workers, out)
+	}
+	for _, ts := range st.Templates {
+		out := templateStatus{TemplateStatus: ts}
+		if ts.PID != 0 {
+			out.RSSBytes, out.PSSBytes, _ = worker.ProcessMemory(ts.PID)
+		}
+		resp.Templates = append(resp.Templates, out)
 	}
 	if h.history != nil {
 		resp.Latency = h.history.Summary(time.Minute)

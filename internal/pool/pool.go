@@ -171,10 +171,13 @@ func New(opts Options) *Pool {
 	return p
 }
 
-// beginTemplate starts the current generation's template, for a Python app.
+// beginTemplate starts the current generation's template, for a Python app; for a command
+// (a reload may switch), the templates of earlier generations stop.
 func (p *Pool) beginTemplate() {
 	if p.cfg.Worker.IsPython() {
 		p.templates.Begin(p.generation, p.cfg, p.plan, workerEnv(p.env, p.cfg.Worker.Env))
+	} else {
+		p.templates.RetireOlder(p.generation)
 	}
 }
 
@@ -282,9 +285,6 @@ func (p *Pool) Status() Status {
 	st.Workers = slices.Clone(st.Workers)
 	for i, w := range ws {
 		st.Workers[i].Served, st.Workers[i].InFlight = p.rot.Counts(w)
-		if st.Python {
-			st.Workers[i].RSS, st.Workers[i].PSS, _ = w.Memory()
-		}
 	}
 	if st.Python {
 		st.Templates = p.templates.Status()

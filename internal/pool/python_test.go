@@ -104,8 +104,8 @@ func TestPythonWorkersAreForksOfTheWarmTemplate(t *testing.T) {
 	h.waitReady()
 	st := h.statusJSON()
 	tpl := readyTemplate(st)
-	if !st.Python || tpl == nil || tpl.PID == 0 || tpl.PSS == 0 {
-		t.Fatalf("status shows no ready template with its pid and memory: %+v", st.Templates)
+	if !st.Python || tpl == nil || tpl.PID == 0 {
+		t.Fatalf("status shows no ready template with its pid: %+v", st.Templates)
 	}
 	// Requests until two workers were recycled (bounded in count).
 	recycled := testutil.Msg("worker stopped", "reason", "recycled: max_requests")
@@ -131,8 +131,8 @@ func TestPythonWorkersAreForksOfTheWarmTemplate(t *testing.T) {
 		if w.AdmittedAt == nil {
 			continue // a replacement still starting
 		}
-		if w.Origin != "fork" || w.PSS == 0 {
-			t.Errorf("worker %d: origin %q, pss %d; want a fork with its memory shown", w.ID, w.Origin, w.PSS)
+		if w.Origin != "fork" {
+			t.Errorf("worker %d: origin %q, want a fork", w.ID, w.Origin)
 		}
 	}
 	calls := hookCalls(t, cfg)

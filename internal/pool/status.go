@@ -27,10 +27,6 @@ type WorkerStatus struct {
 	// Origin says how its process was made: "exec" (worker.command), "fork" (from a Python
 	// template) or "fresh" (a Python worker started fresh because no template could fork).
 	Origin string `json:"origin,omitempty"`
-	// RSS and PSS are a Python worker's own memory; PSS counts the pages it shares with its
-	// template and siblings as its share of them.
-	RSS int64 `json:"rss_bytes,omitempty"`
-	PSS int64 `json:"pss_bytes,omitempty"`
 }
 
 // ExitRecord is a worker that is gone, and why.

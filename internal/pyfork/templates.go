@@ -118,14 +118,14 @@ func (ts *Templates) run(g *generation) {
 		case err == nil:
 			failures = 0
 			ts.set(g, func() { g.state, g.why = TemplateReady, "" })
-			ts.retireOlder(g.gen)
+			ts.RetireOlder(g.gen)
 		case errors.As(err, &refused):
 			ts.log.Warn("the template cannot fork: every worker of this generation starts as a fresh process (slower to start, no shared memory) until the app starts its threads in post_fork",
 				"generation", g.gen, "reason", err)
 			ts.opts.Metrics.TemplateFailed("threads")
 			ts.set(g, func() { g.state, g.why, g.refused = TemplateRefused, err.Error(), true })
 			t.Stop(context.Background())
-			ts.retireOlder(g.gen)
+			ts.RetireOlder(g.gen)
 			<-g.stop
 			return
 		default:
@@ -190,8 +190,9 @@ func (ts *Templates) backoff(g *generation, failures int) bool {
 	}
 }
 
-// retireOlder stops the templates of generations before gen.
-func (ts *Templates) retireOlder(gen int) {
+// RetireOlder stops the templates of generations before gen. A template retires by itself once
+// a newer one is ready; the pool calls this when a reload's workers are no Python app.
+func (ts *Templates) RetireOlder(gen int) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	for n, g := range ts.gens {
@@ -310,32 +311,20 @@ type TemplateStatus struct {
 	// Problem says why it cannot fork now; workers then start as fresh processes.
 	Problem  string `json:"problem,omitempty"`
 	Restarts int    `json:"restarts,omitempty"`
-	RSS      int64  `json:"rss_bytes,omitempty"`
-	PSS      int64  `json:"pss_bytes,omitempty"`
 }
 
 // Status lists the running templates, oldest generation first.
 func (ts *Templates) Status() []TemplateStatus {
 	ts.mu.Lock()
 	out := make([]TemplateStatus, 0, len(ts.gens))
-	var procs []*worker.Worker
 	for _, g := range ts.gens {
 		st := TemplateStatus{Generation: g.gen, State: g.state, Problem: g.why, Restarts: g.restarts}
-		var p *worker.Worker
 		if g.tpl != nil {
-			if p = g.tpl.Process(); p != nil {
-				st.PID = p.PID()
-			}
+			st.PID = g.tpl.PID()
 		}
 		out = append(out, st)
-		procs = append(procs, p)
 	}
 	ts.mu.Unlock()
-	for i, p := range procs {
-		if p != nil {
-			out[i].RSS, out[i].PSS, _ = p.Memory()
-		}
-	}
 	slices.SortFunc(out, func(a, b TemplateStatus) int { return a.Generation - b.Generation })
 	return out
 }

@@ -131,18 +131,23 @@ func groupRSS(pgid int) (int64, error) {
 	return total, nil
 }
 
-// GroupRSS is the resident memory of process group pgid (a worker started by this package).
-func GroupRSS(pgid int) (int64, error) { return groupRSS(pgid) }
-
-// Memory is the worker process's own resident and proportional set sizes (PSS: shared pages
-// divided among the processes sharing them, so a forked worker's share of its template's
-// pages counts once across them), from /proc/PID/smaps_rollup.
-func (w *Worker) Memory() (rss, pss int64, err error) {
-	pid := w.PID()
-	if pid == 0 {
-		return 0, 0, errors.New("memory: not started")
+// GroupMemory is the resident and proportional set sizes of process group pgid (a worker and
+// the descendants in its group), from each process's /proc/PID/smaps_rollup. PSS divides each
+// shared page among the processes that share it: the figure that shows what a fork from a
+// template saves, where RSS counts the shared pages in full in every process.
+func GroupMemory(pgid int) (rss, pss int64, err error) {
+	procs, err := groupProcesses(pgid)
+	if err != nil {
+		return 0, 0, fmt.Errorf("memory: %w", err)
 	}
-	return ProcessMemory(pid)
+	for _, p := range procs {
+		r, s, err := ProcessMemory(p.pid)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		rss, pss = rss+r, pss+s
+	}
+	return rss, pss, nil
 }
 
 // ProcessMemory reads a process's RSS and PSS from /proc/PID/smaps_rollup.
