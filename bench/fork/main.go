@@ -106,7 +106,7 @@ func main() {
 	var o options
 	var maxRequests string
 	flag.IntVar(&o.rate, "rate", 200, "requests per second (open loop)")
-	flag.IntVar(&o.rounds, "rounds", 2, "rounds; each measures every way and max_requests in turn, and pools the latencies")
+	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every way and max_requests in turn, and pools the latencies")
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured load per way, max_requests and round")
 	flag.DurationVar(&o.warmFor, "warm", 3*time.Second, "unmeasured load first")
 	flag.StringVar(&maxRequests, "max-requests", "0,100,25", "max_requests settings to measure (0: no recycling)")
