@@ -12,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"warmpool/internal/config"
 	"warmpool/internal/pool"
 	"warmpool/internal/proxy"
+	"warmpool/internal/telemetry"
 	"warmpool/internal/testutil"
 	"warmpool/internal/testworker"
 	"warmpool/internal/worker"
@@ -54,6 +57,31 @@ type harness struct {
 	logs *testutil.Logs
 	srv  *httptest.Server
 	cl   *http.Client
+	reg  *prometheus.Registry // the pool's metrics
+}
+
+// counter is the value of a counter of the pool's metrics with the given labels (0 if absent).
+func (h *harness) counter(name string, labels map[string]string) float64 {
+	h.t.Helper()
+	families, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if labels[lp.GetName()] != lp.GetValue() {
+					continue metrics
+				}
+			}
+			return m.GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 // baseConfig runs the test binary as the worker, with a 50ms cold start warmed by 4 requests.
@@ -78,11 +106,12 @@ func start(t *testing.T, cfg *config.Config) *harness {
 	}
 	logs := testutil.NewLogs(t)
 	rot := &recordingRotation{Balancer: proxy.NewBalancer(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)}
-	p := pool.New(pool.Options{Config: cfg, Rotation: rot, SocketDir: t.TempDir(), Logger: logs.Logger()})
+	reg := prometheus.NewRegistry()
+	p := pool.New(pool.Options{Config: cfg, Rotation: rot, SocketDir: t.TempDir(), Logger: logs.Logger(), Metrics: telemetry.NewMetrics(reg)})
 	front := proxy.NewFront(rot.Balancer, proxy.Options{RequestTimeout: cfg.Proxy.RequestTimeout.Duration, Logger: logs.Logger()})
 	front.Start()
 	srv := httptest.NewServer(front)
-	h := &harness{t: t, cfg: cfg, rot: rot, pool: p, logs: logs, srv: srv,
+	h := &harness{t: t, cfg: cfg, rot: rot, pool: p, logs: logs, srv: srv, reg: reg,
 		cl: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}}
 	if err := p.Start(); err != nil {
 		t.Fatal(err)

@@ -156,16 +156,18 @@ func (p *Pool) run(ctx context.Context, w *worker.Worker, b bootSpec) {
 }
 
 // boot spawns the worker, waits for its ready signal and socket, and runs the warm-up plan,
-// all within warmup.timeout. The worker exiting ends it at once with the exit status.
+// all within warmup.timeout from the spawn. (A fork's launcher waits for its template first,
+// up to warmup.timeout of its own, and then starts a fresh process, which gets the whole
+// timeout.) The worker exiting ends it at once with the exit status.
 func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.Result, error) {
-	timeout := b.cfg.Warmup.Timeout.Duration
-	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed: %w", timeout, errBootTimeout))
-	defer cancelTimeout()
 	_, spawnSpan := p.tracer.Start(ctx, "warmpool.worker.spawn")
 	if err := w.Start(ctx); err != nil {
 		endSpan(spawnSpan, err)
 		return warmup.Result{}, fmt.Errorf("%w: %w", errSpawn, err)
 	}
+	timeout := b.cfg.Warmup.Timeout.Duration
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed: %w", timeout, errBootTimeout))
+	defer cancelTimeout()
 	spawnSpan.SetAttributes(attribute.Int("process.pid", w.PID()))
 	p.lowerPriority(w, b.nice)
 	ctx, cancel := context.WithCancelCause(ctx)

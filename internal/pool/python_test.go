@@ -210,6 +210,35 @@ func TestTemplateWithAThreadRefusesAndWorkersStartFresh(t *testing.T) {
 	if r := h.get("/"); r.status != 200 || r.body != "ok\n" {
 		t.Fatalf("a fresh worker answered %d %q", r.status, r.body)
 	}
+	if n := h.counter("warmpool_python_fork_fallbacks_total", map[string]string{"reason": "threads"}); n != 2 {
+		t.Errorf("warmpool_python_fork_fallbacks_total{reason=threads} = %v, want 2", n)
+	}
+	if n := h.counter("warmpool_python_forks_total", nil); n != 0 {
+		t.Errorf("warmpool_python_forks_total = %v, want 0", n)
+	}
+}
+
+// A template that is not ready within warmup.timeout (here its pre_fork hangs) does not hold up
+// the workers: they start as fresh processes, and the template is restarted.
+func TestWorkersStartFreshWhenNoTemplateIsReadyInTime(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	cfg.Worker.Python.PreFork = "hooks:hang"
+	cfg.Warmup.Timeout = config.Duration{Duration: 2 * time.Second}
+	h := start(t, cfg)
+	h.waitReady()
+	st := h.statusJSON()
+	for _, w := range st.Workers {
+		if w.Origin != "fresh" {
+			t.Errorf("worker %d: origin %q, want fresh", w.ID, w.Origin)
+		}
+	}
+	if n := h.counter("warmpool_python_fork_fallbacks_total", map[string]string{"reason": "template_unavailable"}); n != 2 {
+		t.Errorf("warmpool_python_fork_fallbacks_total{reason=template_unavailable} = %v, want 2", n)
+	}
+	h.logs.Wait(msgPrefix("the template failed to boot"), 10*time.Second)
+	if a := h.getApp("/"); a.WarmedIn != a.PID {
+		t.Errorf("a fresh worker (pid %d) reports its warm state from %d", a.PID, a.WarmedIn)
+	}
 }
 
 // A template that dies is restarted warm with backoff; the workers keep serving, and no
@@ -266,6 +295,9 @@ func TestKilledTemplateIsReplacedWithoutAFailedRequest(t *testing.T) {
 	}
 	if tpl := readyTemplate(st); tpl.Restarts != 1 {
 		t.Errorf("template restarts = %d, want 1", tpl.Restarts)
+	}
+	if n := h.counter("warmpool_python_template_failures_total", map[string]string{"reason": "exited"}); n != 1 {
+		t.Errorf("warmpool_python_template_failures_total{reason=exited} = %v, want 1", n)
 	}
 }
 

@@ -15,3 +15,10 @@ def post_fork():
 
 def pre_fork():
     _note("pre_fork")
+
+
+def hang():
+    """A pre_fork that never returns: the template is never ready to fork."""
+    import time
+
+    time.sleep(3600)
