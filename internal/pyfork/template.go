@@ -11,6 +11,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"warmpool/internal/config"
 	"warmpool/internal/guard"
@@ -143,7 +144,9 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 	defer func() {
 		var refused *RefusedError
 		if err != nil && !errors.As(err, &refused) {
-			t.Stop(context.Background())
+			stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			t.Stop(stopCtx)
 		}
 	}()
 	// The template's exit ends every wait below with its exit status and last words.

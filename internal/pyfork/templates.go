@@ -123,8 +123,8 @@ func (ts *Templates) run(g *generation) {
 			ts.log.Warn("the template cannot fork: every worker of this generation starts as a fresh process (slower to start, no shared memory) until the app starts its threads in post_fork",
 				"generation", g.gen, "reason", err)
 			ts.opts.Metrics.TemplateFailed("threads")
-			ts.set(g, func() { g.state, g.why, g.refused = TemplateRefused, err.Error(), true })
-			t.Stop(context.Background())
+			ts.set(g, func() { g.state, g.why = TemplateRefused, err.Error() })
+			ts.stopTemplate(t)
 			ts.RetireOlder(g.gen)
 			<-g.stop
 			return
@@ -148,7 +148,7 @@ func (ts *Templates) run(g *generation) {
 			why := "the template exited: " + worker.DescribeExit(t.Process().ExitErr()) + lastWords(t.Process())
 			ts.log.Error("the template died; it is restarted warm with backoff, and the workers keep serving", "generation", g.gen, "pid", t.PID(), "reason", why)
 			ts.set(g, func() { g.state, g.why, g.tpl, g.restarts = TemplateRestarting, why, nil, g.restarts+1 })
-			t.Stop(context.Background())
+			ts.stopTemplate(t) // reaps it and ends its goroutines
 			if !ts.backoff(g, failures) {
 				return
 			}
@@ -168,6 +168,7 @@ func (ts *Templates) isStopped(g *generation) bool {
 	}
 }
 
+// stopTemplate stops t, with SIGKILL after 5 s: an app may have made SIGTERM do nothing.
 func (ts *Templates) stopTemplate(t *Template) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
