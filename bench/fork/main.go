@@ -71,6 +71,15 @@ var ways = []way{
 		}},
 }
 
+func wayNamed(name string) way {
+	for _, w := range ways {
+		if w.name == name {
+			return w
+		}
+	}
+	panic("no way named " + name)
+}
+
 // config is warmpool's configuration for one measurement.
 func config(o options, w way, site, db, addr, admin string, count, maxRequests int) string {
 	var b strings.Builder

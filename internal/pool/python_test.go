@@ -197,11 +197,11 @@ func TestTemplateWithAThreadRefusesAndWorkersStartFresh(t *testing.T) {
 			t.Errorf("the template's problem does not name %q: %s", want, problem)
 		}
 	}
-	warn := h.logs.Wait(msgPrefix("the template cannot fork"), 5*time.Second)
+	warn := h.logs.Wait(testutil.MsgPrefix("the template cannot fork"), 5*time.Second)
 	if !strings.Contains(warn.Attrs["reason"], "metrics-flusher") || warn.Level.String() != "WARN" {
 		t.Errorf("the refusal is not a WARN naming the thread: %v", warn)
 	}
-	h.logs.Wait(msgPrefix("starting a fresh Python worker process", "reason", "threads"), 5*time.Second)
+	h.logs.Wait(testutil.MsgPrefix("starting a fresh Python worker process", "reason", "threads"), 5*time.Second)
 	for _, w := range st.Workers {
 		if w.Origin != "fresh" {
 			t.Errorf("worker %d: origin %q, want fresh", w.ID, w.Origin)
@@ -235,7 +235,7 @@ func TestWorkersStartFreshWhenNoTemplateIsReadyInTime(t *testing.T) {
 	if n := h.counter("warmpool_python_fork_fallbacks_total", map[string]string{"reason": "template_unavailable"}); n != 2 {
 		t.Errorf("warmpool_python_fork_fallbacks_total{reason=template_unavailable} = %v, want 2", n)
 	}
-	h.logs.Wait(msgPrefix("the template failed to boot"), 10*time.Second)
+	h.logs.Wait(testutil.MsgPrefix("the template failed to boot"), 10*time.Second)
 	if a := h.getApp("/"); a.WarmedIn != a.PID {
 		t.Errorf("a fresh worker (pid %d) reports its warm state from %d", a.PID, a.WarmedIn)
 	}
@@ -280,7 +280,7 @@ func TestKilledTemplateIsReplacedWithoutAFailedRequest(t *testing.T) {
 	if err := syscall.Kill(old.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	h.logs.Wait(msgPrefix("the template died"), 10*time.Second)
+	h.logs.Wait(testutil.MsgPrefix("the template died"), 10*time.Second)
 	st := h.waitStatus("a new ready template", func(st pool.Status) bool {
 		tpl := readyTemplate(st)
 		return tpl != nil && tpl.PID != old.PID
@@ -308,7 +308,7 @@ func TestCrashedForkIsReapedWithItsStatusAndReplaced(t *testing.T) {
 	h := start(t, cfg)
 	h.waitReady()
 	h.get("/crash")
-	crash := h.logs.Wait(msgPrefix("worker exited unexpectedly"), 10*time.Second)
+	crash := h.logs.Wait(testutil.MsgPrefix("worker exited unexpectedly"), 10*time.Second)
 	if crash.Attrs["exit"] != "exit status 3" {
 		t.Errorf("crash logged with exit %q, want exit status 3", crash.Attrs["exit"])
 	}
@@ -364,21 +364,6 @@ func TestASGIWorkersAreForksOfTheWarmTemplate(t *testing.T) {
 		if a.WarmedIn != tpl.PID {
 			t.Fatalf("ASGI worker %d warmed itself (%d), not in the template %d", a.PID, a.WarmedIn, tpl.PID)
 		}
-	}
-}
-
-// msgPrefix matches records whose message starts with prefix, with the given attributes.
-func msgPrefix(prefix string, kv ...string) testutil.Match {
-	return func(r testutil.Record) bool {
-		if !strings.HasPrefix(r.Message, prefix) {
-			return false
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if r.Attrs[kv[i]] != kv[i+1] {
-				return false
-			}
-		}
-		return true
 	}
 }
 

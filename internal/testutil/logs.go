@@ -40,17 +40,21 @@ type Match func(Record) bool
 
 // Msg matches a message and optionally attribute key/value pairs.
 func Msg(msg string, kv ...string) Match {
-	return func(r Record) bool {
-		if r.Message != msg {
+	return func(r Record) bool { return r.Message == msg && hasAttrs(r, kv) }
+}
+
+// MsgPrefix matches messages that start with prefix, and optionally attribute key/value pairs.
+func MsgPrefix(prefix string, kv ...string) Match {
+	return func(r Record) bool { return strings.HasPrefix(r.Message, prefix) && hasAttrs(r, kv) }
+}
+
+func hasAttrs(r Record, kv []string) bool {
+	for i := 0; i+1 < len(kv); i += 2 {
+		if r.Attrs[kv[i]] != kv[i+1] {
 			return false
 		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			if r.Attrs[kv[i]] != kv[i+1] {
-				return false
-			}
-		}
-		return true
 	}
+	return true
 }
 
 // Contains matches records whose message or any attribute contains s.
