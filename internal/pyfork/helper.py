@@ -144,10 +144,10 @@ def import_server(interface):
         import uvicorn  # noqa: F401
 
 
-def run_hook(spec, what):
+def run_hook(spec):
+    """Call the hook named "module:callable", if one is named."""
     if spec:
-        hook = load(spec)
-        hook()
+        load(spec)()
 
 
 # --- the template's warm-up ------------------------------------------------------------------
@@ -275,7 +275,7 @@ def extra_threads():
 
 def prepare(args):
     closed = close_before_fork()
-    run_hook(args.pre_fork, "pre_fork")
+    run_hook(args.pre_fork)
     threads = extra_threads()
     if threads:
         return {"ok": False, "threads": threads, "closed": closed}
@@ -344,7 +344,7 @@ def child_main(args, app, ctl, request, listen_fd, out_fd, err_fd, release_r, ot
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.environ.update(request["env"])
         reopen_after_fork()
-        run_hook(args.post_fork, "post_fork")
+        run_hook(args.post_fork)
         SERVERS[args.interface](app, socket.socket(fileno=listen_fd), args.threads)
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -431,7 +431,7 @@ def serve_main(args):
     import_server(args.interface)
     app = load(args.app)
     reopen_after_fork()
-    run_hook(args.post_fork, "post_fork")
+    run_hook(args.post_fork)
     SERVERS[args.interface](app, sock, args.threads)
 
 

@@ -229,7 +229,8 @@ func (ts *Templates) changedNow() {
 }
 
 // Launch implements worker.Launcher: a fork of the generation's template, once it is ready
-// (waiting up to warmup.timeout), else a fresh process of the helper.
+// (waiting up to warmup.timeout while it boots), else a fresh process of the helper (at once
+// when the template refused to fork, or failed and waits to be restarted).
 func (ts *Templates) Launch(ctx context.Context, l worker.Launch) (worker.Process, error) {
 	t, reason, why := ts.await(ctx, l.Generation)
 	if ctx.Err() != nil {
@@ -269,6 +270,8 @@ func (ts *Templates) await(ctx context.Context, gen int) (t *Template, reason, w
 			return tpl, "", ""
 		case TemplateRefused:
 			return nil, "threads", why
+		case TemplateRestarting: // it failed or died: no child comes before its backoff and boot
+			return nil, "template_unavailable", why
 		}
 		select {
 		case <-changed:
