@@ -262,14 +262,14 @@ func (e measureEnv) measureLatency(ctx context.Context, r *latencyResult) error 
 	loadgen.Run(ctx, url, e.o.rate, e.o.warmFor, 30*time.Second)
 	st, _ := in.status()
 	tpl := st.templatePID()
-	tplCPU := benchutil.ThreadCPU(tpl)
+	tplCPU := templateCPU(tpl)
 	idle0, total0 := benchutil.MachineTicks()
 	from := time.Now()
 	lr := loadgen.Run(ctx, url, e.o.rate, e.o.duration, 30*time.Second)
 	to := time.Now()
 	idle1, total1 := benchutil.MachineTicks()
 	if tpl != 0 {
-		r.templateCPU += benchutil.ThreadCPU(tpl) - tplCPU
+		r.templateCPU += templateCPU(tpl) - tplCPU
 	}
 	if total1 > total0 {
 		r.busy += (1 - (idle1-idle0)/(total1-total0)) * float64(numCPU())
@@ -294,6 +294,28 @@ func (e measureEnv) measureLatency(ctx context.Context, r *latencyResult) error 
 		r.bootCPU = append(r.bootCPU, durationAttr(line, "boot_cpu"))
 	}
 	return nil
+}
+
+// templateCPU is what a template has spent: its own threads' CPU and that of the intermediate
+// processes of its double forks, which it reaped (cutime and cstime, in clock ticks).
+func templateCPU(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	cpu := benchutil.ThreadCPU(pid)
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return cpu
+	}
+	s := string(stat)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(f) > 14 {
+		var cu, cs float64
+		fmt.Sscan(f[13], &cu)
+		fmt.Sscan(f[14], &cs)
+		cpu += time.Duration((cu + cs) / 100 * float64(time.Second))
+	}
+	return cpu
 }
 
 // memoryResult is the memory of memWorkers workers after memRequests requests each.

@@ -93,7 +93,7 @@ func render(o options, rep *report) string {
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.2f |\n", r.way.name, mr, r.sent, r.errors, r.cold,
 			recycles, ms(p50), ms(p99), rounds, vsNone, cpu, wait, busy)
 	}
-	b.WriteString("\nReplacement CPU is the CPU time of the new worker's processes from spawn (or fork) to admission, read by warmpool at admission (`boot_cpu` in its log, `warmpool_worker_boot_cpu_seconds`); for a fork it adds the template's CPU over the run divided by the forks. Recycle trigger to admission is from the moment a worker is due (`warmpool_recycle_wait_seconds`). Busy cores: the whole machine, load generator included.\n")
+	b.WriteString("\nReplacement CPU is the CPU time of the new worker's processes from spawn (or fork) to admission, read by warmpool at admission (`boot_cpu` in its log, `warmpool_worker_boot_cpu_seconds`); for a fork it adds the template's CPU over the run divided by the forks (its own, and that of the intermediate processes of its double forks, which it reaps). Recycle trigger to admission is from the moment a worker is due (`warmpool_recycle_wait_seconds`). Busy cores: the whole machine, load generator included.\n")
 	for _, r := range rep.latency {
 		if r.firstErr != "" {
 			fmt.Fprintf(&b, "\n- %s at max_requests %d: first error: %s", r.way.name, r.maxRequests, r.firstErr)
