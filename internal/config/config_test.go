@@ -545,9 +545,10 @@ func TestWarmupAdvice(t *testing.T) {
 // A command or worker.dir missing on this machine is warned about at check time.
 func TestMissingCommandIsWarned(t *testing.T) {
 	for doc, want := range map[string]string{
-		"[worker]\ncommand = [\"no-such-app-xyz\", \"{socket}\"]\n":            `"no-such-app-xyz" is not on this machine's PATH`,
-		"[worker]\ncommand = [\"./missing.sh\", \"{socket}\"]\n":               `"./missing.sh" is not found on this machine`,
-		"[worker]\ncommand = [\"sh\", \"{socket}\"]\ndir = \"/no/such/dir\"\n": `worker.dir = "/no/such/dir" (`,
+		"[worker]\ncommand = [\"no-such-app-xyz\", \"{socket}\"]\n":                                `"no-such-app-xyz" is not on this machine's PATH`,
+		"[worker]\ncommand = [\"./missing.sh\", \"{socket}\"]\n":                                   `"./missing.sh" is not found on this machine`,
+		"[worker]\ncommand = [\"sh\", \"{socket}\"]\ndir = \"/no/such/dir\"\n":                     `worker.dir = "/no/such/dir" (`,
+		"[worker.python]\napp = \"site.wsgi:application\"\nexecutable = \"/no/venv/bin/python\"\n": `"/no/venv/bin/python" is not found on this machine`,
 	} {
 		l, errs := load(t, doc+"[[warmup.request]]\npath = \"/\"\nheaders = { Host = \"a.example\" }\n", nil, nil)
 		if errs != nil {

@@ -75,8 +75,9 @@ var advice = []rule{
 	{"the worker command is found here", adviseCommandFound},
 }
 
-// adviseCommandFound: a command or worker.dir missing on this machine fails every spawn; it is
-// a warning, not an error, since check may run elsewhere than the deploy.
+// adviseCommandFound: a command (or a Python app's interpreter) or worker.dir missing on this
+// machine fails every spawn; it is a warning, not an error, since check may run elsewhere than
+// the deploy.
 func adviseCommandFound(l *Loaded, r *report) {
 	w := &l.Config.Worker
 	if w.Dir != "" {
@@ -85,21 +86,28 @@ func adviseCommandFound(l *Loaded, r *report) {
 			return
 		}
 	}
-	if len(w.Command) == 0 || strings.Contains(w.Command[0], "{") {
+	key, exe := "worker.command", ""
+	switch {
+	case w.IsPython():
+		key, exe = "worker.python.executable", w.Python.Executable
+	case len(w.Command) > 0 && !strings.Contains(w.Command[0], "{"):
+		exe = w.Command[0]
+	}
+	if exe == "" {
 		return
 	}
-	exe := w.Command[0]
 	if strings.Contains(exe, "/") {
-		if !filepath.IsAbs(exe) && w.Dir != "" {
-			exe = filepath.Join(w.Dir, exe)
+		path := exe
+		if !filepath.IsAbs(path) && w.Dir != "" {
+			path = filepath.Join(w.Dir, path)
 		}
-		if _, err := os.Stat(exe); err != nil {
-			r.add("%s: %q is not found on this machine: every worker would fail to start", l.kv("worker.command"), w.Command[0])
+		if _, err := os.Stat(path); err != nil {
+			r.add("%s: %q is not found on this machine: every worker would fail to start", l.kv(key), exe)
 		}
 		return
 	}
 	if _, err := exec.LookPath(exe); err != nil {
-		r.add("%s: %q is not on this machine's PATH: every worker would fail to start (a virtualenv's bin/ not on PATH?)", l.kv("worker.command"), exe)
+		r.add("%s: %q is not on this machine's PATH: every worker would fail to start (a virtualenv's bin/ not on PATH?)", l.kv(key), exe)
 	}
 }
 
