@@ -134,14 +134,22 @@ SERVERS = {"wsgi": serve_wsgi, "asgi": serve_asgi}
 def import_server(interface):
     """Import the server before the app, so a template's children share it warm; and quiet
     waitress's queue-depth warning: warmpool queues requests itself and reports that."""
-    if interface == "wsgi":
-        import logging
+    server = "waitress" if interface == "wsgi" else "uvicorn"
+    try:
+        if interface == "wsgi":
+            import logging
 
-        import waitress.server  # noqa: F401
+            import waitress.server  # noqa: F401
 
-        logging.getLogger("waitress.queue").setLevel(logging.ERROR)
-    else:
-        import uvicorn  # noqa: F401
+            logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+        else:
+            import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(
+            f"warmpool: {sys.executable} cannot import {server}, which serves a {interface.upper()} app "
+            f"({e}): install it in the app's environment (pip install {server}; Debian: python3-{server}), "
+            "or point worker.python.executable at the environment that has it"
+        ) from None
 
 
 def run_hook(spec):

@@ -28,6 +28,26 @@ class LoadTest(unittest.TestCase):
             helper.load("no_such_module_here:app")
 
 
+class ImportServerTest(unittest.TestCase):
+    def test_a_missing_server_names_what_to_install(self):
+        saved = {name: sys.modules.get(name) for name in ["waitress", "waitress.server"]}
+        sys.modules["waitress"] = None  # makes "import waitress" raise ImportError
+        sys.modules["waitress.server"] = None
+        try:
+            with self.assertRaises(SystemExit) as caught:
+                helper.import_server("wsgi")
+        finally:
+            for name, module in saved.items():
+                if module is None:
+                    sys.modules.pop(name, None)
+                else:
+                    sys.modules[name] = module
+        message = str(caught.exception.code)
+        self.assertIn("cannot import waitress", message)
+        self.assertIn("pip install waitress", message)
+        self.assertIn("worker.python.executable", message)
+
+
 class ThreadsTest(unittest.TestCase):
     def test_no_extra_thread_here(self):
         self.assertEqual(helper.extra_threads(), [])
