@@ -145,6 +145,9 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 		for _, f := range w.outputs {
 			f.Close()
 		}
+		if w.spec.Bind && w.network == "unix" {
+			_ = os.Remove(w.address) // the socket it bound for a process that never came
+		}
 		w.closeNotify()
 		w.state.advance(Failed)
 		w.exitErr = err
