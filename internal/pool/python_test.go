@@ -301,6 +301,28 @@ func TestKilledTemplateIsReplacedWithoutAFailedRequest(t *testing.T) {
 	}
 }
 
+// A template that stops answering (here: SIGSTOP) does not hold up a replacement: the fork is
+// given up after warmup.timeout, the template is killed and restarted, and the worker starts
+// fresh meanwhile.
+func TestStoppedTemplateDoesNotHoldUpAReplacement(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	cfg.Warmup.Timeout = config.Duration{Duration: 2 * time.Second}
+	h := start(t, cfg)
+	h.waitReady()
+	tpl := readyTemplate(h.statusJSON())
+	if err := syscall.Kill(tpl.PID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	h.get("/crash") // a replacement is needed now
+	h.logs.Wait(testutil.MsgPrefix("starting a fresh Python worker process", "reason", "fork_failed"), 10*time.Second)
+	h.waitStatus("two ready workers again", func(st pool.Status) bool { return st.Ready == 2 })
+	h.logs.Wait(testutil.MsgPrefix("the template died"), 10*time.Second)
+	h.waitStatus("a new ready template", func(st pool.Status) bool {
+		n := readyTemplate(st)
+		return n != nil && n.PID != tpl.PID
+	})
+}
+
 // A forked worker that crashes is a crash like any other: its exit status is known (warmpool
 // adopted and reaped it) and a warm fork replaces it.
 func TestCrashedForkIsReapedWithItsStatusAndReplaced(t *testing.T) {

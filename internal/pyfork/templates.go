@@ -237,7 +237,11 @@ func (ts *Templates) Launch(ctx context.Context, l worker.Launch) (worker.Proces
 		return nil, context.Cause(ctx)
 	}
 	if t != nil {
-		p, err := t.Fork(ctx, l)
+		// A fork takes milliseconds; a template that does not answer within warmup.timeout
+		// (stopped, or stuck in the app's code) is killed by Fork and restarted.
+		forkCtx, cancel := context.WithTimeout(ctx, ts.timeout(l.Generation))
+		p, err := t.Fork(forkCtx, l)
+		cancel()
 		if err == nil {
 			ts.opts.Metrics.WorkerForked()
 			return p, nil
@@ -249,6 +253,16 @@ func (ts *Templates) Launch(ctx context.Context, l worker.Launch) (worker.Proces
 	}
 	ts.fallback(l, reason, why)
 	return worker.ExecLauncher{Origin: "fresh"}.Launch(ctx, l)
+}
+
+// timeout is warmup.timeout of generation gen (of the newest one when gen is gone).
+func (ts *Templates) timeout(gen int) time.Duration {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if g := ts.gens[gen]; g != nil {
+		return g.cfg.Warmup.Timeout.Duration
+	}
+	return time.Minute
 }
 
 // await returns the generation's template once it can fork; else nil and why not.
