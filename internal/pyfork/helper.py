@@ -39,6 +39,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 import traceback
 
 LISTEN_FD = 3
@@ -250,22 +251,31 @@ def reopen_after_fork():
         numpy.random.seed()  # NumPy's global generator does not reseed itself after a fork
 
 
-def extra_threads():
-    """Every thread but this one: a fork would copy none of them, and keep the locks they hold."""
-    found = []
-    for t in threading.enumerate():
-        if t is threading.current_thread():
-            continue
-        target = getattr(t, "_target", None)
-        found.append({
-            "name": t.name,
-            "target": describe(target) if target is not None else describe(type(t).run),
-        })
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        tasks = []
-    unknown = len(tasks) - 1 - len(found)
+def extra_threads(grace=1.0):
+    """Every thread but this one: a fork would copy none of them, and keep the locks they hold.
+
+    A thread that was just joined (an executor shut down, an event loop's helpers) may still be
+    listed by the OS for a moment after Python is done with it, so threads that Python does not
+    know are counted again for up to `grace` seconds before they are reported."""
+    deadline = time.monotonic() + grace
+    while True:
+        found = []
+        for t in threading.enumerate():
+            if t is threading.current_thread():
+                continue
+            target = getattr(t, "_target", None)
+            found.append({
+                "name": t.name,
+                "target": describe(target) if target is not None else describe(type(t).run),
+            })
+        try:
+            tasks = os.listdir("/proc/self/task")
+        except OSError:
+            tasks = []
+        unknown = len(tasks) - 1 - len(found)
+        if unknown <= 0 or time.monotonic() >= deadline:
+            break
+        time.sleep(0.01)
     if unknown > 0:
         names = set()
         for tid in tasks:

@@ -52,6 +52,14 @@ class ThreadsTest(unittest.TestCase):
     def test_no_extra_thread_here(self):
         self.assertEqual(helper.extra_threads(), [])
 
+    def test_a_thread_just_joined_is_not_counted(self):
+        # The OS may list a joined thread for a moment after Python is done with it.
+        for _ in range(50):
+            t = threading.Thread(target=lambda: None)
+            t.start()
+            t.join()
+            self.assertEqual(helper.extra_threads(), [])
+
     def test_a_running_thread_is_named_with_its_target(self):
         stop = threading.Event()
 
