@@ -228,12 +228,26 @@ func parseRequestLine(line []byte, r *Request) string {
 	if r.Target[0] != '/' || string(r.Method) == "CONNECT" {
 		return WhyRequestLine // absolute form, asterisk form, CONNECT
 	}
-	for _, c := range r.Target {
+	inQuery := false
+	for i, c := range r.Target {
 		if c <= ' ' || c >= 0x7f || c == '#' {
+			return WhyRequestLine
+		}
+		// A '%' in the path must start an escape of two hex digits, as net/http's
+		// url.ParseRequestURI requires (it leaves the query's escapes alone): what one path
+		// refuses, the other must too (found by FuzzParseRequest).
+		switch {
+		case c == '?':
+			inQuery = true
+		case c == '%' && !inQuery && (i+2 >= len(r.Target) || !isHex(r.Target[i+1]) || !isHex(r.Target[i+2])):
 			return WhyRequestLine
 		}
 	}
 	return ""
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
 // splitField splits "Name: value" with the value's surrounding whitespace removed. The name

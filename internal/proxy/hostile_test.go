@@ -162,6 +162,7 @@ func TestHostileRequestsAreAnsweredWithoutAWorker(t *testing.T) {
 	}{
 		{"PRI, an HTTP/2 preface on the HTTP/1.1 port", "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", http.StatusHTTPVersionNotSupported, time.Second, false},
 		{"CONNECT", "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", http.StatusMethodNotAllowed, time.Second, false},
+		{"a bad percent-escape in the path", "GET /%0X0000 HTTP/1.1\r\nHost: app.test\r\n\r\n", http.StatusBadRequest, time.Second, false},
 		{"a head just over max_header_bytes", "GET / HTTP/1.1\r\nHost: app.test\r\nCookie: " + strings.Repeat("c", 32<<10) + "\r\n\r\n",
 			http.StatusRequestHeaderFieldsTooLarge, time.Second, true},
 		{"a malformed chunked body", "POST /upload HTTP/1.1\r\nHost: app.test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
