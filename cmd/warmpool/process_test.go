@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"warmpool/internal/guard"
 )
 
 // proc is warmpool running as a real process (this test binary re-executed).
@@ -629,7 +631,7 @@ path = "/"
 		t.Fatalf("want the template and 2 forked workers as warmpool's children, found %v", pythons)
 	}
 	for _, pid := range pids {
-		if ppid := parentOf(t, pid); ppid != p.cmd.Process.Pid {
+		if _, ppid, err := guard.StateAndParent(pid); err != nil || ppid != p.cmd.Process.Pid {
 			t.Fatalf("forked worker %d has parent %d, not warmpool (%d)", pid, ppid, p.cmd.Process.Pid)
 		}
 	}
@@ -664,16 +666,4 @@ func statusJSON(t *testing.T, admin string) pythonStatus {
 		t.Fatal(err)
 	}
 	return st
-}
-
-func parentOf(t *testing.T, pid int) int {
-	t.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(stat)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
 }

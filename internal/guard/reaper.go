@@ -82,7 +82,7 @@ func (r *Reaper) Close() {
 func (r *Reaper) ReapOrphans() int {
 	childrenMu.Lock() // no child starts meanwhile: every child is either registered or not ours
 	defer childrenMu.Unlock()
-	self := strconv.Itoa(os.Getpid())
+	self := os.Getpid()
 	n := 0
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -90,14 +90,8 @@ func (r *Reaper) ReapOrphans() int {
 		if err != nil || children[pid] {
 			continue
 		}
-		stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// After the command name's closing parenthesis: " state ppid ..."
-		i := strings.LastIndexByte(string(stat), ')')
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) < 2 || f[0] != "Z" || f[1] != self {
+		state, ppid, err := StateAndParent(pid)
+		if err != nil || state != "Z" || ppid != self {
 			continue
 		}
 		var ws syscall.WaitStatus
@@ -106,6 +100,23 @@ func (r *Reaper) ReapOrphans() int {
 		}
 	}
 	return n
+}
+
+// StateAndParent reads a process's state ("R", "S", "Z", ...) and parent pid from
+// /proc/PID/stat.
+func StateAndParent(pid int) (state string, ppid int, err error) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return "", 0, err
+	}
+	// After the command name's closing parenthesis: " state ppid ..."
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if len(f) < 2 {
+		return "", 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
+	}
+	ppid, err = strconv.Atoi(f[1])
+	return f[0], ppid, err
 }
 
 // Adopt registers pid, a process reparented to warmpool (a worker forked by a template, whose

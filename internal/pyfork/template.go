@@ -248,7 +248,7 @@ func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, e
 		return nil, fmt.Errorf("fork: the template answered %+v", m)
 	}
 	guard.Adopt(m.PID)
-	if ppid, err := parentOf(m.PID); err != nil || ppid != os.Getpid() {
+	if _, ppid, err := guard.StateAndParent(m.PID); err != nil || ppid != os.Getpid() {
 		guard.ChildDone(m.PID)
 		_ = syscall.Kill(m.PID, syscall.SIGKILL)
 		return nil, fmt.Errorf("fork: worker %d (pid %d) was not adopted by warmpool (its parent is %d: %v); is warmpool a child subreaper?", l.ID, m.PID, ppid, err)
@@ -259,20 +259,6 @@ func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, e
 		return nil, err
 	}
 	return forkedProcess(m.PID), nil
-}
-
-// parentOf reads a process's parent pid from /proc.
-func parentOf(pid int) (int, error) {
-	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, err
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	f := strings.Fields(string(stat[i+1:]))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("unexpected /proc/%d/stat", pid)
-	}
-	return strconv.Atoi(f[1])
 }
 
 // forkedProcess is a worker forked by a template and adopted by warmpool.
