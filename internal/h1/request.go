@@ -228,20 +228,27 @@ func parseRequestLine(line []byte, r *Request) string {
 	if r.Target[0] != '/' || string(r.Method) == "CONNECT" {
 		return WhyRequestLine // absolute form, asterisk form, CONNECT
 	}
-	inQuery := false
-	for i, c := range r.Target {
+	for _, c := range r.Target {
 		if c <= ' ' || c >= 0x7f || c == '#' {
 			return WhyRequestLine
 		}
-		// A '%' in the path must start an escape of two hex digits, as net/http's
-		// url.ParseRequestURI requires (it leaves the query's escapes alone): what one path
-		// refuses, the other must too (found by FuzzParseRequest).
-		switch {
-		case c == '?':
-			inQuery = true
-		case c == '%' && !inQuery && (i+2 >= len(r.Target) || !isHex(r.Target[i+1]) || !isHex(r.Target[i+2])):
+	}
+	// A '%' in the path must start an escape of two hex digits, as net/http's
+	// url.ParseRequestURI requires (it leaves the query's escapes alone): what one path refuses,
+	// the other must too (found by FuzzParseRequest). Most paths have no '%': IndexByte skips them.
+	path := r.Target
+	if q := bytes.IndexByte(path, '?'); q >= 0 {
+		path = path[:q]
+	}
+	for i := bytes.IndexByte(path, '%'); i >= 0; {
+		if i+2 >= len(path) || !isHex(path[i+1]) || !isHex(path[i+2]) {
 			return WhyRequestLine
 		}
+		next := bytes.IndexByte(path[i+3:], '%')
+		if next < 0 {
+			break
+		}
+		i += 3 + next
 	}
 	return ""
 }
