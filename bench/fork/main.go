@@ -50,25 +50,18 @@ type options struct {
 // A way of making workers.
 type way struct {
 	name, note string
-	// worker is the TOML that says how workers are made; site is the Django site's directory.
-	worker func(o options, site string) string
-	env    map[string]string
+	// python: [worker.python] with the site's app; otherwise command, a worker.command.
+	python  bool
+	command string
+	env     map[string]string
 }
 
 var ways = []way{
-	{name: "fork", note: "[worker.python]: every worker is a fork of the warm template, served by waitress",
-		worker: func(o options, site string) string {
-			return fmt.Sprintf("[worker.python]\napp = \"benchsite.wsgi:application\"\nexecutable = %q\n", o.python)
-		}},
+	{name: "fork", note: "[worker.python]: every worker is a fork of the warm template, served by waitress", python: true},
 	{name: "fresh", note: "[worker.python] with a template that refuses to fork (the app starts a thread at import): fresh processes of the same helper, warmpool's fallback",
-		worker: func(o options, site string) string {
-			return fmt.Sprintf("[worker.python]\napp = \"benchsite.wsgi:application\"\nexecutable = %q\n", o.python)
-		},
-		env: map[string]string{"BENCH_THREAD_AT_IMPORT": "1"}},
+		python: true, env: map[string]string{"BENCH_THREAD_AT_IMPORT": "1"}},
 	{name: "gunicorn", note: "worker.command: one single-process gunicorn gthread server per worker, started fresh (before warm fork)",
-		worker: func(o options, site string) string {
-			return `command = ["gunicorn", "-b", "unix:{socket}", "-w", "1", "--threads", "4", "-k", "gthread", "benchsite.wsgi:application"]` + "\n"
-		}},
+		command: `["gunicorn", "-b", "unix:{socket}", "-w", "1", "--threads", "4", "-k", "gthread", "benchsite.wsgi:application"]`},
 }
 
 func wayNamed(name string) way {
@@ -85,16 +78,15 @@ func config(o options, w way, site, db, addr, admin string, count, maxRequests i
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen = %q\nadmin_listen = %q\n[worker]\ndir = %q\ncount = %d\nconcurrency = 4\nmax_requests = %d\ngraceful_timeout = \"10s\"\n",
 		addr, admin, site, count, maxRequests)
-	// The [worker] keys come before its sub-tables.
-	workerTOML := w.worker(o, site)
-	command, python, _ := strings.Cut(workerTOML, "[worker.python]")
-	b.WriteString(command)
+	if !w.python {
+		fmt.Fprintf(&b, "command = %s\n", w.command)
+	}
 	fmt.Fprintf(&b, "[worker.env]\nBENCH_SQLITE = %q\nPYTHONDONTWRITEBYTECODE = \"1\"\n", db)
 	for k, v := range w.env {
 		fmt.Fprintf(&b, "%s = %q\n", k, v)
 	}
-	if python != "" {
-		b.WriteString("[worker.python]" + python)
+	if w.python {
+		fmt.Fprintf(&b, "[worker.python]\napp = \"benchsite.wsgi:application\"\nexecutable = %q\n", o.python)
 	}
 	b.WriteString(`[proxy]
 queue_timeout = "30s"

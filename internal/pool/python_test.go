@@ -33,21 +33,17 @@ func pythonFor(t *testing.T) string {
 	return ""
 }
 
-// pythonConfig serves app (module:callable in pyfork/testdata) from a warm template.
+// pythonConfig serves app (module:callable in pyfork/testdata) from a warm template, with the
+// harness's pool settings.
 func pythonConfig(t *testing.T, app string) *config.Config {
-	cfg := config.Default()
+	cfg := baseConfig()
+	cfg.Worker.Command = nil
 	cfg.Worker.Python = config.Python{App: app, Interface: config.InterfaceWSGI, Executable: pythonFor(t),
 		PostFork: "hooks:post_fork", PreFork: "hooks:pre_fork"}
 	cfg.Worker.Dir = pythonApps
 	cfg.Worker.Env = map[string]string{"HOOK_LOG": filepath.Join(t.TempDir(), "hooks.log"), "COLD_SECONDS": "0.2"}
-	cfg.Worker.Count = 2
-	cfg.Worker.Concurrency = 4
-	cfg.Worker.GracefulTimeout = config.Duration{Duration: 5 * time.Second}
-	cfg.Worker.RestartBackoff = config.Duration{Duration: 20 * time.Millisecond}
-	cfg.Worker.RestartBackoffMax = config.Duration{Duration: 200 * time.Millisecond}
 	cfg.Warmup.Timeout = config.Duration{Duration: 20 * time.Second}
-	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/", Repeat: 4}}
-	return &cfg
+	return cfg
 }
 
 // appReply is what forkapp.py answers.
