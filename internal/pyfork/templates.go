@@ -232,14 +232,17 @@ func (ts *Templates) changedNow() {
 // (waiting up to warmup.timeout while it boots), else a fresh process of the helper (at once
 // when the template refused to fork, or failed and waits to be restarted).
 func (ts *Templates) Launch(ctx context.Context, l worker.Launch) (worker.Process, error) {
-	t, reason, why := ts.await(ctx, l.Generation)
+	ts.mu.Lock()
+	g := ts.gens[l.Generation]
+	ts.mu.Unlock()
+	t, reason, why := ts.await(ctx, g, l.Generation)
 	if ctx.Err() != nil {
 		return nil, context.Cause(ctx)
 	}
 	if t != nil {
 		// A fork takes milliseconds; a template that does not answer within warmup.timeout
 		// (stopped, or stuck in the app's code) is killed by Fork and restarted.
-		forkCtx, cancel := context.WithTimeout(ctx, ts.timeout(l.Generation))
+		forkCtx, cancel := context.WithTimeout(ctx, g.cfg.Warmup.Timeout.Duration)
 		p, err := t.Fork(forkCtx, l)
 		cancel()
 		if err == nil {
@@ -255,21 +258,9 @@ func (ts *Templates) Launch(ctx context.Context, l worker.Launch) (worker.Proces
 	return worker.ExecLauncher{Origin: "fresh"}.Launch(ctx, l)
 }
 
-// timeout is warmup.timeout of generation gen (of the newest one when gen is gone).
-func (ts *Templates) timeout(gen int) time.Duration {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	if g := ts.gens[gen]; g != nil {
-		return g.cfg.Warmup.Timeout.Duration
-	}
-	return time.Minute
-}
-
-// await returns the generation's template once it can fork; else nil and why not.
-func (ts *Templates) await(ctx context.Context, gen int) (t *Template, reason, why string) {
-	ts.mu.Lock()
-	g := ts.gens[gen]
-	ts.mu.Unlock()
+// await returns g's template once it can fork; else nil and why not (g, of generation gen,
+// may be nil: none runs).
+func (ts *Templates) await(ctx context.Context, g *generation, gen int) (t *Template, reason, why string) {
 	if g == nil {
 		return nil, "template_unavailable", fmt.Sprintf("no template runs for generation %d", gen)
 	}
