@@ -45,6 +45,7 @@ type options struct {
 	tputFor     time.Duration
 	out         string
 	python      string
+	ways        []way
 }
 
 // A way of making workers.
@@ -64,13 +65,13 @@ var ways = []way{
 		command: `["gunicorn", "-b", "unix:{socket}", "-w", "1", "--threads", "4", "-k", "gthread", "benchsite.wsgi:application"]`},
 }
 
-func wayNamed(name string) way {
+func wayNamed(name string) (way, bool) {
 	for _, w := range ways {
 		if w.name == name {
-			return w
+			return w, true
 		}
 	}
-	panic("no way named " + name)
+	return way{}, false
 }
 
 // config is warmpool's configuration for one measurement.
@@ -105,15 +106,16 @@ headers = { Host = "shop.example" }
 
 func main() {
 	var o options
-	var maxRequests string
+	var maxRequests, wayNames string
 	flag.IntVar(&o.rate, "rate", 200, "requests per second (open loop)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every way and max_requests in turn, and pools the latencies")
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured load per way, max_requests and round")
 	flag.DurationVar(&o.warmFor, "warm", 3*time.Second, "unmeasured load first")
 	flag.StringVar(&maxRequests, "max-requests", "0,100,25", "max_requests settings to measure (0: no recycling)")
-	flag.IntVar(&o.memWorkers, "mem-workers", 8, "workers of the memory measurement")
+	flag.StringVar(&wayNames, "ways", "fork,fresh,gunicorn", "ways to measure (the targets need all three)")
+	flag.IntVar(&o.memWorkers, "mem-workers", 8, "workers of the memory measurement (0: no memory measurement)")
 	flag.IntVar(&o.memRequests, "mem-requests", 1000, "requests per worker before memory is read")
-	flag.DurationVar(&o.tputFor, "throughput", 10*time.Second, "closed-loop load on one worker for its steady throughput")
+	flag.DurationVar(&o.tputFor, "throughput", 10*time.Second, "closed-loop load on one worker for its steady throughput (0: none)")
 	flag.StringVar(&o.out, "out", "bench/results/fork.md", "markdown results (empty: none)")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "the interpreter with Django, pandas and waitress")
 	flag.Parse()
@@ -121,6 +123,14 @@ func main() {
 		var n int
 		fmt.Sscan(f, &n)
 		o.maxRequests = append(o.maxRequests, n)
+	}
+	for _, name := range strings.Split(wayNames, ",") {
+		w, ok := wayNamed(name)
+		if !ok {
+			fmt.Fprintf(os.Stderr, "fork: no way named %q\n", name)
+			os.Exit(2)
+		}
+		o.ways = append(o.ways, w)
 	}
 	rep, err := run(context.Background(), o)
 	if err != nil {
@@ -173,12 +183,14 @@ func run(ctx context.Context, o options) (*report, error) {
 		return nil, err
 	}
 	rep := &report{}
-	for _, w := range ways {
+	for _, w := range o.ways {
 		for _, mr := range o.maxRequests {
 			rep.latency = append(rep.latency, &latencyResult{way: w, maxRequests: mr})
 		}
-		rep.memory = append(rep.memory, &memoryResult{way: w})
-		if w.name != "fresh" {
+		if o.memWorkers > 0 {
+			rep.memory = append(rep.memory, &memoryResult{way: w})
+		}
+		if o.tputFor > 0 && w.name != "fresh" {
 			rep.throughput = append(rep.throughput, &throughputResult{way: w})
 		}
 	}

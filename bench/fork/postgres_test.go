@@ -134,7 +134,7 @@ func TestPostgresSessionsAreNeverSharedAcrossForks(t *testing.T) {
 	addr, admin := benchutil.FreeAddr(), benchutil.FreeAddr()
 	// The fork way of the benchmark, on PostgreSQL: its warm-up's ORM queries reach the
 	// database in the template, and max_requests 12 makes 50 recycles come quickly.
-	w := wayNamed("fork")
+	w, _ := wayNamed("fork")
 	w.env = map[string]string{"BENCH_PG_HOST": pg.sockets}
 	cfg := config(options{python: python}, w, site, "", addr, admin, 2, 12)
 	in, err := startInstance(context.Background(), wp, tmp, cfg, addr, admin)

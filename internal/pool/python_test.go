@@ -48,11 +48,12 @@ func pythonConfig(t *testing.T, app string) *config.Config {
 
 // appReply is what forkapp.py answers.
 type appReply struct {
-	PID      int     `json:"pid"`
-	WarmedIn int     `json:"warmed_in"`
-	WorkerID string  `json:"worker_id"`
-	Random   float64 `json:"random"`
-	Token    string  `json:"token"`
+	PID      int      `json:"pid"`
+	WarmedIn int      `json:"warmed_in"`
+	WorkerID string   `json:"worker_id"`
+	Random   float64  `json:"random"`
+	Token    string   `json:"token"`
+	Imported []string `json:"imported"`
 }
 
 func (h *harness) getApp(path string) appReply {
@@ -147,6 +148,31 @@ func TestPythonWorkersAreForksOfTheWarmTemplate(t *testing.T) {
 	// A worker spawned during the last recycle may not have run its hook yet.
 	if n := len(calls["post_fork"]); n < spawned-1 || n > spawned {
 		t.Errorf("post_fork ran %d times for %d forked workers", n, spawned)
+	}
+}
+
+// A forked worker finds everything it runs imported by its template: an import after the fork
+// is paid again by every worker, and its pages are never shared. (waitress's start-up imported
+// the idna codec in every child until the template ran that step itself.)
+func TestForkedWorkersImportNothingTheirTemplateDidNot(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	h := start(t, cfg)
+	h.waitReady()
+	byPID := map[int][]string{}
+	for i := 0; i < 40 && len(byPID) < 2; i++ { // the warm-up has reached each worker's threads
+		a := h.getApp("/imported")
+		if a.Imported == nil {
+			t.Fatalf("worker pid %d is no fork", a.PID)
+		}
+		byPID[a.PID] = a.Imported
+	}
+	if len(byPID) < 2 {
+		t.Fatalf("40 requests reached %d worker(s)", len(byPID))
+	}
+	for pid, imported := range byPID {
+		if len(imported) > 0 {
+			t.Errorf("worker pid %d imported after its fork: %s", pid, strings.Join(imported, ", "))
+		}
 	}
 }
 

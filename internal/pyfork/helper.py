@@ -88,13 +88,9 @@ def receive(ctl):
 # --- serving ---------------------------------------------------------------------------------
 
 
-def serve_wsgi(app, sock, threads):
-    """Serve a WSGI app with waitress until SIGTERM; in-flight requests finish first."""
-    from waitress.server import create_server
-
-    server = create_server(
-        app,
-        sockets=[sock],
+def wsgi_options(threads):
+    """waitress's settings for a worker."""
+    return dict(
         threads=threads,
         # warmpool is the only peer, and it sets X-Forwarded-For and -Proto itself (it removes
         # a client's own unless they came through proxy.trusted_proxies).
@@ -106,6 +102,13 @@ def serve_wsgi(app, sock, threads):
         connection_limit=max(100, threads * 4),
         ident=None,
     )
+
+
+def serve_wsgi(app, sock, threads):
+    """Serve a WSGI app with waitress until SIGTERM; in-flight requests finish first."""
+    from waitress.server import create_server
+
+    server = create_server(app, sockets=[sock], **wsgi_options(threads))
 
     def stop(_signum, _frame):
         raise SystemExit(0)  # waitress's run() then waits for the requests in flight
@@ -151,6 +154,16 @@ def import_server(interface):
             f"({e}): install it in the app's environment (pip install {server}; Debian: python3-{server}), "
             "or point worker.python.executable at the environment that has it"
         ) from None
+
+
+def warm_server_start(interface, threads, sock):
+    """Run in the template what a child's server does before it serves, where it would load
+    code or data anew in every child: waitress resolves its default address as it reads its
+    settings, and the first getaddrinfo() of a process imports the idna codec."""
+    if interface == "wsgi":
+        from waitress.adjustments import Adjustments
+
+        Adjustments(sockets=[sock], **wsgi_options(threads))
 
 
 def run_hook(spec):
@@ -405,6 +418,7 @@ def template_main(args):
     ctl = socket.socket(fileno=CONTROL_FD)
     listener = socket.socket(fileno=LISTEN_FD)
     import_server(args.interface)
+    warm_server_start(args.interface, args.threads, listener)
     load_libc()
     app = load(args.app)
     send(ctl, {"event": "imported"})
