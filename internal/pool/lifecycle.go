@@ -356,12 +356,15 @@ func (p *Pool) drain(m *member, why string) {
 	drained := p.rot.Remove(w)
 	grace := p.cfg.Worker.GracefulTimeout.Duration
 	p.log.Info("draining worker", "worker", w.ID(), "reason", why, "in_flight", p.inFlight(w))
+	nice := p.nice
 	p.wg.Go(func() {
 		deadline := time.Now().Add(grace)
 		t := time.NewTimer(grace)
 		defer t.Stop()
 		select {
 		case <-drained:
+			// Done serving: its exit (unmapping its memory) yields to the workers that serve.
+			p.lowerPriority(w, nice)
 		case <-t.C:
 			p.log.Warn("worker still busy at graceful_timeout; stopping it anyway", "worker", w.ID(), "in_flight", p.inFlight(w))
 		case <-p.killCtx.Done():

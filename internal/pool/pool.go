@@ -175,7 +175,7 @@ func New(opts Options) *Pool {
 // (a reload may switch), the templates of earlier generations stop.
 func (p *Pool) beginTemplate() {
 	if p.cfg.Worker.IsPython() {
-		p.templates.Begin(p.generation, p.cfg, p.plan, workerEnv(p.env, p.cfg.Worker.Env))
+		p.templates.Begin(p.generation, p.cfg, p.plan, workerEnv(p.env, p.cfg.Worker.Env), p.nice)
 	} else {
 		p.templates.RetireOlder(p.generation)
 	}

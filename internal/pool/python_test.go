@@ -2,9 +2,11 @@ package pool_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 	"warmpool/internal/pool"
 	"warmpool/internal/pyfork"
 	"warmpool/internal/testutil"
+	"warmpool/internal/worker"
 )
 
 // pythonApps holds the test apps of the warm-fork mode.
@@ -174,6 +177,46 @@ func TestForkedWorkersImportNothingTheirTemplateDidNot(t *testing.T) {
 			t.Errorf("worker pid %d imported after its fork: %s", pid, strings.Join(imported, ", "))
 		}
 	}
+}
+
+// The template and the forks it makes run at warmup.nice, so forking never competes with the
+// workers serving traffic; a fork in rotation runs at normal priority again.
+func TestTemplateAndBootingForksYieldTheCPU(t *testing.T) {
+	if ok, why := worker.CanRestorePriority(); !ok {
+		t.Skip("warmpool cannot restore priorities here, so it lowers none:", why)
+	}
+	cfg := pythonConfig(t, "forkapp:application")
+	cfg.Warmup.Nice = 7
+	h := start(t, cfg)
+	h.waitReady()
+	st := h.statusJSON()
+	tpl := readyTemplate(st)
+	if tpl == nil {
+		t.Fatalf("no ready template: %+v", st.Templates)
+	}
+	if n := niceOf(t, tpl.PID); n != 7 {
+		t.Errorf("template pid %d runs at nice %d, want warmup.nice 7", tpl.PID, n)
+	}
+	for _, w := range st.Workers {
+		if n := niceOf(t, w.PID); w.AdmittedAt != nil && n != 0 {
+			t.Errorf("worker %d (pid %d) in rotation runs at nice %d, want 0", w.ID, w.PID, n)
+		}
+	}
+}
+
+// niceOf reads a process's nice value (field 19 of /proc/PID/stat).
+func niceOf(t *testing.T, pid int) int {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	n, err := strconv.Atoi(f[16])
+	if err != nil {
+		t.Fatalf("/proc/%d/stat: %v", pid, err)
+	}
+	return n
 }
 
 // Forked children do not share random state: random reseeds itself at fork, secrets reads the

@@ -27,8 +27,12 @@ type TemplateSpec struct {
 	Helper    string
 	SocketDir string
 	// Env is the template's environment before warmpool's own variables (worker.env applied).
-	Env    []string
-	Plan   *warmup.Plan
+	Env  []string
+	Plan *warmup.Plan
+	// Nice is the template's CPU nice value, which its forks inherit: a template and the forks
+	// it makes yield the CPU to the workers serving traffic, as a booting worker does (the pool
+	// restores a worker's priority once its warm-up passed). 0: normal priority.
+	Nice   int
 	Logger *slog.Logger
 }
 
@@ -140,6 +144,11 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 	if err != nil {
 		ctl.close()
 		return err
+	}
+	if t.spec.Nice > 0 {
+		if err := t.proc.SetNice(t.spec.Nice); err != nil {
+			t.log.Debug("could not lower the template's priority", "error", err)
+		}
 	}
 	defer func() {
 		var refused *RefusedError
