@@ -364,6 +364,10 @@ type throughputResult struct {
 	way  way
 	rps  []float64
 	errs int
+	// planCPU, per round: the CPU the warm-up plan's requests cost the worker once it is warm
+	// (its connections open, its pages copied), for a Python worker: the part of a fork's CPU
+	// to admission that no fork can avoid while the plan runs against every new worker.
+	planCPU []time.Duration
 }
 
 func (e measureEnv) measureThroughput(ctx context.Context, r *throughputResult) error {
@@ -377,7 +381,60 @@ func (e measureEnv) measureThroughput(ctx context.Context, r *throughputResult) 
 	ok, errs, d := closedLoop(ctx, url, 8, 1<<30, e.o.tputFor)
 	r.rps = append(r.rps, float64(ok)/d.Seconds())
 	r.errs += errs
+	if r.way.python {
+		cpu, err := warmPlanCPU(ctx, in)
+		if err != nil {
+			return fmt.Errorf("the warm-up plan on a warm worker: %w", err)
+		}
+		r.planCPU = append(r.planCPU, cpu)
+	}
 	return nil
+}
+
+// warmPlanCPU is the CPU the worker of a one-worker instance spends on the warm-up plan's
+// requests (config's: /products/ four at once, then /admin/login/), the median of 20 runs.
+func warmPlanCPU(ctx context.Context, in *instance) (time.Duration, error) {
+	st, err := in.status()
+	if err != nil || len(st.Workers) != 1 {
+		return 0, fmt.Errorf("want one worker in the status: %v %+v", err, st.Workers)
+	}
+	pid := st.Workers[0].PID
+	cl := &http.Client{Timeout: 30 * time.Second}
+	get := func(path string) error {
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+in.addr+path, nil)
+		if err != nil {
+			return err
+		}
+		req.Host = "shop.example"
+		resp, err := cl.Do(req)
+		if err != nil {
+			return err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("GET %s: %s", path, resp.Status)
+		}
+		return nil
+	}
+	var runs []time.Duration
+	for range 20 {
+		before := benchutil.ThreadCPU(pid)
+		errs := make(chan error, 4)
+		for range 4 {
+			go func() { errs <- get("/products/") }()
+		}
+		for range 4 {
+			if err := <-errs; err != nil {
+				return 0, err
+			}
+		}
+		if err := get("/admin/login/"); err != nil {
+			return 0, err
+		}
+		runs = append(runs, benchutil.ThreadCPU(pid)-before)
+	}
+	return median(runs), nil
 }
 
 // closedLoop sends requests from clients goroutines, each waiting for its answer, until limit

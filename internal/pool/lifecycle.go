@@ -67,7 +67,24 @@ func (p *Pool) reconcile() {
 		m.cancelled, m.stopReason = true, ReasonScaleDown
 		m.cancelBoot()
 	}
-	want := max(0, count-ready) + min(len(due), surge)
+	// Boots that replace a missing worker are needed now; the others are replacements for
+	// workers that still serve, booting idle until they are needed.
+	missing, needed := max(0, count-ready), 0
+	for _, m := range boots {
+		if !m.priority.isIdle() {
+			needed++
+		}
+	}
+	for _, m := range boots {
+		if needed >= missing {
+			break
+		}
+		if m.priority.isIdle() {
+			m.priority.raise("a worker is missing")
+			needed++
+		}
+	}
+	want := missing + min(len(due), surge)
 	if booting >= want {
 		return
 	}
@@ -78,11 +95,12 @@ func (p *Pool) reconcile() {
 		return
 	}
 	for ; booting < want; booting++ {
-		p.spawn()
+		p.spawn(booting >= missing)
 	}
 }
 
-func (p *Pool) spawn() {
+// spawn starts a worker; idle: it replaces a worker that still serves (see bootPriority).
+func (p *Pool) spawn(idle bool) {
 	p.nextID++
 	cfg := p.cfg
 	spec := WorkerSpec(cfg, p.nextID, p.generation, p.dir, p.env, p.log)
@@ -93,8 +111,9 @@ func (p *Pool) spawn() {
 	traceCtx, span := p.tracer.Start(context.Background(), "warmpool.worker", trace.WithAttributes(
 		attribute.Int("warmpool.worker.id", w.ID()), attribute.Int("warmpool.worker.generation", w.Generation())))
 	ctx, cancel := context.WithCancel(traceCtx)
-	p.members[w] = &member{w: w, cancelBoot: cancel, span: span}
-	b := bootSpec{cfg: cfg, plan: p.plan, nice: p.nice}
+	prio := newBootPriority(w, p.nice, idle, p.log)
+	p.members[w] = &member{w: w, cancelBoot: cancel, span: span, priority: prio}
+	b := bootSpec{cfg: cfg, plan: p.plan, priority: prio}
 	p.met.WorkerSpawned()
 	p.wg.Go(func() { p.run(ctx, w, b) })
 }
@@ -135,9 +154,9 @@ func WorkerSpec(cfg *config.Config, id, generation int, socketDir string, env []
 // bootSpec is what a worker's goroutine needs of the configuration, fixed at its spawn so a
 // reload never changes a boot under way.
 type bootSpec struct {
-	cfg  *config.Config
-	plan *warmup.Plan
-	nice int
+	cfg      *config.Config
+	plan     *warmup.Plan
+	priority *bootPriority
 }
 
 // run owns one worker from spawn to exit; it reports to the loop and never changes pool state.
@@ -169,7 +188,11 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed: %w", timeout, errBootTimeout))
 	defer cancelTimeout()
 	spawnSpan.SetAttributes(attribute.Int("process.pid", w.PID()))
-	p.lowerPriority(w, b.nice)
+	b.priority.lower()
+	if b.priority.isIdle() {
+		raise := time.AfterFunc(timeout/2, func() { b.priority.raise("half its warmup.timeout passed") })
+		defer raise.Stop()
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	p.wg.Go(func() {
@@ -197,28 +220,16 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 		return warmup.Result{}, nil
 	}
 	w.SetState(worker.Warming)
-	p.lowerPriority(w, b.nice) // again: threads started since the spawn
+	b.priority.lower() // again: threads started since the spawn
 	warmCtx, warmSpan := p.tracer.Start(ctx, "warmpool.warmup", trace.WithAttributes(attribute.Int("warmpool.warmup.requests", b.plan.Total())))
 	res, err := b.plan.Run(warmCtx, w.Transport())
 	endSpan(warmSpan, err)
 	// The warm-up's connections are not the ones client traffic uses: free them now.
 	w.Transport().CloseIdleConnections()
-	if err == nil && b.nice > 0 {
-		if err := w.SetNice(0); err != nil {
-			p.log.Warn("could not restore the worker's CPU priority after its warm-up", "worker", w.ID(), "error", err)
-		}
+	if err == nil {
+		b.priority.restore()
 	}
 	return res, err
-}
-
-// lowerPriority makes a booting worker yield the CPU to the workers serving traffic.
-func (p *Pool) lowerPriority(w *worker.Worker, nice int) {
-	if nice == 0 {
-		return
-	}
-	if err := w.SetNice(nice); err != nil {
-		p.log.Debug("could not lower a booting worker's priority", "worker", w.ID(), "error", err)
-	}
 }
 
 func (p *Pool) onBooted(ev booted) {
@@ -364,7 +375,9 @@ func (p *Pool) drain(m *member, why string) {
 		select {
 		case <-drained:
 			// Done serving: its exit (unmapping its memory) yields to the workers that serve.
-			p.lowerPriority(w, nice)
+			if nice > 0 {
+				_ = w.SetPriority(worker.Priority{Nice: nice})
+			}
 		case <-t.C:
 			p.log.Warn("worker still busy at graceful_timeout; stopping it anyway", "worker", w.ID(), "in_flight", p.inFlight(w))
 		case <-p.killCtx.Done():

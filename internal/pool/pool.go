@@ -122,7 +122,8 @@ type member struct {
 	lifetime    *time.Timer
 	draining    bool
 	stopReason  string
-	bootProblem string     // why its boot failed, as the status said it
+	bootProblem string // why its boot failed, as the status said it
+	priority    *bootPriority
 	span        trace.Span // the whole life of the worker
 	drainSpan   trace.Span
 }

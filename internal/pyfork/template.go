@@ -146,7 +146,7 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		return err
 	}
 	if t.spec.Nice > 0 {
-		if err := t.proc.SetNice(t.spec.Nice); err != nil {
+		if err := t.proc.SetPriority(worker.Priority{Nice: t.spec.Nice}); err != nil {
 			t.log.Debug("could not lower the template's priority", "error", err)
 		}
 	}

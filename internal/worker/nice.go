@@ -12,35 +12,56 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// SetNice sets the CPU nice value of every thread of every process in the worker's process
-// group. On Linux a nice value belongs to a thread, so each one is set.
-func (w *Worker) SetNice(n int) error {
+// Priority is a CPU scheduling priority. Idle puts threads in the idle scheduling class
+// (SCHED_IDLE): they get only the CPU time no other thread wants, and a thread that wakes up
+// preempts them at once, which a nice value alone does not promise. Otherwise Nice is the nice
+// value (0 is normal).
+type Priority struct {
+	Idle bool
+	Nice int
+}
+
+// SetPriority sets the scheduling class and nice value of every thread of every process in the
+// worker's process group. On Linux both belong to a thread, so each one is set; threads started
+// later inherit them from the thread that starts them.
+func (w *Worker) SetPriority(pr Priority) error {
 	pid := w.PID()
 	if pid == 0 {
-		return errors.New("nice: worker not started")
+		return errors.New("priority: worker not started")
 	}
 	procs, err := groupProcesses(pid)
 	if err != nil {
-		return fmt.Errorf("nice: %w", err)
+		return fmt.Errorf("priority: %w", err)
+	}
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_NORMAL, Nice: int32(pr.Nice)}
+	if pr.Idle {
+		attr.Policy = unix.SCHED_IDLE
 	}
 	var errs []error
 	for _, p := range procs {
-		tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(p.pid), "task"))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		for _, t := range tasks {
-			tid, err := strconv.Atoi(t.Name())
+		// A thread started meanwhile by one not yet set inherits the old priority: list the
+		// threads again until a pass finds none new.
+		done := map[int]bool{}
+		for pass, found := 0, true; found && pass < 5; pass++ {
+			found = false
+			tasks, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(p.pid), "task"))
 			if err != nil {
-				continue
+				break // exited meanwhile
 			}
-			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, n); err != nil && !errors.Is(err, unix.ESRCH) {
-				errs = append(errs, fmt.Errorf("thread %d: %w", tid, err))
+			for _, t := range tasks {
+				tid, err := strconv.Atoi(t.Name())
+				if err != nil || done[tid] {
+					continue
+				}
+				done[tid], found = true, true
+				if err := unix.SchedSetAttr(tid, &attr, 0); err != nil && !errors.Is(err, unix.ESRCH) {
+					errs = append(errs, fmt.Errorf("thread %d: %w", tid, err))
+				}
 			}
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("nice %d: %w", n, errors.Join(errs...))
+		return fmt.Errorf("priority %+v: %w", pr, errors.Join(errs...))
 	}
 	return nil
 }
