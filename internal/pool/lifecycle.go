@@ -104,6 +104,7 @@ func (p *Pool) spawn(idle bool) {
 	p.nextID++
 	cfg := p.cfg
 	spec := WorkerSpec(cfg, p.nextID, p.generation, p.dir, p.env, p.log)
+	spec.BootIdle = idle && p.nice > 0
 	if cfg.Worker.IsPython() {
 		spec.Launcher = p.templates
 	}
@@ -376,7 +377,7 @@ func (p *Pool) drain(m *member, why string) {
 		case <-drained:
 			// Done serving: its exit (unmapping its memory) yields to the workers that serve.
 			if nice > 0 {
-				_ = w.SetPriority(worker.Priority{Nice: nice})
+				_ = w.SetPriority(worker.Priority{Idle: true, Nice: nice})
 			}
 		case <-t.C:
 			p.log.Warn("worker still busy at graceful_timeout; stopping it anyway", "worker", w.ID(), "in_flight", p.inFlight(w))

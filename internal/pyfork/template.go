@@ -31,7 +31,8 @@ type TemplateSpec struct {
 	Plan *warmup.Plan
 	// Nice is the template's CPU nice value, which its forks inherit: a template and the forks
 	// it makes yield the CPU to the workers serving traffic, as a booting worker does (the pool
-	// restores a worker's priority once its warm-up passed). 0: normal priority.
+	// restores a worker's priority once its warm-up passed). For a fork that is not needed yet
+	// (Launch.Idle) the template forks in the idle CPU class. 0: normal priority, always.
 	Nice   int
 	Logger *slog.Logger
 }
@@ -45,6 +46,8 @@ type Template struct {
 	process atomic.Pointer[worker.Worker]
 	ctl     *control
 	mu      sync.Mutex // one fork at a time: the control socket carries one exchange at a time
+	// idle: the template is in the idle CPU class now (under mu).
+	idle bool
 }
 
 // NewTemplate prepares a template; nothing runs until Boot.
@@ -238,6 +241,12 @@ func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, e
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.spec.Nice > 0 && t.idle != l.Idle {
+		// The fork (and the double fork's intermediate process) inherit it.
+		if err := t.proc.SetPriority(worker.Priority{Idle: l.Idle, Nice: t.spec.Nice}); err == nil {
+			t.idle = l.Idle
+		}
+	}
 	vars := make(map[string]string, len(l.Vars))
 	for _, kv := range l.Vars {
 		k, v, _ := strings.Cut(kv, "=")

@@ -35,6 +35,8 @@ type Launch struct {
 	Files []*os.File
 	// Listener is the bound listener (also in Files); nil when the process binds its own.
 	Listener *os.File
+	// Idle: Spec.BootIdle.
+	Idle bool
 }
 
 // Process is a running process a Launcher made.

@@ -46,6 +46,9 @@ type Spec struct {
 	Bind bool
 	// ExtraFiles are passed to an exec'd process after the bound listener.
 	ExtraFiles []*os.File
+	// BootIdle says the worker is not needed yet (it replaces one that still serves): a launcher
+	// that can makes its process in the idle CPU class from the start (a fork inherits it).
+	BootIdle bool
 	// Role names the process in logs in place of "worker" (a Python template is one).
 	Role   string
 	Logger *slog.Logger
@@ -157,7 +160,7 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	if err := w.prepareAddress(); err != nil {
 		return err
 	}
-	l := Launch{ID: w.spec.ID, Generation: w.spec.Generation, Argv: w.expand(w.spec.Command), Dir: w.spec.Dir}
+	l := Launch{ID: w.spec.ID, Generation: w.spec.Generation, Argv: w.expand(w.spec.Command), Dir: w.spec.Dir, Idle: w.spec.BootIdle}
 	l.Env, l.Vars = w.environment()
 	if w.spec.Notify {
 		n, err := listenNotify(filepath.Join(w.spec.SocketDir, fmt.Sprintf("w%d.notify", w.spec.ID)), w.log)
