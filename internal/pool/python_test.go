@@ -187,6 +187,7 @@ func TestTemplateAndBootingForksYieldTheCPU(t *testing.T) {
 	}
 	cfg := pythonConfig(t, "forkapp:application")
 	cfg.Warmup.Nice = 7
+	cfg.Worker.MaxRequests = 5
 	h := start(t, cfg)
 	h.waitReady()
 	st := h.statusJSON()
@@ -201,6 +202,18 @@ func TestTemplateAndBootingForksYieldTheCPU(t *testing.T) {
 		if n := niceOf(t, w.PID); w.AdmittedAt != nil && n != 0 {
 			t.Errorf("worker %d (pid %d) in rotation runs at nice %d, want 0", w.ID, w.PID, n)
 		}
+	}
+	// A recycle: the replacement, not needed yet, is forked in the idle class, which the
+	// template takes on for that fork.
+	for i := 0; i < 40 && len(h.logs.All(testutil.Msg("worker spawned", "origin", "fork"))) < 3; i++ {
+		h.get("/")
+	}
+	rec := h.logs.Wait(testutil.Msg("booting worker's CPU priority lowered", "worker", "3"), 10*time.Second)
+	if rec.Attrs["idle_class"] != "true" {
+		t.Errorf("the replacement was lowered as %v, want the idle class", rec.Attrs)
+	}
+	if policy, _ := schedOf(t, tpl.PID); policy != schedIdle {
+		t.Errorf("template forked a replacement with policy %d, want SCHED_IDLE (%d)", policy, schedIdle)
 	}
 }
 
