@@ -139,7 +139,8 @@ type Warmup struct {
 	// Ready is "requests" (wait for the socket to accept) or "notify" (wait for READY=1 first).
 	Ready string `toml:"ready"`
 	// Nice lowers a new worker's CPU priority (nice value, 0-19) until its warm-up passed, so
-	// warming a replacement never takes CPU from the workers serving traffic. 0 turns it off.
+	// warming it takes little CPU from the workers serving traffic; a replacement that is not
+	// needed yet boots in the idle class instead (pool.bootPriority). 0 turns both off.
 	Nice     int             `toml:"nice"`
 	Requests []WarmupRequest `toml:"request"`
 }
