@@ -464,6 +464,12 @@ func TestASGIWorkersAreForksOfTheWarmTemplate(t *testing.T) {
 		if a.WarmedIn != tpl.PID {
 			t.Fatalf("ASGI worker %d warmed itself (%d), not in the template %d", a.PID, a.WarmedIn, tpl.PID)
 		}
+		if a.Imported == nil {
+			t.Fatalf("ASGI worker %d is no fork", a.PID)
+		}
+		if len(a.Imported) > 0 {
+			t.Errorf("ASGI worker %d imported after its fork: %s", a.PID, strings.Join(a.Imported, ", "))
+		}
 	}
 }
 

@@ -215,6 +215,9 @@ def warm_asgi(app, listener, ctl):
     import uvicorn
 
     config = uvicorn.Config(app, lifespan="auto", log_level="warning", access_log=False)
+    # As Server.run() does in each child: the event loop the children run (uvloop when it is
+    # installed) is the one the template warms with, and is imported here, not in every child.
+    config.setup_event_loop()
     server = uvicorn.Server(config)
 
     async def main():
