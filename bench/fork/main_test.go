@@ -14,7 +14,7 @@ func TestSmoke(t *testing.T) {
 		t.Skip("starts warmpool with a Django site eleven times")
 	}
 	o := options{rate: 40, rounds: 1, duration: time.Second, warmFor: 500 * time.Millisecond, maxRequests: []int{0, 10},
-		memWorkers: 2, memRequests: 20, tputFor: time.Second, python: "/usr/bin/python3"}
+		memWorkers: 2, memRequests: 20, tputFor: time.Second, python: "/usr/bin/python3", ways: ways}
 	if why := needs(o.python); why != "" {
 		t.Skip(why + " (CI installs them)")
 	}
@@ -33,6 +33,11 @@ func TestSmoke(t *testing.T) {
 	for _, r := range rep.memory {
 		if len(r.total) != 1 || r.total[0] <= 0 {
 			t.Errorf("memory of %s: %v", r.way.name, r.total)
+		}
+	}
+	for _, r := range rep.throughput {
+		if r.way.python && (len(r.planCPU) != 1 || r.planCPU[0] <= 0) {
+			t.Errorf("the warm-up plan's CPU on the warm %s worker: %v", r.way.name, r.planCPU)
 		}
 	}
 	md := render(o, rep)
