@@ -40,19 +40,25 @@ func schedOf(t *testing.T, pid int) (policy, nice int) {
 
 const schedNormal, schedIdle = 0, 5
 
-// A replacement for a worker that still serves boots in the idle CPU class; a worker the pool
-// is missing boots at warmup.nice, and an idle replacement is raised to it once the worker it
-// replaces is gone. Admitted workers run at normal priority.
-func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
+// slowBootConfig is one worker due after maxRequests, with a warm-up slow enough (1.5 s) that
+// each boot can be looked at while it lasts; it skips where warmpool lowers no priority.
+func slowBootConfig(t *testing.T, maxRequests int) *config.Config {
 	if ok, why := worker.CanRestorePriority(); !ok {
 		t.Skip("warmpool cannot restore priorities here, so it lowers none:", why)
 	}
 	cfg := baseConfig()
 	cfg.Worker.Count = 1
-	cfg.Worker.MaxRequests = 3
-	cfg.Warmup.Nice = 9
-	// A slow warm-up, so that each boot can be looked at while it lasts.
+	cfg.Worker.MaxRequests = maxRequests
 	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/sleep?ms=1500", Repeat: 1}}
+	return cfg
+}
+
+// A replacement for a worker that still serves boots in the idle CPU class; a worker the pool
+// is missing boots at warmup.nice, and an idle replacement is raised to it once the worker it
+// replaces is gone. Admitted workers run at normal priority.
+func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
+	cfg := slowBootConfig(t, 3)
+	cfg.Warmup.Nice = 9
 	h := start(t, cfg)
 
 	lowered := testutil.Msg("booting worker's CPU priority lowered", "worker", "1")
@@ -97,14 +103,8 @@ func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
 // An idle replacement that has not passed its warm-up by half its warmup.timeout is raised to
 // warmup.nice: a busy machine slows recycling, and never starves a replacement into a failure.
 func TestIdleReplacementIsRaisedAtHalfItsWarmupTimeout(t *testing.T) {
-	if ok, why := worker.CanRestorePriority(); !ok {
-		t.Skip("warmpool cannot restore priorities here, so it lowers none:", why)
-	}
-	cfg := baseConfig()
-	cfg.Worker.Count = 1
-	cfg.Worker.MaxRequests = 2
+	cfg := slowBootConfig(t, 2)
 	cfg.Warmup.Timeout = config.Duration{Duration: 2 * time.Second}
-	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/sleep?ms=1500", Repeat: 1}}
 	h := start(t, cfg)
 	h.waitReady()
 	for range 2 {

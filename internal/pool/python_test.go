@@ -2,11 +2,9 @@ package pool_test
 
 import (
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -195,12 +193,12 @@ func TestTemplateAndBootingForksYieldTheCPU(t *testing.T) {
 	if tpl == nil {
 		t.Fatalf("no ready template: %+v", st.Templates)
 	}
-	if n := niceOf(t, tpl.PID); n != 7 {
-		t.Errorf("template pid %d runs at nice %d, want warmup.nice 7", tpl.PID, n)
+	if policy, n := schedOf(t, tpl.PID); policy != schedNormal || n != 7 {
+		t.Errorf("template pid %d runs with policy %d at nice %d, want normal at warmup.nice 7", tpl.PID, policy, n)
 	}
 	for _, w := range st.Workers {
-		if n := niceOf(t, w.PID); w.AdmittedAt != nil && n != 0 {
-			t.Errorf("worker %d (pid %d) in rotation runs at nice %d, want 0", w.ID, w.PID, n)
+		if policy, n := schedOf(t, w.PID); w.AdmittedAt != nil && (policy != schedNormal || n != 0) {
+			t.Errorf("worker %d (pid %d) in rotation runs with policy %d at nice %d, want normal at 0", w.ID, w.PID, policy, n)
 		}
 	}
 	// A recycle: the replacement, not needed yet, is forked in the idle class, which the
@@ -215,21 +213,6 @@ func TestTemplateAndBootingForksYieldTheCPU(t *testing.T) {
 	if policy, _ := schedOf(t, tpl.PID); policy != schedIdle {
 		t.Errorf("template forked a replacement with policy %d, want SCHED_IDLE (%d)", policy, schedIdle)
 	}
-}
-
-// niceOf reads a process's nice value (field 19 of /proc/PID/stat).
-func niceOf(t *testing.T, pid int) int {
-	t.Helper()
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	n, err := strconv.Atoi(f[16])
-	if err != nil {
-		t.Fatalf("/proc/%d/stat: %v", pid, err)
-	}
-	return n
 }
 
 // Forked children do not share random state: random reseeds itself at fork, secrets reads the
