@@ -40,7 +40,7 @@ func schedOf(t *testing.T, pid int) (policy, nice int) {
 
 const schedNormal, schedIdle = 0, 5
 
-// slowBootConfig is one worker due after maxRequests, with a warm-up slow enough (1.5 s) that
+// slowBootConfig is one worker due after maxRequests, with a warm-up slow enough (0.7 s) that
 // each boot can be looked at while it lasts; it skips where warmpool lowers no priority.
 func slowBootConfig(t *testing.T, maxRequests int) *config.Config {
 	if ok, why := worker.CanRestorePriority(); !ok {
@@ -49,7 +49,7 @@ func slowBootConfig(t *testing.T, maxRequests int) *config.Config {
 	cfg := baseConfig()
 	cfg.Worker.Count = 1
 	cfg.Worker.MaxRequests = maxRequests
-	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/sleep?ms=1500", Repeat: 1}}
+	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/sleep?ms=700", Repeat: 1}}
 	return cfg
 }
 
@@ -104,7 +104,7 @@ func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
 // warmup.nice: a busy machine slows recycling, and never starves a replacement into a failure.
 func TestIdleReplacementIsRaisedAtHalfItsWarmupTimeout(t *testing.T) {
 	cfg := slowBootConfig(t, 2)
-	cfg.Warmup.Timeout = config.Duration{Duration: 2 * time.Second}
+	cfg.Warmup.Timeout = config.Duration{Duration: time.Second}
 	h := start(t, cfg)
 	h.waitReady()
 	for range 2 {
