@@ -89,19 +89,33 @@ func config(o options, w way, site, db, addr, admin string, count, maxRequests i
 	if w.python {
 		fmt.Fprintf(&b, "[worker.python]\napp = \"benchsite.wsgi:application\"\nexecutable = %q\n", o.python)
 	}
-	b.WriteString(`[proxy]
-queue_timeout = "30s"
-[warmup]
-timeout = "60s"
-[[warmup.request]]
-path = "/products/"
-headers = { Host = "shop.example" }
-repeat = 4
-[[warmup.request]]
-path = "/admin/login/"
-headers = { Host = "shop.example" }
-`)
+	b.WriteString("[proxy]\nqueue_timeout = \"30s\"\n[warmup]\ntimeout = \"60s\"\n")
+	for _, r := range warmupPlan {
+		fmt.Fprintf(&b, "[[warmup.request]]\npath = %q\nheaders = { Host = %q }\nrepeat = %d\n", r.path, siteHost, r.repeat)
+	}
 	return b.String()
+}
+
+// siteHost is the Host the site's warm-up requests name (one of its ALLOWED_HOSTS).
+const siteHost = "shop.example"
+
+// warmupPlan is every way's warm-up: each path, repeated to reach the worker's four threads
+// where its state is per thread (Django's database connections).
+var warmupPlan = []struct {
+	path   string
+	repeat int
+}{{"/products/", 4}, {"/admin/login/", 1}}
+
+// describePlan is the warm-up plan for the report: "`/products/` x4 and `/admin/login/`".
+func describePlan() string {
+	parts := make([]string, len(warmupPlan))
+	for i, r := range warmupPlan {
+		parts[i] = "`" + r.path + "`"
+		if r.repeat > 1 {
+			parts[i] += fmt.Sprintf(" x%d", r.repeat)
+		}
+	}
+	return strings.Join(parts, " and ")
 }
 
 func main() {
@@ -392,7 +406,7 @@ func (e measureEnv) measureThroughput(ctx context.Context, r *throughputResult) 
 }
 
 // warmPlanCPU is the CPU the worker of a one-worker instance spends on the warm-up plan's
-// requests (config's: /products/ four at once, then /admin/login/), the median of 20 runs.
+// requests (each one's repeats at once, as warmpool sends them), the median of 20 runs.
 func warmPlanCPU(ctx context.Context, in *instance) (time.Duration, error) {
 	st, err := in.status()
 	if err != nil || len(st.Workers) != 1 {
@@ -405,7 +419,7 @@ func warmPlanCPU(ctx context.Context, in *instance) (time.Duration, error) {
 		if err != nil {
 			return err
 		}
-		req.Host = "shop.example"
+		req.Host = siteHost
 		resp, err := cl.Do(req)
 		if err != nil {
 			return err
@@ -420,17 +434,16 @@ func warmPlanCPU(ctx context.Context, in *instance) (time.Duration, error) {
 	var runs []time.Duration
 	for range 20 {
 		before := benchutil.ThreadCPU(pid)
-		errs := make(chan error, 4)
-		for range 4 {
-			go func() { errs <- get("/products/") }()
-		}
-		for range 4 {
-			if err := <-errs; err != nil {
-				return 0, err
+		for _, r := range warmupPlan {
+			errs := make(chan error, r.repeat)
+			for range r.repeat {
+				go func() { errs <- get(r.path) }()
 			}
-		}
-		if err := get("/admin/login/"); err != nil {
-			return 0, err
+			for range r.repeat {
+				if err := <-errs; err != nil {
+					return 0, err
+				}
+			}
 		}
 		runs = append(runs, benchutil.ThreadCPU(pid)-before)
 	}

@@ -63,8 +63,8 @@ func render(o options, rep *report) string {
 	fmt.Fprintf(&b, "# Warm fork on a Django site\n\n")
 	fmt.Fprintf(&b, "bench/fork/site: Django %s with the admin, the ORM on SQLite (persistent connections), and a middleware that imports pandas lazily, under a lock, on each process's first request. ",
 		"3.2 (Debian)")
-	fmt.Fprintf(&b, "warmpool with 2 workers x 4 threads; open loop at %d req/s on `/products/?page=3` for %s per way, max_requests and round, after %s of unmeasured load; %d rounds that interleave every way. Warm-up: `/products/` x4 and `/admin/login/`.\n\n",
-		o.rate, o.duration, o.warmFor, o.rounds)
+	fmt.Fprintf(&b, "warmpool with 2 workers x 4 threads; open loop at %d req/s on `/products/?page=3` for %s per way, max_requests and round, after %s of unmeasured load; %d rounds that interleave every way. Warm-up: %s.\n\n",
+		o.rate, o.duration, o.warmFor, o.rounds, describePlan())
 	fmt.Fprintf(&b, "Machine: %d CPUs, %s. Run: %s. Command: `go run ./bench/fork -rate %d -duration %s -rounds %d`\n\n",
 		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.rate, o.duration, o.rounds)
 	for _, w := range ways {

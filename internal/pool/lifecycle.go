@@ -67,23 +67,8 @@ func (p *Pool) reconcile() {
 		m.cancelled, m.stopReason = true, ReasonScaleDown
 		m.cancelBoot()
 	}
-	// Boots that replace a missing worker are needed now; the others are replacements for
-	// workers that still serve, booting idle until they are needed.
-	missing, needed := max(0, count-ready), 0
-	for _, m := range boots {
-		if !m.priority.isIdle() {
-			needed++
-		}
-	}
-	for _, m := range boots {
-		if needed >= missing {
-			break
-		}
-		if m.priority.isIdle() {
-			m.priority.raise("a worker is missing")
-			needed++
-		}
-	}
+	missing := max(0, count-ready)
+	raiseNeeded(boots, missing)
 	want := missing + min(len(due), surge)
 	if booting >= want {
 		return
@@ -103,8 +88,9 @@ func (p *Pool) reconcile() {
 func (p *Pool) spawn(idle bool) {
 	p.nextID++
 	cfg := p.cfg
+	idle = idle && p.nice > 0 // no priority is lowered where none can be restored
 	spec := WorkerSpec(cfg, p.nextID, p.generation, p.dir, p.env, p.log)
-	spec.BootIdle = idle && p.nice > 0
+	spec.BootIdle = idle
 	if cfg.Worker.IsPython() {
 		spec.Launcher = p.templates
 	}
@@ -377,7 +363,9 @@ func (p *Pool) drain(m *member, why string) {
 		case <-drained:
 			// Done serving: its exit (unmapping its memory) yields to the workers that serve.
 			if nice > 0 {
-				_ = w.SetPriority(worker.Priority{Idle: true, Nice: nice})
+				if err := w.SetPriority(worker.Priority{Idle: true, Nice: nice}); err != nil {
+					p.log.Debug("could not lower a drained worker's priority", "worker", w.ID(), "error", err)
+				}
 			}
 		case <-t.C:
 			p.log.Warn("worker still busy at graceful_timeout; stopping it anyway", "worker", w.ID(), "in_flight", p.inFlight(w))

@@ -23,8 +23,29 @@ type bootPriority struct {
 	restored bool
 }
 
+// newBootPriority is w's boot priority; idle only with a nice value (0: nothing is lowered).
 func newBootPriority(w *worker.Worker, nice int, idle bool, log *slog.Logger) *bootPriority {
-	return &bootPriority{w: w, nice: nice, idle: idle && nice > 0, log: log}
+	return &bootPriority{w: w, nice: nice, idle: idle, log: log}
+}
+
+// raiseNeeded raises idle boots until missing of the boots run at warmup.nice: a boot that
+// replaces a missing worker is needed now.
+func raiseNeeded(boots []*member, missing int) {
+	needed := 0
+	for _, m := range boots {
+		if !m.priority.isIdle() {
+			needed++
+		}
+	}
+	for _, m := range boots {
+		if needed >= missing {
+			return
+		}
+		if m.priority.isIdle() {
+			m.priority.raise("a worker is missing")
+			needed++
+		}
+	}
 }
 
 // lower applies the boot priority to every thread the worker runs now.
