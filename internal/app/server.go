@@ -128,10 +128,7 @@ func (s *Server) Start() (err error) {
 	s.history = telemetry.NewHistory()
 	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
 	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
-	var env []string // nil: warmpool's own
-	if len(s.workerEnv) > 0 {
-		env = append(os.Environ(), s.workerEnv...)
-	}
+	env := config.ChildEnv(append(os.Environ(), s.workerEnv...)) // warmpool's own, less its secrets
 	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log, Env: env,
 		WarmupSummary: s.src.WarmupSummary(), Metrics: s.metrics, Tracer: s.tracer})
 	s.metrics.SetInFlight(s.bal.InFlight)

@@ -156,15 +156,19 @@ func TestForwardedHeadersTraceparentAndHopByHop(t *testing.T) {
 	}
 }
 
-// warmpool's own NOTIFY_SOCKET (systemd's) must never reach a worker; worker output reaches
-// the log tagged with the worker id.
+// warmpool's own NOTIFY_SOCKET (systemd's) and its admin token must never reach a worker;
+// worker output reaches the log tagged with the worker id.
 func TestWorkerEnvironmentAndOutput(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", "/run/systemd/notify-of-warmpool")
+	t.Setenv(config.EnvAdminToken, "admin-secret-of-warmpool")
 	e := startServer(t, testConfig())
 	e.waitReady()
 	_, body := e.get("/echo")
 	if strings.Contains(body, "notify-of-warmpool") {
 		t.Fatalf("warmpool's NOTIFY_SOCKET leaked to the worker: %s", body)
+	}
+	if strings.Contains(body, "admin-secret-of-warmpool") || !strings.Contains(body, `"WARMPOOL_ADMIN_TOKEN":""`) {
+		t.Fatalf("warmpool's admin token leaked to the worker: %s", body)
 	}
 	e.logs.Wait(testutil.Contains("test worker 1 listening"), 5*time.Second)
 	rec := e.logs.All(testutil.Contains("test worker 1 listening"))[0]

@@ -28,6 +28,24 @@ var reservedEnv = []string{"WARMPOOL_WORKER_ID", "WARMPOOL_SOCKET", "WARMPOOL_GE
 // EnvAdminToken is the admin token from the environment (a Kubernetes Secret as a variable).
 const EnvAdminToken = "WARMPOOL_ADMIN_TOKEN"
 
+// secretEnv are warmpool's own secrets: read from its environment, never passed on to a
+// process it starts (a worker, a Python template, the keeper), where app code or a debug page
+// that prints the environment would reveal them.
+var secretEnv = []string{EnvAdminToken}
+
+// ChildEnv is the environment a process warmpool starts inherits: environ (warmpool's own,
+// "NAME=value") less warmpool's secrets. It is the one place that decides what is withheld.
+func ChildEnv(environ []string) []string {
+	out := make([]string, 0, len(environ))
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(secretEnv, name) {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
 // Layers are the inputs of a configuration, lowest first after the defaults.
 type Layers struct {
 	// File is the TOML file; empty means none.

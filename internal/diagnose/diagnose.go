@@ -82,7 +82,7 @@ func (r *Report) Uncovered() int {
 func Run(ctx context.Context, o Options) (*Report, error) {
 	cfg := o.Config
 	if o.Env == nil {
-		o.Env = os.Environ()
+		o.Env = config.ChildEnv(os.Environ())
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

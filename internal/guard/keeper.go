@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"warmpool/internal/config"
 )
 
 // EnvInstance marks every process of one warmpool instance: its workers and their descendants
@@ -47,7 +48,7 @@ func (k *Keeper) Start() error {
 		return fmt.Errorf("guard: %w", err)
 	}
 	cmd := exec.Command(exe)
-	cmd.Env = append(os.Environ(), envKeeper+"="+k.instance)
+	cmd.Env = append(config.ChildEnv(os.Environ()), envKeeper+"="+k.instance)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = r, os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := StartChild(cmd); err != nil {

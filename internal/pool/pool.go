@@ -138,7 +138,7 @@ func New(opts Options) *Pool {
 	}
 	env := opts.Env
 	if env == nil {
-		env = os.Environ()
+		env = config.ChildEnv(os.Environ())
 	}
 	killCtx, kill := context.WithCancel(context.Background())
 	tracer := opts.Tracer

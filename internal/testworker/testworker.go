@@ -214,6 +214,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"WARMPOOL_WORKER_ID": os.Getenv(worker.EnvWorkerID), "WARMPOOL_SOCKET": os.Getenv(worker.EnvSocket),
 				"PORT": os.Getenv(worker.EnvPort), "NOTIFY_SOCKET": os.Getenv(worker.EnvNotify),
 				"WARMPOOL_GENERATION": os.Getenv(worker.EnvGeneration), "EXTRA": os.Getenv("EXTRA"),
+				"WARMPOOL_ADMIN_TOKEN": os.Getenv("WARMPOOL_ADMIN_TOKEN"),
 			},
 		})
 	case "/stream":
