@@ -264,7 +264,7 @@ func TestTimeout504ThenHarakiriKillsAndReplaces(t *testing.T) {
 	e := startServer(t, cfg)
 	e.waitReady()
 	resp, body := e.get("/hang")
-	if resp.StatusCode != 504 || !strings.Contains(body, "worker 1 sent no response within 200ms") {
+	if resp.StatusCode != 504 || !strings.Contains(body, "the app sent no response within 200ms") {
 		t.Fatalf("hanging request: %d %q", resp.StatusCode, body)
 	}
 	e.logs.Wait(testutil.Msg("worker passed the harakiri limit; it will be killed and replaced", "worker", "1"), 5*time.Second)
@@ -304,7 +304,7 @@ func TestHungWorkerLeavesRotationAndIsReplaced(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	resp, body := e.get("/")
-	if resp.StatusCode != 504 || !strings.Contains(body, "worker 1 sent no response within 300ms") {
+	if resp.StatusCode != 504 || !strings.Contains(body, "the app sent no response within 300ms") {
 		t.Fatalf("request to the stopped worker: %d %q", resp.StatusCode, body)
 	}
 	e.logs.Wait(testutil.Msg("worker let a request pass the request timeout; it leaves rotation, a warm replacement follows, and it is stopped after graceful_timeout",
@@ -650,8 +650,9 @@ func TestTrustedProxyForwardingHeadersPass(t *testing.T) {
 	}
 }
 
-// While no worker is ready because warm-ups keep failing, a request is answered 503 at once,
-// saying why, instead of waiting out the queue.
+// While no worker is ready because warm-ups keep failing, a request is answered 503 at once
+// instead of waiting out the queue. The client is told no more than that, with a request id;
+// why (the worker's own output, its socket) goes to the log line with that id, and /status.
 func TestNoWorkerReadyAnswers503AtOnce(t *testing.T) {
 	cfg := testConfig()
 	cfg.Worker.Count = 1
@@ -676,10 +677,18 @@ func TestNoWorkerReadyAnswers503AtOnce(t *testing.T) {
 			break
 		}
 	}
-	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" ||
-		!strings.Contains(body, "no worker is ready: worker 1 (generation 1) failed to boot") || !strings.Contains(body, "broken build") ||
-		!strings.Contains(body, "the next try is in") {
+	id, ok := strings.CutPrefix(body, "warmpool: no worker is ready; retry later (request id ")
+	id, ok2 := strings.CutSuffix(id, ")\n")
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !ok || !ok2 || len(id) != 16 {
 		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	logged := e.logs.All(testutil.Msg("request failed", "request_id", id))
+	if len(logged) != 1 {
+		t.Fatalf("no log line for request id %s", id)
+	}
+	if reason := logged[0].Attrs["reason"]; !strings.Contains(reason, "worker 1 (generation 1) failed to boot") ||
+		!strings.Contains(reason, "broken build") || !strings.Contains(reason, "the next try is in") {
+		t.Fatalf("the log line's reason: %q", reason)
 	}
 	if st := e.srv.Pool().Status(); st.NextTry == nil || !st.NextTry.After(time.Now()) || st.Problem == "" {
 		t.Fatalf("status while backing off: next try %v, problem %q", st.NextTry, st.Problem)

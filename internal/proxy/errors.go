@@ -2,15 +2,22 @@ package proxy
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"warmpool/internal/worker"
 )
+
+// Errors are answered the same way on every path: failureOf decides the status, what a public
+// client is told and what the operator is told; errorPage renders the answer. A client learns
+// what happened (busy, no worker ready, the app timed out or failed) and a request id it can
+// quote; never a worker's output, a socket path or an internal error text, which go to the log
+// line that carries the same id (and, for a pool that cannot start workers, to /status).
 
 var errResponseTimeout = errors.New("no response headers within the request timeout")
 
@@ -39,51 +46,93 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// classify maps a forwarding error to the status and the plain reason the client gets.
-// Status 0 means the client itself went away and nothing needs to be said.
-func classify(clientGone bool, err error, queueTimeout time.Duration) (int, string) {
+// failure is a request that got no response from a worker.
+type failure struct {
+	status int    // 0: the client went away, nothing is said
+	public string // for the client: what happened, in general terms
+	detail string // for the log
+	id     string // quoted in both
+}
+
+// failureOf maps a forwarding error to what the client and the operator are told.
+func failureOf(clientGone bool, err error, queueTimeout time.Duration) failure {
 	var up *UpstreamError
 	var dial *worker.DialError
 	var unavailable *UnavailableError
+	fl := failure{status: http.StatusBadGateway, detail: err.Error()}
 	switch {
 	case clientGone:
-		return 0, "client went away"
+		return failure{detail: err.Error()}
 	case errors.Is(err, ErrQueueFull):
-		return http.StatusServiceUnavailable, "all workers are busy and the wait queue is full; retry later"
+		fl.status, fl.public = http.StatusServiceUnavailable, "all workers are busy and the wait queue is full; retry later"
 	case errors.As(err, &unavailable):
-		return http.StatusServiceUnavailable, "no worker is ready: " + unavailable.Why + "; retry later"
+		fl.status, fl.public = http.StatusServiceUnavailable, "no worker is ready; retry later"
 	case errors.Is(err, ErrQueueTimeout):
-		return http.StatusServiceUnavailable, "no worker became free within " + queueTimeout.String() + "; retry later"
+		fl.status, fl.public = http.StatusServiceUnavailable, "no worker became free within "+queueTimeout.String()+"; retry later"
 	case errors.As(err, &up) && isTimeout(err):
-		return http.StatusGatewayTimeout, fmt.Sprintf("worker %d sent no response within %s", up.WorkerID, up.Timeout)
+		fl.status, fl.public = http.StatusGatewayTimeout, "the app sent no response within "+up.Timeout.String()
 	case errors.As(err, &dial) && (up == nil || !up.Sent):
-		return http.StatusBadGateway, fmt.Sprintf("could not connect to worker %d (it may have exited)", dial.WorkerID)
+		fl.public = "could not reach a worker"
 	case errors.As(err, &dial):
-		return http.StatusBadGateway, fmt.Sprintf("worker %d exited with this request in flight", dial.WorkerID)
-	case errors.As(err, &up):
-		return http.StatusBadGateway, fmt.Sprintf("worker %d failed before answering: %v (it may have exited or crashed)", up.WorkerID, up.Err)
+		fl.public = "the worker exited with this request in flight"
 	default:
-		return http.StatusBadGateway, err.Error()
+		fl.public = "the worker failed before answering"
 	}
+	fl.id = newRequestID()
+	return fl
 }
 
+// newRequestID is a short random id that ties a client's error page to its log line.
+func newRequestID() string {
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(rand.Uint32())
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// text is the failure's plain-text reason for the client.
+func (fl *failure) text() string { return fl.public + " (request id " + fl.id + ")" }
+
+// report logs a failure once, with its detail; a client that went away is a debug line.
+func (f *Front) report(fl *failure, method, path string) {
+	if fl.status == 0 {
+		f.log.Debug("client went away", "path", path, "error", fl.detail)
+		return
+	}
+	f.log.Warn("request failed", "status", fl.status, "method", method, "path", path, "request_id", fl.id, "reason", fl.detail)
+}
+
+// errorPage is the body of every answer warmpool writes itself (refusals and failures), and
+// what its head says besides the status: Retry-After for a 503, and that a 504's connection
+// closes (the worker may still answer on it).
+func errorPage(status int, reason string) (body string, retryAfter, closes bool) {
+	return "warmpool: " + reason + "\n", status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout
+}
+
+// writeError answers a failed request on the net/http path.
 func (f *Front) writeError(rw http.ResponseWriter, r *http.Request, err error) {
-	status, reason := classify(r.Context().Err() != nil, err, f.bal.QueueTimeout())
-	if status == 0 {
-		f.log.Debug("client went away", "path", r.URL.Path, "error", err)
+	fl := failureOf(r.Context().Err() != nil, err, f.bal.QueueTimeout())
+	f.report(&fl, r.Method, r.URL.Path)
+	if fl.status == 0 {
 		clientGone(r)
 		return
 	}
-	f.log.Warn("request failed", "status", status, "method", r.Method, "path", r.URL.Path, "reason", reason)
+	writePlainError(rw, fl.status, fl.text())
+}
+
+// writePlainError writes errorPage through net/http.
+func writePlainError(rw http.ResponseWriter, status int, reason string) {
+	body, retryAfter, closes := errorPage(status, reason)
 	h := rw.Header()
-	if status == http.StatusServiceUnavailable {
-		h.Set("Retry-After", strconv.Itoa(1))
-	}
-	if status == http.StatusGatewayTimeout {
-		h.Set("Connection", "close")
-	}
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if retryAfter {
+		h.Set("Retry-After", "1")
+	}
+	if closes {
+		h.Set("Connection", "close")
+	}
 	rw.WriteHeader(status)
-	fmt.Fprintf(rw, "warmpool: %s\n", reason)
+	rw.Write([]byte(body))
 }

@@ -77,14 +77,6 @@ func (f *Front) refuse(rw http.ResponseWriter, r *http.Request, status int, reas
 	writePlainError(rw, status, reason)
 }
 
-func writePlainError(rw http.ResponseWriter, status int, reason string) {
-	h := rw.Header()
-	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("X-Content-Type-Options", "nosniff")
-	rw.WriteHeader(status)
-	fmt.Fprintf(rw, "warmpool: %s\n", reason)
-}
-
 // clientGone records that the request's client went away (nil info: nothing records).
 func clientGone(r *http.Request) {
 	if info, _ := r.Context().Value(requestInfoKey{}).(*telemetry.Request); info != nil {

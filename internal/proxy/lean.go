@@ -584,21 +584,20 @@ func traceIDOf(r *h1.Request) string {
 // writeFailure answers a request that got no response from a worker (503, 502, 504, or
 // nothing when the client hung up) and returns what serveLean reports.
 func (c *clientConn) writeFailure(f *Front, err error, keep bool) (int, int64, bool) {
-	status, reason := classify(errors.Is(err, context.Canceled), err, f.bal.QueueTimeout())
-	if status == 0 {
-		f.log.Debug("client went away", "path", string(c.req.Path()), "error", err)
+	fl := failureOf(errors.Is(err, context.Canceled), err, f.bal.QueueTimeout())
+	f.report(&fl, methodString(c.req.Method), string(c.req.Path()))
+	if fl.status == 0 {
 		return StatusClientClosedRequest, 0, false
 	}
-	f.log.Warn("request failed", "status", status, "method", string(c.req.Method), "path", string(c.req.Path()), "reason", reason)
-	keep = keep && status != http.StatusGatewayTimeout // the worker may still answer on that connection
-	n, ok := c.writeError(status, reason, keep)
-	return status, n, keep && ok
+	n, keep := c.writeError(fl.status, fl.text(), keep)
+	return fl.status, n, keep
 }
 
-// writeError writes a plain-text error response and returns its body's size; false if the
-// client is gone.
+// writeError writes errorPage on the lean path and returns its body's size, and whether the
+// connection may go on (not when it said it closes, or the client is gone).
 func (c *clientConn) writeError(status int, reason string, keep bool) (int64, bool) {
-	body := "warmpool: " + reason + "\n"
+	body, retryAfter, closes := errorPage(status, reason)
+	keep = keep && !closes
 	h := append(c.head[:0], "HTTP/1.1 "...)
 	h = strconv.AppendInt(h, int64(status), 10)
 	h = append(h, ' ')
@@ -606,7 +605,7 @@ func (c *clientConn) writeError(status int, reason string, keep bool) (int64, bo
 	h = append(h, "\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\n"...)
 	h = appendContentLength(h, int64(len(body)))
 	h = appendDate(h)
-	if status == http.StatusServiceUnavailable {
+	if retryAfter {
 		h = append(h, "Retry-After: 1\r\n"...)
 	}
 	if !keep {
@@ -616,7 +615,7 @@ func (c *clientConn) writeError(status int, reason string, keep bool) (int64, bo
 	h = append(h, body...)
 	c.head = h
 	c.bw.Write(h)
-	return int64(len(body)), c.bw.Flush() == nil
+	return int64(len(body)), c.bw.Flush() == nil && keep
 }
 
 // watchHangup calls hangup if the client closes its connection before stop is called. Only
