@@ -44,7 +44,7 @@ type Server struct {
 	check   *telemetry.WarmupCheck
 
 	frontSrv, adminSrv *http.Server
-	lean               *proxy.Server // the cleartext front (frontSrv takes what it hands off); nil with TLS
+	lean               *proxy.Server // the front (frontSrv takes what it hands off, and TLS)
 	frontLn, adminLn   net.Listener
 	socketDir          string
 	ownSocketDir       bool
@@ -145,9 +145,7 @@ func (s *Server) Start() (err error) {
 	errLog := slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)
 	s.frontSrv = &http.Server{Handler: s.front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: errLog,
 		MaxHeaderBytes: proxy.HTTPMaxHeaderBytes(cfg.Proxy.MaxHeaderBytes.Bytes)}
-	if cfg.TLSCert == "" {
-		s.lean = proxy.NewServer(s.front, s.frontSrv)
-	}
+	s.lean = proxy.NewServer(s.front, s.frontSrv)
 	// Keep-alive connections to the admin listener end when idle, as the front's do.
 	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: errLog}
 	if err := s.pool.Start(); err != nil {
@@ -156,10 +154,10 @@ func (s *Server) Start() (err error) {
 	s.front.Start()
 	s.wg.Go(func() {
 		var err error
-		if s.lean != nil {
+		if cfg.TLSCert == "" {
 			err = s.lean.Serve(s.frontLn)
 		} else {
-			err = s.frontSrv.ServeTLS(s.frontLn, cfg.TLSCert, cfg.TLSKey)
+			err = s.lean.ServeTLS(s.frontLn, cfg.TLSCert, cfg.TLSKey)
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			s.serveErr <- fmt.Errorf("front: %w", err)
@@ -292,16 +290,12 @@ func (s *Server) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// shutdownFront stops the front listener's server, whichever serves it, gracefully.
+// shutdownFront stops the front listener's server gracefully.
 func (s *Server) shutdownFront(ctx context.Context) error {
-	if s.lean != nil {
-		return s.lean.Shutdown(ctx)
+	if s.lean == nil { // Start failed before it was made
+		return nil
 	}
-	err := s.frontSrv.Shutdown(ctx)
-	if err != nil {
-		s.frontSrv.Close()
-	}
-	return err
+	return s.lean.Shutdown(ctx)
 }
 
 // releaseStartResources undoes what a failed Start had opened.

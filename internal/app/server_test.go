@@ -244,7 +244,7 @@ func TestCrashMidRequestGets502OthersUnaffected(t *testing.T) {
 	e := startServer(t, testConfig())
 	e.waitReady()
 	resp, body := e.get("/crash")
-	if resp.StatusCode != 502 || !strings.Contains(body, "warmpool: worker") {
+	if resp.StatusCode != 502 || !strings.Contains(body, "warmpool: the worker") {
 		t.Fatalf("crashing request: %d %q", resp.StatusCode, body)
 	}
 	e.logs.Wait(testutil.Msg("worker exited unexpectedly; a warm replacement follows"), 5*time.Second)

@@ -373,6 +373,11 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 			}
 			continue
 		}
+		if rf := bodyTooLarge(c.s.front.opts.Load(), leanFraming(&c.req).length); rf != nil {
+			c.s.log.Warn("request refused", "status", rf.status, "client", string(c.client), "path", string(c.req.Path()), "reason", rf.reason)
+			c.writeError(rf.status, rf.reason, false) // the body is left unread: the connection closes
+			return 0, nil, false
+		}
 		if c.handoffWhy = handoffReason(&c.req); c.handoffWhy != "" {
 			return -1, nil, true
 		}
@@ -467,5 +472,5 @@ func (c *clientConn) handOff() bool {
 	}
 	c.deadline = time.Time{}
 	c.nc.SetReadDeadline(c.deadline) // net/http sets its own
-	return c.s.handoff.give(&handedConn{Conn: c.nc, r: c.br})
+	return c.s.handoff.give(c.s.guarded(&handedConn{Conn: c.nc, r: c.br}, nil))
 }

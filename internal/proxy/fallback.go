@@ -51,11 +51,19 @@ func (f *Front) serve(rw http.ResponseWriter, r *http.Request, opts *Options) {
 		defer dw.rc.SetWriteDeadline(time.Time{}) // the connection may serve more requests
 		rw = dw
 	}
+	fr, bad := netHTTPFraming(r)
+	if bad == nil && fr.length >= 0 {
+		bad = bodyTooLarge(opts, fr.length)
+	}
+	if bad != nil {
+		f.refuse(rw, r, bad.status, bad.reason)
+		return
+	}
 	upgrade := upgradeOf(r)
 	var body *spooledBody
 	if upgrade == "" {
 		var ok bool
-		if body, ok = f.readBody(rw, r, opts); !ok {
+		if body, ok = f.readBody(rw, r, fr, opts); !ok {
 			return
 		}
 		defer body.Close()

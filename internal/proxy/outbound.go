@@ -59,7 +59,7 @@ func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, opts *Opt
 		}
 	}
 	writeHeader(bw, "X-Forwarded-For", forwardedFor(r.Header["X-Forwarded-For"], r.RemoteAddr))
-	if r.TLS != nil && !(trustedPeer && len(r.Header["X-Forwarded-Proto"]) > 0) {
+	if tlsState(r) != nil && !(trustedPeer && len(r.Header["X-Forwarded-Proto"]) > 0) {
 		writeHeader(bw, "X-Forwarded-Proto", "https")
 	}
 	if traced {
@@ -69,7 +69,7 @@ func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, opts *Opt
 	case upgrade != "":
 		writeHeader(bw, "Connection", "Upgrade")
 		writeHeader(bw, "Upgrade", upgrade)
-	case body != nil && body.sent:
+	case body != nil && body.framing.sendsLength(body.Len()):
 		bw.WriteString("Content-Length: ")
 		bw.WriteString(strconv.FormatInt(body.Len(), 10))
 		bw.WriteString("\r\n")

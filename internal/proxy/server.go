@@ -3,7 +3,9 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,12 +15,15 @@ import (
 	"time"
 )
 
-// Server serves the front's cleartext listener. Every connection starts on the lean HTTP/1.1
-// path (see conn.go): requests are parsed in place and forwarded without net/http's per-request
-// machinery. The first request that path does not take (HTTP/1.0, a chunked or large upload,
-// an upgrade, "Expect: 100-continue", a head over 8 KiB or one net/http should judge) hands the
-// connection, with the bytes already read, to the net/http server for good; Options.OnHandoff
-// is told why.
+// Server serves the front's listener. On a cleartext one, every connection starts on the lean
+// HTTP/1.1 path (see conn.go): requests are parsed in place and forwarded without net/http's
+// per-request machinery. The first request that path does not take (HTTP/1.0, a chunked or
+// large upload, an upgrade, "Expect: 100-continue", a head over 8 KiB or one net/http should
+// judge) hands the connection, with the bytes already read, to the net/http server for good;
+// Options.OnHandoff is told why. With TLS (ServeTLS), the Server ends TLS itself and gives
+// each connection to net/http: HTTP/2 as it is, HTTP/1.1 through the framing guard that
+// handed-off connections have too (guard.go), so that every HTTP/1.x request net/http parses
+// is held to the lean path's framing rules.
 type Server struct {
 	front   *Front
 	http    *http.Server
@@ -26,13 +31,15 @@ type Server struct {
 	log     *slog.Logger
 
 	readHeaderTimeout, idleTimeout time.Duration
+	tlsConfig                      *tls.Config // set by ServeTLS
 
-	mu       sync.Mutex
-	ln       net.Listener
-	conns    map[*clientConn]struct{}
-	shutting atomic.Bool
-	wg       sync.WaitGroup // connection goroutines and net/http's Serve
-	idle     chan struct{}  // signalled when a connection ends during shutdown
+	mu         sync.Mutex
+	ln         net.Listener
+	conns      map[*clientConn]struct{}
+	handshakes map[net.Conn]struct{} // TLS connections in their handshake
+	shutting   atomic.Bool
+	wg         sync.WaitGroup // connection goroutines and net/http's Serve
+	idle       chan struct{}  // signalled when a connection ends during shutdown
 
 	// A connection goroutine that finished its connection waits a while for the next one: a
 	// fresh goroutine would grow its stack again, copying it, for every connection.
@@ -51,10 +58,85 @@ const connReuseWait = 10 * time.Second
 // NewServer returns a server for front; srv (its Handler is the front) serves handed-off
 // connections, and its ReadHeaderTimeout and IdleTimeout apply on the lean path too.
 func NewServer(front *Front, srv *http.Server) *Server {
-	return &Server{front: front, http: srv, log: front.log, handoff: newHandoffListener(),
+	s := &Server{front: front, http: srv, log: front.log, handoff: newHandoffListener(),
 		readHeaderTimeout: srv.ReadHeaderTimeout, idleTimeout: srv.IdleTimeout,
-		conns: map[*clientConn]struct{}{}, idle: make(chan struct{}, 1),
+		conns: map[*clientConn]struct{}{}, handshakes: map[net.Conn]struct{}{}, idle: make(chan struct{}, 1),
 		next: make(chan *clientConn), stop: make(chan struct{})}
+	prior := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if prior != nil {
+			ctx = prior(ctx, c)
+		}
+		if g, ok := c.(*guardedConn); ok && g.tls != nil { // net/http sees no *tls.Conn: r.TLS is nil
+			st := g.tls.ConnectionState()
+			ctx = context.WithValue(ctx, tlsStateKey{}, &st)
+		}
+		return ctx
+	}
+	return s
+}
+
+// tlsStateKey carries the TLS state of a guarded connection in its requests' contexts.
+type tlsStateKey struct{}
+
+// tlsState is the TLS state of the connection r came on; nil for cleartext.
+func tlsState(r *http.Request) *tls.ConnectionState {
+	if r.TLS != nil {
+		return r.TLS
+	}
+	st, _ := r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+	return st
+}
+
+// ServeTLS is Serve for a TLS listener with the certificate and key in these PEM files:
+// HTTP/2 and HTTP/1.1 are offered (ALPN).
+func (s *Server) ServeTLS(ln net.Listener, certFile, keyFile string) error {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("tls: %w", err)
+	}
+	s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+	return s.Serve(ln)
+}
+
+// tlsHandshakeTimeout bounds a TLS handshake (net/http's bound is its ReadHeaderTimeout too).
+const tlsHandshakeTimeout = 10 * time.Second
+
+// handshake ends TLS on nc and gives the connection to net/http: an HTTP/2 one as it is, an
+// HTTP/1.1 one guarded.
+func (s *Server) handshake(nc net.Conn) {
+	tc := tls.Server(nc, s.tlsConfig)
+	timeout := tlsHandshakeTimeout
+	if s.readHeaderTimeout > 0 {
+		timeout = min(timeout, s.readHeaderTimeout)
+	}
+	tc.SetDeadline(time.Now().Add(timeout))
+	err := tc.Handshake()
+	s.mu.Lock()
+	delete(s.handshakes, nc)
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Debug("TLS handshake failed", "client", nc.RemoteAddr().String(), "error", err)
+		tc.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{}) // net/http sets its own
+	var c net.Conn = tc
+	if tc.ConnectionState().NegotiatedProtocol != "h2" {
+		c = s.guarded(tc, tc)
+	}
+	if !s.handoff.give(c) {
+		tc.Close()
+	}
+}
+
+// guarded wraps a connection for net/http in the framing guard, which logs a refusal.
+func (s *Server) guarded(c net.Conn, tc *tls.Conn) *guardedConn {
+	client := c.RemoteAddr().String()
+	return &guardedConn{Conn: c, tls: tc, onRefuse: func(reason string) {
+		s.log.Warn("request refused", "status", http.StatusBadRequest, "client", client, "reason", reason)
+	}}
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and then returns
@@ -92,6 +174,18 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		if s.tlsConfig != nil {
+			s.mu.Lock()
+			if s.shutting.Load() {
+				s.mu.Unlock()
+				nc.Close()
+				return http.ErrServerClosed
+			}
+			s.handshakes[nc] = struct{}{}
+			s.mu.Unlock()
+			s.wg.Go(func() { s.handshake(nc) })
+			continue
+		}
 		c := newClientConn(s, nc, seq)
 		s.mu.Lock()
 		if s.shutting.Load() {
@@ -162,6 +256,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.ln != nil {
 		s.ln.Close()
 	}
+	for nc := range s.handshakes { // no request yet
+		nc.Close()
+	}
 	s.mu.Unlock()
 	// The lean side first: its connections may still hand requests to net/http meanwhile.
 	for {
@@ -200,6 +297,9 @@ func (s *Server) Close() error {
 	}
 	for c := range s.conns {
 		c.nc.Close()
+	}
+	for nc := range s.handshakes {
+		nc.Close()
 	}
 	s.mu.Unlock()
 	s.stopConnGoroutines()

@@ -17,10 +17,10 @@ import (
 
 // spooledBody is a request body read whole.
 type spooledBody struct {
-	mem  *[]byte // pooled, up to maxBufferedBody
-	file *os.File
-	n    int64
-	sent bool // whether the body had framing (Content-Length or chunked) at all
+	mem     *[]byte // pooled, up to maxBufferedBody
+	file    *os.File
+	n       int64
+	framing requestFraming
 }
 
 // Len is the body's size.
@@ -53,18 +53,13 @@ func (b *spooledBody) Close() {
 // errBodyTooLarge is a body over proxy.max_body_size.
 var errBodyTooLarge = errors.New("request body too large")
 
-// readBody reads r's body whole, each read within ClientBodyTimeout. When it cannot (too
-// large: 413; too slow: 408; malformed: 400; the client left: 499), it answers the client
-// itself and reports false.
-func (f *Front) readBody(rw http.ResponseWriter, r *http.Request, opts *Options) (*spooledBody, bool) {
-	_, framed := r.Header["Content-Length"]
-	b := &spooledBody{sent: framed || r.ContentLength > 0 || len(r.TransferEncoding) > 0}
-	if r.Body == nil || r.Body == http.NoBody {
+// readBody reads the body of r (framed as fr) whole, each read within ClientBodyTimeout. When
+// it cannot (too large: 413; too slow: 408; malformed: 400; the client left: 499), it answers
+// the client itself and reports false.
+func (f *Front) readBody(rw http.ResponseWriter, r *http.Request, fr requestFraming, opts *Options) (*spooledBody, bool) {
+	b := &spooledBody{framing: fr}
+	if !fr.declared || r.Body == nil || r.Body == http.NoBody {
 		return b, true
-	}
-	if opts.MaxBodySize > 0 && r.ContentLength > opts.MaxBodySize {
-		f.refuse(rw, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body (%d bytes) is over proxy.max_body_size (%d bytes)", r.ContentLength, opts.MaxBodySize))
-		return nil, false
 	}
 	rc := http.NewResponseController(rw)
 	err := b.fill(r.Body, rc, opts)
@@ -75,7 +70,8 @@ func (f *Front) readBody(rw http.ResponseWriter, r *http.Request, opts *Options)
 	b.Close()
 	switch {
 	case errors.Is(err, errBodyTooLarge):
-		f.refuse(rw, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("the request body is over proxy.max_body_size (%d bytes)", opts.MaxBodySize))
+		rf := bodyTooLarge(opts, b.n)
+		f.refuse(rw, r, rf.status, rf.reason)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		f.refuse(rw, r, http.StatusRequestTimeout, fmt.Sprintf("the request body stalled: nothing came for proxy.client_body_timeout (%s)", opts.ClientBodyTimeout))
 	case errors.Is(err, io.ErrUnexpectedEOF) || r.Context().Err() != nil:
@@ -97,7 +93,6 @@ var errSpool = errors.New("temporary file")
 func (b *spooledBody) fill(src io.Reader, rc *http.ResponseController, opts *Options) error {
 	b.mem = bodyPool.Get().(*[]byte)
 	buf := (*b.mem)[:cap(*b.mem)]
-	limit := opts.MaxBodySize
 	for {
 		if opts.ClientBodyTimeout > 0 {
 			rc.SetReadDeadline(time.Now().Add(opts.ClientBodyTimeout))
@@ -122,7 +117,7 @@ func (b *spooledBody) fill(src io.Reader, rc *http.ResponseController, opts *Opt
 				}
 			}
 			b.n += int64(n)
-			if limit > 0 && b.n > limit {
+			if bodyTooLarge(opts, b.n) != nil {
 				return errBodyTooLarge
 			}
 		}
