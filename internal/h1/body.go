@@ -45,9 +45,9 @@ func CopyN(dst *bufio.Writer, src *bufio.Reader, n int64) (int64, error) {
 }
 
 // CopyChunked relays a chunked body from src to dst, checking its framing: chunks are passed
-// on with their extensions dropped, and the trailer fields as they are. It returns the body's
-// data bytes.
-func CopyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
+// on with their extensions dropped, and the trailer fields that keep (the caller's policy)
+// allows, as they are. It returns the body's data bytes.
+func CopyChunked(dst *bufio.Writer, src *bufio.Reader, keep func(name []byte) bool) (int64, error) {
 	var total int64
 	for {
 		if src.Buffered() == 0 {
@@ -91,11 +91,14 @@ func CopyChunked(dst *bufio.Writer, src *bufio.Reader) (int64, error) {
 		if len(line) == 0 {
 			break
 		}
-		if _, _, _, ok := splitField(line); !ok || fields >= MaxFields {
+		name, _, _, ok := splitField(line)
+		if !ok || fields >= MaxFields {
 			return total, malformed("trailer line %q", truncate(line))
 		}
-		dst.Write(line)
-		dst.WriteString("\r\n")
+		if keep(name) {
+			dst.Write(line)
+			dst.WriteString("\r\n")
+		}
 	}
 	if _, err := dst.WriteString("\r\n"); err != nil {
 		return total, &WriteError{err}

@@ -135,11 +135,13 @@ func TestReadResponse(t *testing.T) {
 	}
 }
 
+func keepAll([]byte) bool { return true }
+
 func TestCopyChunked(t *testing.T) {
 	var out bytes.Buffer
 	bw := bufio.NewWriter(&out)
 	src := bufio.NewReaderSize(strings.NewReader("5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: v\r\n\r\nNEXT"), 16)
-	n, err := CopyChunked(bw, src)
+	n, err := CopyChunked(bw, src, keepAll)
 	bw.Flush()
 	if err != nil || n != 11 || out.String() != "5\r\nhello\r\n6\r\n world\r\n0\r\nX-T: v\r\n\r\n" {
 		t.Fatalf("n=%d err=%v out=%q", n, err, out.String())
@@ -158,7 +160,7 @@ func TestCopyChunked(t *testing.T) {
 
 	for _, bad := range []string{"x\r\n", "5\r\nhel", "5\r\nhelloXX\r\n", "0\r\nbad trailer\r\n\r\n", "ffffffffffffffffff\r\n"} {
 		out.Reset()
-		if _, err := CopyChunked(bw, bufio.NewReader(strings.NewReader(bad))); err == nil {
+		if _, err := CopyChunked(bw, bufio.NewReader(strings.NewReader(bad)), keepAll); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
 	}
@@ -267,7 +269,7 @@ func FuzzResponse(f *testing.F) {
 		}
 		var out bytes.Buffer
 		bw := bufio.NewWriter(&out)
-		if _, err := CopyChunked(bw, br); err != nil {
+		if _, err := CopyChunked(bw, br, keepAll); err != nil {
 			return
 		}
 		bw.Flush()

@@ -130,7 +130,7 @@ func (f *Front) forward(rw http.ResponseWriter, r *http.Request, body *spooledBo
 		}
 		w := lease.Worker()
 		sent := time.Now()
-		up, reached, err := f.exchange(ctx, lease, r, body, upgrade, span, opts)
+		up, reached, err := f.exchange(ctx, lease, r, body, upgrade, span, opts, rw)
 		if err != nil {
 			if info != nil {
 				info.Upstream = time.Since(sent)
@@ -172,14 +172,14 @@ func (f *Front) forward(rw http.ResponseWriter, r *http.Request, body *spooledBo
 // exchange sends the request to the leased worker and reads the response head. A kept-alive
 // connection that turns out broken before any answer is replaced once for an idempotent
 // request, as http.Transport does. reached reports that the request reached the worker.
-func (f *Front) exchange(ctx context.Context, lease Lease, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options) (up *upstream, reached bool, err error) {
+func (f *Front) exchange(ctx context.Context, lease Lease, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options, rw http.ResponseWriter) (up *upstream, reached bool, err error) {
 	w := lease.Worker()
 	for try := 1; ; try++ {
 		wc, err := f.getConn(ctx, lease, try > 1)
 		if err != nil {
 			return nil, reached, err
 		}
-		up, sent, err := f.exchangeOn(ctx, lease, wc, r, body, upgrade, span, opts)
+		up, sent, err := f.exchangeOn(ctx, lease, wc, r, body, upgrade, span, opts, rw)
 		reached = reached || sent
 		if err == nil || errors.Is(err, errHeldForHarakiri) {
 			return up, true, err
@@ -192,8 +192,9 @@ func (f *Front) exchange(ctx context.Context, lease Lease, r *http.Request, body
 }
 
 // exchangeOn is one attempt on one connection; on error it has closed wc (or handed it, with
-// the slot, to the harakiri watch). sent reports that the request was written.
-func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *Conn, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options) (*upstream, bool, error) {
+// the slot, to the harakiri watch). sent reports that the request was written. Interim
+// responses that go on to the client are written to rw as they come.
+func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *Conn, r *http.Request, body *spooledBody, upgrade string, span trace.Span, opts *Options, rw http.ResponseWriter) (*upstream, bool, error) {
 	writeOutbound(wc.W, r, span, opts, body, upgrade)
 	if body != nil {
 		if _, err := body.WriteTo(wc.W); err != nil {
@@ -228,10 +229,11 @@ func (f *Front) exchangeOn(ctx context.Context, lease Lease, wc *Conn, r *http.R
 	var err error
 	for {
 		head, err = h1.ReadResponse(wc.R, &hr, head[:0])
-		// Interim responses (100 Continue, 103 Early Hints) are not passed on: net/http has
-		// sent its own 100 Continue, and 1xx fields would stay in the final response's header.
 		if err != nil || hr.Status >= 200 || hr.Status == http.StatusSwitchingProtocols {
 			break
+		}
+		if passInterim(hr.Status, r.ProtoMajor, r.ProtoMinor) {
+			writeInterim(rw, hr.Status, head)
 		}
 	}
 	timedOut := false
@@ -330,7 +332,7 @@ func (f *Front) relay(rw http.ResponseWriter, r *http.Request, up *upstream, opt
 	if _, ok := h["Content-Type"]; !ok {
 		h["Content-Type"] = nil // net/http would guess one; the worker sent none
 	}
-	if len(resp.Trailer) > 0 {
+	if len(allowedTrailers(resp.Trailer)) > 0 {
 		keys := make([]string, 0, len(resp.Trailer))
 		for k := range resp.Trailer {
 			keys = append(keys, k)
@@ -396,10 +398,31 @@ func (f *Front) relay(rw http.ResponseWriter, r *http.Request, up *upstream, opt
 		f.log.Warn("worker response ended early", "path", r.URL.Path, "error", rerr)
 		return false
 	}
-	for k, vv := range resp.Trailer {
+	for k, vv := range allowedTrailers(resp.Trailer) {
 		h[http.TrailerPrefix+k] = vv
 	}
 	return true
+}
+
+// writeInterim sends an interim response (head: its status line and fields, as h1 read them)
+// through net/http, whose header map carries its fields for that one write only.
+func writeInterim(rw http.ResponseWriter, status int, head []byte) {
+	h := rw.Header()
+	_, fields, _ := bytes.Cut(head, []byte("\r\n"))
+	var names []string
+	for len(fields) > 0 {
+		var line []byte
+		line, fields, _ = bytes.Cut(fields, []byte("\r\n"))
+		if name, value, ok := bytes.Cut(line, []byte(":")); ok {
+			k := http.CanonicalHeaderKey(string(name))
+			h.Add(k, string(bytes.Trim(value, " \t")))
+			names = append(names, k)
+		}
+	}
+	rw.WriteHeader(status)
+	for _, k := range names {
+		delete(h, k)
+	}
 }
 
 // tunnel joins the client's connection and the worker's after a 101 Switching Protocols

@@ -146,7 +146,8 @@ type h2Request struct {
 // h2Response is what came back on the stream.
 type h2Response struct {
 	status   int
-	interim  []int // 1xx statuses, in order
+	interim  []int       // 1xx statuses, in order
+	hints    http.Header // the last 1xx's fields
 	header   http.Header
 	body     []byte
 	trailer  http.Header
@@ -230,7 +231,7 @@ func (c *h2Conn) do(req h2Request) h2Response {
 			}
 			switch {
 			case status >= 100 && status < 200:
-				resp.interim = append(resp.interim, status)
+				resp.interim, resp.hints = append(resp.interim, status), h
 			case status != 0:
 				resp.status, resp.header = status, h
 			default:

@@ -336,8 +336,10 @@ func (f *Front) relayLean(c *clientConn, wc *Conn, opts *Options, keep bool) (st
 		if resp.Status == http.StatusSwitchingProtocols {
 			return 0, 0, fateClose, fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", h1.ErrMalformedResponse)
 		}
-		// An interim response (103 Early Hints): passed on as it is.
-		c.bw.Write(append(c.head, '\r', '\n'))
+		if !passInterim(resp.Status, 1, 1) {
+			continue
+		}
+		c.bw.Write(append(c.head, '\r', '\n')) // 103 Early Hints and the like: as it came
 		if err := c.bw.Flush(); err != nil {
 			return 0, 0, fateClose, &h1.WriteError{Err: err}
 		}
@@ -376,7 +378,7 @@ func (f *Front) relayLean(c *clientConn, wc *Conn, opts *Options, keep bool) (st
 	case bodyLength:
 		n, err = h1.CopyN(c.bw, wc.R, resp.ContentLength)
 	case bodyChunked:
-		n, err = h1.CopyChunked(c.bw, wc.R)
+		n, err = h1.CopyChunked(c.bw, wc.R, trailerAllowed)
 	case bodyUntilClose:
 		n, err = h1.CopyUntilEOF(c.bw, wc.R)
 	}

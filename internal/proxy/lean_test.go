@@ -198,24 +198,6 @@ func TestLeanRelaysEachFraming(t *testing.T) {
 	}
 }
 
-func TestLeanPassesEarlyHints(t *testing.T) {
-	e := startLean(t, 4, Options{})
-	c := e.dial()
-	c.send(get(raw("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")))
-	line, _ := c.br.ReadString('\n')
-	if line != "HTTP/1.1 103 Early Hints\r\n" {
-		t.Fatalf("first line %q", line)
-	}
-	link, _ := c.br.ReadString('\n')
-	if link != "Link: </a.css>; rel=preload\r\n" {
-		t.Fatalf("hint %q", link)
-	}
-	c.br.ReadString('\n')
-	if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "ok" {
-		t.Fatalf("final response %d %q", resp.StatusCode, body)
-	}
-}
-
 func TestLeanTruncatedBodyClosesTheClientConnection(t *testing.T) {
 	e := startLean(t, 4, Options{})
 	c := e.dial()
