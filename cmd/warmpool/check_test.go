@@ -43,6 +43,36 @@ func TestCheckGolden(t *testing.T) {
 	}
 }
 
+// Secrets in the config (worker.env values, warm-up header values but Host and the like, a
+// warm-up body) are masked with their length unless --show-secrets: check's output is kept
+// (the systemd unit runs it before each start, so it lands in the journal).
+func TestCheckMasksSecretsUnlessAsked(t *testing.T) {
+	secrets := []string{"hunter2", "app.settings", "warm-up-token", `\"warm\"`} // the body is shown quoted
+	for _, show := range []bool{false, true} {
+		args := []string{"--config", "testdata/check.toml"}
+		if show {
+			args = append(args, "--show-secrets")
+		}
+		var out bytes.Buffer
+		if err := (&checkCommand{stdout: &out}).Run(context.Background(), args); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range secrets {
+			if strings.Contains(out.String(), s) != show {
+				t.Errorf("--show-secrets=%v: %q shown: %v\n%s", show, s, !show, out.String())
+			}
+		}
+		for _, clear := range []string{"DATABASE_URL", "Authorization", "app.example.com", "application/json"} {
+			if !strings.Contains(out.String(), clear) {
+				t.Errorf("--show-secrets=%v: %q not shown", show, clear)
+			}
+		}
+		if masked := strings.Contains(out.String(), "<secret, 29 bytes>"); masked == show { // the database URL
+			t.Errorf("--show-secrets=%v: the database URL's mask shown: %v", show, masked)
+		}
+	}
+}
+
 func TestCheckListsEveryProblemAndExits2(t *testing.T) {
 	path := writeConfig(t, `[worker]
 command = ["app"]

@@ -38,7 +38,9 @@ const usage = `warmpool: an application server that only ever serves warm worker
 
 Usage:
   warmpool run [--config F] [--set key=value]...    serve the workers the config describes
-  warmpool check [--config F] [--set key=value]...  validate; print every effective value and its source
+  warmpool check [--config F] [--set key=value]... [--show-secrets]
+                                                    validate; print every effective value and its source
+                                                    (worker.env and warm-up header values masked)
   warmpool diagnose [--config F] [--path P]... [--host H]
                                                     measure cold, warmed and steady latency per path:
                                                     does the warm-up plan reach the slow code?

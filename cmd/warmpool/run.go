@@ -109,6 +109,7 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 	fs := newFlagSet("check")
 	var cf configFlags
 	cf.register(fs)
+	showSecrets := fs.Bool("show-secrets", false, "print the values of worker.env and of warm-up headers and bodies (masked by default: check's output is often kept, as in the journal)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -125,7 +126,7 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 	for _, w := range l.Warnings() {
 		fmt.Fprintf(c.stdout, "# WARNING: %s\n", w)
 	}
-	l.Explain(c.stdout)
+	l.Explain(c.stdout, *showSecrets)
 	return nil
 }
 

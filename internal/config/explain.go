@@ -5,18 +5,66 @@ import (
 	"io"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 )
 
+// Values that may hold secrets (a worker's DATABASE_URL or secret key, a warm-up request's
+// Authorization or Cookie, a login body) are shown masked by Explain, with their length, unless
+// it is told to show them: `warmpool check` runs where its output is kept (the systemd unit
+// runs it before each start, so it lands in the journal).
+
+// secretKeys are the settings whose values are masked; a map's keys stay visible.
+var secretKeys = map[string]bool{"worker.env": true, "headers": true, "body": true}
+
+// notSecretHeaders are warm-up header names shown in clear (Host is what a plan must get
+// right); any other header's value is masked.
+var notSecretHeaders = map[string]bool{"host": true, "content-type": true, "accept": true, "accept-language": true,
+	"accept-encoding": true, "user-agent": true}
+
+// mask is how a secret value of n bytes is shown.
+func mask(n int) string { return fmt.Sprintf("<secret, %d bytes>", n) }
+
+// renderMasked is render with secret values masked (an empty one is shown: it hides nothing).
+func renderMasked(v reflect.Value, k kind, clear func(mapKey string) bool) string {
+	switch {
+	case k == kindString && v.Len() > 0:
+		return mask(v.Len())
+	case k == kindStringMap && v.Len() > 0:
+		keys := make([]string, 0, v.Len())
+		for _, mk := range v.MapKeys() {
+			keys = append(keys, mk.String())
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, mk := range keys {
+			val := v.MapIndex(reflect.ValueOf(mk)).String()
+			shown := strconv.Quote(val)
+			if !clear(mk) && val != "" {
+				shown = mask(len(val))
+			}
+			parts[i] = bareOrQuoted(mk) + " = " + shown
+		}
+		return "{ " + strings.Join(parts, ", ") + " }"
+	}
+	return render(v, k)
+}
+
 // Explain writes the effective configuration, one line per value with its source, and then
-// the warm-up plan as it will run.
-func (l *Loaded) Explain(w io.Writer) {
+// the warm-up plan as it will run; secret values are masked unless showSecrets.
+func (l *Loaded) Explain(w io.Writer, showSecrets bool) {
 	type line struct{ key, value, source string }
 	var lines []line
 	root := reflect.ValueOf(&l.Config).Elem()
+	show := func(v reflect.Value, k kind, name string) string {
+		if showSecrets || !secretKeys[name] {
+			return render(v, k)
+		}
+		return renderMasked(v, k, func(mapKey string) bool { return name == "headers" && notSecretHeaders[strings.ToLower(mapKey)] })
+	}
 	for _, key := range leafKeys {
 		fd, _ := lookup(key)
-		lines = append(lines, line{key, render(root.FieldByIndex(fd.index), fd.kind), l.Source(key).String()})
+		lines = append(lines, line{key, show(root.FieldByIndex(fd.index), fd.kind, key), l.Source(key).String()})
 	}
 	names := make([]string, 0, len(requestTable.fields))
 	for n := range requestTable.fields {
@@ -31,7 +79,7 @@ func (l *Loaded) Explain(w io.Writer) {
 		for _, n := range names {
 			fd := requestTable.fields[n]
 			key := fmt.Sprintf("warmup.request[%d].%s", i, n)
-			lines = append(lines, line{key, render(ev.FieldByIndex(fd.index), fd.kind), l.Source(key).String()})
+			lines = append(lines, line{key, show(ev.FieldByIndex(fd.index), fd.kind, n), l.Source(key).String()})
 		}
 	}
 	kw, vw := 0, 0
@@ -48,10 +96,13 @@ func (l *Loaded) Explain(w io.Writer) {
 			host := "localhost"
 			var extra []string
 			for k, v := range r.Headers {
-				if strings.EqualFold(k, "Host") {
+				switch {
+				case strings.EqualFold(k, "Host"):
 					host = v
-				} else {
+				case showSecrets || notSecretHeaders[strings.ToLower(k)]:
 					extra = append(extra, k+": "+v)
+				default:
+					extra = append(extra, k+": "+mask(len(v)))
 				}
 			}
 			sort.Strings(extra)

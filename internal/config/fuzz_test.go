@@ -24,7 +24,8 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		_ = l.Validate()
-		l.Explain(discard{})
+		l.Explain(discard{}, false)
+		l.Explain(discard{}, true)
 		_ = l.WarmupSummary()
 	})
 }
