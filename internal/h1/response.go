@@ -253,6 +253,6 @@ func statusText(code int) string {
 
 // NoBody reports whether a response with this status to a request with this method carries no
 // body, whatever its fields say (RFC 9112 6.3).
-func NoBody(method []byte, status int) bool {
-	return status < 200 || status == 204 || status == 304 || string(method) == "HEAD"
+func NoBody(method string, status int) bool {
+	return status < 200 || status == 204 || status == 304 || method == "HEAD"
 }

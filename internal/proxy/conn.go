@@ -58,20 +58,27 @@ type clientConn struct {
 	requests int        // leases tried on this connection; with seq, rotates the balancer's tie-break
 
 	req        h1.Request
-	resp       h1.Response
-	head       []byte  // the response head being built
-	handoffWhy string  // why the connection goes to net/http
-	reqCopy    []byte  // the request head, when its body does not fit beside it in br
-	bigBody    *[]byte // the pooled buffer holding such a body
+	rsp        response // the response of the exchange under way (its head buffer is reused)
+	handoffWhy string   // why the connection goes to net/http
+	reqCopy    []byte   // the request head, when its body does not fit beside it in br
+	bigBody    *[]byte  // the pooled buffer holding such a body
 	info       telemetry.Request
-	deadline   time.Time       // the read deadline in force
-	now        time.Time       // the latest time taken on this request (one clock read serves many uses)
-	base       time.Time       // the connection's start, for clock
-	ctx        context.Context // the request's context: its server span when tracing, else Background
+	infoOrNil  *telemetry.Request // &info when the request is observed or traced, else nil
 
-	// awaiting is the wait for the response head of the exchange under way, within the
+	// The request being served: its body (read whole), the options it is served with, and
+	// whether the connection may serve another after it.
+	body []byte
+	opts *Options
+	keep bool
+
+	deadline time.Time       // the read deadline in force
+	now      time.Time       // the latest time taken on this request (one clock read serves many uses)
+	base     time.Time       // the connection's start, for clock
+	ctx      context.Context // the request's context: its server span when tracing, else Background
+
+	// await is the wait for the response head of the exchange under way, within the
 	// request timeout, which the watchdog keeps.
-	awaiting headWait
+	await headWait
 
 	// upstream is the worker connection of the exchange under way, and watch its state for
 	// the watchdog's check that the client is still there (watch*, below).
@@ -250,7 +257,7 @@ func peerClosed(rc syscall.RawConn) bool {
 // watch is the watchdog's look at a lean connection: its response head overdue, its client
 // not reading, or gone.
 func (c *clientConn) watch(now int64, opts *Options) {
-	c.awaiting.cutIfOverdue(now)
+	c.await.cutIfOverdue(now)
 	c.cutIfStalled(now, opts.SendTimeout)
 	c.cutIfLeft()
 }

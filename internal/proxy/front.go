@@ -187,11 +187,11 @@ func protoVersion(r *http.Request) string {
 }
 
 // hostAllowed applies proxy.allowed_hosts (on both paths), logging a refusal.
-func (f *Front) hostAllowed(opts *Options, host, path []byte) bool {
+func hostAllowed(log *slog.Logger, opts *Options, host, path []byte) bool {
 	if opts.AllowedHosts.Allowed(host) {
 		return true
 	}
-	f.log.Warn("request for a host not in proxy.allowed_hosts", "host", string(host), "path", string(path))
+	log.Warn("request for a host not in proxy.allowed_hosts", "host", string(host), "path", string(path))
 	return false
 }
 
@@ -258,12 +258,12 @@ func (f *Front) noteLease(ctx context.Context, lease Lease, now time.Time, waite
 
 // retryElsewhere reports whether a failed request may go to another worker: only when the
 // worker refused the connection and no byte of the request reached any worker.
-func (f *Front) retryElsewhere(ctx context.Context, err error, attempt int, sent bool) bool {
+func retryElsewhere(log *slog.Logger, err error, attempt int, sent bool) bool {
 	var dial *worker.DialError
-	if err == nil || sent || attempt >= maxAttempts || ctx.Err() != nil || !errors.As(err, &dial) {
+	if err == nil || sent || attempt >= maxAttempts || !errors.As(err, &dial) {
 		return false
 	}
-	f.log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)
+	log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)
 	return true
 }
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -54,55 +53,71 @@ func handoffReason(r *h1.Request) string {
 func (f *Front) serveLean(c *clientConn, body []byte) bool {
 	opts := f.opts.Load()
 	req := &c.req
-	keep := !req.Close && !c.s.shutting.Load()
+	c.body, c.opts, c.keep = body, opts, !req.Close && !c.s.shutting.Load()
 	obs := opts.Observer
 	c.now = c.clock()
 	start := c.now
 	c.ctx = context.Background()
 	var span trace.Span
 	if opts.Tracer != nil {
-		c.ctx, span = f.startLeanSpan(c, opts.Tracer)
+		c.ctx, span = c.startSpan(opts.Tracer)
 	}
-	var info *telemetry.Request
+	c.infoOrNil = nil
 	if obs != nil || span != nil {
-		info = &c.info
-		*info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: start, TraceID: traceIDOf(req), Shard: c.seq,
+		c.infoOrNil = &c.info
+		c.info = telemetry.Request{Method: methodString(req.Method), Path: string(req.Path()), Start: start, TraceID: traceIDOf(req), Shard: c.seq,
 			Client: c.client, Host: req.Host, Query: req.Query(), UserAgent: fieldValue(req, "user-agent"), RequestBytes: int64(len(body))}
 		if span != nil && span.SpanContext().IsValid() {
-			info.TraceID = span.SpanContext().TraceID().String()
+			c.info.TraceID = span.SpanContext().TraceID().String()
 		}
 	}
 	var status int
 	var bytes int64
-	if opts.AllowedHosts != nil && !f.hostAllowed(opts, req.Host, req.Path()) {
-		var ok bool
+	if opts.AllowedHosts != nil && !hostAllowed(f.log, opts, req.Host, req.Path()) {
 		status = http.StatusBadRequest
-		bytes, ok = c.writeError(status, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", keep)
-		keep = keep && ok
+		bytes, c.keep = c.writeError(status, "host "+strconv.Quote(string(req.Host))+" is not in proxy.allowed_hosts", c.keep)
 	} else {
-		status, bytes, keep = f.forwardLean(c, body, opts, info, keep)
+		var err error
+		status, bytes, err = f.forward(c, opts)
+		c.now = c.clock()
+		if err != nil {
+			status, bytes = c.failed(f, status, bytes, err)
+		}
 	}
-	if info != nil {
+	if info := c.infoOrNil; info != nil {
 		info.Status, info.Bytes, info.Duration = status, bytes, c.now.Sub(start)
-	}
-	if span != nil {
-		endServerSpan(span, info)
-	}
-	if obs != nil {
-		obs.ObserveRequest(info)
+		if span != nil {
+			endServerSpan(span, info)
+		}
+		if obs != nil {
+			obs.ObserveRequest(info)
+		}
 	}
 	err := c.bw.Flush()
 	if serr := c.out.finishSpill(); err == nil {
 		err = serr
 	}
-	if err != nil {
-		return false // the client went away
-	}
-	return keep
+	return err == nil && c.keep // an error: the client went away
 }
 
-// startLeanSpan starts the request's server span, continuing the client's W3C trace context.
-func (f *Front) startLeanSpan(c *clientConn, tracer trace.Tracer) (context.Context, trace.Span) {
+// failed ends a request whose exchange failed: before its response began, with an error page
+// (or nothing, when the client went away: 499); after, by closing the connection, the only way
+// left to tell the client. It returns the status and body bytes to record.
+func (c *clientConn) failed(f *Front, status int, n int64, err error) (int, int64) {
+	switch {
+	case status != 0:
+		c.keep = false
+		return status, n
+	case clientSide(err):
+		c.keep = false
+		f.log.Debug("client went away", "path", string(c.req.Path()), "error", err)
+		return StatusClientClosedRequest, n
+	}
+	return c.writeFailure(f, err)
+}
+
+// startSpan starts the request's server span, continuing the client's W3C trace context.
+func (c *clientConn) startSpan(tracer trace.Tracer) (context.Context, trace.Span) {
 	req := &c.req
 	ctx := telemetry.Propagator.Extract(context.Background(), requestCarrier{req})
 	return tracer.Start(ctx, methodString(req.Method), trace.WithSpanKind(trace.SpanKindServer),
@@ -133,270 +148,96 @@ func (rc requestCarrier) Keys() []string {
 	return keys
 }
 
-// forwardLean leases a worker, exchanges the request with it and relays the response, retrying
-// on another worker as the net/http path does. It returns the status recorded, the body bytes
-// sent to the client, and whether the client connection may go on.
-func (f *Front) forwardLean(c *clientConn, body []byte, opts *Options, info *telemetry.Request, keep bool) (int, int64, bool) {
-	var avoid *worker.Worker
-	for attempt := 1; ; attempt++ {
-		lease, err := f.acquireLean(c, avoid, info, opts.ColdWindow)
-		if err != nil {
-			return c.writeFailure(f, err, keep)
-		}
-		w := lease.Worker()
-		sent := c.now
-		status, n, reached, err := f.exchangeLean(c, lease, body, opts, keep)
-		c.now = c.clock()
-		if info != nil {
-			info.Upstream = c.now.Sub(sent)
-		}
-		if err == nil {
-			lease.Release()
-			return status, n, keep
-		}
-		if errors.Is(err, errHeldForHarakiri) { // the slot is released by the harakiri watch
-			return c.writeFailure(f, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout, Sent: true}, keep)
-		}
-		var we *h1.WriteError
-		if errors.As(err, &we) || errors.Is(err, errClientLeft) {
-			lease.Release() // the client went away; the worker is fine
-			f.log.Debug("client went away", "path", string(c.req.Path()), "error", err)
-			if status == 0 {
-				status = StatusClientClosedRequest
-			}
-			return status, n, false
-		}
-		f.releaseAfterFailure(lease, err)
-		if status != 0 {
-			// The response had begun: the client can only be told by closing the connection.
-			f.log.Warn("worker response ended early", "worker", w.ID(), "path", string(c.req.Path()), "error", err)
-			return status, n, false
-		}
-		if f.retryElsewhere(context.Background(), err, attempt, reached) {
-			avoid = w
-			continue
-		}
-		return c.writeFailure(f, &UpstreamError{WorkerID: w.ID(), Err: err, Timeout: opts.RequestTimeout, Sent: reached}, keep)
-	}
-}
+// The lean path's side of the exchange core (exchange.go): clientConn is its exchanger.
 
-// acquireLean leases a worker at once, or waits in the queue while watching the client: a
-// request whose client hung up while queued is dropped, not sent to a worker. c.now is the
-// time it got the worker.
-func (f *Front) acquireLean(c *clientConn, avoid *worker.Worker, info *telemetry.Request, coldWindow int) (Lease, error) {
+// acquire leases a worker at once, or waits in the queue while watching the client: a request
+// whose client hung up while queued is dropped, not sent to a worker. c.now is the time it
+// got the worker.
+func (c *clientConn) acquire(avoid *worker.Worker) (Lease, error) {
+	f := c.s.front
 	c.requests++
 	if lease, ok := f.bal.TryAcquire(avoid, c.seq+c.requests); ok {
-		f.noteLease(c.ctx, lease, c.now, 0, info, coldWindow)
+		f.noteLease(c.ctx, lease, c.now, 0, c.infoOrNil, c.opts.ColdWindow)
 		return lease, nil
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	stopWatching := c.watchHangup(cancel)
-	lease, err := f.acquire(ctx, avoid, info, coldWindow)
+	lease, err := f.acquire(ctx, avoid, c.infoOrNil, c.opts.ColdWindow)
 	stopWatching()
 	c.now = c.clock()
 	return lease, err
 }
 
-// exchangeLean sends c.req to w and relays the response to the client. status is 0 until the
-// response head went to the client; reached reports that the request reached the worker.
-func (f *Front) exchangeLean(c *clientConn, lease Lease, body []byte, opts *Options, keep bool) (status int, n int64, reached bool, err error) {
-	w := lease.Worker()
-	for attempt := 1; ; attempt++ {
-		var wc *Conn
-		wc, err = f.getConn(context.Background(), lease, attempt > 1)
-		if err != nil {
-			return 0, 0, reached, err
-		}
-		status, n, err = f.exchangeOnConn(c, lease, wc, body, opts, keep)
-		reached = reached || err == nil || status != 0 || !errors.Is(err, errNotSent)
-		if err == nil {
-			return status, n, true, nil
-		}
-		if status == 0 && f.retryOnFreshConn(w, wc, attempt, err, methodString(c.req.Method)) {
-			continue
-		}
-		return status, n, reached, err
-	}
-}
-
-// errHeldForHarakiri is a response timeout whose worker slot stays taken until the worker
-// answers or passes the harakiri limit.
-var errHeldForHarakiri = fmt.Errorf("%w; the worker keeps its slot until it answers or reaches the harakiri limit", errResponseTimeout)
-
-// errClientLeft: the client closed its connection while its request was with a worker.
-var errClientLeft = fmt.Errorf("client went away: %w", context.Canceled)
-
-// errHeldAfterClientLeft: the client left while the worker worked; with harakiri set, the
-// worker keeps its slot until it answers or passes the hard limit.
-var errHeldAfterClientLeft = fmt.Errorf("%w (%w)", errClientLeft, errHeldForHarakiri)
-
-// watchHarakiri waits for the answer of a worker whose client already got a 504, until the
-// harakiri deadline; past it, the worker is reported stuck (killed and replaced).
-func (f *Front) watchHarakiri(lease Lease, wc *Conn, deadline time.Time, opts *Options, path string) {
-	defer lease.Release()
-	defer wc.Close()
-	w := lease.Worker()
-	wc.SetReadDeadline(deadline)
-	var resp h1.Response
-	_, err := h1.ReadResponse(wc.R, &resp, nil)
-	if err != nil && isTimeout(err) && opts.OnStuck != nil {
-		f.log.Error("worker passed the harakiri limit; it will be killed and replaced",
-			"worker", w.ID(), "pid", w.PID(), "harakiri", opts.Harakiri, "path", path)
-		opts.OnStuck(w)
-	}
-}
-
-// errNotSent marks a failure to write the request to the worker.
-var errNotSent = errors.New("request not sent")
-
-type notSentError struct{ err error }
-
-func (e *notSentError) Error() string   { return e.err.Error() }
-func (e *notSentError) Unwrap() []error { return []error{e.err, errNotSent} }
-
-// exchangeOnConn is one attempt on one worker connection; it owns wc (pools or closes it, or
-// hands it with the slot to the harakiri watch).
-func (f *Front) exchangeOnConn(c *clientConn, lease Lease, wc *Conn, body []byte, opts *Options, keep bool) (status int, n int64, err error) {
-	req := &c.req
+func (c *clientConn) writeRequest(bw *bufio.Writer) error {
 	var traced context.Context
 	if sc := trace.SpanContextFromContext(c.ctx); sc.IsValid() {
 		traced = c.ctx
 	}
-	writeLeanOutbound(wc.W, req, c.client, body, traced, outboundPolicy{
-		trusted: trustedAddr(opts.TrustedProxies, c.addr), passUnderscored: opts.PassUnderscoreHeaders})
-	if err := wc.W.Flush(); err != nil {
-		wc.Close()
-		return 0, 0, &notSentError{err}
-	}
-	c.beginWatch(wc)
-	status, n, fate, err := f.relayLean(c, wc, opts, keep)
-	left := c.endWatch()
-	// The last bytes stay buffered: serveLean flushes them once the request is recorded, so
-	// that metrics, access log and span are complete when the client has the response.
-	switch {
-	case status == 0 && (errors.Is(err, errResponseTimeout) || left):
-		// No head came: the request timeout passed, or the client left meanwhile.
-		if opts.Harakiri > opts.RequestTimeout {
-			// The worker keeps the request, and its slot, until it answers or passes the hard
-			// limit; a client still there gets its 504 now.
-			sent, path := c.now, string(req.Path())
-			f.wg.Go(func() { f.watchHarakiri(lease, wc, sent.Add(opts.Harakiri), opts, path) })
-			if left {
-				return 0, 0, errHeldAfterClientLeft
-			}
-			return 0, 0, errHeldForHarakiri
-		}
-		wc.Close()
-		if left {
-			return 0, 0, errClientLeft
-		}
-		return 0, 0, errResponseTimeout
-	case left:
-		wc.Close() // the worker learns that its client is gone
-		return status, n, errClientLeft
-	}
-	f.settle(lease, wc, err == nil && fate != fateClose, fate == fateBodyless, 0,
-		func() string { return methodString(req.Method) + " " + string(req.Path()) })
-	return status, n, err
+	writeLeanOutbound(bw, &c.req, c.client, c.body, traced, outboundPolicy{
+		trusted: trustedAddr(c.opts.TrustedProxies, c.addr), passUnderscored: c.opts.PassUnderscoreHeaders})
+	return nil
 }
 
-// What becomes of a worker connection after its response.
-const (
-	fateReuse    = iota
-	fateClose    // the response ended with the connection, or said so
-	fateBodyless // a response that may have no body (reuse.go)
-)
+func (c *clientConn) method() string { return methodString(c.req.Method) }
+func (c *clientConn) describe() string {
+	return methodString(c.req.Method) + " " + string(c.req.Path())
+}
+func (c *clientConn) upgrade() string                { return "" } // upgrades go to net/http
+func (c *clientConn) clientHTTP() (major, minor int) { return 1, 1 }
+func (c *clientConn) awaiting() *headWait            { return &c.await }
+func (c *clientConn) watchClient(wc *Conn)           { c.beginWatch(wc) }
+func (c *clientConn) unwatchClient() bool            { return c.endWatch() }
+func (c *clientConn) scratch() *response             { return &c.rsp }
 
-// relayLean reads the response head from wc, within the request timeout kept by the watchdog,
-// and relays the response to the client. status is 0 until the head went to the client. It
-// leaves wc to its caller.
-func (f *Front) relayLean(c *clientConn, wc *Conn, opts *Options, keep bool) (status int, n int64, fate int, err error) {
-	req := &c.req
-	// The response-header timeout is kept by the server's watchdog (no timer per request).
-	timeout := opts.RequestTimeout
-	if timeout > 0 {
-		c.awaiting.start(wc, c.now.Add(timeout))
+func (c *clientConn) upstreamTook(d time.Duration) {
+	if c.infoOrNil != nil {
+		c.info.Upstream = d
 	}
-	resp := &c.resp
-	for {
-		c.head, err = h1.ReadResponse(wc.R, resp, c.head[:0])
-		if timeout > 0 && (err != nil || resp.Status >= 200) && !c.awaiting.stop() {
-			return 0, 0, fateClose, errResponseTimeout // the watchdog cut the wait, whatever the read returned
-		}
-		if err != nil {
-			if isTimeout(err) && !c.clientLeft() {
-				err = errResponseTimeout
-			}
-			return 0, 0, fateClose, err
-		}
-		if resp.Status >= 200 {
-			break
-		}
-		if resp.Status == http.StatusSwitchingProtocols {
-			return 0, 0, fateClose, fmt.Errorf("%w: 101 Switching Protocols to a request without Upgrade", h1.ErrMalformedResponse)
-		}
-		if !passInterim(resp.Status, 1, 1) {
-			continue
-		}
-		c.bw.Write(append(c.head, '\r', '\n')) // 103 Early Hints and the like: as it came
-		if err := c.bw.Flush(); err != nil {
-			return 0, 0, fateClose, &h1.WriteError{Err: err}
-		}
+}
+
+// interim passes an interim response on as it came.
+func (c *clientConn) interim(_ int, head []byte) error {
+	c.bw.Write(head)
+	c.bw.WriteString("\r\n")
+	if err := c.bw.Flush(); err != nil {
+		return &h1.WriteError{Err: err}
 	}
-	status = resp.Status
-	mode := bodyNone
-	head := c.head
-	switch {
-	case h1.NoBody(req.Method, status):
-		if resp.ContentLength >= 0 && status != http.StatusNoContent {
-			head = appendContentLength(head, resp.ContentLength)
-		}
-	case resp.Chunked:
-		mode = bodyChunked
-		head = append(head, "Transfer-Encoding: chunked\r\n"...)
-	case resp.ContentLength >= 0:
-		mode = bodyLength
-		head = appendContentLength(head, resp.ContentLength)
-	default:
-		mode = bodyUntilClose // re-framed as chunked for the client
+	return nil
+}
+
+// relay writes the response head (with a Date, and Connection: close when the connection
+// ends) and copies the body with its framing checked; a body that runs until the worker
+// closes is re-framed as chunked, so that the client keeps its connection. The last bytes stay
+// buffered: serveLean flushes them once the request is recorded, so that metrics, access log
+// and span are complete when the client has the response.
+func (c *clientConn) relay(rsp *response) (n int64, err error) {
+	head := rsp.head
+	if rsp.body == bodyUntilClose {
 		head = append(head, "Transfer-Encoding: chunked\r\n"...)
 	}
-	if !resp.HasDate {
+	if !rsp.HasDate {
 		head = appendDate(head)
 	}
-	if !keep || c.s.shutting.Load() {
+	if !c.keep || c.s.shutting.Load() {
 		head = append(head, "Connection: close\r\n"...)
 	}
 	head = append(head, '\r', '\n')
-	c.head = head
-	c.out.buffering = opts.MaxBufferedResponse > 0 // from here on, a slow client does not hold the worker
+	rsp.head = head
+	c.out.buffering = c.opts.MaxBufferedResponse > 0 // from here on, a slow client does not hold the worker
 	if _, err := c.bw.Write(head); err != nil {
-		return status, 0, fateClose, &h1.WriteError{Err: err}
+		return 0, &h1.WriteError{Err: err}
 	}
-	switch mode {
+	switch rsp.body {
 	case bodyLength:
-		n, err = h1.CopyN(c.bw, wc.R, resp.ContentLength)
+		return h1.CopyN(c.bw, rsp.wc.R, rsp.ContentLength)
 	case bodyChunked:
-		n, err = h1.CopyChunked(c.bw, wc.R, trailerAllowed)
+		return h1.CopyChunked(c.bw, rsp.wc.R, trailerAllowed)
 	case bodyUntilClose:
-		n, err = h1.CopyUntilEOF(c.bw, wc.R)
+		return h1.CopyUntilEOF(c.bw, rsp.wc.R)
 	}
-	switch {
-	case mode == bodyUntilClose || resp.Close:
-		fate = fateClose
-	case mode == bodyNone:
-		fate = fateBodyless
-	}
-	return status, n, fate, err
+	return 0, nil
 }
-
-const (
-	bodyNone = iota
-	bodyLength
-	bodyChunked
-	bodyUntilClose
-)
 
 // writeLeanOutbound writes the request for the worker: the client's fields less hop-by-hop
 // ones and warmpool's own, forwarding headers only from a trusted peer, X-Forwarded-For
@@ -584,15 +425,17 @@ func traceIDOf(r *h1.Request) string {
 }
 
 // writeFailure answers a request that got no response from a worker (503, 502, 504, or
-// nothing when the client hung up) and returns what serveLean reports.
-func (c *clientConn) writeFailure(f *Front, err error, keep bool) (int, int64, bool) {
+// nothing when the client hung up) and returns what serveLean records.
+func (c *clientConn) writeFailure(f *Front, err error) (int, int64) {
 	fl := failureOf(errors.Is(err, context.Canceled), err, f.bal.QueueTimeout())
 	f.report(&fl, methodString(c.req.Method), string(c.req.Path()))
 	if fl.status == 0 {
-		return StatusClientClosedRequest, 0, false
+		c.keep = false
+		return StatusClientClosedRequest, 0
 	}
-	n, keep := c.writeError(fl.status, fl.text(), keep)
-	return fl.status, n, keep
+	var n int64
+	n, c.keep = c.writeError(fl.status, fl.text(), c.keep)
+	return fl.status, n
 }
 
 // writeError writes errorPage on the lean path and returns its body's size, and whether the
@@ -600,7 +443,7 @@ func (c *clientConn) writeFailure(f *Front, err error, keep bool) (int, int64, b
 func (c *clientConn) writeError(status int, reason string, keep bool) (int64, bool) {
 	body, retryAfter, closes := errorPage(status, reason)
 	keep = keep && !closes
-	h := append(c.head[:0], "HTTP/1.1 "...)
+	h := append(c.rsp.head[:0], "HTTP/1.1 "...)
 	h = strconv.AppendInt(h, int64(status), 10)
 	h = append(h, ' ')
 	h = append(h, http.StatusText(status)...)
@@ -615,7 +458,7 @@ func (c *clientConn) writeError(status int, reason string, keep bool) (int64, bo
 	}
 	h = append(h, '\r', '\n')
 	h = append(h, body...)
-	c.head = h
+	c.rsp.head = h
 	c.bw.Write(h)
 	return int64(len(body)), c.bw.Flush() == nil && keep
 }

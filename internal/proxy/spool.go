@@ -71,9 +71,9 @@ func (f *Front) readBody(rw http.ResponseWriter, r *http.Request, fr requestFram
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		rf := bodyTooLarge(opts, b.n)
-		f.refuse(rw, r, rf.status, rf.reason)
+		refuse(f.log, rw, r, rf.status, rf.reason)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		f.refuse(rw, r, http.StatusRequestTimeout, fmt.Sprintf("the request body stalled: nothing came for proxy.client_body_timeout (%s)", opts.ClientBodyTimeout))
+		refuse(f.log, rw, r, http.StatusRequestTimeout, fmt.Sprintf("the request body stalled: nothing came for proxy.client_body_timeout (%s)", opts.ClientBodyTimeout))
 	case errors.Is(err, io.ErrUnexpectedEOF) || r.Context().Err() != nil:
 		f.log.Debug("client went away while sending its request body", "path", r.URL.Path, "client", r.RemoteAddr, "error", err)
 		clientGone(r)
@@ -81,7 +81,7 @@ func (f *Front) readBody(rw http.ResponseWriter, r *http.Request, fr requestFram
 		f.log.Error("request body could not be stored", "path", r.URL.Path, "error", err)
 		writePlainError(rw, http.StatusInternalServerError, "the request body could not be stored")
 	default:
-		f.refuse(rw, r, http.StatusBadRequest, "malformed request body: "+err.Error())
+		refuse(f.log, rw, r, http.StatusBadRequest, "malformed request body: "+err.Error())
 	}
 	return nil, false
 }
