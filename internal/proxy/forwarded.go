@@ -20,15 +20,6 @@ var forwardingHeaders = []string{
 	"X-Forwarded-Prefix", "X-Forwarded-Ssl", "X-Forwarded-Protocol", "X-Forwarded-Scheme", "Front-End-Https",
 }
 
-// forwardingHeaderSet is forwardingHeaders by canonical name, for net/http's header maps.
-var forwardingHeaderSet = func() map[string]bool {
-	m := map[string]bool{}
-	for _, k := range forwardingHeaders {
-		m[k] = true
-	}
-	return m
-}()
-
 // forwardingHeadersLower is forwardingHeaders in lower case, as h1.EqualFold compares.
 var forwardingHeadersLower = func() []string {
 	out := make([]string, len(forwardingHeaders))
@@ -80,10 +71,6 @@ func trustedAddr(prefixes []netip.Prefix, ip netip.Addr) bool {
 	}
 	return false
 }
-
-// underscored reports a '_' in a field name: CGI and WSGI turn '-' and '_' into the same
-// variable, so X_Forwarded_Proto would reach the app as X-Forwarded-Proto.
-func underscored(name string) bool { return strings.IndexByte(name, '_') >= 0 }
 
 // forwardedFor is the X-Forwarded-For value for the worker: the client's chain, then the
 // client's address.

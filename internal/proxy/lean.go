@@ -175,7 +175,7 @@ func (c *clientConn) writeRequest(bw *bufio.Writer) error {
 		traced = c.ctx
 	}
 	writeLeanOutbound(bw, &c.req, c.client, c.body, traced, outboundPolicy{
-		trusted: trustedAddr(c.opts.TrustedProxies, c.addr), passUnderscored: c.opts.PassUnderscoreHeaders})
+		trusted: trustedAddr(c.opts.TrustedProxies, c.addr), passUnderscored: c.opts.PassUnderscoreHeaders, traced: traced != nil})
 	return nil
 }
 
@@ -238,122 +238,6 @@ func (c *clientConn) relay(rsp *response) (n int64, err error) {
 	}
 	return 0, nil
 }
-
-// writeLeanOutbound writes the request for the worker: the client's fields less hop-by-hop
-// ones and warmpool's own, forwarding headers only from a trusted peer, X-Forwarded-For
-// extended (forwarded.go). With a traced context, warmpool's span replaces the client's trace
-// context as the worker's parent.
-func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, traced context.Context, policy outboundPolicy) {
-	bw.Write(r.Method)
-	bw.WriteByte(' ')
-	bw.Write(r.Target)
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.Write(r.Host)
-	bw.WriteString("\r\n")
-	priorXFF := false
-	// Kept fields go out as the client sent them, each run of consecutive ones in one copy.
-	var run []byte
-	for i := range r.Fields {
-		fl := &r.Fields[i]
-		rule := outboundRule(fl)
-		if fl.Underscore && !policy.passUnderscored {
-			rule = fieldDrop
-		}
-		if rule == fieldKeep || rule == fieldTrace && traced == nil || rule == fieldForwarding && policy.trusted {
-			if run == nil {
-				run = fl.Line
-			} else {
-				run = run[:len(run)+len(fl.Line)] // the next line follows in the same buffer
-			}
-			continue
-		}
-		bw.Write(run)
-		run = nil
-		switch rule {
-		case fieldTE:
-			if h1.HasToken(fl.Value, "trailers") {
-				bw.WriteString("Te: trailers\r\n") // gRPC needs it; the only TE value passed on
-			}
-		case fieldXFF:
-			priorXFF = true
-		}
-	}
-	bw.Write(run)
-	if traced != nil {
-		telemetry.Propagator.Inject(traced, headerWriter{bw})
-	}
-	bw.WriteString("X-Forwarded-For: ")
-	if priorXFF {
-		for i := range r.Fields {
-			if fl := &r.Fields[i]; outboundRule(fl) == fieldXFF {
-				bw.Write(fl.Value)
-				bw.WriteString(", ")
-			}
-		}
-	}
-	bw.Write(client)
-	bw.WriteString("\r\n\r\n") // cleartext: no X-Forwarded-Proto, and Host is the client's
-	bw.Write(body)
-}
-
-// outboundPolicy is what the options and the peer decide for a request's fields.
-type outboundPolicy struct {
-	trusted         bool // the peer is in TrustedProxies: its forwarding headers pass
-	passUnderscored bool // fields with '_' in the name pass
-}
-
-const (
-	fieldKeep = iota
-	fieldDrop
-	fieldTE
-	fieldXFF
-	fieldTrace      // traceparent and tracestate: replaced when warmpool traces
-	fieldForwarding // forwarded.go's headers: kept from a trusted peer only
-)
-
-// outboundRule says what happens to a client's field on its way to the worker.
-func outboundRule(fl *h1.Field) int {
-	switch fl.Known {
-	case h1.NameTE:
-		return fieldTE
-	case h1.NameHost: // written first
-		return fieldDrop
-	case h1.NameTrailer, h1.NameUpgrade, h1.NameConnection, h1.NameKeepAlive, h1.NameProxyConnection,
-		h1.NameTransferEncoding, h1.NameProxyAuthenticate, h1.NameProxyAuthorization: // hop-by-hop
-		return fieldDrop
-	case h1.NameOther:
-		return ownRule(fl.Name)
-	}
-	return fieldKeep
-}
-
-// ownRule is outboundRule for the fields warmpool itself sets or replaces.
-func ownRule(name []byte) int {
-	switch len(name) {
-	case 10:
-		if h1.EqualFold(name, "tracestate") {
-			return fieldTrace
-		}
-	case 11:
-		if h1.EqualFold(name, "traceparent") {
-			return fieldTrace
-		}
-	case 15:
-		if h1.EqualFold(name, "x-forwarded-for") {
-			return fieldXFF
-		}
-	case 17:
-		if h1.EqualFold(name, warmupHeaderLower) {
-			return fieldDrop
-		}
-	}
-	if isForwardingHeader(name) {
-		return fieldForwarding
-	}
-	return fieldKeep
-}
-
-var warmupHeaderLower = strings.ToLower(worker.WarmupHeader)
 
 func appendContentLength(dst []byte, n int64) []byte {
 	dst = append(dst, "Content-Length: "...)

@@ -2,36 +2,144 @@ package proxy
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"go.opentelemetry.io/otel/trace"
 
+	"warmpool/internal/h1"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 )
 
-// outbound.go: the request head the net/http fallback writes for the worker. The lean path
-// writes its own from the client's bytes (lean.go); both follow forwarded.go's rules.
+// The request head a worker gets, on both paths: the client's fields by one rule (fieldRule),
+// then warmpool's own (X-Forwarded-For extended, X-Forwarded-Proto when warmpool ended TLS,
+// the trace context of its span) and the body's length (framing.go). The lean path writes the
+// kept fields from the client's bytes, in runs; net/http's path from its header map.
 
-// hopHeaders are never forwarded (RFC 9110 7.6.1), besides those a Connection header names.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Proxy-Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true,
-	"Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true,
+// What becomes of a client's field on its way to the worker.
+const (
+	fieldKeep       = iota
+	fieldDrop       // hop-by-hop (RFC 9110 7.6.1), or answered by warmpool (Expect), or its own
+	fieldFraming    // Content-Length, Transfer-Encoding: written from the body read
+	fieldTE         // only "TE: trailers" passes (gRPC needs it)
+	fieldXFF        // X-Forwarded-For: extended with the client's address
+	fieldTrace      // traceparent and tracestate: replaced when warmpool traces
+	fieldForwarding // forwarded.go's headers: kept from a trusted peer only
+)
+
+// fieldRule is the one table of what happens to a client's field, by name; known is
+// h1.FieldName(name).
+func fieldRule(name []byte, known h1.Name) int {
+	switch known {
+	case h1.NameTE:
+		return fieldTE
+	case h1.NameContentLength, h1.NameTransferEncoding:
+		return fieldFraming
+	case h1.NameHost, h1.NameExpect, h1.NameTrailer, h1.NameUpgrade, h1.NameConnection, h1.NameKeepAlive,
+		h1.NameProxyConnection, h1.NameProxyAuthenticate, h1.NameProxyAuthorization:
+		return fieldDrop // Host is written first; an upgrade's Connection and Upgrade by its path
+	case h1.NameOther:
+		switch len(name) {
+		case 10:
+			if h1.EqualFold(name, "tracestate") {
+				return fieldTrace
+			}
+		case 11:
+			if h1.EqualFold(name, "traceparent") {
+				return fieldTrace
+			}
+		case 15:
+			if h1.EqualFold(name, "x-forwarded-for") {
+				return fieldXFF
+			}
+		case len(warmupHeaderLower):
+			if h1.EqualFold(name, warmupHeaderLower) {
+				return fieldDrop // only warmpool's warm-up sends it
+			}
+		}
+		if isForwardingHeader(name) {
+			return fieldForwarding
+		}
+	}
+	return fieldKeep
 }
 
-// ownHeaders are set by warmpool itself on the outbound request.
-// Content-Length is written from the body read, and Expect was answered by net/http itself.
-var ownHeaders = map[string]bool{"X-Forwarded-For": true, worker.WarmupHeader: true, "Content-Length": true, "Expect": true}
+var warmupHeaderLower = strings.ToLower(worker.WarmupHeader)
 
-// writeOutbound writes the request line and headers for the worker: the client's headers less
-// hop-by-hop ones, forwarding headers as forwarded.go says (X-Forwarded-For extended), with
-// tracing on warmpool's span as the parent, and the body's framing: the body is read whole, so
-// it goes with its length (a chunked upload too). An upgrade keeps its Upgrade and Connection.
+// outboundPolicy is what the options and the peer decide for a request's fields.
+type outboundPolicy struct {
+	trusted bool // the peer is in TrustedProxies: its forwarding headers pass
+	// passUnderscored: fields with '_' in the name pass. By default they are dropped: CGI and
+	// WSGI turn '-' and '_' into the same variable, so X_Forwarded_Proto would reach the app as
+	// X-Forwarded-Proto.
+	passUnderscored bool
+	traced          bool // warmpool's span replaces the client's trace context
+}
+
+// keeps reports whether a field under rule passes as the client sent it.
+func (p outboundPolicy) keeps(rule int, underscore bool) bool {
+	if underscore && !p.passUnderscored {
+		return false
+	}
+	return rule == fieldKeep || rule == fieldTrace && !p.traced || rule == fieldForwarding && p.trusted
+}
+
+// writeLeanOutbound writes the request for the worker from the lean path's parsed head: kept
+// fields go out as the client sent them, each run of consecutive ones in one copy.
+func writeLeanOutbound(bw *bufio.Writer, r *h1.Request, client, body []byte, traced context.Context, policy outboundPolicy) {
+	bw.Write(r.Method)
+	bw.WriteByte(' ')
+	bw.Write(r.Target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.Write(r.Host)
+	bw.WriteString("\r\n")
+	priorXFF := false
+	var run []byte
+	for i := range r.Fields {
+		fl := &r.Fields[i]
+		rule := fieldRule(fl.Name, fl.Known)
+		if policy.keeps(rule, fl.Underscore) {
+			if run == nil {
+				run = fl.Line
+			} else {
+				run = run[:len(run)+len(fl.Line)] // the next line follows in the same buffer
+			}
+			continue
+		}
+		bw.Write(run)
+		run = nil
+		switch rule {
+		case fieldTE:
+			writeTE(bw, h1.HasToken(fl.Value, "trailers"))
+		case fieldXFF:
+			priorXFF = true
+		}
+	}
+	bw.Write(run)
+	bw.WriteString("X-Forwarded-For: ")
+	if priorXFF {
+		for i := range r.Fields {
+			if fl := &r.Fields[i]; fl.Known == h1.NameOther && fieldRule(fl.Name, fl.Known) == fieldXFF {
+				bw.Write(fl.Value)
+				bw.WriteString(", ")
+			}
+		}
+	}
+	bw.Write(client)
+	bw.WriteString("\r\n") // cleartext: no X-Forwarded-Proto, and Host is the client's
+	writeOwnTail(bw, traced, leanFraming(r).sendsLength(int64(len(body))), int64(len(body)))
+	bw.Write(body)
+}
+
+// writeOutbound writes the request line and head for the worker from net/http's request; an
+// upgrade keeps its Upgrade and Connection.
 func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, opts *Options, body *spooledBody, upgrade string) {
 	uri := r.RequestURI
 	if uri == "" || uri[0] != '/' {
@@ -44,14 +152,15 @@ func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, opts *Opt
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
 	named := connectionNamed(r.Header)
-	traced := span.SpanContext().IsValid()
-	trustedPeer := trustedPeer(opts.TrustedProxies, r.RemoteAddr)
+	policy := outboundPolicy{trusted: trustedPeer(opts.TrustedProxies, r.RemoteAddr), passUnderscored: opts.PassUnderscoreHeaders,
+		traced: span.SpanContext().IsValid()}
 	for k, vv := range r.Header {
-		if hopHeaders[k] || ownHeaders[k] || (named != nil && named[k]) || (traced && (k == "Traceparent" || k == "Tracestate")) ||
-			(!trustedPeer && forwardingHeaderSet[k]) || (!opts.PassUnderscoreHeaders && underscored(k)) {
-			if k == "Te" && hasToken(vv, "trailers") {
-				bw.WriteString("Te: trailers\r\n") // gRPC needs it; the only TE value passed on
-			}
+		name := unsafe.Slice(unsafe.StringData(k), len(k)) // read only
+		rule := fieldRule(name, h1.FieldName(name))
+		if rule == fieldTE {
+			writeTE(bw, hasToken(vv, "trailers"))
+		}
+		if !policy.keeps(rule, strings.IndexByte(k, '_') >= 0) || named[k] {
 			continue
 		}
 		for _, v := range vv {
@@ -59,19 +168,41 @@ func writeOutbound(bw *bufio.Writer, r *http.Request, span trace.Span, opts *Opt
 		}
 	}
 	writeHeader(bw, "X-Forwarded-For", forwardedFor(r.Header["X-Forwarded-For"], r.RemoteAddr))
-	if tlsState(r) != nil && !(trustedPeer && len(r.Header["X-Forwarded-Proto"]) > 0) {
+	if tlsState(r) != nil && !(policy.trusted && len(r.Header["X-Forwarded-Proto"]) > 0) {
 		writeHeader(bw, "X-Forwarded-Proto", "https")
 	}
-	if traced {
-		telemetry.Propagator.Inject(trace.ContextWithSpan(r.Context(), span), headerWriter{bw})
-	}
-	switch {
-	case upgrade != "":
+	if upgrade != "" {
 		writeHeader(bw, "Connection", "Upgrade")
 		writeHeader(bw, "Upgrade", upgrade)
-	case body != nil && body.framing.sendsLength(body.Len()):
+	}
+	var traced context.Context
+	if policy.traced {
+		traced = trace.ContextWithSpan(r.Context(), span)
+	}
+	var length int64
+	if body != nil {
+		length = body.Len()
+	}
+	writeOwnTail(bw, traced, body != nil && body.framing.sendsLength(length), length)
+}
+
+// writeTE passes the one TE value a worker may need.
+func writeTE(bw *bufio.Writer, trailers bool) {
+	if trailers {
+		bw.WriteString("Te: trailers\r\n")
+	}
+}
+
+// writeOwnTail ends the head, on both paths: warmpool's trace context (with traced, the
+// context of its span), the body's length, the empty line.
+func writeOwnTail(bw *bufio.Writer, traced context.Context, sendLength bool, length int64) {
+	if traced != nil {
+		telemetry.Propagator.Inject(traced, headerWriter{bw})
+	}
+	if sendLength {
 		bw.WriteString("Content-Length: ")
-		bw.WriteString(strconv.FormatInt(body.Len(), 10))
+		var buf [20]byte
+		bw.Write(strconv.AppendInt(buf[:0], length, 10))
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
@@ -108,6 +239,7 @@ func connectionNamed(h http.Header) map[string]bool {
 	return named
 }
 
+// hasToken reports whether a comma-separated field lists token, ignoring case.
 func hasToken(vv []string, token string) bool {
 	for _, v := range vv {
 		for _, tok := range strings.Split(v, ",") {
