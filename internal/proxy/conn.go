@@ -289,31 +289,9 @@ func (c *clientConn) closeIfIdle() {
 // connection is handed to net/http.
 func (c *clientConn) serve() {
 	defer c.s.forget(c)
-	var rw io.ReadWriter = c.nc
-	sock := sockPool.Get().(*rawsock.Conn)
-	if sock.Reset(c.nc) {
-		rw = sock
-	}
-	c.br = readerPool.Get().(*bufio.Reader)
-	c.br.Reset(rw)
-	c.bw = writerPool.Get().(*bufio.Writer)
-	c.out = sendingWriter{c: c, w: rw}
-	if rw == io.ReadWriter(sock) {
-		c.out.raw = sock
-	}
-	c.bw.Reset(&c.out)
+	sock := c.takeBuffers()
 	handed := false
-	defer func() {
-		c.bw.Reset(nil)
-		writerPool.Put(c.bw)
-		if !handed { // else br, and the sock it reads, go on with the connection
-			c.nc.Close()
-			c.br.Reset(nil)
-			readerPool.Put(c.br)
-			sock.Reset(nil)
-			sockPool.Put(sock)
-		}
-	}()
+	defer func() { c.giveBuffers(sock, handed) }()
 	for {
 		c.state.Store(connIdle)
 		if c.s.shutting.Load() {
@@ -340,7 +318,7 @@ func (c *clientConn) serve() {
 			handed = c.handOff()
 			return
 		}
-		keep := c.s.front.serveLean(c, body)
+		keep := c.serveRequest(body)
 		if c.bigBody != nil {
 			bodyPool.Put(c.bigBody)
 			c.bigBody = nil
@@ -350,6 +328,39 @@ func (c *clientConn) serve() {
 		if !keep {
 			return
 		}
+	}
+}
+
+// takeBuffers gives the connection its pooled reader and writer, over the raw socket when it
+// has one (returned: giveBuffers puts it back).
+func (c *clientConn) takeBuffers() *rawsock.Conn {
+	var rw io.ReadWriter = c.nc
+	sock := sockPool.Get().(*rawsock.Conn)
+	if sock.Reset(c.nc) {
+		rw = sock
+	}
+	c.br = readerPool.Get().(*bufio.Reader)
+	c.br.Reset(rw)
+	c.bw = writerPool.Get().(*bufio.Writer)
+	c.out = sendingWriter{c: c, w: rw}
+	if rw == io.ReadWriter(sock) {
+		c.out.raw = sock
+	}
+	c.bw.Reset(&c.out)
+	return sock
+}
+
+// giveBuffers puts the buffers back as the connection ends; a connection handed to net/http
+// keeps its reader (with what it read ahead) and the socket under it, and is not closed.
+func (c *clientConn) giveBuffers(sock *rawsock.Conn, handed bool) {
+	c.bw.Reset(nil)
+	writerPool.Put(c.bw)
+	if !handed {
+		c.nc.Close()
+		c.br.Reset(nil)
+		readerPool.Put(c.br)
+		sock.Reset(nil)
+		sockPool.Put(sock)
 	}
 }
 
@@ -401,22 +412,27 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 			}
 			return n, buf[n : n+cl], true
 		}
-		// The body does not fit beside the head: copy the head out and read the body into a
-		// buffer of its own.
-		c.reqCopy = append(c.reqCopy[:0], buf[:n]...)
-		h1.ParseRequest(c.reqCopy, &c.req)
-		c.br.Discard(n)
-		bp := bodyPool.Get().(*[]byte)
-		body = (*bp)[:cl]
-		for read := 0; read < cl; {
-			if !c.awaitBody(func() error { k, err := c.br.Read(body[read:]); read += k; return err }) {
-				bodyPool.Put(bp)
-				return 0, nil, false
-			}
-		}
-		c.bigBody = bp
-		return n, body, true
+		body, ok = c.readBodyApart(buf[:n], cl)
+		return n, body, ok
 	}
+}
+
+// readBodyApart reads a body of cl bytes that does not fit beside its head in br: the head is
+// copied out (and parsed again there), and the body read into a pooled buffer of its own.
+func (c *clientConn) readBodyApart(head []byte, cl int) ([]byte, bool) {
+	c.reqCopy = append(c.reqCopy[:0], head...)
+	h1.ParseRequest(c.reqCopy, &c.req)
+	c.br.Discard(len(head))
+	bp := bodyPool.Get().(*[]byte)
+	body := (*bp)[:cl]
+	for read := 0; read < cl; {
+		if !c.awaitBody(func() error { k, err := c.br.Read(body[read:]); read += k; return err }) {
+			bodyPool.Put(bp)
+			return nil, false
+		}
+	}
+	c.bigBody = bp
+	return body, true
 }
 
 // awaitBody runs read, a wait for more of the request body, within proxy.client_body_timeout.

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -95,12 +96,12 @@ func newRequestID() string {
 func (fl *failure) text() string { return fl.public + " (request id " + fl.id + ")" }
 
 // report logs a failure once, with its detail; a client that went away is a debug line.
-func (f *Front) report(fl *failure, method, path string) {
+func (fl *failure) report(log *slog.Logger, method, path string) {
 	if fl.status == 0 {
-		f.log.Debug("client went away", "path", path, "error", fl.detail)
+		log.Debug("client went away", "path", path, "error", fl.detail)
 		return
 	}
-	f.log.Warn("request failed", "status", fl.status, "method", method, "path", path, "request_id", fl.id, "reason", fl.detail)
+	log.Warn("request failed", "status", fl.status, "method", method, "path", path, "request_id", fl.id, "reason", fl.detail)
 }
 
 // errorPage is the body of every answer warmpool writes itself (refusals and failures), and
@@ -108,17 +109,6 @@ func (f *Front) report(fl *failure, method, path string) {
 // closes (the worker may still answer on it).
 func errorPage(status int, reason string) (body string, retryAfter, closes bool) {
 	return "warmpool: " + reason + "\n", status == http.StatusServiceUnavailable, status == http.StatusGatewayTimeout
-}
-
-// writeError answers a failed request on the net/http path.
-func (f *Front) writeError(rw http.ResponseWriter, r *http.Request, err error) {
-	fl := failureOf(r.Context().Err() != nil, err, f.bal.QueueTimeout())
-	f.report(&fl, r.Method, r.URL.Path)
-	if fl.status == 0 {
-		clientGone(r)
-		return
-	}
-	writePlainError(rw, fl.status, fl.text())
 }
 
 // writePlainError writes errorPage through net/http.

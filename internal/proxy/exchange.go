@@ -153,7 +153,7 @@ func (f *Front) exchange(x exchanger, lease Lease, opts *Options) (status int, n
 		var sent bool
 		status, n, sent, err = f.exchangeOn(x, lease, wc, opts)
 		reached = reached || sent
-		if err == nil || status != 0 || !f.retryOnFreshConn(lease.Worker(), wc, try, err, x.method()) {
+		if err == nil || status != 0 || !retryOnFreshConn(f.log, lease.Worker(), wc, try, err, x.method()) {
 			break
 		}
 	}

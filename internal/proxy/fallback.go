@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,8 +29,8 @@ import (
 // response (nginx's 499): the client's doing, not a failure of warmpool or the worker.
 const StatusClientClosedRequest = 499
 
-// serve forwards one request from net/http.
-func (f *Front) serve(rw http.ResponseWriter, r *http.Request, opts *Options) {
+// serveNetHTTP forwards one request from net/http: the fallback's entry from Front.ServeHTTP.
+func serveNetHTTP(f *Front, rw http.ResponseWriter, r *http.Request, opts *Options) {
 	if status, reason := refusedMethod(r.Method); status != 0 {
 		refuse(f.log, rw, r, status, reason)
 		return
@@ -55,7 +56,7 @@ func (f *Front) serve(rw http.ResponseWriter, r *http.Request, opts *Options) {
 	x.info, _ = r.Context().Value(requestInfoKey{}).(*telemetry.Request)
 	if x.upgradeTo == "" {
 		var ok bool
-		if x.body, ok = f.readBody(rw, r, fr, opts); !ok {
+		if x.body, ok = readBody(f.log, rw, r, fr, opts); !ok {
 			return
 		}
 		defer x.body.Close()
@@ -297,12 +298,23 @@ func (x *httpExchange) finish(status int, err error) {
 			x.rw.Header()[http.TrailerPrefix+k] = vv
 		}
 	case status == 0:
-		x.f.writeError(x.rw, x.r, err)
+		x.writeFailure(err)
 	case clientSide(err) || x.r.Context().Err() != nil:
 		clientGone(x.r)
 	default:
 		panic(http.ErrAbortHandler) // the worker's body ended early: the client must see it cut off
 	}
+}
+
+// writeFailure answers a request that got no response from a worker.
+func (x *httpExchange) writeFailure(err error) {
+	fl := failureOf(x.r.Context().Err() != nil, err, x.f.bal.QueueTimeout())
+	fl.report(x.f.log, x.r.Method, x.r.URL.Path)
+	if fl.status == 0 {
+		clientGone(x.r)
+		return
+	}
+	writePlainError(x.rw, fl.status, fl.text())
 }
 
 // tunnel joins the client's connection and the worker's after a 101 Switching Protocols
@@ -324,7 +336,7 @@ func (x *httpExchange) tunnel(rsp *response) {
 	if err := brw.Flush(); err != nil {
 		return
 	}
-	stop := x.f.trackTunnel(cc, wc)
+	stop := x.f.tunnels.track(cc, wc)
 	defer stop()
 	toWorker := make(chan struct{})
 	x.f.wg.Go(func() {
@@ -337,24 +349,41 @@ func (x *httpExchange) tunnel(rsp *response) {
 	<-toWorker
 }
 
-// trackTunnel notes an open tunnel, so that Close can end it; stop forgets it.
-func (f *Front) trackTunnel(cc io.Closer, wc *Conn) (stop func()) {
+// tunnelSet is the Front's open tunnels, which Close ends.
+type tunnelSet struct {
+	mu     sync.Mutex
+	open   map[*tunnelConns]struct{}
+	closed bool
+}
+
+// track notes an open tunnel; stop forgets it.
+func (ts *tunnelSet) track(cc io.Closer, wc *Conn) (stop func()) {
 	t := &tunnelConns{client: cc, worker: wc}
-	f.tunnelsMu.Lock()
-	if f.tunnels == nil {
-		f.tunnels = map[*tunnelConns]struct{}{}
+	ts.mu.Lock()
+	if ts.open == nil {
+		ts.open = map[*tunnelConns]struct{}{}
 	}
-	f.tunnels[t] = struct{}{}
-	closed := f.closed
-	f.tunnelsMu.Unlock()
+	ts.open[t] = struct{}{}
+	closed := ts.closed
+	ts.mu.Unlock()
 	if closed {
 		t.close()
 	}
 	return func() {
-		f.tunnelsMu.Lock()
-		delete(f.tunnels, t)
-		f.tunnelsMu.Unlock()
+		ts.mu.Lock()
+		delete(ts.open, t)
+		ts.mu.Unlock()
 	}
+}
+
+// closeAll ends every open tunnel, and any opened later.
+func (ts *tunnelSet) closeAll() {
+	ts.mu.Lock()
+	ts.closed = true
+	for t := range ts.open {
+		t.close()
+	}
+	ts.mu.Unlock()
 }
 
 type tunnelConns struct {

@@ -90,9 +90,7 @@ type Front struct {
 
 	watchdog watchdog // the time limits of both paths (watchdog.go)
 
-	tunnelsMu sync.Mutex
-	tunnels   map[*tunnelConns]struct{} // upgraded connections, ended by Close
-	closed    bool
+	tunnels tunnelSet // upgraded connections, ended by Close
 }
 
 const maxAttempts = 3
@@ -125,7 +123,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	opts := f.opts.Load()
 	obs := opts.Observer
 	if obs == nil && opts.Tracer == nil {
-		f.serve(w, r, opts)
+		serveNetHTTP(f, w, r, opts)
 		return
 	}
 	ctx := r.Context()
@@ -145,7 +143,7 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info.TraceID = span.SpanContext().TraceID().String()
 	}
 	sw := &statusWriter{ResponseWriter: w}
-	f.serve(sw, r.WithContext(context.WithValue(ctx, requestInfoKey{}, info)), opts)
+	serveNetHTTP(f, sw, r.WithContext(context.WithValue(ctx, requestInfoKey{}, info)), opts)
 	info.Bytes, info.Duration = sw.bytes, time.Since(info.Start)
 	if info.Status == 0 { // else set while serving: the client left (499)
 		info.Status = sw.status
@@ -201,12 +199,7 @@ func (f *Front) Close(ctx context.Context) error {
 	if f.watchdog.stop != nil {
 		f.watchdog.once.Do(func() { close(f.watchdog.stop) })
 	}
-	f.tunnelsMu.Lock()
-	f.closed = true
-	for t := range f.tunnels {
-		t.close()
-	}
-	f.tunnelsMu.Unlock()
+	f.tunnels.closeAll()
 	done := make(chan struct{})
 	go func() { f.wg.Wait(); close(done) }()
 	select {
@@ -234,13 +227,13 @@ func (f *Front) acquire(ctx context.Context, avoid *worker.Worker, info *telemet
 		}
 		return lease, err
 	}
-	f.noteLease(ctx, lease, queued.Add(waited), waited, info, coldWindow)
+	noteLease(ctx, lease, queued.Add(waited), waited, info, coldWindow)
 	return lease, nil
 }
 
 // noteLease records the queue wait and the leased worker (leased at now) in info (may be nil)
 // and on the request's span.
-func (f *Front) noteLease(ctx context.Context, lease Lease, now time.Time, waited time.Duration, info *telemetry.Request, coldWindow int) {
+func noteLease(ctx context.Context, lease Lease, now time.Time, waited time.Duration, info *telemetry.Request, coldWindow int) {
 	w := lease.Worker()
 	if info != nil {
 		info.QueueWait += waited

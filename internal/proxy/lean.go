@@ -48,9 +48,10 @@ func handoffReason(r *h1.Request) string {
 	return ""
 }
 
-// serveLean forwards c.req (with body, read whole) and writes the response. It reports whether
-// the connection may serve another request.
-func (f *Front) serveLean(c *clientConn, body []byte) bool {
+// serveRequest forwards c.req (with body, read whole) and writes the response. It reports
+// whether the connection may serve another request.
+func (c *clientConn) serveRequest(body []byte) bool {
+	f := c.s.front
 	opts := f.opts.Load()
 	req := &c.req
 	c.body, c.opts, c.keep = body, opts, !req.Close && !c.s.shutting.Load()
@@ -157,7 +158,7 @@ func (c *clientConn) acquire(avoid *worker.Worker) (Lease, error) {
 	f := c.s.front
 	c.requests++
 	if lease, ok := f.bal.TryAcquire(avoid, c.seq+c.requests); ok {
-		f.noteLease(c.ctx, lease, c.now, 0, c.infoOrNil, c.opts.ColdWindow)
+		noteLease(c.ctx, lease, c.now, 0, c.infoOrNil, c.opts.ColdWindow)
 		return lease, nil
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
@@ -209,7 +210,7 @@ func (c *clientConn) interim(_ int, head []byte) error {
 // relay writes the response head (with a Date, and Connection: close when the connection
 // ends) and copies the body with its framing checked; a body that runs until the worker
 // closes is re-framed as chunked, so that the client keeps its connection. The last bytes stay
-// buffered: serveLean flushes them once the request is recorded, so that metrics, access log
+// buffered: serveRequest flushes them once the request is recorded, so that metrics, access log
 // and span are complete when the client has the response.
 func (c *clientConn) relay(rsp *response) (n int64, err error) {
 	head := rsp.head
@@ -309,10 +310,10 @@ func traceIDOf(r *h1.Request) string {
 }
 
 // writeFailure answers a request that got no response from a worker (503, 502, 504, or
-// nothing when the client hung up) and returns what serveLean records.
+// nothing when the client hung up) and returns what serveRequest records.
 func (c *clientConn) writeFailure(f *Front, err error) (int, int64) {
 	fl := failureOf(errors.Is(err, context.Canceled), err, f.bal.QueueTimeout())
-	f.report(&fl, methodString(c.req.Method), string(c.req.Path()))
+	fl.report(f.log, methodString(c.req.Method), string(c.req.Path()))
 	if fl.status == 0 {
 		c.keep = false
 		return StatusClientClosedRequest, 0

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 
 	"warmpool/internal/worker"
@@ -100,10 +101,10 @@ func (f *Front) getConn(ctx context.Context, lease Lease, fresh bool) (*Conn, er
 // under way. An idempotent request is sent once more, to the same worker on a fresh
 // connection, as http.Transport does; a request that may have reached the worker (which then
 // died) never goes elsewhere.
-func (f *Front) retryOnFreshConn(w *worker.Worker, wc *Conn, try int, err error, method string) bool {
+func retryOnFreshConn(log *slog.Logger, w *worker.Worker, wc *Conn, try int, err error, method string) bool {
 	if !wc.Reused || try != 1 || !brokenConn(err) || !idempotent(method) {
 		return false
 	}
-	f.log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
+	log.Debug("kept-alive connection broke before the worker answered; retrying on a fresh one", "worker", w.ID(), "error", err)
 	return true
 }

@@ -161,12 +161,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.shutting.Load() {
 				return http.ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || acceptMayRecover(err) {
-				// Out of file descriptors and the like: wait and retry, as net/http does.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.log.Warn("accept failed; retrying", "error", err, "in", backoff)
-				time.Sleep(backoff)
+			if backoff = s.acceptBackoff(err, backoff); backoff > 0 {
 				continue
 			}
 			s.http.Close()
@@ -222,6 +217,19 @@ func (s *Server) serveConns(c *clientConn) {
 }
 
 func (s *Server) stopConnGoroutines() { s.stopOnce.Do(func() { close(s.stop) }) }
+
+// acceptBackoff waits after an accept failure that passes (out of file descriptors and the
+// like), as net/http does, and returns the wait for the next one; 0: the failure is final.
+func (s *Server) acceptBackoff(err error, last time.Duration) time.Duration {
+	var ne net.Error
+	if !(errors.As(err, &ne) && ne.Timeout() || acceptMayRecover(err)) {
+		return 0
+	}
+	backoff := min(max(2*last, 5*time.Millisecond), time.Second)
+	s.log.Warn("accept failed; retrying", "error", err, "in", backoff)
+	time.Sleep(backoff)
+	return backoff
+}
 
 // acceptMayRecover is an accept failure that passes (out of file descriptors or memory).
 func acceptMayRecover(err error) bool {

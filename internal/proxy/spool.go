@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"time"
@@ -56,7 +57,7 @@ var errBodyTooLarge = errors.New("request body too large")
 // readBody reads the body of r (framed as fr) whole, each read within ClientBodyTimeout. When
 // it cannot (too large: 413; too slow: 408; malformed: 400; the client left: 499), it answers
 // the client itself and reports false.
-func (f *Front) readBody(rw http.ResponseWriter, r *http.Request, fr requestFraming, opts *Options) (*spooledBody, bool) {
+func readBody(log *slog.Logger, rw http.ResponseWriter, r *http.Request, fr requestFraming, opts *Options) (*spooledBody, bool) {
 	b := &spooledBody{framing: fr}
 	if !fr.declared || r.Body == nil || r.Body == http.NoBody {
 		return b, true
@@ -71,17 +72,17 @@ func (f *Front) readBody(rw http.ResponseWriter, r *http.Request, fr requestFram
 	switch {
 	case errors.Is(err, errBodyTooLarge):
 		rf := bodyTooLarge(opts, b.n)
-		refuse(f.log, rw, r, rf.status, rf.reason)
+		refuse(log, rw, r, rf.status, rf.reason)
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		refuse(f.log, rw, r, http.StatusRequestTimeout, fmt.Sprintf("the request body stalled: nothing came for proxy.client_body_timeout (%s)", opts.ClientBodyTimeout))
+		refuse(log, rw, r, http.StatusRequestTimeout, fmt.Sprintf("the request body stalled: nothing came for proxy.client_body_timeout (%s)", opts.ClientBodyTimeout))
 	case errors.Is(err, io.ErrUnexpectedEOF) || r.Context().Err() != nil:
-		f.log.Debug("client went away while sending its request body", "path", r.URL.Path, "client", r.RemoteAddr, "error", err)
+		log.Debug("client went away while sending its request body", "path", r.URL.Path, "client", r.RemoteAddr, "error", err)
 		clientGone(r)
 	case errors.Is(err, errSpool):
-		f.log.Error("request body could not be stored", "path", r.URL.Path, "error", err)
+		log.Error("request body could not be stored", "path", r.URL.Path, "error", err)
 		writePlainError(rw, http.StatusInternalServerError, "the request body could not be stored")
 	default:
-		refuse(f.log, rw, r, http.StatusBadRequest, "malformed request body: "+err.Error())
+		refuse(log, rw, r, http.StatusBadRequest, "malformed request body: "+err.Error())
 	}
 	return nil, false
 }
