@@ -113,18 +113,21 @@ type h2Conn struct {
 	nextID uint32
 }
 
-func (e *frontsEnv) dialH2() *h2Conn {
-	e.t.Helper()
+func (e *frontsEnv) dialH2() *h2Conn { return e.dialH2For(e.t) }
+
+// dialH2For is dialH2 for t, a test other than the one that started e (a fuzz target's).
+func (e *frontsEnv) dialH2For(t testing.TB) *h2Conn {
+	t.Helper()
 	nc, err := tls.Dial("tcp", e.tlsAddr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	e.t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(20 * time.Second))
 	if nc.ConnectionState().NegotiatedProtocol != "h2" {
-		e.t.Fatalf("negotiated %q", nc.ConnectionState().NegotiatedProtocol)
+		t.Fatalf("negotiated %q", nc.ConnectionState().NegotiatedProtocol)
 	}
-	c := &h2Conn{t: e.t, nc: nc, nextID: 1}
+	c := &h2Conn{t: t, nc: nc, nextID: 1}
 	c.enc = hpack.NewEncoder(&c.encBuf)
 	c.dec = hpack.NewDecoder(4096, nil)
 	io.WriteString(nc, http2.ClientPreface)
@@ -177,7 +180,7 @@ func (c *h2Conn) do(req h2Request) h2Response {
 			n := min(len(b), 16384)
 			last := n == len(b) && len(req.trailers) == 0
 			if err := c.fr.WriteData(id, last, b[:n]); err != nil {
-				c.t.Fatal(err)
+				break // the server ended the stream or the connection; what it said is read below
 			}
 			if b = b[n:]; len(b) == 0 {
 				break
@@ -191,6 +194,10 @@ func (c *h2Conn) do(req h2Request) h2Response {
 	for {
 		f, err := c.fr.ReadFrame()
 		if err != nil {
+			if errClosed(err) { // a connection error: the server sent GOAWAY and closed
+				resp.goneAway = true
+				return resp
+			}
 			c.t.Fatalf("stream %d: %v", id, err)
 		}
 		switch f := f.(type) {
@@ -204,7 +211,7 @@ func (c *h2Conn) do(req h2Request) h2Response {
 			}
 		case *http2.GoAwayFrame:
 			resp.goneAway = true
-			if f.LastStreamID < id {
+			if f.LastStreamID < id || f.ErrCode != http2.ErrCodeNo { // refused, or a connection error
 				return resp
 			}
 		case *http2.RSTStreamFrame:

@@ -15,8 +15,9 @@ import (
 // may have read the length: the shape of request smuggling), and Transfer-Encoding in an
 // HTTP/1.0 request (it ignores the encoding and reads the chunks as the next request). So
 // such a connection is read through a framingGuard, which follows its requests (heads, and
-// bodies by their framing) and ends the stream just before a head that framing.refusal
-// refuses: net/http answers 400 and closes, and warmpool logs why. A head the guard cannot
+// bodies by their framing) and ends the stream within a head that framingRefusal refuses:
+// net/http gets its first bytes but never the whole head, answers 400 and closes, and
+// warmpool logs why. A head the guard cannot
 // follow (a malformed chunk, an upgrade, a version it does not know) is one net/http refuses
 // or the connection's last HTTP request, and the guard steps aside.
 

@@ -84,15 +84,18 @@ type rawConn struct {
 	br *bufio.Reader
 }
 
-func (e *leanEnv) dial() *rawConn {
-	e.t.Helper()
+func (e *leanEnv) dial() *rawConn { return e.dialFor(e.t) }
+
+// dialFor is dial for t, a test other than the one that started e (a fuzz target's).
+func (e *leanEnv) dialFor(t testing.TB) *rawConn {
+	t.Helper()
 	nc, err := net.Dial("tcp", e.addr)
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
-	e.t.Cleanup(func() { nc.Close() })
+	t.Cleanup(func() { nc.Close() })
 	nc.SetDeadline(time.Now().Add(20 * time.Second))
-	return &rawConn{t: e.t, nc: nc, br: bufio.NewReader(nc)}
+	return &rawConn{t: t, nc: nc, br: bufio.NewReader(nc)}
 }
 
 func (c *rawConn) send(s string) {

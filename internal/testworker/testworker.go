@@ -3,6 +3,7 @@ package testworker
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -209,7 +210,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{
 			"host": r.Host, "header": r.Header, "proto": r.Proto, "uri": r.RequestURI, "method": r.Method,
-			"body": string(body), "content_length": r.ContentLength, "transfer_encoding": r.TransferEncoding, "trailer": r.Trailer,
+			"body": string(body), "body_sha256": fmt.Sprintf("%x", sha256.Sum256(body)), "content_length": r.ContentLength, "transfer_encoding": r.TransferEncoding, "trailer": r.Trailer,
 			"env": map[string]string{
 				"WARMPOOL_WORKER_ID": os.Getenv(worker.EnvWorkerID), "WARMPOOL_SOCKET": os.Getenv(worker.EnvSocket),
 				"PORT": os.Getenv(worker.EnvPort), "NOTIFY_SOCKET": os.Getenv(worker.EnvNotify),
