@@ -167,8 +167,14 @@ func TestKill9UnderLoadLosesOnlyInFlightRequests(t *testing.T) {
 		t.Fatalf("%d requests failed; at most the victim's in-flight requests (%d) may", len(failed), cfg.Worker.Concurrency)
 	}
 	for _, r := range failed {
-		if r.status != 502 || !strings.Contains(r.body, "warmpool: worker 1") {
-			t.Errorf("a lost request must get 502 naming the worker; got %d %q %v", r.status, r.body, r.err)
+		// The client is told what happened and a request id; the log line with that id names
+		// the worker.
+		_, id, _ := strings.Cut(r.body, "(request id ")
+		id = strings.TrimSuffix(id, ")\n")
+		logged := h.logs.All(testutil.Msg("request failed", "request_id", id))
+		if r.status != 502 || !strings.HasPrefix(r.body, "warmpool: the worker") || len(logged) != 1 ||
+			!strings.HasPrefix(logged[0].Attrs["reason"], "worker 1: ") {
+			t.Errorf("a lost request must get 502, its log line naming the worker; got %d %q %v (log %v)", r.status, r.body, r.err, logged)
 		}
 	}
 	t.Logf("%d ok, %d failed (in flight on the killed worker)", ok, len(failed))
