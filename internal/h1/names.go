@@ -79,3 +79,16 @@ func FieldName(name []byte) Name {
 	}
 	return NameOther
 }
+
+// HopByHop reports the fields that concern one connection only and never pass a proxy (RFC
+// 9110 7.6.1): Connection (and the fields it names, which the caller finds), Keep-Alive,
+// Proxy-Connection, Proxy-Authenticate, Proxy-Authorization, TE, Trailer, Transfer-Encoding and
+// Upgrade. It is the one list of them, for requests and responses alike.
+func (n Name) HopByHop() bool {
+	switch n {
+	case NameConnection, NameKeepAlive, NameProxyConnection, NameProxyAuthenticate, NameProxyAuthorization,
+		NameTE, NameTrailer, NameTransferEncoding, NameUpgrade:
+		return true
+	}
+	return false
+}

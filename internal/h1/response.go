@@ -40,8 +40,7 @@ func malformed(format string, args ...any) error {
 
 // ReadResponse reads one response head from br and appends it to dst, as it is to go to an
 // HTTP/1.1 client: the status line as "HTTP/1.1 <code> <reason>", then the fields less the
-// hop-by-hop ones (RFC 9110 7.6.1: Connection and the fields it names, Keep-Alive,
-// Proxy-Connection, Proxy-Authenticate, TE, Trailer, Upgrade) and less the framing fields
+// hop-by-hop ones (Name.HopByHop, and the fields Connection names) and less the framing fields
 // (Content-Length, Transfer-Encoding), which r reports and the caller writes itself. The final
 // empty line is not appended.
 func ReadResponse(br *bufio.Reader, r *Response, dst []byte) ([]byte, error) {
@@ -126,7 +125,8 @@ func (r *Response) parse(lines *headLines, dst []byte) ([]byte, error) {
 		if !ok {
 			return dst, malformed("header line %q", truncate(line))
 		}
-		switch FieldName(name) {
+		known := FieldName(name)
+		switch known {
 		case NameContentLength:
 			cl, ok := parseLength(value)
 			if !ok || (r.ContentLength >= 0 && cl != r.ContentLength) {
@@ -143,10 +143,11 @@ func (r *Response) parse(lines *headLines, dst []byte) ([]byte, error) {
 		case NameConnection:
 			r.noteConnection(value, http10)
 			continue
-		case NameKeepAlive, NameProxyConnection, NameProxyAuthenticate, NameTE, NameTrailer, NameUpgrade:
-			continue // hop-by-hop
 		case NameDate:
 			r.HasDate = true
+		}
+		if known.HopByHop() {
+			continue
 		}
 		start := len(dst)
 		dst = append(dst, line[:len(line)+2]...) // the line as the worker sent it, CRLF included

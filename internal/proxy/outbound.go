@@ -37,15 +37,14 @@ const (
 // fieldRule is the one table of what happens to a client's field, by name; known is
 // h1.FieldName(name).
 func fieldRule(name []byte, known h1.Name) int {
-	switch known {
-	case h1.NameTE:
+	switch {
+	case known == h1.NameTE:
 		return fieldTE
-	case h1.NameContentLength, h1.NameTransferEncoding:
+	case known == h1.NameContentLength || known == h1.NameTransferEncoding:
 		return fieldFraming
-	case h1.NameHost, h1.NameExpect, h1.NameTrailer, h1.NameUpgrade, h1.NameConnection, h1.NameKeepAlive,
-		h1.NameProxyConnection, h1.NameProxyAuthenticate, h1.NameProxyAuthorization:
+	case known == h1.NameHost || known == h1.NameExpect || known.HopByHop():
 		return fieldDrop // Host is written first; an upgrade's Connection and Upgrade by its path
-	case h1.NameOther:
+	case known == h1.NameOther:
 		switch len(name) {
 		case 10:
 			if h1.EqualFold(name, "tracestate") {
