@@ -141,7 +141,7 @@ func TestRollingUpdateLosesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := oldProc.wait(); err != nil {
-		t.Fatalf("old pod exit: %v", err)
+		t.Fatalf("old pod exit: %v; output:\n%s", err, oldProc.output())
 	}
 	// Some load on the new pod alone.
 	for before, deadline := sent.Load(), time.Now().Add(10*time.Second); sent.Load() < before+100 && time.Now().Before(deadline); {
