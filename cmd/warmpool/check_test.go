@@ -73,6 +73,34 @@ func TestCheckMasksSecretsUnlessAsked(t *testing.T) {
 	}
 }
 
+// Config files layer in the order given: a later one's key wins, and check names the file and
+// line a value came from (the Helm chart adds the operator's extraConfig so).
+func TestConfigFilesLayer(t *testing.T) {
+	base := writeConfig(t, "[worker]\ncommand = [\"app\", \"{socket}\"]\ncount = 2\nmax_requests = 100\n\n[[warmup.request]]\npath = \"/\"\nheaders = { Host = \"a.example\" }\n")
+	extra := filepath.Join(t.TempDir(), "extra.toml")
+	if err := os.WriteFile(extra, []byte("[worker]\ncount = 6\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := (&checkCommand{stdout: &out}).Run(context.Background(), []string{"--config", base, "--config", extra}); err != nil {
+		t.Fatal(err)
+	}
+	lines := map[string]string{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if key, _, ok := strings.Cut(line, " "); ok {
+			lines[key] = strings.Join(strings.Fields(line), " ")
+		}
+	}
+	for key, want := range map[string]string{
+		"worker.count":        "worker.count = 6 # " + extra + ":2",
+		"worker.max_requests": "worker.max_requests = 100 # " + base + ":4",
+	} {
+		if lines[key] != want {
+			t.Errorf("%s: %q, want %q", key, lines[key], want)
+		}
+	}
+}
+
 func TestCheckListsEveryProblemAndExits2(t *testing.T) {
 	path := writeConfig(t, `[worker]
 command = ["app"]

@@ -37,7 +37,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 const usage = `warmpool: an application server that only ever serves warm workers
 
 Usage:
-  warmpool run [--config F] [--set key=value]...    serve the workers the config describes
+  warmpool run [--config F]... [--set key=value]...  serve the workers the config describes (each --config a layer over the last)
   warmpool check [--config F] [--set key=value]... [--show-secrets]
                                                     validate; print every effective value and its source
                                                     (worker.env and warm-up header values masked)

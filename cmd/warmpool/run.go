@@ -15,8 +15,8 @@ import (
 
 // configFlags are the flags that choose the configuration layers.
 type configFlags struct {
-	path string
-	sets stringList
+	paths stringList
+	sets  stringList
 }
 
 type stringList []string
@@ -25,18 +25,18 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func (c *configFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.path, "config", "", "the TOML config file (default: warmpool.toml when it exists)")
+	fs.Var(&c.paths, "config", "the TOML config file (default: warmpool.toml when it exists); repeatable: each a layer over the ones before")
 	fs.Var(&c.sets, "set", "override one setting, key=value (repeatable), e.g. --set worker.count=4")
 }
 
 func (c *configFlags) layers() config.Layers {
-	path := c.path
-	if path == "" {
+	paths := []string(c.paths)
+	if len(paths) == 0 {
 		if _, err := os.Stat("warmpool.toml"); err == nil {
-			path = "warmpool.toml"
+			paths = []string{"warmpool.toml"}
 		}
 	}
-	return config.Layers{File: path, Env: os.Environ(), Sets: c.sets}
+	return config.Layers{Files: paths, Env: os.Environ(), Sets: c.sets}
 }
 
 // load reads and validates the configuration; the error lists every problem.
@@ -119,8 +119,8 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 		return configError{err}
 	}
 	what := "defaults, environment and flags (no config file)"
-	if layers.File != "" {
-		what = layers.File
+	if len(layers.Files) > 0 {
+		what = strings.Join(layers.Files, " with ")
 	}
 	fmt.Fprintf(c.stdout, "# %s is valid. Effective configuration, each value with its source:\n", what)
 	for _, w := range l.Warnings() {

@@ -18,7 +18,7 @@ func load(t *testing.T, doc string, env, sets []string) (*Loaded, []string) {
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	l, err := Load(Layers{File: path, Env: env, Sets: sets})
+	l, err := Load(Layers{Files: []string{path}, Env: env, Sets: sets})
 	if err == nil {
 		err = l.Validate()
 	}
@@ -443,7 +443,7 @@ func TestProgrammaticConfigKeepsValues(t *testing.T) {
 func TestLoadAndValidateListsBothStages(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "w.toml")
 	os.WriteFile(path, []byte("[worker]\ncommand = [\"app\"]\ncount = \"x\"\nsurge = 0\n[[warmup.request]]\npath = \"/\"\n"), 0o600)
-	_, err := LoadAndValidate(Layers{File: path})
+	_, err := LoadAndValidate(Layers{Files: []string{path}})
 	var msgs []string
 	for _, e := range unjoin(err) {
 		msgs = append(msgs, strings.ReplaceAll(e.Error(), path, "w.toml"))

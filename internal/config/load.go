@@ -48,8 +48,9 @@ func ChildEnv(environ []string) []string {
 
 // Layers are the inputs of a configuration, lowest first after the defaults.
 type Layers struct {
-	// File is the TOML file; empty means none.
-	File string
+	// Files are the TOML files, each a layer over the ones before it (a key a later file sets
+	// replaces the earlier value whole, an array of tables included); none means none.
+	Files []string
 	// Env is the environment ("NAME=value"); only WARMPOOL_ variables are read.
 	Env []string
 	// Sets are "key=value" overrides from the command line (--set).
@@ -73,12 +74,12 @@ func Load(layers Layers) (*Loaded, error) {
 // loadLayers applies every layer over the defaults, collecting the decoding problems in ld.errs.
 func loadLayers(layers Layers) (*loader, error) {
 	ld := &loader{l: &Loaded{Config: Default(), sources: map[string]Source{}}}
-	if layers.File != "" {
-		data, err := os.ReadFile(layers.File)
+	for _, name := range layers.Files {
+		data, err := os.ReadFile(name)
 		if err != nil {
 			return nil, fmt.Errorf("read config: %w", err)
 		}
-		ld.file(layers.File, data)
+		ld.file(name, data)
 	}
 	ld.env(layers.Env)
 	ld.sets(layers.Sets)
