@@ -21,6 +21,8 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	psaapi "k8s.io/pod-security-admission/api"
+	"k8s.io/pod-security-admission/policy"
 	"sigs.k8s.io/yaml"
 
 	"warmpool/internal/config"
@@ -28,21 +30,29 @@ import (
 
 var update = flag.Bool("update", false, "rewrite kubernetes/warmpool.yaml from the chart")
 
-// render renders the chart with values over its defaults, and returns the documents in file
-// order.
+// render renders the chart with values over its defaults, as helm install does (the values
+// checked against values.schema.json first), and returns the documents in file order.
 func render(t *testing.T, values map[string]any) []string {
 	t.Helper()
-	ch, err := loader.Load("helm/warmpool")
+	docs, err := tryRender(values)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return docs
+}
+
+func tryRender(values map[string]any) ([]string, error) {
+	ch, err := loader.Load("helm/warmpool")
+	if err != nil {
+		return nil, err
 	}
 	vals, err := chartutil.ToRenderValues(ch, values, chartutil.ReleaseOptions{Name: "warmpool", Namespace: "default", IsInstall: true}, chartutil.DefaultCapabilities)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	files, err := engine.Render(ch, vals)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	names := make([]string, 0, len(files))
 	for name := range files {
@@ -60,14 +70,34 @@ func render(t *testing.T, values map[string]any) []string {
 			}
 		}
 	}
-	return docs
+	return docs, nil
+}
+
+// operatorValues is testdata/operator-values.yaml: what a typical operator sets.
+func operatorValues(t *testing.T) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile("testdata/operator-values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// valueSets are the values every test renders the chart with.
+func valueSets(t *testing.T) map[string]map[string]any {
+	return map[string]map[string]any{"defaults": nil, "an operator's values": operatorValues(t)}
 }
 
 // objects decodes every document strictly (an unknown field is an error) into its API type.
 type objects struct {
 	deployment *appsv1.Deployment
 	configMap  *corev1.ConfigMap
-	service    *corev1.Service
+	services   map[string]*corev1.Service
+	secrets    map[string]*corev1.Secret
 	pdb        *policyv1.PodDisruptionBudget
 	hpa        *autoscalingv2.HorizontalPodAutoscaler
 	monitor    *serviceMonitor
@@ -110,8 +140,25 @@ func decode(t *testing.T, docs []string) objects {
 			o.configMap = &corev1.ConfigMap{}
 			into = o.configMap
 		case "Service":
-			o.service = &corev1.Service{}
-			into = o.service
+			svc := &corev1.Service{}
+			if err := yaml.UnmarshalStrict([]byte(doc), svc); err != nil {
+				t.Fatalf("Service does not decode strictly: %v\n%s", err, doc)
+			}
+			if o.services == nil {
+				o.services = map[string]*corev1.Service{}
+			}
+			o.services[svc.Name] = svc
+			continue
+		case "Secret":
+			sec := &corev1.Secret{}
+			if err := yaml.UnmarshalStrict([]byte(doc), sec); err != nil {
+				t.Fatalf("Secret does not decode strictly: %v\n%s", err, doc)
+			}
+			if o.secrets == nil {
+				o.secrets = map[string]*corev1.Secret{}
+			}
+			o.secrets[sec.Name] = sec
+			continue
 		case "PodDisruptionBudget":
 			o.pdb = &policyv1.PodDisruptionBudget{}
 			into = o.pdb
@@ -131,38 +178,178 @@ func decode(t *testing.T, docs []string) objects {
 	return o
 }
 
-// Every object, optional ones included, decodes strictly into the Kubernetes types.
+// Every object, optional ones included, decodes strictly into the Kubernetes types, with the
+// defaults and with an operator's values.
 func TestChartRendersValidObjects(t *testing.T) {
-	o := decode(t, render(t, map[string]any{
+	all := decode(t, render(t, map[string]any{
 		"autoscaling":    map[string]any{"enabled": true},
 		"serviceMonitor": map[string]any{"enabled": true},
 	}))
-	if o.deployment == nil || o.configMap == nil || o.service == nil || o.pdb == nil || o.hpa == nil || o.monitor == nil {
-		t.Fatalf("missing objects: %+v", o)
+	if all.deployment == nil || all.configMap == nil || len(all.services) != 2 || all.pdb == nil || all.hpa == nil || all.monitor == nil || len(all.secrets) != 1 {
+		t.Fatalf("missing objects: %+v", all)
 	}
-	if o.deployment.Spec.Replicas != nil {
+	if all.deployment.Spec.Replicas != nil {
 		t.Error("with the autoscaler on, the Deployment must not fix replicas")
 	}
-	if ep := o.monitor.Spec.Endpoints; len(ep) != 1 || ep[0].Port != "admin" || ep[0].Path != "/metrics" {
+	if ep := all.monitor.Spec.Endpoints; len(ep) != 1 || ep[0].Port != "admin" || ep[0].Path != "/metrics" {
 		t.Errorf("ServiceMonitor endpoints: %+v", ep)
+	}
+	// The ServiceMonitor reaches the admin Service, and only it.
+	admin := all.services["warmpool-admin"]
+	if admin == nil || all.monitor.Spec.Selector.MatchLabels["app.kubernetes.io/component"] != "admin" ||
+		admin.Labels["app.kubernetes.io/component"] != "admin" {
+		t.Errorf("the ServiceMonitor does not select the admin Service: %+v", all.monitor.Spec.Selector)
+	}
+	for name, values := range valueSets(t) {
+		o := decode(t, render(t, values))
+		// The admin port is never on the app's Service, and has none of its own by default.
+		for _, p := range o.services["warmpool"].Spec.Ports {
+			if p.Name == "admin" {
+				t.Errorf("%s: the admin port is on the app's Service", name)
+			}
+		}
+		if name == "defaults" && len(o.services) != 1 {
+			t.Errorf("defaults: an admin Service by default")
+		}
+		// The image is pinned: a tag that is not latest, or a digest.
+		image := o.deployment.Spec.Template.Spec.Containers[0].Image
+		if i := strings.LastIndexAny(image, ":@"); i < 0 || strings.HasSuffix(image, ":latest") || strings.HasSuffix(image, ":") {
+			t.Errorf("%s: image %q is not pinned", name, image)
+		}
+		if c := o.deployment.Spec.Template.Spec.Containers[0]; c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("%s: no CPU request (the autoscaler needs one) or memory limit: %+v", name, c.Resources)
+		}
 	}
 }
 
-// The chart's probes, ports and time budgets agree with the warmpool config it renders, which
-// warmpool itself loads and validates.
-func TestChartAgreesWithWarmpoolConfig(t *testing.T) {
-	o := decode(t, render(t, nil))
-	l, err := config.Parse("warmpool.toml", []byte(o.configMap.Data["warmpool.toml"]))
+// Every pod template passes the Kubernetes Pod Security Standards' restricted profile, as the
+// API server's own library evaluates it.
+func TestPodPassesTheRestrictedProfile(t *testing.T) {
+	evaluator, err := policy.NewEvaluator(policy.DefaultChecks(), nil)
 	if err != nil {
-		t.Fatalf("the ConfigMap's config: %v", err)
+		t.Fatal(err)
 	}
-	token := filepath.Join(t.TempDir(), "admin-token") // the Secret, as mounted
-	os.WriteFile(token, []byte("t\n"), 0o600)
-	l.Config.AdminTokenFile = token
-	if err := l.Validate(); err != nil {
-		t.Fatalf("warmpool refuses the chart's config: %v", err)
+	restricted := psaapi.LevelVersion{Level: psaapi.LevelRestricted, Version: psaapi.LatestVersion()}
+	for name, values := range valueSets(t) {
+		tmpl := decode(t, render(t, values)).deployment.Spec.Template
+		results := evaluator.EvaluatePod(restricted, &tmpl.ObjectMeta, &tmpl.Spec)
+		if len(results) == 0 {
+			t.Fatalf("%s: no check ran", name)
+		}
+		for _, r := range results {
+			if !r.Allowed {
+				t.Errorf("%s: restricted profile: %s: %s", name, r.ForbiddenReason, r.ForbiddenDetail)
+			}
+		}
 	}
-	cfg := &l.Config
+	// The evaluator does refuse what the profile forbids: a pod running as root.
+	tmpl := decode(t, render(t, nil)).deployment.Spec.Template
+	tmpl.Spec.SecurityContext.RunAsNonRoot = nil
+	tmpl.Spec.Containers[0].SecurityContext.RunAsNonRoot = nil
+	allowed := true
+	for _, r := range evaluator.EvaluatePod(restricted, &tmpl.ObjectMeta, &tmpl.Spec) {
+		allowed = allowed && r.Allowed
+	}
+	if allowed {
+		t.Fatal("the evaluator allowed a pod that may run as root")
+	}
+}
+
+// Installed with its defaults on an empty namespace, the chart refers to no object it does not
+// create: the admin token's Secret and the ConfigMap are its own.
+func TestChartRefersOnlyToWhatItCreates(t *testing.T) {
+	o := decode(t, render(t, nil))
+	pod := o.deployment.Spec.Template.Spec
+	for _, v := range pod.Volumes {
+		switch {
+		case v.Secret != nil:
+			if o.secrets[v.Secret.SecretName] == nil && (v.Secret.Optional == nil || !*v.Secret.Optional) {
+				t.Errorf("volume %s: Secret %q is not created by the chart", v.Name, v.Secret.SecretName)
+			}
+		case v.ConfigMap != nil:
+			if o.configMap.Name != v.ConfigMap.Name {
+				t.Errorf("volume %s: ConfigMap %q is not created by the chart", v.Name, v.ConfigMap.Name)
+			}
+		}
+	}
+	c := pod.Containers[0]
+	if len(c.EnvFrom) != 0 || len(pod.ImagePullSecrets) != 0 {
+		t.Errorf("references by default: envFrom %v, imagePullSecrets %v", c.EnvFrom, pod.ImagePullSecrets)
+	}
+	for _, e := range c.Env {
+		if e.ValueFrom != nil {
+			t.Errorf("env %s refers to another object by default", e.Name)
+		}
+	}
+	if s := o.secrets["warmpool-admin"]; s == nil || len(s.Data["admin-token"]) < 32 {
+		t.Errorf("the admin token Secret: %+v", s)
+	}
+	// Without a token the chart says why instead of rendering a pod that cannot start.
+	_, err := tryRender(map[string]any{"adminToken": map[string]any{"create": false}})
+	if err == nil || !strings.Contains(err.Error(), "needs a token") {
+		t.Errorf("no token: %v", err)
+	}
+}
+
+// values.schema.json refuses an unknown key and a wrong type at install, and "latest".
+func TestValuesSchemaRefusesMistakes(t *testing.T) {
+	for name, tc := range map[string]struct {
+		values map[string]any
+		want   string
+	}{
+		"unknown key":         {map[string]any{"replicaz": 3}, "replicaz"},
+		"unknown nested key":  {map[string]any{"worker": map[string]any{"maxRequest": 5}}, "maxRequest"},
+		"wrong type":          {map[string]any{"replicas": "two"}, "replicas"},
+		"wrong nested type":   {map[string]any{"timing": map[string]any{"warmupTimeoutSeconds": "60s"}}, "warmupTimeoutSeconds"},
+		"latest":              {map[string]any{"image": map[string]any{"tag": "latest"}}, "tag"},
+		"a digest that isn't": {map[string]any{"image": map[string]any{"digest": "abc"}}, "digest"},
+	} {
+		_, err := tryRender(tc.values)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// The chart's probes, ports and time budgets agree with the warmpool config it renders (its
+// own and the operator's extraConfig, as warmpool layers them), which warmpool loads and
+// validates; and the pod's security settings leave warmpool the directories it writes.
+func TestChartAgreesWithWarmpoolConfig(t *testing.T) {
+	for name, values := range valueSets(t) {
+		t.Run(name, func(t *testing.T) {
+			o := decode(t, render(t, values))
+			dir := t.TempDir()
+			var files []string
+			c := o.deployment.Spec.Template.Spec.Containers[0]
+			for i := 0; i+1 < len(c.Args); i += 2 {
+				if c.Args[i] != "--config" {
+					t.Fatalf("args %v", c.Args)
+				}
+				base := filepath.Base(c.Args[i+1])
+				path := filepath.Join(dir, base)
+				if err := os.WriteFile(path, []byte(o.configMap.Data[base]), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				files = append(files, path)
+			}
+			token := filepath.Join(dir, "admin-token") // the Secret, as mounted
+			os.WriteFile(token, []byte("t\n"), 0o600)
+			l, err := config.LoadAndValidate(config.Layers{Files: files, Sets: []string{"admin_token_file=" + token}})
+			if err != nil {
+				t.Fatalf("warmpool refuses the chart's config: %v", err)
+			}
+			if len(files) > 1 {
+				if src := l.Source("proxy.allowed_hosts").String(); !strings.HasPrefix(src, files[1]+":") {
+					t.Errorf("extraConfig's allowed_hosts comes from %q, want %s", src, files[1])
+				}
+			}
+			checkPodAgainstConfig(t, o, &l.Config)
+		})
+	}
+}
+
+func checkPodAgainstConfig(t *testing.T, o objects, cfg *config.Config) {
+	t.Helper()
 	spec := o.deployment.Spec
 	if spec.Strategy.RollingUpdate == nil || spec.Strategy.RollingUpdate.MaxUnavailable.IntValue() != 0 || spec.Strategy.RollingUpdate.MaxSurge.IntValue() != 1 {
 		t.Errorf("rolling update: %+v", spec.Strategy.RollingUpdate)
@@ -204,6 +391,24 @@ func TestChartAgreesWithWarmpoolConfig(t *testing.T) {
 	if tok := cfg.AdminTokenFile; tok == "" {
 		t.Error("no admin token: the admin listener faces the pod network")
 	}
+	// A read-only root: what warmpool writes (TMPDIR: worker sockets, spooled bodies, buffered
+	// responses) is a writable volume.
+	tmp := ""
+	for _, e := range c.Env {
+		if e.Name == "TMPDIR" {
+			tmp = e.Value
+		}
+	}
+	writable := false
+	for _, m := range c.VolumeMounts {
+		writable = writable || m.MountPath == tmp && !m.ReadOnly
+	}
+	if c.SecurityContext == nil || c.SecurityContext.ReadOnlyRootFilesystem == nil || !*c.SecurityContext.ReadOnlyRootFilesystem || tmp == "" || !writable {
+		t.Errorf("read-only root with a writable TMPDIR: TMPDIR %q mounted writable %v", tmp, writable)
+	}
+	if cfg.Worker.SocketDir != "" && !strings.HasPrefix(cfg.Worker.SocketDir, tmp) {
+		t.Errorf("worker.socket_dir %s is not on the writable volume", cfg.Worker.SocketDir)
+	}
 }
 
 func portOf(t *testing.T, addr string) int32 {
@@ -216,13 +421,15 @@ func portOf(t *testing.T, addr string) int32 {
 	return p
 }
 
-// kubernetes/warmpool.yaml is the chart rendered with its defaults, for those who apply plain
-// manifests; go test -update rewrites it.
+// kubernetes/warmpool.yaml is the chart rendered for those who apply plain manifests: the
+// defaults, but the admin token from a Secret they create (a generated one would be a secret
+// committed to the repository); go test -update rewrites it.
 func TestPlainManifestsMatchTheChart(t *testing.T) {
 	var b bytes.Buffer
-	b.WriteString("# Rendered from deploy/helm/warmpool with its default values (go test ./... -update in deploy/).\n")
-	b.WriteString("# Create the Secret first: kubectl create secret generic warmpool-admin --from-literal=admin-token=$(openssl rand -hex 24)\n")
-	for _, doc := range render(t, nil) {
+	b.WriteString("# Rendered from deploy/helm/warmpool with its default values but adminToken.existingSecret\n")
+	b.WriteString("# (go test ./... -update in deploy/). Set the image, then create the Secret first:\n")
+	b.WriteString("#   kubectl create secret generic warmpool-admin --from-literal=admin-token=$(openssl rand -hex 24)\n")
+	for _, doc := range render(t, map[string]any{"adminToken": map[string]any{"create": false, "existingSecret": "warmpool-admin"}}) {
 		b.WriteString("---\n")
 		b.WriteString(doc)
 	}
