@@ -27,6 +27,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 	return map[string]command{
 		"run":         &runCommand{stderr: stderr},
 		"check":       &checkCommand{stdout: stdout},
+		"import":      &importCommand{stdout: stdout, stderr: stderr},
 		"diagnose":    &diagnoseCommand{log: log, stdout: stdout},
 		"demo":        &demoCommand{log: log, stdout: stdout},
 		"demo-worker": &demoWorkerCommand{},
@@ -41,6 +42,7 @@ Usage:
   warmpool check [--config F] [--set key=value]... [--show-secrets]
                                                     validate; print every effective value and its source
                                                     (worker.env and warm-up header values masked)
+  warmpool import [--python P] [--app A] FILE          a gunicorn.conf.py or uwsgi.ini as a commented warmpool config
   warmpool diagnose [--config F] [--path P]... [--host H]
                                                     measure cold, warmed and steady latency per path:
                                                     does the warm-up plan reach the slow code?

@@ -101,7 +101,7 @@ func (s *Server) Start() (err error) {
 	} else if err := os.MkdirAll(s.socketDir, 0o700); err != nil {
 		return fmt.Errorf("socket directory: %w", err)
 	}
-	if s.access, err = telemetry.OpenAccessLog(cfg.Telemetry.AccessLog); err != nil {
+	if s.access, err = telemetry.OpenAccessLog(cfg.Telemetry.AccessLog, cfg.Telemetry.AccessLogFormat); err != nil {
 		return err
 	}
 	// No TCP keep-alive probes on client connections (as nginx): the idle timeout already ends

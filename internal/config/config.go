@@ -53,8 +53,11 @@ type Telemetry struct {
 	// a path the warm-up plan did not cover.
 	WarmupCheckFactor float64  `toml:"warmup_check_factor"`
 	WarmupCheckFloor  Duration `toml:"warmup_check_floor"`
-	// AccessLog is "off", "stdout" or a file path; JSON lines.
+	// AccessLog is "off", "stdout" or a file path.
 	AccessLog string `toml:"access_log" reload:"restart"`
+	// AccessLogFormat is "json" (one object per line) or "combined" (nginx's and gunicorn's
+	// text line, with warmpool's fields after it).
+	AccessLogFormat string `toml:"access_log_format" reload:"restart"`
 	// OTLPEndpoint turns tracing on: spans go over OTLP/HTTP to this URL
 	// ("http://127.0.0.1:4318"; the path defaults to /v1/traces). Empty: no tracing.
 	OTLPEndpoint string `toml:"otlp_endpoint" reload:"restart"`
@@ -292,6 +295,7 @@ func Default() Config {
 			WarmupCheckFactor: 5,
 			WarmupCheckFloor:  Duration{50 * time.Millisecond},
 			AccessLog:         "off",
+			AccessLogFormat:   "json",
 			ServiceName:       "warmpool",
 			TraceSampleRatio:  1,
 		},

@@ -608,6 +608,9 @@ func checkLog(l *Loaded, r *report) {
 	if c.LogFormat != LogText && c.LogFormat != LogJSON {
 		r.add("%s: must be %q or %q", l.kv("log_format"), LogText, LogJSON)
 	}
+	if f := c.Telemetry.AccessLogFormat; f != "json" && f != "combined" {
+		r.add("%s: must be \"json\" or \"combined\"", l.kv("telemetry.access_log_format"))
+	}
 	if o := c.Worker.LogOutput; o != "info" && o != "debug" && o != "off" {
 		r.add("%s: must be \"info\", \"debug\" or \"off\"", l.kv("worker.log_output"))
 	}

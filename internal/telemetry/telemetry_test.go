@@ -134,3 +134,19 @@ func TestMetricsAreLintClean(t *testing.T) {
 	var nilMetrics *Metrics
 	nilMetrics.ObserveRequest(&Request{}) // a nil *Metrics records nothing and does not panic
 }
+
+// The combined access log is nginx's and gunicorn's line, then warmpool's fields; what a client
+// sends cannot break the line or forge another.
+func TestCombinedAccessLog(t *testing.T) {
+	var b strings.Builder
+	a := &AccessLog{combined: &combinedWriter{w: &b}}
+	start := time.Date(2026, 12, 6, 4, 5, 6, 0, time.UTC)
+	a.Write(&Request{Client: []byte("203.0.113.9"), Method: "GET", Path: "/a", Query: []byte("b=1"), Status: 200, Bytes: 512,
+		UserAgent: []byte("curl/8.5"), Start: start, Duration: 12 * time.Millisecond, Upstream: time.Millisecond, WorkerID: 2, RequestIndex: 17})
+	a.Write(&Request{Client: []byte("203.0.113.9"), Method: "GET", Path: "/x\"y", Status: 404, UserAgent: []byte("evil\"\n203.0.113.1 - - [forged]"), Start: start, FirstRequests: true})
+	want := `203.0.113.9 - - [06/Dec/2026:04:05:06 +0000] "GET /a?b=1 HTTP/1.1" 200 512 "-" "curl/8.5" rt=0.012 uct=0.001 worker=2 index=17 first=false` + "\n" +
+		`203.0.113.9 - - [06/Dec/2026:04:05:06 +0000] "GET /x\x22y HTTP/1.1" 404 0 "-" "evil\x22\x0A203.0.113.1 - - [forged]" rt=0.000 uct=0.000 worker=0 index=0 first=true` + "\n"
+	if b.String() != want {
+		t.Fatalf("got:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
