@@ -61,12 +61,19 @@ func main() {
 
 // run is main without the exit, so tests can call it.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 0: // a mistake: usage on stderr
 		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
+		return 2
+	case isHelp(args[0]) || args[0] == "help": // asked for: on stdout
+		fmt.Fprint(stdout, usage)
 		return 0
+	}
+	flagOutput = stderr
+	for _, a := range args[1:] {
+		if isHelp(a) {
+			flagOutput = stdout // a subcommand's help, asked for
+		}
 	}
 	if args[0] == "--version" || args[0] == "-version" {
 		args = []string{"version"}
@@ -102,8 +109,14 @@ func logLevel() slog.Level {
 	return l
 }
 
+// flagOutput is where flag sets print: stdout when help was asked for, else stderr.
+var flagOutput io.Writer = os.Stderr
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "--help" || arg == "-help" }
+
 func newFlagSet(name string) *flag.FlagSet {
 	fs := flag.NewFlagSet("warmpool "+name, flag.ContinueOnError)
+	fs.SetOutput(flagOutput)
 	return fs
 }
 

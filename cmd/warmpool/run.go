@@ -39,18 +39,45 @@ func (c *configFlags) layers() config.Layers {
 	return config.Layers{Files: paths, Env: os.Environ(), Sets: c.sets}
 }
 
-// load reads and validates the configuration; the error lists every problem.
-func (c *configFlags) load() (*config.Loaded, error) { return config.LoadAndValidate(c.layers()) }
+// load reads and validates the configuration; the error lists every problem, and says so when
+// no config file was found.
+func (c *configFlags) load() (*config.Loaded, error) {
+	layers := c.layers()
+	l, err := config.LoadAndValidate(layers)
+	if err != nil && len(layers.Files) == 0 {
+		return nil, noConfigError{err}
+	}
+	return l, err
+}
+
+// noConfigError is a configuration made without any file that does not hold.
+type noConfigError struct{ err error }
+
+func (e noConfigError) Error() string { return e.err.Error() + "\n" + noConfigHint }
+func (e noConfigError) Unwrap() error { return e.err }
+
+// noConfigHint follows the problems of a configuration made without any file.
+const noConfigHint = `no config file: there is no warmpool.toml here and no --config was given. Write one:
+  warmpool init                       in your app's directory (Django, Flask, FastAPI)
+  warmpool import gunicorn.conf.py    from a gunicorn or uWSGI (.ini) config`
 
 // configError lists every problem of a configuration: exit status 2.
 type configError struct{ err error }
 
 func (e configError) Error() string {
-	problems := splitErrors(e.err)
+	var nc noConfigError
+	errs := e.err
+	if errors.As(errs, &nc) {
+		errs = nc.err
+	}
+	problems := splitErrors(errs)
 	var b strings.Builder
 	fmt.Fprintf(&b, "the configuration has %d problem(s):", len(problems))
 	for _, p := range problems {
 		b.WriteString("\n  - " + p)
+	}
+	if errs != e.err {
+		b.WriteString("\n" + noConfigHint)
 	}
 	return b.String()
 }
@@ -114,7 +141,7 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 		return err
 	}
 	layers := cf.layers()
-	l, err := config.LoadAndValidate(layers)
+	l, err := cf.load()
 	if err != nil {
 		return configError{err}
 	}

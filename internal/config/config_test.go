@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -561,5 +562,18 @@ func TestMissingCommandIsWarned(t *testing.T) {
 	l, _ := load(t, "[worker]\ncommand = [\"sh\", \"{socket}\"]\n[[warmup.request]]\npath = \"/\"\nheaders = { Host = \"a.example\" }\n", nil, nil)
 	if w := l.Warnings(); len(w) != 0 {
 		t.Errorf("sh is found: %q", w)
+	}
+}
+
+// Durations in JSON logs read as in text logs ("1.5s"), not as nanoseconds.
+func TestJSONLogsWriteDurationsAsText(t *testing.T) {
+	for _, format := range []string{LogJSON, LogText} {
+		c := Default()
+		c.LogFormat = format
+		var b strings.Builder
+		c.NewLogger(&b).Info("x", "took", 1500*time.Millisecond, "group", slog.GroupValue(slog.Duration("inner", time.Minute)))
+		if !strings.Contains(b.String(), "1.5s") || !strings.Contains(b.String(), "1m0s") || strings.Contains(b.String(), "1500000000") {
+			t.Errorf("%s: %s", format, b.String())
+		}
 	}
 }

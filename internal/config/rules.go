@@ -616,12 +616,22 @@ func checkLog(l *Loaded, r *report) {
 	}
 }
 
+// durationsAsText writes durations as the text format does ("1.5s"), one way in both formats:
+// slog's JSON handler writes them as integer nanoseconds.
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
+}
+
 // NewLogger is warmpool's logger as the configuration says: level and format.
 func (c *Config) NewLogger(w io.Writer) *slog.Logger {
 	var level slog.Level
 	level.UnmarshalText([]byte(c.LogLevel)) // validated
 	opts := &slog.HandlerOptions{Level: level}
 	if c.LogFormat == LogJSON {
+		opts.ReplaceAttr = durationsAsText
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
