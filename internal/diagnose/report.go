@@ -55,6 +55,11 @@ func (r *Report) Write(w io.Writer) {
 			n, len(r.Rows), strings.Join(names, ", "))
 		return
 	}
+	if len(r.ErrorAnswers()) > 0 {
+		// Fast, but fast at an error: the plan does not reach the code, whatever the timings say.
+		fmt.Fprintf(w, "The other requests measured were warm after the plan (warmed first request within %.0fx or %s of steady).\n", r.Factor, r.Floor)
+		return
+	}
 	fmt.Fprintf(w, "The warm-up plan covers every request measured (warmed first request within %.0fx or %s of steady).\n", r.Factor, r.Floor)
 }
 

@@ -47,8 +47,24 @@ func (f *Failure) Error() string {
 	if f.Status == 0 {
 		return fmt.Sprintf("warm-up request %s %s (#%d) failed: %v", f.Method, f.Path, f.Attempt, f.Err)
 	}
-	return fmt.Sprintf("warm-up request %s %s (#%d) got status %d, want %s; the answer says %q",
-		f.Method, f.Path, f.Attempt, f.Status, f.Want, f.Body)
+	return fmt.Sprintf("warm-up request %s %s (#%d) got status %d, want %s; the answer says \"%s\"",
+		f.Method, f.Path, f.Attempt, f.Status, f.Want, readable(f.Body))
+}
+
+// readable is an answer's text as people read it: its lines as lines (CRLF or LF), other
+// control bytes escaped, the whitespace around it trimmed. The status page shows its lines;
+// a log line quotes it whole.
+func readable(body string) string {
+	body = strings.TrimSpace(strings.ReplaceAll(body, "\r\n", "\n"))
+	var b strings.Builder
+	for _, r := range body {
+		if r < 0x20 && r != '\n' && r != '\t' || r == 0x7f {
+			fmt.Fprintf(&b, "\\x%02x", r)
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (f *Failure) Unwrap() error { return f.Err }

@@ -84,7 +84,7 @@ func TestRunFailureNamesRequestStatusAndBody(t *testing.T) {
 	if !errors.As(err, &f) || f.Status != 400 {
 		t.Fatalf("want a Failure with status 400, got %v", err)
 	}
-	want := `warm-up request GET /healthz (#1) got status 400, want 2xx; the answer says "Invalid HTTP_HOST header: 'localhost'.\n"`
+	want := `warm-up request GET /healthz (#1) got status 400, want 2xx; the answer says "Invalid HTTP_HOST header: 'localhost'."`
 	if err.Error() != want {
 		t.Fatalf("message\n got %s\nwant %s", err, want)
 	}
