@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"flag"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -142,5 +144,49 @@ func TestExampleConfigIsValid(t *testing.T) {
 	var out bytes.Buffer
 	if err := (&checkCommand{stdout: &out}).Run(context.Background(), []string{"--config", "../../examples/demo.toml"}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// check runs the app's interpreter and says what the fork mode would lack: the server
+// (waitress for WSGI) or the app's module, with how to install it; --offline skips it.
+func TestCheckTriesThePythonSide(t *testing.T) {
+	const debianPython = "/usr/bin/python3" // Debian's, where CI installs python3-waitress
+	if _, err := os.Stat(debianPython); err != nil {
+		t.Skip("no /usr/bin/python3 on this machine")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "myapp.py"), []byte("def application(environ, start_response):\n    return []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	venv := filepath.Join(t.TempDir(), "venv") // an environment without waitress
+	if out, err := exec.Command(debianPython, "-m", "venv", "--without-pip", venv).CombinedOutput(); err != nil {
+		t.Fatalf("venv: %v %s", err, out)
+	}
+	config := func(executable, app string) string {
+		return writeConfig(t, fmt.Sprintf("[worker]\ndir = %q\n[worker.python]\napp = %q\nexecutable = %q\n[[warmup.request]]\npath = \"/\"\nheaders = { Host = \"a.example\" }\n", dir, app, executable))
+	}
+	check := func(args ...string) (int, string, string) {
+		var stdout, stderr bytes.Buffer
+		code := run(append([]string{"check"}, args...), &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
+	code, _, stderr := check("--config", config(filepath.Join(venv, "bin", "python"), "myapp:application"))
+	if code != 2 || !strings.Contains(stderr, "cannot import waitress") || !strings.Contains(stderr, "pip install waitress") ||
+		!strings.Contains(stderr, "python3-waitress") {
+		t.Errorf("an environment without waitress: exit %d\n%s", code, stderr)
+	}
+	if code, _, _ := check("--offline", "--config", config(filepath.Join(venv, "bin", "python"), "myapp:application")); code != 0 {
+		t.Errorf("--offline: exit %d", code)
+	}
+	if exec.Command(debianPython, "-c", "import waitress").Run() != nil {
+		t.Skip("Debian's python3-waitress is not installed: apt-get install python3-waitress")
+	}
+	code, _, stderr = check("--config", config(debianPython, "nosuchapp.wsgi:application"))
+	if code != 2 || !strings.Contains(stderr, "cannot import nosuchapp") {
+		t.Errorf("a missing app module: exit %d\n%s", code, stderr)
+	}
+	code, stdout, stderr := check("--config", config(debianPython, "myapp:application"))
+	if code != 0 || !strings.Contains(stdout, "imports waitress and myapp:application") {
+		t.Errorf("a working environment: exit %d\n%s%s", code, stdout, stderr)
 	}
 }

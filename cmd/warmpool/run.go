@@ -8,9 +8,11 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"warmpool/internal/app"
 	"warmpool/internal/config"
+	"warmpool/internal/pyfork"
 )
 
 // configFlags are the flags that choose the configuration layers.
@@ -132,11 +134,12 @@ func (c *runCommand) Run(ctx context.Context, args []string) error {
 
 type checkCommand struct{ stdout io.Writer }
 
-func (c *checkCommand) Run(_ context.Context, args []string) error {
+func (c *checkCommand) Run(ctx context.Context, args []string) error {
 	fs := newFlagSet("check")
 	var cf configFlags
 	cf.register(fs)
 	showSecrets := fs.Bool("show-secrets", false, "print the values of worker.env and of warm-up headers and bodies (masked by default: check's output is often kept, as in the journal)")
+	offline := fs.Bool("offline", false, "skip the Python side: do not run worker.python.executable to import the server and the app (on a machine without the app's environment)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -144,6 +147,13 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 	l, err := cf.load()
 	if err != nil {
 		return configError{err}
+	}
+	pythonSide := ""
+	if w := &l.Config.Worker; w.IsPython() && !*offline {
+		if err := probePython(ctx, w); err != nil {
+			return configError{fmt.Errorf("the Python side: %w", err)}
+		}
+		pythonSide = fmt.Sprintf("# The Python side: %s imports %s and %s (skip with --offline).\n", w.Python.Executable, serverOf(w.Python.Interface), w.Python.App)
 	}
 	what := "defaults, environment and flags (no config file)"
 	if len(layers.Files) > 0 {
@@ -153,6 +163,7 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 	for _, w := range l.Warnings() {
 		fmt.Fprintf(c.stdout, "# WARNING: %s\n", w)
 	}
+	fmt.Fprint(c.stdout, pythonSide)
 	l.Explain(c.stdout, *showSecrets)
 	return nil
 }
@@ -160,4 +171,21 @@ func (c *checkCommand) Run(_ context.Context, args []string) error {
 func isConfigError(err error) bool {
 	var ce configError
 	return errors.As(err, &ce)
+}
+
+// probePython runs the app's interpreter as a template would start (in worker.dir, with the
+// workers' environment) and checks that it imports the server and the app.
+func probePython(ctx context.Context, w *config.Worker) error {
+	env := config.ChildEnv(os.Environ())
+	for k, v := range w.Env {
+		env = append(env, k+"="+v)
+	}
+	return pyfork.Probe(ctx, w.Python.Executable, w.Dir, pyfork.Env(env), w.Python.App, w.Python.Interface, 30*time.Second)
+}
+
+func serverOf(iface string) string {
+	if iface == config.InterfaceASGI {
+		return "uvicorn"
+	}
+	return "waitress"
 }
