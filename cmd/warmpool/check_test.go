@@ -190,3 +190,30 @@ func TestCheckTriesThePythonSide(t *testing.T) {
 		t.Errorf("a working environment: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
+
+// warmpool init writes warmpool.toml in the app's directory, which check accepts, and never
+// overwrites one without --force.
+func TestInitWritesAConfigOnce(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "main.py"), []byte("from fastapi import FastAPI\napp = FastAPI()\n"), 0o644)
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"init", "--dir", dir}, &stdout, &stderr); code != 0 || !strings.Contains(stdout.String(), "main:app") {
+		t.Fatalf("init: exit %d %s%s", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := run([]string{"check", "--offline", "--config", filepath.Join(dir, "warmpool.toml")}, &stdout, &stderr); code != 0 {
+		t.Fatalf("check: exit %d %s", code, stderr.String())
+	}
+	before, _ := os.ReadFile(filepath.Join(dir, "warmpool.toml"))
+	os.WriteFile(filepath.Join(dir, "warmpool.toml"), []byte("# mine\n"), 0o644)
+	stderr.Reset()
+	if code := run([]string{"init", "--dir", dir}, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), "does not overwrite") {
+		t.Fatalf("a second init: exit %d %s", code, stderr.String())
+	}
+	if code := run([]string{"init", "--dir", dir, "--force"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("--force: exit %d", code)
+	}
+	if after, _ := os.ReadFile(filepath.Join(dir, "warmpool.toml")); !bytes.Equal(before, after) {
+		t.Fatal("--force did not write the starter config again")
+	}
+}

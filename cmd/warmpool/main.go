@@ -28,6 +28,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 		"run":         &runCommand{stderr: stderr},
 		"check":       &checkCommand{stdout: stdout},
 		"import":      &importCommand{stdout: stdout, stderr: stderr},
+		"init":        &initCommand{stdout: stdout, stderr: stderr},
 		"diagnose":    &diagnoseCommand{log: log, stdout: stdout},
 		"demo":        &demoCommand{log: log, stdout: stdout},
 		"demo-worker": &demoWorkerCommand{},
@@ -42,6 +43,7 @@ Usage:
   warmpool check [--config F] [--set key=value]... [--show-secrets]
                                                     validate; print every effective value and its source
                                                     (worker.env and warm-up header values masked)
+  warmpool init [--dir D]                            write warmpool.toml for the app here (Django, Flask, FastAPI)
   warmpool import [--python P] [--app A] FILE          a gunicorn.conf.py or uwsgi.ini as a commented warmpool config
   warmpool diagnose [--config F] [--path P]... [--host H]
                                                     measure cold, warmed and steady latency per path:

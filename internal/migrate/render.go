@@ -25,20 +25,31 @@ func WriteConfig(w io.Writer, s *Settings, o Options) error {
 		return fmt.Errorf("import: %s names no app: give it with --app module:callable (as on the %s command line)", s.Source, s.Server)
 	}
 	p := &printer{w: w}
-	p.line("# warmpool config imported from %s's %s by `warmpool import`.", s.Server, s.Source)
-	p.line("# Check it with `warmpool check --config FILE`; the comments say where each value came from.")
-	p.line("")
-	if s.Listen != "" {
-		p.kv("listen", quote(s.Listen), "from "+noteFor(s, "bind", "http-socket", "http", "socket", "uwsgi-socket"))
+	if s.Server == "" {
+		p.line("# A starter warmpool config written by `warmpool init` for %s.", s.Source)
+		p.line("# Check it with `warmpool check`, then run it with `warmpool run`.")
 	} else {
+		p.line("# warmpool config imported from %s's %s by `warmpool import`.", s.Server, s.Source)
+		p.line("# Check it with `warmpool check --config FILE`; the comments say where each value came from.")
+	}
+	p.line("")
+	switch {
+	case s.Server == "":
+		p.kv("listen", quote(s.Listen), "the public address (put your proxy or load balancer in front)")
+	case s.Listen != "":
+		p.kv("listen", quote(s.Listen), "from "+noteFor(s, "bind", "http-socket", "http", "socket", "uwsgi-socket"))
+	default:
 		p.kv("listen", quote("127.0.0.1:8000"), "gunicorn's default address")
 	}
 	p.line("")
 	p.line("[worker]")
-	if s.Dir != "" {
+	switch {
+	case s.Dir != "" && s.Server == "":
+		p.kv("dir", quote(s.Dir), "the app's directory (relative to where warmpool runs)")
+	case s.Dir != "":
 		p.kv("dir", quote(s.Dir), "chdir")
 	}
-	p.kv("count", strconv.Itoa(s.Workers), fmt.Sprintf("%s's worker processes", s.Server))
+	p.kv("count", strconv.Itoa(s.Workers), fmt.Sprintf("%s worker processes", serverOr(s, "")))
 	p.kv("concurrency", strconv.Itoa(s.Threads), "threads: each forked worker serves this many requests at once (written once: the worker's server reads it from here)")
 	if s.MaxRequests > 0 {
 		p.kv("max_requests", strconv.Itoa(s.MaxRequests), "recycled after this many requests; its replacement is warm before it leaves")
@@ -61,6 +72,7 @@ func WriteConfig(w io.Writer, s *Settings, o Options) error {
 	p.line("# plan through it, and forks every worker from it, so no worker (first start, recycle,")
 	p.line("# crash restart, reload) serves cold, and a recycle costs milliseconds, not an import.")
 	switch {
+	case s.Server == "":
 	case s.Preload:
 		p.line("# preload_app = True forked %s's workers from an arbiter that had imported the app but", s.Server)
 		p.line("# never served a request: every fork was still cold on the request path. This forks warm.")
@@ -74,11 +86,17 @@ func WriteConfig(w io.Writer, s *Settings, o Options) error {
 	default:
 		p.line("# Each %s worker imported the app itself, cold; each warmpool worker is forked warm.", s.Server)
 	}
+	if s.Executable == "" && s.Server == "" {
+		p.line("# No virtualenv found here (.venv, venv): executable is the python3 on PATH; point it at")
+		p.line("# the app's environment if it has one.")
+	}
 	p.line("[worker.python]")
 	p.kv("app", quote(s.App), noteFor(s, "wsgi_app", "module", "wsgi", "wsgi-file", "file"))
 	p.kv("interface", quote(s.Interface), map[string]string{"wsgi": "served by waitress in each worker", "asgi": "served by uvicorn in each worker"}[s.Interface])
 	exe, why := s.Executable, "the app's environment"
 	switch {
+	case exe == "" && s.Server == "":
+		exe, why = "python3", "TODO: the app's interpreter, if it has a virtualenv"
 	case exe == "" && s.Server == "gunicorn":
 		exe, why = o.Python, "the interpreter `warmpool import` read the config with"
 	case exe == "":
@@ -93,9 +111,12 @@ func WriteConfig(w io.Writer, s *Settings, o Options) error {
 	if timeout <= 0 {
 		timeout = 60 * time.Second
 	}
-	p.line("# %s: %s killed a worker silent that long, and the client got a 502 from the proxy in", timeoutNote(s, timeout), s.Server)
-	p.line("# front. warmpool answers 504 at request_timeout, takes the worker out of rotation at once,")
-	p.line("# starts a warm replacement, and stops the stuck one after graceful_timeout.")
+	if s.Server != "" {
+		p.line("# %s: %s killed a worker silent that long, and the client got a 502 from the proxy in", timeoutNote(s, timeout), s.Server)
+		p.line("# front.")
+	}
+	p.line("# warmpool answers 504 at request_timeout, takes the worker out of rotation at once, starts")
+	p.line("# a warm replacement, and stops the stuck one after graceful_timeout.")
 	p.kv("request_timeout", quote(timeout.String()), "")
 	if len(s.TrustedProxies) > 0 {
 		p.kv("trusted_proxies", stringArray(s.TrustedProxies), "forwarded_allow_ips: their X-Forwarded-* reach the app")
@@ -210,6 +231,13 @@ func inlineTable(m map[string]string) string {
 		parts[i] = quote(k) + " = " + quote(m[k])
 	}
 	return "{ " + strings.Join(parts, ", ") + " }"
+}
+
+func serverOr(s *Settings, def string) string {
+	if s.Server == "" {
+		return def + "the"
+	}
+	return s.Server + "'s"
 }
 
 // Summary is the short account of an import for stderr.
