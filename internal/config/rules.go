@@ -34,7 +34,7 @@ const (
 	PortPlaceholder   = "{port}"
 )
 
-// rule is one check across settings. Every rule warmpool enforces is in rules, below; README's
+// rule is one check across settings. Every rule warmpool enforces is in rules, below; docs/configuration.md's
 // config section lists them by name.
 type rule struct {
 	name  string

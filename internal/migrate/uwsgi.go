@@ -186,7 +186,7 @@ var uwsgiUnmapped = map[string]string{
 	"static-map":         "serve static files with WhiteNoise in the app, or from the proxy in front",
 	"static-cache-paths": "serve static files with WhiteNoise in the app, or from the proxy in front",
 	"stats":              "warmpool's /status and /metrics on admin_listen",
-	"memory-report":      "warmpool_worker_rss_bytes on /metrics",
+	"memory-report":      "warmpool recycles a worker past worker.max_rss; kubectl top or ps show the rest",
 	"need-app":           "warmpool admits no worker that failed its warm-up",
 	"strict":             "warmpool refuses unknown settings always",
 	"single-interpreter": "each forked worker runs one interpreter",
