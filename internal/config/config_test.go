@@ -578,3 +578,28 @@ func TestJSONLogsWriteDurationsAsText(t *testing.T) {
 		}
 	}
 }
+
+// A worker command's --threads and worker.concurrency are one number written twice: check
+// warns when they differ.
+func TestCheckWarnsWhenThreadsAndConcurrencyDiffer(t *testing.T) {
+	for _, tc := range []struct {
+		command     []string
+		concurrency int
+		warn        bool
+	}{
+		{[]string{"gunicorn", "--bind", "unix:{socket}", "--threads", "4", "app.wsgi"}, 4, false},
+		{[]string{"gunicorn", "--bind", "unix:{socket}", "--threads", "8", "app.wsgi"}, 4, true},
+		{[]string{"waitress-serve", "--unix-socket={socket}", "--threads=2", "app:app"}, 4, true},
+		{[]string{"uvicorn", "--uds", "{socket}", "app:app"}, 4, false},
+	} {
+		cfg := Default()
+		cfg.Worker.Command, cfg.Worker.Concurrency = tc.command, tc.concurrency
+		warned := false
+		for _, w := range cfg.Loaded().Warnings() {
+			warned = warned || strings.Contains(w, "threads per worker")
+		}
+		if warned != tc.warn {
+			t.Errorf("%v with concurrency %d: warned %v", tc.command, tc.concurrency, warned)
+		}
+	}
+}

@@ -73,6 +73,30 @@ var advice = []rule{
 	{"warm-up requests name their Host", adviseWarmupHost},
 	{"warm-up requests expect success", adviseWarmupExpect},
 	{"the worker command is found here", adviseCommandFound},
+	{"the worker command's threads agree with concurrency", adviseThreads},
+}
+
+// adviseThreads: a worker command that sets its server's threads (gunicorn's and uWSGI's
+// --threads, waitress's --threads) says how many requests it serves at once, which is what
+// worker.concurrency tells warmpool to send it; when they differ, requests queue inside the
+// worker or threads sit idle.
+func adviseThreads(l *Loaded, r *report) {
+	w := &l.Config.Worker
+	for i, a := range w.Command {
+		var v string
+		switch {
+		case a == "--threads" && i+1 < len(w.Command):
+			v = w.Command[i+1]
+		case strings.HasPrefix(a, "--threads="):
+			v = strings.TrimPrefix(a, "--threads=")
+		default:
+			continue
+		}
+		if n, err := strconv.Atoi(v); err == nil && n != w.Concurrency {
+			r.add("%s runs %d threads per worker but %s: warmpool sends each worker that many requests at once; make them agree",
+				l.kv("worker.command"), n, l.kv("worker.concurrency"))
+		}
+	}
 }
 
 // adviseCommandFound: a command (or a Python app's interpreter) or worker.dir missing on this
