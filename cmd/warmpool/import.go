@@ -15,6 +15,7 @@ import (
 type importCommand struct{ stdout, stderr io.Writer }
 
 const importHelp = `warmpool import [--python P] [--app module:callable] FILE
+warmpool import [--python P] -- gunicorn|uwsgi ARGS...
 
 Reads a gunicorn config file (gunicorn.conf.py, run the way gunicorn runs it, with the app's
 Python: --python) or a uWSGI .ini file, and prints a commented warmpool config to stdout:
@@ -23,6 +24,7 @@ and a first warm-up plan says what to point it at. A summary goes to stderr.
 
   warmpool import --python venv/bin/python --app mysite.wsgi gunicorn.conf.py > warmpool.toml
   warmpool import uwsgi.ini > warmpool.toml && warmpool check --config warmpool.toml
+  warmpool import -- gunicorn -c gunicorn.conf.py -w 4 --threads 2 mysite.wsgi > warmpool.toml
 
 Flags:
 `
@@ -41,12 +43,19 @@ func (c *importCommand) Run(ctx context.Context, args []string) error {
 		}
 		return usageError{err.Error()}
 	}
-	if fs.NArg() != 1 {
-		return usageError{"warmpool import takes one file: a gunicorn config (.py) or a uWSGI .ini"}
-	}
-	path := fs.Arg(0)
 	var s *migrate.Settings
 	var err error
+	if fs.NArg() > 1 || fs.NArg() == 1 && (fs.Arg(0) == "gunicorn" || fs.Arg(0) == "uwsgi") {
+		s, err = migrate.ReadCommand(ctx, *python, fs.Args())
+		if err == nil && *app != "" {
+			s.App = *app
+		}
+		return c.write(s, err, *python)
+	}
+	if fs.NArg() != 1 {
+		return usageError{"warmpool import takes one file (a gunicorn config, a uWSGI .ini) or, after --, a gunicorn or uwsgi command line"}
+	}
+	path := fs.Arg(0)
 	switch strings.ToLower(filepath.Ext(path)) {
 	case ".ini":
 		s, err = migrate.ReadUWSGI(path)
@@ -56,10 +65,15 @@ func (c *importCommand) Run(ctx context.Context, args []string) error {
 	default:
 		s, err = migrate.ReadGunicorn(ctx, *python, path, *app)
 	}
+	return c.write(s, err, *python)
+}
+
+// write prints what was read as warmpool's config, and the summary on stderr.
+func (c *importCommand) write(s *migrate.Settings, err error, python string) error {
 	if err != nil {
 		return err
 	}
-	if err := migrate.WriteConfig(c.stdout, s, migrate.Options{Python: *python}); err != nil {
+	if err := migrate.WriteConfig(c.stdout, s, migrate.Options{Python: python}); err != nil {
 		return err
 	}
 	fmt.Fprintln(c.stderr, migrate.Summary(s))

@@ -24,19 +24,29 @@ var gunicornReader []byte
 // file's directory. app is the WSGI app named on gunicorn's command line ("" if none: the
 // file's wsgi_app is used).
 func ReadGunicorn(ctx context.Context, python, path, app string) (*Settings, error) {
+	cfg, hooks, err := readGunicornFile(ctx, python, path)
+	if err != nil {
+		return nil, err
+	}
+	return mapGunicorn(path, cfg, hooks, app), nil
+}
+
+// readGunicornFile runs a gunicorn config file and returns its module-level settings and the
+// names of its functions.
+func readGunicornFile(ctx context.Context, python, path string) (map[string]any, []string, error) {
 	script, err := os.CreateTemp("", "warmpool-import-*.py")
 	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
+		return nil, nil, fmt.Errorf("import: %w", err)
 	}
 	defer os.Remove(script.Name())
 	if _, err := script.Write(gunicornReader); err != nil {
 		script.Close()
-		return nil, fmt.Errorf("import: %w", err)
+		return nil, nil, fmt.Errorf("import: %w", err)
 	}
 	script.Close()
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("import: %w", err)
+		return nil, nil, fmt.Errorf("import: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -47,18 +57,18 @@ func ReadGunicorn(ctx context.Context, python, path, app string) (*Settings, err
 	if err := cmd.Run(); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			return nil, fmt.Errorf("import: %s could not run %s: %s", python, path, lastLines(stderr.String(), 6))
+			return nil, nil, fmt.Errorf("import: %s could not run %s: %s", python, path, lastLines(stderr.String(), 6))
 		}
-		return nil, fmt.Errorf("import: run %s (set --python to the app's interpreter): %w", python, err)
+		return nil, nil, fmt.Errorf("import: run %s (set --python to the app's interpreter): %w", python, err)
 	}
 	var out struct {
 		Settings map[string]any `json:"settings"`
 		Hooks    []string       `json:"hooks"`
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
-		return nil, fmt.Errorf("import: reading %s's settings: %w", path, err)
+		return nil, nil, fmt.Errorf("import: reading %s's settings: %w", path, err)
 	}
-	return mapGunicorn(path, out.Settings, out.Hooks, app), nil
+	return out.Settings, out.Hooks, nil
 }
 
 func lastLines(s string, n int) string {

@@ -12,12 +12,23 @@ import (
 // ReadUWSGI reads the [uwsgi] section of a uWSGI .ini file. Options given twice (env) keep
 // every value; "%(...)" and "%k" placeholders, which uWSGI computes, are reported unmapped.
 func ReadUWSGI(path string) (*Settings, error) {
+	opts, err := readUWSGIFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return mapUWSGI(path, opts), nil
+}
+
+// option is one uWSGI option as given (a key may come more than once).
+type option struct{ key, value string }
+
+// readUWSGIFile reads the [uwsgi] section of an .ini file.
+func readUWSGIFile(path string) ([]option, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("import: %w", err)
 	}
 	defer f.Close()
-	type option struct{ key, value string }
 	var opts []option
 	section := ""
 	sc := bufio.NewScanner(f)
@@ -50,7 +61,12 @@ func ReadUWSGI(path string) (*Settings, error) {
 	if len(opts) == 0 {
 		return nil, fmt.Errorf("import: %s has no [uwsgi] section", path)
 	}
-	s := &Settings{Server: "uWSGI", Source: path, Interface: "wsgi", Workers: 1, Threads: 1, GracefulTimeout: 30 * time.Second}
+	return opts, nil
+}
+
+// mapUWSGI turns uWSGI's options into Settings.
+func mapUWSGI(source string, opts []option) *Settings {
+	s := &Settings{Server: "uWSGI", Source: source, Interface: "wsgi", Workers: 1, Threads: 1, GracefulTimeout: 30 * time.Second}
 	var module, callable, wsgiFile string
 	for _, o := range opts {
 		k, v := o.key, o.value
@@ -162,7 +178,7 @@ func ReadUWSGI(path string) (*Settings, error) {
 		s.App = mod + ":" + callable
 	}
 	s.sortNotes()
-	return s, nil
+	return s
 }
 
 // uwsgiUnmapped are uWSGI options warmpool has no counterpart for, with the reason.
