@@ -3,18 +3,10 @@ package app_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -411,7 +403,7 @@ func TestReadyzLivezAndShutdown(t *testing.T) {
 
 func TestHTTP2OverTLS(t *testing.T) {
 	cfg := testConfig()
-	cfg.TLSCert, cfg.TLSKey = selfSignedCert(t)
+	cfg.TLSCert, cfg.TLSKey = testutil.SelfSignedCert(t)
 	e := startServer(t, cfg)
 	e.waitReady()
 	cl := &http.Client{Transport: &http.Transport{
@@ -430,36 +422,13 @@ func TestHTTP2OverTLS(t *testing.T) {
 	}
 }
 
-func selfSignedCert(t *testing.T) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:   time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
-	return certFile, keyFile
-}
-
 // Uploads larger than HTTP/2's flow-control window, more of them on one connection than the
 // worker has slots: each body is read whole before a worker is leased, so the streams waiting
 // for a slot cannot starve those that hold one (they used to: four 200s after 10 s, then 503s).
 func TestHTTP2UploadsLargerThanTheWindow(t *testing.T) {
 	cfg := testConfig()
 	cfg.Worker.Count = 1
-	cfg.TLSCert, cfg.TLSKey = selfSignedCert(t)
+	cfg.TLSCert, cfg.TLSKey = testutil.SelfSignedCert(t)
 	e := startServer(t, cfg)
 	e.waitReady()
 	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
@@ -498,7 +467,7 @@ func TestHTTP2UploadsLargerThanTheWindow(t *testing.T) {
 func TestStalledTLSUploadsHoldNoWorker(t *testing.T) {
 	cfg := testConfig()
 	cfg.Worker.Count = 1
-	cfg.TLSCert, cfg.TLSKey = selfSignedCert(t)
+	cfg.TLSCert, cfg.TLSKey = testutil.SelfSignedCert(t)
 	e := startServer(t, cfg)
 	e.waitReady()
 	for range 8 {

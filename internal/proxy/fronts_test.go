@@ -4,21 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -26,6 +17,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"warmpool/internal/testutil"
 )
 
 // Every front a client can reach: the cleartext listener (the lean path, and net/http for what
@@ -47,7 +40,7 @@ func startFronts(t testing.TB, limit int, opts Options) *frontsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, key := testCert(t)
+	cert, key := testutil.SelfSignedCert(t)
 	served := make(chan error, 1)
 	go func() { served <- srv.ServeTLS(ln, cert, key) }()
 	t.Cleanup(func() {
@@ -61,31 +54,6 @@ func startFronts(t testing.TB, limit int, opts Options) *frontsEnv {
 		}
 	})
 	return &frontsEnv{leanEnv: e, tlsAddr: ln.Addr().String()}
-}
-
-// testCert writes a self-signed certificate for 127.0.0.1.
-func testCert(t testing.TB) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, _ := x509.MarshalECPrivateKey(key)
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // dialTLS1 opens a TLS connection that speaks HTTP/1.1.
