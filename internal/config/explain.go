@@ -30,22 +30,13 @@ func renderMasked(v reflect.Value, k kind, clear func(mapKey string) bool) strin
 	switch {
 	case k == kindString && v.Len() > 0:
 		return mask(v.Len())
-	case k == kindStringMap && v.Len() > 0:
-		keys := make([]string, 0, v.Len())
-		for _, mk := range v.MapKeys() {
-			keys = append(keys, mk.String())
-		}
-		sort.Strings(keys)
-		parts := make([]string, len(keys))
-		for i, mk := range keys {
-			val := v.MapIndex(reflect.ValueOf(mk)).String()
-			shown := strconv.Quote(val)
-			if !clear(mk) && val != "" {
-				shown = mask(len(val))
+	case k == kindStringMap:
+		return renderStringMap(v, func(key, value string) string {
+			if clear(key) || value == "" {
+				return strconv.Quote(value)
 			}
-			parts[i] = bareOrQuoted(mk) + " = " + shown
-		}
-		return "{ " + strings.Join(parts, ", ") + " }"
+			return mask(len(value))
+		})
 	}
 	return render(v, k)
 }

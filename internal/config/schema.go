@@ -318,21 +318,27 @@ func render(v reflect.Value, k kind) string {
 		}
 		return "[" + strings.Join(parts, ", ") + "]"
 	case kindStringMap:
-		keys := make([]string, 0, v.Len())
-		for _, mk := range v.MapKeys() {
-			keys = append(keys, mk.String())
-		}
-		sort.Strings(keys)
-		parts := make([]string, len(keys))
-		for i, mk := range keys {
-			parts[i] = bareOrQuoted(mk) + " = " + strconv.Quote(v.MapIndex(reflect.ValueOf(mk)).String())
-		}
-		if len(parts) == 0 {
-			return "{}"
-		}
-		return "{ " + strings.Join(parts, ", ") + " }"
+		return renderStringMap(v, func(_, value string) string { return strconv.Quote(value) })
 	}
 	return "?"
+}
+
+// renderStringMap renders a string map as an inline TOML table, in key order, each value as
+// show says.
+func renderStringMap(v reflect.Value, show func(key, value string) string) string {
+	keys := make([]string, 0, v.Len())
+	for _, mk := range v.MapKeys() {
+		keys = append(keys, mk.String())
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, mk := range keys {
+		parts[i] = bareOrQuoted(mk) + " = " + show(mk, v.MapIndex(reflect.ValueOf(mk)).String())
+	}
+	if len(parts) == 0 {
+		return "{}"
+	}
+	return "{ " + strings.Join(parts, ", ") + " }"
 }
 
 func bareOrQuoted(k string) string {
