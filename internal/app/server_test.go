@@ -663,3 +663,31 @@ func TestNoWorkerReadyAnswers503AtOnce(t *testing.T) {
 		t.Fatalf("status while backing off: next try %v, problem %q", st.NextTry, st.Problem)
 	}
 }
+
+// A worker that served and then died is replaced at once, and requests that come while the
+// pool is briefly empty wait in the queue for the replacement instead of getting 503 "no
+// worker is ready" (which is for replacements that keep failing their boot).
+func TestRequestsWaitForTheReplacementOfACrashedWorker(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.RestartBackoff = config.Duration{Duration: 2 * time.Second} // would show as a wait, or a 503
+	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/sleep?ms=400", Repeat: 1}}
+	e := startServer(t, cfg)
+	e.waitReady()
+	if r, _ := e.get("/"); r.StatusCode != 200 {
+		t.Fatalf("before the crash: %d", r.StatusCode)
+	}
+	pid := e.srv.Pool().Status().Workers[0].PID
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	e.logs.Wait(testutil.Msg("worker exited unexpectedly; a warm replacement follows", "worker", "1"), 5*time.Second)
+	start := time.Now()
+	r, body := e.get("/") // the replacement is warming (its warm-up takes 400 ms)
+	if r.StatusCode != 200 || r.Header.Get(testworker.HeaderID) != "2" {
+		t.Fatalf("a request while the pool was empty: %d %q (worker %s)", r.StatusCode, body, r.Header.Get(testworker.HeaderID))
+	}
+	if took := time.Since(start); took > 1500*time.Millisecond {
+		t.Fatalf("the replacement came after %s: the crash of a worker that served was backed off", took)
+	}
+}

@@ -61,6 +61,6 @@ const (
 	ReasonHung        = "hung: a request passed proxy.request_timeout"
 )
 
-// crashGrace is how long a worker must have been ready for its crash not to count toward the
-// restart backoff.
+// crashGrace is how long a worker that served no request must have been ready for its crash
+// not to count toward the restart backoff (one that served is replaced at once).
 const crashGrace = 10 * time.Second

@@ -416,7 +416,9 @@ func (p *Pool) onExited(w *worker.Worker) {
 		p.rot.Remove(w)
 		reason = "crashed: " + worker.DescribeExit(w.ExitErr())
 		lived := time.Since(m.admittedAt)
-		if lived < crashGrace {
+		if p.served(w) == 0 && lived < crashGrace {
+			// It died before serving anyone: a crash loop in the making, backed off like a
+			// failed boot. One that served is replaced at once.
 			p.failures++
 			p.nextStart = time.Now().Add(p.backoff())
 		}
@@ -568,7 +570,10 @@ func (p *Pool) publish() {
 		st.NextTry = &next
 	}
 	var unavailable string
-	if st.Ready == 0 && p.problem != "" && !p.shuttingDown {
+	// Requests are answered 503 at once only while replacements keep failing (a boot failed, or
+	// a worker died before serving): after a serving worker's crash its replacement is on its
+	// way, and requests wait in the queue for it.
+	if st.Ready == 0 && p.failures > 0 && p.problem != "" && !p.shuttingDown {
 		unavailable = p.problem
 		if wait := time.Until(p.nextStart); wait > 0 {
 			unavailable += fmt.Sprintf("; the next try is in %s", wait.Round(time.Millisecond))
