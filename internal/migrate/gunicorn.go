@@ -7,11 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
-	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -34,23 +34,13 @@ func ReadGunicorn(ctx context.Context, python, path, app string) (*Settings, err
 // readGunicornFile runs a gunicorn config file and returns its module-level settings and the
 // names of its functions.
 func readGunicornFile(ctx context.Context, python, path string) (map[string]any, []string, error) {
-	script, err := os.CreateTemp("", "warmpool-import-*.py")
-	if err != nil {
-		return nil, nil, fmt.Errorf("import: %w", err)
-	}
-	defer os.Remove(script.Name())
-	if _, err := script.Write(gunicornReader); err != nil {
-		script.Close()
-		return nil, nil, fmt.Errorf("import: %w", err)
-	}
-	script.Close()
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("import: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, python, script.Name(), abs)
+	cmd := exec.CommandContext(ctx, python, "-c", string(gunicornReader), abs)
 	cmd.Dir = filepath.Dir(abs)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -138,6 +128,10 @@ var gunicornUnmapped = map[string]string{
 	"disable_redirect_access_to_syslog": "warmpool logs to stderr",
 }
 
+// gunicornCommon are gunicorn's names for the settings uWSGI has too.
+var gunicornCommon = map[string]common{"workers": commonWorkers, "threads": commonThreads, "max_requests": commonMaxRequests,
+	"max_requests_jitter": commonJitter, "timeout": commonTimeout, "graceful_timeout": commonGraceful, "chdir": commonDir}
+
 // gunicornHooks are gunicorn's server hooks: functions in the config file.
 var gunicornHooks = map[string]bool{"on_starting": true, "on_reload": true, "when_ready": true, "pre_fork": true,
 	"post_fork": true, "post_worker_init": true, "worker_int": true, "worker_abort": true, "pre_exec": true,
@@ -148,8 +142,7 @@ var gunicornHooks = map[string]bool{"on_starting": true, "on_reload": true, "whe
 func mapGunicorn(path string, cfg map[string]any, hooks []string, app string) *Settings {
 	s := &Settings{Server: "gunicorn", Source: path, Interface: "wsgi", Workers: 1, Threads: 1,
 		GracefulTimeout: 30 * time.Second, Timeout: 30 * time.Second, TimeoutKey: "timeout (default)"}
-	keys := sortedKeys(cfg)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(cfg)) {
 		v := cfg[k]
 		switch k {
 		case "bind":
@@ -167,12 +160,6 @@ func mapGunicorn(path string, cfg map[string]any, hooks []string, app string) *S
 			if len(binds) > 1 {
 				s.unmapped(k+"[1:]", binds[1:], "warmpool listens on one address")
 			}
-		case "workers":
-			s.Workers = intOf(v, 1)
-			s.mapped(k, v, "worker.count")
-		case "threads":
-			s.Threads = intOf(v, 1)
-			s.mapped(k, v, "worker.concurrency: each forked worker serves that many requests at once")
 		case "worker_class":
 			switch wc := fmt.Sprint(v); {
 			case strings.Contains(wc, "uvicorn"):
@@ -183,18 +170,6 @@ func mapGunicorn(path string, cfg map[string]any, hooks []string, app string) *S
 			default:
 				s.unmapped(k, v, "warmpool's Python workers serve with threads (waitress) or uvicorn (ASGI); gevent and eventlet monkey-patching is not run")
 			}
-		case "max_requests":
-			s.MaxRequests = intOf(v, 0)
-			s.mapped(k, v, "worker.max_requests")
-		case "max_requests_jitter":
-			s.Jitter = intOf(v, 0)
-			s.mapped(k, v, "worker.max_requests_jitter")
-		case "timeout":
-			s.Timeout, s.TimeoutKey = seconds(v), k
-			s.mapped(k, v, "proxy.request_timeout (see there)")
-		case "graceful_timeout":
-			s.GracefulTimeout = seconds(v)
-			s.mapped(k, v, "worker.graceful_timeout")
 		case "preload_app":
 			s.Preload = truthy(v)
 			s.mapped(k, v, "the warm fork mode ([worker.python])")
@@ -203,9 +178,6 @@ func mapGunicorn(path string, cfg map[string]any, hooks []string, app string) *S
 			s.mapped(k, v, "telemetry.access_log")
 		case "loglevel":
 			s.mapped(k, v, "log_level")
-		case "chdir":
-			s.Dir = fmt.Sprint(v)
-			s.mapped(k, v, "worker.dir")
 		case "raw_env":
 			s.Env = envOf(stringsOf(v))
 			s.mapped(k, v, "worker.env")
@@ -231,6 +203,10 @@ func mapGunicorn(path string, cfg map[string]any, hooks []string, app string) *S
 				s.mapped(k, v, "proxy.max_header_bytes (the whole head, line included)")
 			}
 		default:
+			if c, ok := gunicornCommon[k]; ok {
+				s.applyCommon(c, k, v)
+				continue
+			}
 			if gunicornHooks[k] {
 				continue // reported with the hooks
 			}
@@ -264,15 +240,6 @@ func normalizeApp(app string) string {
 		app += ":application"
 	}
 	return app
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func stringsOf(v any) []string {

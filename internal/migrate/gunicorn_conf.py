@@ -1,6 +1,6 @@
 """Reads a gunicorn config file the way gunicorn does, and prints its settings as JSON.
 
-Run by `warmpool import` with the app's interpreter: python3 gunicorn_conf.py FILE. Stdlib only
+Run by `warmpool import` with the app's interpreter: python3 -c "<this file>" FILE. Stdlib only
 (gunicorn need not be installed). Like gunicorn, it executes the file as a module and keeps its
 module-level names; functions are server hooks, reported by name. Values that JSON cannot hold
 are reported by repr().

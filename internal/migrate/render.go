@@ -49,7 +49,7 @@ func WriteConfig(w io.Writer, s *Settings, o Options) error {
 	case s.Dir != "":
 		p.kv("dir", quote(s.Dir), "chdir")
 	}
-	p.kv("count", strconv.Itoa(s.Workers), fmt.Sprintf("%s worker processes", serverOr(s, "")))
+	p.kv("count", strconv.Itoa(s.Workers), workersNote(s))
 	p.kv("concurrency", strconv.Itoa(s.Threads), "threads: each forked worker serves this many requests at once (written once: the worker's server reads it from here)")
 	if s.MaxRequests > 0 {
 		p.kv("max_requests", strconv.Itoa(s.MaxRequests), "recycled after this many requests; its replacement is warm before it leaves")
@@ -233,11 +233,11 @@ func inlineTable(m map[string]string) string {
 	return "{ " + strings.Join(parts, ", ") + " }"
 }
 
-func serverOr(s *Settings, def string) string {
+func workersNote(s *Settings) string {
 	if s.Server == "" {
-		return def + "the"
+		return "the worker processes"
 	}
-	return s.Server + "'s"
+	return s.Server + "'s worker processes"
 }
 
 // Summary is the short account of an import for stderr.

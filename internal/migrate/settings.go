@@ -72,3 +72,44 @@ func listenAddr(bind string) (string, bool) {
 	}
 	return bind, true
 }
+
+// common is a setting gunicorn and uWSGI both have, under their own names: one place says what
+// it becomes in warmpool.
+type common int
+
+const (
+	commonWorkers common = iota + 1
+	commonThreads
+	commonMaxRequests
+	commonJitter
+	commonTimeout
+	commonGraceful
+	commonDir
+)
+
+// applyCommon sets what the common setting c (the other server's key and value) becomes.
+func (s *Settings) applyCommon(c common, key string, v any) {
+	switch c {
+	case commonWorkers:
+		s.Workers = intOf(v, 1)
+		s.mapped(key, v, "worker.count")
+	case commonThreads:
+		s.Threads = intOf(v, 1)
+		s.mapped(key, v, "worker.concurrency: each forked worker serves that many requests at once")
+	case commonMaxRequests:
+		s.MaxRequests = intOf(v, 0)
+		s.mapped(key, v, "worker.max_requests")
+	case commonJitter:
+		s.Jitter = intOf(v, 0)
+		s.mapped(key, v, "worker.max_requests_jitter")
+	case commonTimeout:
+		s.Timeout, s.TimeoutKey = seconds(v), key
+		s.mapped(key, v, "proxy.request_timeout (see there)")
+	case commonGraceful:
+		s.GracefulTimeout = seconds(v)
+		s.mapped(key, v, "worker.graceful_timeout")
+	case commonDir:
+		s.Dir = fmt.Sprint(v)
+		s.mapped(key, v, "worker.dir")
+	}
+}

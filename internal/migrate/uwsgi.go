@@ -84,21 +84,6 @@ func mapUWSGI(source string, opts []option) *Settings {
 		case "wsgi-file", "file":
 			wsgiFile = v
 			s.mapped(k, v, "[worker.python] app")
-		case "processes", "workers", "p":
-			s.Workers = intOf(v, 1)
-			s.mapped(k, v, "worker.count")
-		case "threads":
-			s.Threads = intOf(v, 1)
-			s.mapped(k, v, "worker.concurrency: each forked worker serves that many requests at once")
-		case "max-requests":
-			s.MaxRequests = intOf(v, 0)
-			s.mapped(k, v, "worker.max_requests")
-		case "max-requests-delta":
-			s.Jitter = intOf(v, 0)
-			s.mapped(k, v, "worker.max_requests_jitter")
-		case "harakiri":
-			s.Timeout, s.TimeoutKey = seconds(v), k
-			s.mapped(k, v, "proxy.request_timeout (see there)")
 		case "lazy-apps", "lazy":
 			s.LazyApps = truthy(v)
 			s.mapped(k, v, "the warm fork mode ([worker.python]; see there)")
@@ -124,9 +109,6 @@ func mapUWSGI(source string, opts []option) *Settings {
 				s.Listen = addr
 			}
 			s.mapped(k, v, "listen: warmpool speaks HTTP, not the uwsgi protocol; in nginx, replace uwsgi_pass with proxy_pass http://"+addr)
-		case "chdir":
-			s.Dir = v
-			s.mapped(k, v, "worker.dir")
 		case "home", "virtualenv", "venv", "pyhome":
 			s.Executable = filepath.Join(v, "bin", "python")
 			s.mapped(k, v, "[worker.python] executable")
@@ -151,13 +133,15 @@ func mapUWSGI(source string, opts []option) *Settings {
 			s.mapped(k, v, "warmpool is the master: it starts, warms, recycles and stops the workers")
 		case "enable-threads":
 			s.mapped(k, v, "Python threads are always on in warmpool's workers")
-		case "worker-reload-mercy", "reload-mercy":
-			s.GracefulTimeout = seconds(v)
-			s.mapped(k, v, "worker.graceful_timeout")
 		default:
-			if why, ok := uwsgiUnmapped[k]; ok {
+			c, isCommon := uwsgiCommon[k]
+			why, known := uwsgiUnmapped[k]
+			switch {
+			case isCommon:
+				s.applyCommon(c, k, v)
+			case known:
 				s.unmapped(k, v, why)
-			} else {
+			default:
 				s.unmapped(k, v, "no counterpart in warmpool")
 			}
 		}
@@ -180,6 +164,11 @@ func mapUWSGI(source string, opts []option) *Settings {
 	s.sortNotes()
 	return s
 }
+
+// uwsgiCommon are uWSGI's names for the settings gunicorn has too.
+var uwsgiCommon = map[string]common{"processes": commonWorkers, "workers": commonWorkers, "p": commonWorkers,
+	"threads": commonThreads, "max-requests": commonMaxRequests, "max-requests-delta": commonJitter,
+	"harakiri": commonTimeout, "worker-reload-mercy": commonGraceful, "reload-mercy": commonGraceful, "chdir": commonDir}
 
 // uwsgiUnmapped are uWSGI options warmpool has no counterpart for, with the reason.
 var uwsgiUnmapped = map[string]string{
