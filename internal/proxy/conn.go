@@ -377,8 +377,8 @@ func (c *clientConn) readRequest() (n int, body []byte, ok bool) {
 			c.handoffWhy = c.req.Why
 			return -1, nil, true
 		case h1.Smuggling:
-			c.s.log.Warn("refused a request with both Content-Length and Transfer-Encoding (request smuggling)", "client", string(c.client))
-			c.writeError(http.StatusBadRequest, "a request may not have both Content-Length and Transfer-Encoding", false)
+			c.s.log.Warn("request refused", "status", http.StatusBadRequest, "client", string(c.client), "reason", refusedLengthWithEncoding)
+			c.writeError(http.StatusBadRequest, refusedLengthWithEncoding, false)
 			return 0, nil, false
 		case h1.Incomplete:
 			if len(buf) == c.br.Size() {

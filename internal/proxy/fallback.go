@@ -134,6 +134,8 @@ func (x *httpExchange) acquire(avoid *worker.Worker) (Lease, error) {
 	return x.f.acquire(x.r.Context(), avoid, x.info, x.opts.ColdWindow)
 }
 
+func (x *httpExchange) clock() time.Time { return time.Now() }
+
 func (x *httpExchange) upstreamTook(d time.Duration) {
 	if x.info != nil {
 		x.info.Upstream = d

@@ -21,12 +21,15 @@ import (
 // follow (a malformed chunk, an upgrade, a version it does not know) is one net/http refuses
 // or the connection's last HTTP request, and the guard steps aside.
 
+// refusedLengthWithEncoding is the reason given for a head with both framings, on every path.
+const refusedLengthWithEncoding = "a request may not have both Content-Length and Transfer-Encoding"
+
 // framingRefusal says why a request head's framing is refused ("" if it is not). It is the
 // one rule for every path: the lean path's parser refuses the same heads (h1.Smuggling).
 func framingRefusal(f *h1.Framing) string {
 	switch {
 	case f.Encodings > 0 && f.Lengths > 0:
-		return "a request may not have both Content-Length and Transfer-Encoding"
+		return refusedLengthWithEncoding
 	case f.Encodings > 0 && f.Version == 10:
 		return "an HTTP/1.0 request may not have Transfer-Encoding"
 	}
