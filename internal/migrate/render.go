@@ -3,7 +3,8 @@ package migrate
 import (
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -221,11 +222,7 @@ func quoteAll(ss []string) []string {
 func stringArray(ss []string) string { return "[" + strings.Join(quoteAll(ss), ", ") + "]" }
 
 func inlineTable(m map[string]string) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		parts[i] = quote(k) + " = " + quote(m[k])
