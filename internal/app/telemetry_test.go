@@ -272,6 +272,7 @@ func TestRecycleOvershootIsShown(t *testing.T) {
 	cfg := testConfig()
 	cfg.Worker.Count = 1
 	cfg.Worker.MaxRequests = 2
+	cfg.Worker.MaxRequestsCeiling = 0            // no ceiling: it serves on until its replacement is ready
 	cfg.Worker.Env[testworker.EnvCold] = "500ms" // the replacement warms slowly
 	e := startServer(t, cfg)
 	e.waitReady()

@@ -90,12 +90,16 @@ type Worker struct {
 	Count       int `toml:"count"`
 	Concurrency int `toml:"concurrency"`
 
-	MaxRequests       int      `toml:"max_requests"`
-	MaxRequestsJitter int      `toml:"max_requests_jitter"`
-	MaxLifetime       Duration `toml:"max_lifetime"`
-	MaxLifetimeJitter Duration `toml:"max_lifetime_jitter"`
-	MaxRSS            Size     `toml:"max_rss"`
-	RSSCheckInterval  Duration `toml:"rss_check_interval"`
+	MaxRequests       int `toml:"max_requests"`
+	MaxRequestsJitter int `toml:"max_requests_jitter"`
+	// MaxRequestsCeiling is the multiple of a worker's max_requests past which it is drained
+	// even though its replacement is not ready (the pool serves with one worker less meanwhile);
+	// 0: it serves until its replacement is admitted, however long that takes.
+	MaxRequestsCeiling float64  `toml:"max_requests_ceiling"`
+	MaxLifetime        Duration `toml:"max_lifetime"`
+	MaxLifetimeJitter  Duration `toml:"max_lifetime_jitter"`
+	MaxRSS             Size     `toml:"max_rss"`
+	RSSCheckInterval   Duration `toml:"rss_check_interval"`
 
 	Surge           int      `toml:"surge"`
 	GracefulTimeout Duration `toml:"graceful_timeout"`
@@ -263,15 +267,16 @@ func Default() Config {
 		LogLevel:    "info",
 		LogFormat:   LogText,
 		Worker: Worker{
-			Count:             2,
-			Concurrency:       1,
-			Surge:             1,
-			RSSCheckInterval:  Duration{5 * time.Second},
-			GracefulTimeout:   Duration{30 * time.Second},
-			RestartBackoff:    Duration{500 * time.Millisecond},
-			RestartBackoffMax: Duration{30 * time.Second},
-			LogOutput:         "info",
-			Python:            Python{Interface: InterfaceWSGI, Executable: "python3"},
+			Count:              2,
+			Concurrency:        1,
+			Surge:              1,
+			RSSCheckInterval:   Duration{5 * time.Second},
+			GracefulTimeout:    Duration{30 * time.Second},
+			MaxRequestsCeiling: 2,
+			RestartBackoff:     Duration{500 * time.Millisecond},
+			RestartBackoffMax:  Duration{30 * time.Second},
+			LogOutput:          "info",
+			Python:             Python{Interface: InterfaceWSGI, Executable: "python3"},
 		},
 		Warmup: Warmup{
 			Enabled: true,

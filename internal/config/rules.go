@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/url"
@@ -441,6 +442,14 @@ func checkJitter(l *Loaded, r *report) {
 	case w.MaxRequestsJitter > 0 && w.MaxRequestsJitter >= w.MaxRequests:
 		r.add("%s is not below %s: lower the jitter (a tenth of max_requests is typical)",
 			l.kv("worker.max_requests_jitter"), l.kv("worker.max_requests"))
+	}
+	switch c := w.MaxRequestsCeiling; {
+	case c != 0 && !(c > 1) || math.IsInf(c, 0): // NaN and infinity too
+		r.add("%s: must be 0 (none) or above 1: a worker at its max_requests keeps serving until its replacement is ready, and is drained anyway past this multiple of it",
+			l.kv("worker.max_requests_ceiling"))
+	case l.Explicit("worker.max_requests_ceiling") && w.MaxRequests == 0:
+		r.add("%s has no effect because %s never recycles: remove it or set max_requests",
+			l.kv("worker.max_requests_ceiling"), l.kv("worker.max_requests"))
 	}
 	switch {
 	case w.MaxLifetimeJitter.Duration > 0 && w.MaxLifetime.Duration == 0:

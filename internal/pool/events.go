@@ -35,6 +35,7 @@ type (
 	due    struct {
 		w      *worker.Worker
 		reason string
+		stage  dueStage
 	}
 	stuck struct{ w *worker.Worker }
 	hung  struct{ w *worker.Worker }
@@ -59,6 +60,19 @@ const (
 	ReasonReload      = "reload"
 	ReasonScaleDown   = "scale down"
 	ReasonHung        = "hung: a request passed proxy.request_timeout"
+)
+
+// dueStage is how far a worker due for recycling is past its limit.
+type dueStage int
+
+const (
+	// dueEarly: its replacement starts now, so as to be warm by the limit (max_requests' lead).
+	dueEarly dueStage = iota
+	// dueAtLimit: it reached its limit; its replacement is needed now.
+	dueAtLimit
+	// dueAtCeiling: it reached max_requests_ceiling and left rotation: it is drained even though
+	// its replacement is not ready.
+	dueAtCeiling
 )
 
 // crashGrace is how long a worker that served no request must have been ready for its crash

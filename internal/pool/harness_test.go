@@ -32,14 +32,14 @@ type recordingRotation struct {
 	addedNotWarmed int
 }
 
-func (r *recordingRotation) Add(w *worker.Worker, limit int, maxRequests int64, due func()) {
+func (r *recordingRotation) Add(w *worker.Worker, limit int, marks ...worker.CountMark) {
 	r.mu.Lock()
 	r.added = append(r.added, w)
 	if w.State() != worker.Ready {
 		r.addedNotWarmed++
 	}
 	r.mu.Unlock()
-	r.Balancer.Add(w, limit, maxRequests, due)
+	r.Balancer.Add(w, limit, marks...)
 }
 
 func (r *recordingRotation) Remove(w *worker.Worker) <-chan struct{} {

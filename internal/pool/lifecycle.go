@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"strings"
@@ -68,7 +69,13 @@ func (p *Pool) reconcile() {
 		m.cancelBoot()
 	}
 	missing := max(0, count-ready)
-	raiseNeeded(boots, missing)
+	overdue := 0
+	for _, m := range due {
+		if m.overdue {
+			overdue++
+		}
+	}
+	raiseNeeded(boots, missing+overdue)
 	want := missing + min(len(due), surge)
 	if booting >= want {
 		return
@@ -80,17 +87,18 @@ func (p *Pool) reconcile() {
 		return
 	}
 	for ; booting < want; booting++ {
-		p.spawn(booting >= missing)
+		p.spawn(booting >= missing+overdue)
 	}
 }
 
-// spawn starts a worker; idle: it replaces a worker that still serves (see bootPriority).
-func (p *Pool) spawn(idle bool) {
+// spawn starts a worker; early: it replaces a worker that still serves below its limit (see
+// the policy in priority.go).
+func (p *Pool) spawn(early bool) {
 	p.nextID++
 	cfg := p.cfg
-	idle = idle && p.nice > 0 // no priority is lowered where none can be restored
+	early = early && p.nice > 0 // no priority is lowered where none can be restored
 	spec := WorkerSpec(cfg, p.nextID, p.generation, p.dir, p.env, p.log)
-	spec.BootIdle = idle
+	spec.BootIdle = early
 	if cfg.Worker.IsPython() {
 		spec.Launcher = p.templates
 	}
@@ -98,7 +106,7 @@ func (p *Pool) spawn(idle bool) {
 	traceCtx, span := p.tracer.Start(context.Background(), "warmpool.worker", trace.WithAttributes(
 		attribute.Int("warmpool.worker.id", w.ID()), attribute.Int("warmpool.worker.generation", w.Generation())))
 	ctx, cancel := context.WithCancel(traceCtx)
-	prio := newBootPriority(w, p.nice, idle, p.log)
+	prio := newBootPriority(w, p.nice, early, p.log)
 	p.members[w] = &member{w: w, cancelBoot: cancel, span: span, priority: prio}
 	b := bootSpec{cfg: cfg, plan: p.plan, priority: prio}
 	p.met.WorkerSpawned()
@@ -175,9 +183,9 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("warmup.timeout (%s) passed: %w", timeout, errBootTimeout))
 	defer cancelTimeout()
 	spawnSpan.SetAttributes(attribute.Int("process.pid", w.PID()))
-	b.priority.lower()
-	if b.priority.isIdle() {
-		raise := time.AfterFunc(timeout/2, func() { b.priority.raise("half its warmup.timeout passed") })
+	b.priority.apply()
+	if b.priority.isEarly() {
+		raise := time.AfterFunc(timeout/2, func() { b.priority.raise(bootLate, "half its warmup.timeout passed") })
 		defer raise.Stop()
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -207,7 +215,7 @@ func (p *Pool) boot(ctx context.Context, w *worker.Worker, b bootSpec) (warmup.R
 		return warmup.Result{}, nil
 	}
 	w.SetState(worker.Warming)
-	b.priority.lower() // again: threads started since the spawn
+	b.priority.apply() // again: threads started since the spawn
 	warmCtx, warmSpan := p.tracer.Start(ctx, "warmpool.warmup", trace.WithAttributes(attribute.Int("warmpool.warmup.requests", b.plan.Total())))
 	res, err := b.plan.Run(warmCtx, w.Transport())
 	endSpan(warmSpan, err)
@@ -268,11 +276,18 @@ func (p *Pool) admit(m *member) {
 		maxRequests = int64(wc.MaxRequests + jitterInt(wc.MaxRequestsJitter))
 	}
 	m.maxRequests = maxRequests
-	dueAt := maxRequests
+	var marks []worker.CountMark
 	if maxRequests > 0 {
+		at := func(stage dueStage) func() {
+			return func() { p.wg.Go(func() { p.send(due{w: w, reason: ReasonMaxRequests, stage: stage}) }) } // never block a request
+		}
 		// Its replacement starts this many requests early, so that it is warm when the worker
 		// reaches its limit rather than well after.
-		dueAt = max(1, maxRequests-int64(p.recycleLead))
+		dueAt := max(1, maxRequests-int64(p.recycleLead))
+		marks = append(marks, worker.CountMark{At: dueAt, Reached: at(dueEarly)}, worker.CountMark{At: maxRequests, Reached: at(dueAtLimit)})
+		if ceiling := requestCeiling(maxRequests, wc.MaxRequestsCeiling); ceiling > 0 {
+			marks = append(marks, worker.CountMark{At: ceiling, Reached: at(dueAtCeiling), Retire: true})
+		}
 	}
 	if wc.MaxLifetime.Duration > 0 {
 		life := wc.MaxLifetime.Duration + jitterDuration(wc.MaxLifetimeJitter.Duration)
@@ -282,9 +297,7 @@ func (p *Pool) admit(m *member) {
 	m.admittedAt = time.Now()
 	_, admitSpan := p.tracer.Start(trace.ContextWithSpan(context.Background(), m.span), "warmpool.worker.admit")
 	admitSpan.End()
-	p.rot.Add(w, wc.Concurrency, dueAt, func() {
-		p.wg.Go(func() { p.send(due{w: w, reason: ReasonMaxRequests}) }) // never block a request
-	})
+	p.rot.Add(w, wc.Concurrency, marks...)
 	p.met.WorkerAdmitted(m.admittedAt.Sub(w.StartedAt()))
 	m.bootCPU, _ = w.CPUTime() // 0 if it exited meanwhile; its exit event follows
 	p.met.WorkerBootCPU(m.bootCPU)
@@ -327,12 +340,40 @@ func nextLead(lead float64, served, maxRequests int64) float64 {
 	return min(max(lead+miss/2, 0), float64(maxRequests)/2)
 }
 
+// requestCeiling is the request count past which a worker with maxRequests leaves rotation
+// even before its replacement is ready: factor times its limit (0: none).
+func requestCeiling(maxRequests int64, factor float64) int64 {
+	if factor <= 0 || maxRequests <= 0 {
+		return 0
+	}
+	return max(maxRequests+1, int64(math.Ceil(factor*float64(maxRequests))))
+}
+
+// onDue acts on a worker's recycle trigger: flagged (its replacement starts), needed now once
+// at its limit, and drained at once at its ceiling.
+func (p *Pool) onDue(m *member, ev due) {
+	p.flag(m, ev.reason)
+	if ev.stage >= dueAtLimit {
+		m.overdue = true
+	}
+	if ev.stage == dueAtCeiling && m.admitted() && !m.draining {
+		p.met.RecycleCeiling()
+		p.log.Warn("worker reached max_requests_ceiling before its replacement was ready: it is drained now, and the pool serves with one worker less until the replacement is admitted",
+			"worker", m.w.ID(), "requests", p.served(m.w), "max_requests", m.maxRequests,
+			"max_requests_ceiling", p.cfg.Worker.MaxRequestsCeiling, "waited", time.Since(m.flaggedAt).Round(time.Millisecond))
+		p.drain(m, "recycled: max_requests_ceiling reached before its replacement was ready")
+	}
+}
+
 // flag marks an admitted worker as due for recycling; reconcile starts its replacement.
 func (p *Pool) flag(m *member, reason string) {
 	if !m.admitted() || m.draining || m.recycle != "" {
 		return
 	}
 	m.recycle, m.flaggedAt = reason, time.Now()
+	// A lifetime or memory limit is reached when it fires: its replacement is needed now.
+	// (max_requests fires early, by the lead, and is needed at the limit: onDue.)
+	m.overdue = reason == ReasonMaxLifetime || reason == ReasonMaxRSS
 	p.met.RecycleDue(reason)
 	p.log.Info("worker due for recycling; its replacement is started and warmed first",
 		"worker", m.w.ID(), "reason", reason, "requests", p.served(m.w), "age", time.Since(m.w.StartedAt()).Round(time.Millisecond))
@@ -354,19 +395,14 @@ func (p *Pool) drain(m *member, why string) {
 	drained := p.rot.Remove(w)
 	grace := p.cfg.Worker.GracefulTimeout.Duration
 	p.log.Info("draining worker", "worker", w.ID(), "reason", why, "in_flight", p.inFlight(w))
-	nice := p.nice
 	p.wg.Go(func() {
 		deadline := time.Now().Add(grace)
 		t := time.NewTimer(grace)
 		defer t.Stop()
+		// It stops at normal priority (priority.go): in the idle class, a busy machine kept
+		// stopping workers waiting for CPU for many seconds.
 		select {
 		case <-drained:
-			// Done serving: its exit (unmapping its memory) yields to the workers that serve.
-			if nice > 0 {
-				if err := w.SetPriority(worker.Priority{Idle: true, Nice: nice}); err != nil {
-					p.log.Debug("could not lower a drained worker's priority", "worker", w.ID(), "error", err)
-				}
-			}
 		case <-t.C:
 			p.log.Warn("worker still busy at graceful_timeout; stopping it anyway", "worker", w.ID(), "in_flight", p.inFlight(w))
 		case <-p.killCtx.Done():

@@ -25,9 +25,9 @@ import (
 // Rotation is the set of workers that receive client requests (the proxy's balancer).
 // The rotation counts each worker's requests (it hands them out); the pool reads the counts.
 type Rotation interface {
-	// Add puts w into rotation with room for limit concurrent requests; once w was given
-	// maxRequests client requests (0: never), due is called once, on a request's goroutine.
-	Add(w *worker.Worker, limit int, maxRequests int64, due func())
+	// Add puts w into rotation with room for limit concurrent requests, acting on each mark as
+	// w's count of client requests reaches it.
+	Add(w *worker.Worker, limit int, marks ...worker.CountMark)
 	// Remove takes w out of rotation; the channel closes once its in-flight requests finished.
 	Remove(w *worker.Worker) <-chan struct{}
 	// Counts are w's client requests so far and now, also after Remove.
@@ -117,6 +117,7 @@ type member struct {
 	admittedAt  time.Time
 	bootCPU     time.Duration // CPU its processes used from spawn to admission
 	recycle     string        // why it is due for recycling; "" when it is not
+	overdue     bool          // past its limit: its replacement is needed now
 	maxRequests int64         // its max_requests with jitter; 0: none
 	flaggedAt   time.Time
 	lifetime    *time.Timer
@@ -176,7 +177,7 @@ func New(opts Options) *Pool {
 // (a reload may switch), the templates of earlier generations stop.
 func (p *Pool) beginTemplate() {
 	if p.cfg.Worker.IsPython() {
-		p.templates.Begin(p.generation, p.cfg, p.plan, workerEnv(p.env, p.cfg.Worker.Env), p.nice)
+		p.templates.Begin(p.generation, p.cfg, p.plan, workerEnv(p.env, p.cfg.Worker.Env), p.nice, p.readyCount() == 0)
 	} else {
 		p.templates.RetireOlder(p.generation)
 	}
@@ -370,7 +371,7 @@ func (p *Pool) handle(ev event) {
 		p.onExited(ev.w)
 	case due:
 		if m := p.members[ev.w]; m != nil {
-			p.flag(m, ev.reason)
+			p.onDue(m, ev)
 		}
 	case stuck:
 		p.onStuck(ev.w)

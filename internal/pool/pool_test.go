@@ -24,6 +24,9 @@ func TestRecyclingUnderLoadIsWarmAndKeepsCapacity(t *testing.T) {
 	cfg := baseConfig()
 	cfg.Worker.MaxRequests = 25
 	cfg.Worker.MaxRequestsJitter = 5
+	// No ceiling: at 800 requests a second a worker reaches twice its 25 while its replacement
+	// boots, and the ceiling trades capacity for the limit (TestMaxRequestsCeilingDrains...).
+	cfg.Worker.MaxRequestsCeiling = 0
 	cfg.Worker.Surge = 2
 	h := start(t, cfg)
 	h.waitReady()
@@ -370,4 +373,33 @@ func TestMissingCommandIsASpawnFailure(t *testing.T) {
 		t.Fatalf("error: %q", rec.Attrs["error"])
 	}
 	h.logs.Wait(testutil.Msg("worker stopped", "worker", "1", "reason", "failed to start"), 5*time.Second)
+}
+
+// A worker that reaches max_requests_ceiling before its replacement is ready leaves rotation
+// at that request: requests wait in the queue for the replacement instead of reaching a worker
+// far past the limit that contains its leak. Nothing is lost.
+func TestMaxRequestsCeilingDrainsBeforeTheReplacementIsReady(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.MaxRequests = 4
+	cfg.Worker.MaxRequestsCeiling = 2 // 8 requests
+	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/sleep?ms=700", Repeat: 1}}
+	h := start(t, cfg)
+	h.waitReady()
+	for i := range 12 {
+		if r := h.get("/"); r.err != nil || r.status != 200 {
+			t.Fatalf("request %d: %d %v", i+1, r.status, r.err)
+		}
+	}
+	rec := h.logs.Wait(testutil.MsgPrefix("worker reached max_requests_ceiling", "worker", "1"), 10*time.Second)
+	if rec.Attrs["requests"] != "8" {
+		t.Errorf("drained at %s requests, want 8", rec.Attrs["requests"])
+	}
+	st := h.waitStatus("worker 1 gone", func(st pool.Status) bool { return len(st.RecentExits) > 0 })
+	if e := st.RecentExits[0]; e.ID != 1 || e.Served != 8 {
+		t.Errorf("worker 1 exit: %+v, want 8 requests served", e)
+	}
+	if n := h.counter("warmpool_recycle_ceiling_drains_total", nil); n != 1 {
+		t.Errorf("warmpool_recycle_ceiling_drains_total = %v, want 1", n)
+	}
 }

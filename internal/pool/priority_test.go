@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	"warmpool/internal/config"
 	"warmpool/internal/testutil"
+	"warmpool/internal/testworker"
 	"warmpool/internal/worker"
 )
 
@@ -53,32 +55,32 @@ func slowBootConfig(t *testing.T, maxRequests int) *config.Config {
 	return cfg
 }
 
-// A replacement for a worker that still serves boots in the idle CPU class; a worker the pool
-// is missing boots at warmup.nice, and an idle replacement is raised to it once the worker it
-// replaces is gone. Admitted workers run at normal priority.
+// setPriorityLog is the debug record of a boot's priority being set, for worker id.
+func setPriorityLog(id string) testutil.Match {
+	return testutil.Msg("booting worker's CPU priority set", "worker", id)
+}
+
+// The first start boots at normal priority (nothing serves yet: everything waits for it). A
+// replacement for a worker that still serves below its limit boots in the idle CPU class, and
+// is raised to normal priority once the worker it replaces is gone. Admitted workers run at
+// normal priority.
 func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
-	cfg := slowBootConfig(t, 3)
+	cfg := slowBootConfig(t, 0)
 	cfg.Warmup.Nice = 9
 	h := start(t, cfg)
 
-	lowered := testutil.Msg("booting worker's CPU priority lowered", "worker", "1")
-	h.logs.Wait(lowered, 10*time.Second)
+	h.logs.Wait(setPriorityLog("1"), 10*time.Second)
 	first := h.logs.Wait(testutil.Msg("worker spawned", "worker", "1"), time.Second)
 	pid, _ := strconv.Atoi(first.Attrs["pid"])
-	if policy, nice := schedOf(t, pid); policy != schedNormal || nice != 9 {
-		t.Errorf("first worker boots with policy %d nice %d, want normal at warmup.nice 9", policy, nice)
+	if policy, nice := schedOf(t, pid); policy != schedNormal || nice != 0 {
+		t.Errorf("first worker boots with policy %d nice %d, want normal priority: nothing serves yet", policy, nice)
 	}
 	h.waitReady()
-	if policy, nice := schedOf(t, pid); policy != schedNormal || nice != 0 {
-		t.Errorf("admitted worker runs with policy %d nice %d, want normal at nice 0", policy, nice)
-	}
 
-	for range 3 { // the worker is due: its replacement boots while it serves
-		h.get("/")
-	}
-	rec := h.logs.Wait(testutil.Msg("booting worker's CPU priority lowered", "worker", "2"), 10*time.Second)
+	h.pool.Reload() // the worker is due, below any limit: its replacement boots while it serves
+	rec := h.logs.Wait(setPriorityLog("2"), 10*time.Second)
 	if rec.Attrs["idle_class"] != "true" {
-		t.Fatalf("replacement lowered as %v, want the idle class", rec.Attrs)
+		t.Fatalf("replacement set as %v, want the idle class", rec.Attrs)
 	}
 	second := h.logs.Wait(testutil.Msg("worker spawned", "worker", "2"), time.Second)
 	pid2, _ := strconv.Atoi(second.Attrs["pid"])
@@ -90,9 +92,9 @@ func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	h.logs.Wait(testutil.Msg("booting replacement raised from the idle CPU class to warmup.nice", "worker", "2"), 10*time.Second)
-	if policy, nice := schedOf(t, pid2); policy != schedNormal || nice != 9 {
-		t.Errorf("raised replacement runs with policy %d nice %d, want normal at warmup.nice 9", policy, nice)
+	h.logs.Wait(testutil.Msg("booting replacement's CPU priority raised", "worker", "2", "to", "normal priority"), 10*time.Second)
+	if policy, nice := schedOf(t, pid2); policy != schedNormal || nice != 0 {
+		t.Errorf("raised replacement runs with policy %d nice %d, want normal priority", policy, nice)
 	}
 	h.logs.Wait(testutil.Msg("worker admitted into rotation", "worker", "2"), 10*time.Second)
 	if policy, nice := schedOf(t, pid2); policy != schedNormal || nice != 0 {
@@ -100,19 +102,90 @@ func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
 	}
 }
 
+// A replacement started early (max_requests' lead) boots in the idle class while the worker it
+// replaces serves below its limit, and is raised to normal priority the moment that worker
+// reaches max_requests: under saturation the idle class would get no CPU, and the worker would
+// serve far past its limit (issue 21: 3568 requests against a limit of 205).
+func TestEarlyReplacementIsRaisedWhenItsPredecessorReachesItsLimit(t *testing.T) {
+	cfg := slowBootConfig(t, 10)
+	h := start(t, cfg)
+	h.waitReady()
+	// The first recycle teaches the lead: worker 1 serves 16 requests against its limit of 10
+	// while its replacement warms (0.7 s), so the next replacement starts 3 requests early.
+	for range 16 {
+		h.get("/")
+	}
+	h.logs.Wait(testutil.Msg("draining worker", "worker", "1"), 10*time.Second)
+	// Worker 2 was admitted before the lead was learned: it is due at its limit, and its
+	// replacement is needed at once.
+	for range 10 {
+		h.get("/")
+	}
+	if rec := h.logs.Wait(setPriorityLog("3"), 10*time.Second); rec.Attrs["idle_class"] != "false" || rec.Attrs["nice"] != "0" {
+		t.Fatalf("replacement of a worker at its limit set as %v, want normal priority", rec.Attrs)
+	}
+	h.logs.Wait(testutil.Msg("draining worker", "worker", "2"), 10*time.Second)
+	for range 7 { // worker 3 is due at 10-3: its replacement starts early, idle
+		h.get("/")
+	}
+	rec := h.logs.Wait(setPriorityLog("4"), 10*time.Second)
+	if rec.Attrs["idle_class"] != "true" {
+		t.Fatalf("early replacement set as %v, want the idle class", rec.Attrs)
+	}
+	if len(h.logs.All(testutil.Msg("booting replacement's CPU priority raised", "worker", "4"))) > 0 {
+		t.Fatal("the early replacement was raised before its predecessor reached its limit")
+	}
+	for range 3 { // worker 3 reaches max_requests
+		h.get("/")
+	}
+	raised := h.logs.Wait(testutil.Msg("booting replacement's CPU priority raised", "worker", "4"), 10*time.Second)
+	if raised.Attrs["to"] != "normal priority" {
+		t.Errorf("raised to %q, want normal priority", raised.Attrs["to"])
+	}
+	h.logs.Wait(testutil.Msg("worker admitted into rotation", "worker", "4"), 10*time.Second)
+}
+
 // An idle replacement that has not passed its warm-up by half its warmup.timeout is raised to
 // warmup.nice: a busy machine slows recycling, and never starves a replacement into a failure.
 func TestIdleReplacementIsRaisedAtHalfItsWarmupTimeout(t *testing.T) {
-	cfg := slowBootConfig(t, 2)
+	cfg := slowBootConfig(t, 0)
 	cfg.Warmup.Timeout = config.Duration{Duration: time.Second}
 	h := start(t, cfg)
 	h.waitReady()
-	for range 2 {
-		h.get("/")
-	}
-	raised := h.logs.Wait(testutil.Msg("booting replacement raised from the idle CPU class to warmup.nice", "worker", "2"), 10*time.Second)
-	if raised.Attrs["why"] != "half its warmup.timeout passed" {
-		t.Errorf("raised because %q", raised.Attrs["why"])
+	h.pool.Reload()
+	raised := h.logs.Wait(testutil.Msg("booting replacement's CPU priority raised", "worker", "2"), 10*time.Second)
+	if raised.Attrs["why"] != "half its warmup.timeout passed" || raised.Attrs["to"] != "warmup.nice" {
+		t.Errorf("raised to %q because %q", raised.Attrs["to"], raised.Attrs["why"])
 	}
 	h.logs.Wait(testutil.Msg("worker admitted into rotation", "worker", "2"), 10*time.Second)
+}
+
+// Workers stop at normal priority, at a shutdown too: in the idle class a busy machine kept a
+// stopping pool waiting for CPU (an idle 4-worker uWSGI pool took 16 s to stop).
+func TestDrainedWorkersStopAtNormalPriority(t *testing.T) {
+	cfg := slowBootConfig(t, 0)
+	cfg.Worker.Count = 2
+	// The worker takes 1 s to exit after SIGTERM, so its priority can be read while it stops.
+	cfg.Worker.Env[testworker.EnvStopDelay] = "1s"
+	h := start(t, cfg)
+	h.waitReady()
+	pids := []int{workerPID(h, 1), workerPID(h, 2)}
+	closed := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		closed <- h.pool.Close(ctx)
+	}()
+	for _, id := range []string{"1", "2"} {
+		h.logs.Wait(testutil.Msg("draining worker", "worker", id, "reason", "shutdown"), 10*time.Second)
+	}
+	h.logs.Wait(testutil.Contains("stopping on SIGTERM"), 10*time.Second)
+	for _, pid := range pids {
+		if policy, nice := schedOf(t, pid); policy != schedNormal || nice != 0 {
+			t.Errorf("worker pid %d stops with policy %d nice %d, want normal priority", pid, policy, nice)
+		}
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -177,15 +177,15 @@ func TestForkedWorkersImportNothingTheirTemplateDidNot(t *testing.T) {
 	}
 }
 
-// The template and the forks it makes run at warmup.nice, so forking never competes with the
-// workers serving traffic; a fork in rotation runs at normal priority again.
+// The template runs at warmup.nice once workers serve, and never in the idle class (its
+// heartbeat must be answered on a busy machine); a replacement that is not needed yet is forked
+// and then put in the idle class; a fork in rotation runs at normal priority.
 func TestTemplateAndBootingForksYieldTheCPU(t *testing.T) {
 	if ok, why := worker.CanRestorePriority(); !ok {
 		t.Skip("warmpool cannot restore priorities here, so it lowers none:", why)
 	}
 	cfg := pythonConfig(t, "forkapp:application")
 	cfg.Warmup.Nice = 7
-	cfg.Worker.MaxRequests = 5
 	h := start(t, cfg)
 	h.waitReady()
 	st := h.statusJSON()
@@ -201,17 +201,19 @@ func TestTemplateAndBootingForksYieldTheCPU(t *testing.T) {
 			t.Errorf("worker %d (pid %d) in rotation runs with policy %d at nice %d, want normal at 0", w.ID, w.PID, policy, n)
 		}
 	}
-	// A recycle: the replacement, not needed yet, is forked in the idle class, which the
-	// template takes on for that fork.
-	for i := 0; i < 40 && len(h.logs.All(testutil.Msg("worker spawned", "origin", "fork"))) < 3; i++ {
-		h.get("/")
-	}
-	rec := h.logs.Wait(testutil.Msg("booting worker's CPU priority lowered", "worker", "3"), 10*time.Second)
+	// A reload: the new generation's template boots while workers serve, at warmup.nice, and
+	// forks replacements that are not needed yet; each is put in the idle class.
+	h.pool.Reload()
+	rec := h.logs.Wait(testutil.Msg("booting worker's CPU priority set", "worker", "3"), 20*time.Second)
 	if rec.Attrs["idle_class"] != "true" {
-		t.Errorf("the replacement was lowered as %v, want the idle class", rec.Attrs)
+		t.Errorf("the replacement was set as %v, want the idle class", rec.Attrs)
 	}
-	if policy, _ := schedOf(t, tpl.PID); policy != schedIdle {
-		t.Errorf("template forked a replacement with policy %d, want SCHED_IDLE (%d)", policy, schedIdle)
+	st = h.waitStatus("generation 2's template alone", func(st pool.Status) bool {
+		return len(st.Templates) == 1 && st.Templates[0].Generation == 2 && st.Templates[0].State == pyfork.TemplateReady
+	})
+	tpl = readyTemplate(st)
+	if policy, n := schedOf(t, tpl.PID); policy != schedNormal || n != 7 {
+		t.Errorf("template of generation 2 (pid %d) runs with policy %d at nice %d, want normal at warmup.nice 7", tpl.PID, policy, n)
 	}
 }
 

@@ -42,10 +42,8 @@ type Balancer struct {
 type backend struct {
 	w         *worker.Worker
 	served    atomic.Int64 // client requests given to w (the lease index)
-	dueAt     int64        // served count at which due is called; 0: never
-	due       func()
-	dueOnce   sync.Once
-	conns     *ConnPool // kept-alive connections to w; closed when w leaves rotation
+	marks     []*countMark // acted on as served reaches them
+	conns     *ConnPool    // kept-alive connections to w; closed when w leaves rotation
 	inFlight  atomic.Int32
 	limit     int32
 	removed   atomic.Bool
@@ -55,6 +53,11 @@ type backend struct {
 }
 
 type waiter struct{ got chan *backend }
+
+type countMark struct {
+	worker.CountMark
+	once sync.Once
+}
 
 // Lease is one request's hold on a worker; Release it exactly once.
 type Lease struct {
@@ -82,16 +85,17 @@ func NewBalancer(queueSize int, queueTimeout time.Duration) *Balancer {
 
 func (b *Balancer) rotation() []*backend { return *b.backends.Load() }
 
-// Add puts a worker into rotation with room for limit concurrent requests; once it has been
-// given maxRequests client requests (0: never), due is called, once, on the request's
-// goroutine. Only the pool's admission calls it.
-func (b *Balancer) Add(w *worker.Worker, limit int, maxRequests int64, due func()) {
+// Add puts a worker into rotation with room for limit concurrent requests, acting on each mark
+// as its count of client requests reaches it. Only the pool's admission calls it.
+func (b *Balancer) Add(w *worker.Worker, limit int, marks ...worker.CountMark) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	be := &backend{w: w, limit: int32(min(limit, math.MaxInt32)), gone: make(chan struct{}), drained: make(chan struct{}),
-		conns: &ConnPool{dial: w.Dial, maxIdle: max(limit*2, 2)}, dueAt: maxRequests, due: due}
-	if be.due == nil {
-		be.dueAt = 0
+		conns: &ConnPool{dial: w.Dial, maxIdle: max(limit*2, 2)}}
+	for _, m := range marks {
+		if m.At > 0 && m.Reached != nil {
+			be.marks = append(be.marks, &countMark{CountMark: m})
+		}
 	}
 	if b.all == nil {
 		b.all = map[*worker.Worker]*backend{}
@@ -106,10 +110,13 @@ func (b *Balancer) Add(w *worker.Worker, limit int, maxRequests int64, due func(
 }
 
 // Remove takes a worker out of rotation. The returned channel closes once its in-flight
-// requests have finished.
+// requests have finished (for a worker removed before, the same channel).
 func (b *Balancer) Remove(w *worker.Worker) <-chan struct{} {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if be := b.all[w]; be != nil && be.removed.Load() {
+		return be.drained
+	}
 	cur := b.rotation()
 	for i, be := range cur {
 		if be.w == w {
@@ -133,12 +140,19 @@ func (b *Balancer) Remove(w *worker.Worker) <-chan struct{} {
 	return closed
 }
 
-// begin counts a request given to the worker and returns its 1-based index; at the worker's
-// max_requests the pool is told, once.
-func (be *backend) begin() int64 {
+// begin counts a request given to be and returns its 1-based index, acting on the marks it
+// reached. It never runs under b.mu (a retiring mark takes it).
+func (b *Balancer) begin(be *backend) int64 {
 	n := be.served.Add(1)
-	if be.dueAt > 0 && n >= be.dueAt {
-		be.dueOnce.Do(be.due)
+	for _, m := range be.marks {
+		if n >= m.At {
+			m.once.Do(func() {
+				if m.Retire {
+					b.Remove(be.w)
+				}
+				m.Reached()
+			})
+		}
 	}
 	return n
 }
@@ -215,7 +229,7 @@ func (b *Balancer) TryAcquire(avoid *worker.Worker, hint int) (Lease, bool) {
 		return Lease{}, false // first come, first served: queue behind the waiters
 	}
 	if be := b.claim(avoid, hint, false); be != nil {
-		return Lease{be, b, be.begin()}, true
+		return Lease{be, b, b.begin(be)}, true
 	}
 	return Lease{}, false
 }
@@ -288,7 +302,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 		if be := b.claim(avoid, hint, true); be != nil { // freed meanwhile
 			b.waiting.Add(-1)
 			b.mu.Unlock()
-			return Lease{be, b, be.begin()}, nil
+			return Lease{be, b, b.begin(be)}, nil
 		}
 	}
 	queueTimeout := b.queueTimeout
@@ -307,7 +321,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	var err error
 	select {
 	case be := <-wt.got:
-		return Lease{be, b, be.begin()}, nil
+		return Lease{be, b, b.begin(be)}, nil
 	case <-timer.C:
 		err = ErrQueueTimeout
 	case <-ctx.Done():
@@ -325,7 +339,7 @@ func (b *Balancer) AcquireAvoiding(ctx context.Context, avoid *worker.Worker) (L
 	b.mu.Unlock()
 	// A worker was handed over just as we gave up; its slot is ours to return.
 	be := <-wt.got
-	l := Lease{be, b, be.begin()}
+	l := Lease{be, b, b.begin(be)}
 	l.Release()
 	return Lease{}, err
 }

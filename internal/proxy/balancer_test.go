@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -24,8 +25,8 @@ func newWorkers(n int) []*worker.Worker {
 func TestLeastOutstandingWithinLimits(t *testing.T) {
 	b := NewBalancer(10, time.Second)
 	ws := newWorkers(2)
-	b.Add(ws[0], 2, 0, nil)
-	b.Add(ws[1], 2, 0, nil)
+	b.Add(ws[0], 2)
+	b.Add(ws[1], 2)
 	ctx := context.Background()
 	var leases []Lease
 	count := map[int]int{}
@@ -53,7 +54,7 @@ func TestLeastOutstandingWithinLimits(t *testing.T) {
 func TestQueueHandOffFullAndTimeout(t *testing.T) {
 	b := NewBalancer(1, 50*time.Millisecond)
 	w := newWorkers(1)[0]
-	b.Add(w, 1, 0, nil)
+	b.Add(w, 1)
 	ctx := context.Background()
 	held, err := b.Acquire(ctx)
 	if err != nil {
@@ -64,7 +65,7 @@ func TestQueueHandOffFullAndTimeout(t *testing.T) {
 	}
 
 	b2 := NewBalancer(1, time.Minute)
-	b2.Add(w, 1, 0, nil)
+	b2.Add(w, 1)
 	held2, _ := b2.Acquire(ctx)
 	got := make(chan Lease)
 	go func() {
@@ -110,7 +111,7 @@ func TestAddServesWaitersAndCancel(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	w := newWorkers(1)[0]
-	b.Add(w, 1, 0, nil) // admission serves the queue at once
+	b.Add(w, 1) // admission serves the queue at once
 	l := <-got
 	if l.Worker() != w {
 		t.Fatal("waiter not served by the admitted worker")
@@ -121,7 +122,7 @@ func TestAddServesWaitersAndCancel(t *testing.T) {
 func TestRemoveDrainsAndAvoid(t *testing.T) {
 	b := NewBalancer(5, time.Second)
 	ws := newWorkers(2)
-	b.Add(ws[0], 4, 0, nil)
+	b.Add(ws[0], 4)
 	l, _ := b.Acquire(context.Background())
 	drained := b.Remove(ws[0])
 	select {
@@ -129,7 +130,7 @@ func TestRemoveDrainsAndAvoid(t *testing.T) {
 		t.Fatal("drained with a request in flight")
 	default:
 	}
-	b.Add(ws[1], 4, 0, nil)
+	b.Add(ws[1], 4)
 	if l2, _ := b.Acquire(context.Background()); l2.Worker() != ws[1] {
 		t.Fatal("removed worker picked")
 	} else {
@@ -138,7 +139,7 @@ func TestRemoveDrainsAndAvoid(t *testing.T) {
 	l.Release()
 	<-drained
 
-	b.Add(ws[0], 4, 0, nil)
+	b.Add(ws[0], 4)
 	for range 3 {
 		l, err := b.AcquireAvoiding(context.Background(), ws[0])
 		if err != nil || l.Worker() != ws[1] {
@@ -151,7 +152,7 @@ func TestRemoveDrainsAndAvoid(t *testing.T) {
 func BenchmarkAcquireRelease(b *testing.B) {
 	bal := NewBalancer(10, time.Second)
 	for _, w := range newWorkers(8) {
-		bal.Add(w, 4, 0, nil)
+		bal.Add(w, 4)
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
@@ -165,7 +166,7 @@ func BenchmarkAcquireRelease(b *testing.B) {
 func TestInFlightCountsLeasesAndWaiters(t *testing.T) {
 	b := NewBalancer(10, 5*time.Second)
 	ws := newWorkers(1)
-	b.Add(ws[0], 1, 0, nil)
+	b.Add(ws[0], 1)
 	l, err := b.Acquire(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -189,7 +190,7 @@ func TestInFlightCountsLeasesAndWaiters(t *testing.T) {
 	if n := b.InFlight(); n != 1 {
 		t.Fatalf("after the release: InFlight %d", n)
 	}
-	b.Add(ws[0], 1, 0, nil) // back in rotation: the waiter gets the slot
+	b.Add(ws[0], 1) // back in rotation: the waiter gets the slot
 	l2 := <-got
 	if n := b.InFlight(); n != 1 {
 		t.Fatalf("the waiter leased: InFlight %d", n)
@@ -208,7 +209,7 @@ func TestConcurrentLeasesKeepLimitsAndServeWaiters(t *testing.T) {
 	ws := newWorkers(3)
 	var busy [4]atomic.Int32 // by worker id
 	for _, w := range ws {
-		b.Add(w, limit, 0, nil)
+		b.Add(w, limit)
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, goroutines)
@@ -261,8 +262,8 @@ func TestLeasesDuringRemoveAndAdd(t *testing.T) {
 	const goroutines, rounds = 16, 300
 	b := NewBalancer(goroutines, 30*time.Second)
 	ws := newWorkers(2)
-	b.Add(ws[0], 2, 0, nil)
-	b.Add(ws[1], 2, 0, nil)
+	b.Add(ws[0], 2)
+	b.Add(ws[1], 2)
 	var drainedFlag [3]atomic.Bool // by worker id: set while its drain is complete and it is out
 	var churn, leasing sync.WaitGroup
 	errs := make(chan error, goroutines)
@@ -279,7 +280,7 @@ func TestLeasesDuringRemoveAndAdd(t *testing.T) {
 			drainedFlag[1].Store(true)
 			runtime.Gosched()
 			drainedFlag[1].Store(false)
-			b.Add(ws[0], 2, 0, nil)
+			b.Add(ws[0], 2)
 		}
 	})
 	for g := range goroutines {
@@ -325,34 +326,75 @@ func servedBy(b *Balancer, w *worker.Worker) int64 {
 	return n
 }
 
-// The rotation counts a worker's requests and calls due once, at its max_requests.
-func TestCountsAndMaxRequests(t *testing.T) {
+// The rotation counts a worker's requests and acts once on each mark it reaches, in order; a
+// retiring mark makes the request that reached it the worker's last, before any other request
+// can be given to it.
+func TestCountsAndMarks(t *testing.T) {
 	b := NewBalancer(10, time.Second)
-	w := newWorkers(1)[0]
-	var dues int
-	b.Add(w, 2, 3, func() { dues++ })
-	for i := range 5 {
+	ws := newWorkers(2)
+	var reached []string
+	mark := func(name string) func() { return func() { reached = append(reached, name) } }
+	b.Add(ws[0], 2, worker.CountMark{At: 3, Reached: mark("due")}, worker.CountMark{At: 4, Reached: mark("limit")},
+		worker.CountMark{At: 6, Reached: mark("ceiling"), Retire: true})
+	for i := range 6 {
 		l, err := b.Acquire(context.Background())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if l.Index != int64(i+1) {
-			t.Fatalf("lease %d has index %d", i+1, l.Index)
+		if l.Worker() != ws[0] || l.Index != int64(i+1) {
+			t.Fatalf("lease %d: worker %d, index %d", i+1, l.Worker().ID(), l.Index)
 		}
-		if served, inFlight := b.Counts(w); served != int64(i+1) || inFlight != 1 {
+		if served, inFlight := b.Counts(ws[0]); served != int64(i+1) || inFlight != 1 {
 			t.Fatalf("counts after lease %d: %d served, %d in flight", i+1, served, inFlight)
 		}
 		l.Release()
 	}
-	if dues != 1 {
-		t.Fatalf("due called %d times, want once at the 3rd request", dues)
+	if strings.Join(reached, ",") != "due,limit,ceiling" {
+		t.Fatalf("marks reached: %v", reached)
 	}
-	b.Remove(w)
-	if served, _ := b.Counts(w); served != 5 {
+	if b.Len() != 0 {
+		t.Fatalf("the worker at its retiring mark is still in rotation (%d workers)", b.Len())
+	}
+	// The pool's drain that follows gets the same drained channel, already closed.
+	select {
+	case <-b.Remove(ws[0]):
+	default:
+		t.Fatal("Remove after the retiring mark: its drained channel is not closed, although nothing is in flight")
+	}
+	b.Add(ws[1], 1)
+	if l, err := b.Acquire(context.Background()); err != nil || l.Worker() != ws[1] {
+		t.Fatalf("next request: %v, %v", l.Worker(), err)
+	} else {
+		l.Release()
+	}
+	if served, _ := b.Counts(ws[0]); served != 6 {
 		t.Fatalf("counts after Remove: %d", served)
 	}
-	b.Forget(w)
-	if served, _ := b.Counts(w); served != 0 {
+	b.Forget(ws[0])
+	if served, _ := b.Counts(ws[0]); served != 0 {
 		t.Fatalf("counts after Forget: %d", served)
 	}
+}
+
+// A worker removed while its last request is in flight: Remove again returns the same channel,
+// which closes when that request ends (the front removes a hung worker, then the pool drains it).
+func TestRemoveTwiceWaitsForTheSameRequests(t *testing.T) {
+	b := NewBalancer(10, time.Second)
+	w := newWorkers(1)[0]
+	b.Add(w, 1)
+	l, err := b.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, second := b.Remove(w), b.Remove(w)
+	if first != second {
+		t.Fatal("a second Remove returned another channel")
+	}
+	select {
+	case <-second:
+		t.Fatal("drained while a request is in flight")
+	default:
+	}
+	l.Release()
+	<-second
 }

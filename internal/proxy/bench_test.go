@@ -71,7 +71,7 @@ func BenchmarkForward(b *testing.B) {
 		b.Run("handler/"+suffix, func(b *testing.B) {
 			w := startWorker(b)
 			bal := NewBalancer(1024, time.Second)
-			bal.Add(w, 64, 0, nil)
+			bal.Add(w, 64)
 			f := NewFront(bal, opts)
 			f.Start()
 			req := httptest.NewRequest("GET", "http://app.example.com/", nil)
@@ -163,7 +163,7 @@ func BenchmarkRewriteFallback(b *testing.B) {
 func TestPickAllocatesNothing(t *testing.T) {
 	bal := NewBalancer(10, time.Second)
 	for _, w := range newWorkers(8) {
-		bal.Add(w, 4, 0, nil)
+		bal.Add(w, 4)
 	}
 	ctx := context.Background()
 	allocs := testing.AllocsPerRun(1000, func() {

@@ -298,6 +298,8 @@ func (f *Front) reportHung(w *worker.Worker) {
 	if opts.OnHung == nil {
 		return
 	}
+	// Out of rotation now, not when the pool gets to it: no request may reach it after this.
+	f.bal.Remove(w)
 	f.log.Error("worker let a request pass the request timeout; it leaves rotation, a warm replacement follows, and it is stopped after graceful_timeout",
 		"worker", w.ID(), "pid", w.PID(), "request_timeout", opts.RequestTimeout)
 	opts.OnHung(w)

@@ -37,7 +37,7 @@ func startLeanWith(t testing.TB, limit int, opts Options, tune func(*http.Server
 	t.Helper()
 	w := startWorker(t)
 	bal := NewBalancer(64, 5*time.Second)
-	bal.Add(w, limit, 0, nil)
+	bal.Add(w, limit)
 	if opts.RequestTimeout == 0 {
 		opts.RequestTimeout = 10 * time.Second
 	}
@@ -466,6 +466,39 @@ func TestResponseTimeoutGives504(t *testing.T) {
 			c.send("GET /sleep?ms=100 " + way.proto + "\r\nHost: app.test\r\n\r\n")
 			if resp, body := c.read("GET"); resp.StatusCode != 200 || body != "slept 100\n" {
 				t.Fatalf("quick request: %d %q", resp.StatusCode, body)
+			}
+		})
+	}
+}
+
+// A worker declared hung (a request passed the request timeout) leaves rotation before its
+// 504 is sent, on both paths: no request reaches it afterwards, even while the pool has not yet
+// acted on the report (here it never does). Issue 21 saw two requests reach one after.
+func TestNoRequestReachesAWorkerDeclaredHung(t *testing.T) {
+	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
+		t.Run(way.name, func(t *testing.T) {
+			hung := make(chan *worker.Worker, 1)
+			e := startLean(t, 4, Options{RequestTimeout: 200 * time.Millisecond, OnHung: func(w *worker.Worker) { hung <- w }})
+			c := e.dial()
+			c.send("GET /sleep?ms=2000 " + way.proto + "\r\nHost: app.test\r\n\r\n")
+			if resp, body := c.read("GET"); resp.StatusCode != http.StatusGatewayTimeout {
+				t.Fatalf("got %d %q", resp.StatusCode, body)
+			}
+			if w := <-hung; w != e.w {
+				t.Fatalf("reported worker %d", w.ID())
+			}
+			if n := e.srv.front.bal.Len(); n != 0 {
+				t.Fatalf("%d workers in rotation after the 504, want the hung one gone", n)
+			}
+			// The next request finds no worker: it waits in the queue, and the client gives up.
+			c = e.dial()
+			c.nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+			c.send("GET /sleep?ms=1 " + way.proto + "\r\nHost: app.test\r\n\r\n")
+			if _, err := c.br.ReadByte(); err == nil {
+				t.Fatal("a request was answered with no worker in rotation")
+			}
+			if served, _ := e.srv.front.bal.Counts(e.w); served != 1 {
+				t.Fatalf("the hung worker was given %d requests, want only the one that hung", served)
 			}
 		})
 	}

@@ -29,12 +29,16 @@ type TemplateSpec struct {
 	// Env is the template's environment before warmpool's own variables (worker.env applied).
 	Env  []string
 	Plan *warmup.Plan
-	// Nice is the template's CPU nice value, which its forks inherit: a template and the forks
-	// it makes yield the CPU to the workers serving traffic, as a booting worker does (the pool
-	// restores a worker's priority once its warm-up passed). For a fork that is not needed yet
-	// (Launch.Idle) the template forks in the idle CPU class. 0: normal priority, always.
-	Nice   int
-	Logger *slog.Logger
+	// Nice is the template's CPU nice value: it yields the CPU to the workers serving traffic.
+	// A worker that is needed now (not Launch.Idle) is forked at normal priority; the pool sets
+	// each fork's boot priority right after (internal/pool's priority policy). The template is
+	// never put in the idle class: its heartbeat must be answered on a busy machine. 0: normal
+	// priority, always.
+	Nice int
+	// BootAtNormal: the template boots at normal priority and lowers itself to Nice once ready
+	// (the first start, when no worker serves yet and everything waits for it).
+	BootAtNormal bool
+	Logger       *slog.Logger
 }
 
 // Template is one template process. NewTemplate has no side effects; Boot starts it.
@@ -46,8 +50,6 @@ type Template struct {
 	process atomic.Pointer[worker.Worker]
 	ctl     *control
 	mu      sync.Mutex // one fork at a time: the control socket carries one exchange at a time
-	// idle: the template is in the idle CPU class now (under mu).
-	idle bool
 }
 
 // NewTemplate prepares a template; nothing runs until Boot.
@@ -148,10 +150,8 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		ctl.close()
 		return err
 	}
-	if t.spec.Nice > 0 {
-		if err := t.proc.SetPriority(worker.Priority{Nice: t.spec.Nice}); err != nil {
-			t.log.Debug("could not lower the template's priority", "error", err)
-		}
+	if !t.spec.BootAtNormal {
+		t.setNice(t.spec.Nice)
 	}
 	defer func() {
 		var refused *RefusedError
@@ -209,9 +209,22 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 	if !*m.OK {
 		return &RefusedError{Threads: m.Threads}
 	}
+	if t.spec.BootAtNormal {
+		t.setNice(t.spec.Nice)
+	}
 	t.proc.SetState(worker.Ready)
 	t.log.Info("template ready to fork", "pid", t.proc.PID(), "closed_before_fork", strings.Join(m.Closed, ", "))
 	return nil
+}
+
+// setNice sets the template's nice value (0 is normal); a failure only costs speed.
+func (t *Template) setNice(nice int) {
+	if t.spec.Nice == 0 {
+		return // priorities are not changed at all
+	}
+	if err := t.proc.SetPriority(worker.Priority{Nice: nice}); err != nil {
+		t.log.Debug("could not set the template's priority", "nice", nice, "error", err)
+	}
 }
 
 // lastWords is what a process said last, for an error that explains its exit.
@@ -241,11 +254,11 @@ func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, e
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.spec.Nice > 0 && t.idle != l.Idle {
-		// The fork (and the double fork's intermediate process) inherit it.
-		if err := t.proc.SetPriority(worker.Priority{Idle: l.Idle, Nice: t.spec.Nice}); err == nil {
-			t.idle = l.Idle
-		}
+	if !l.Idle && t.spec.Nice > 0 {
+		// Needed now: the fork (and the double fork's intermediate process) do not queue behind
+		// serving work.
+		t.setNice(0)
+		defer t.setNice(t.spec.Nice)
 	}
 	vars := make(map[string]string, len(l.Vars))
 	for _, kv := range l.Vars {

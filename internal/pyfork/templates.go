@@ -42,15 +42,18 @@ type Templates struct {
 
 // generation is the template of one generation, through its restarts.
 type generation struct {
-	gen   int
-	cfg   *config.Config
-	plan  *warmup.Plan
-	env   []string
-	nice  int
-	stop  chan struct{} // closed when a newer generation's template is ready, or at Close
-	state TemplateState
-	tpl   *Template // the current incarnation; nil between restarts
-	why   string    // why it cannot fork now
+	gen  int
+	cfg  *config.Config
+	plan *warmup.Plan
+	env  []string
+	nice int
+	// urgent: no worker serves while it boots first (the first start): it boots at normal
+	// priority. Its restarts yield to the workers serving meanwhile.
+	urgent bool
+	stop   chan struct{} // closed when a newer generation's template is ready, or at Close
+	state  TemplateState
+	tpl    *Template // the current incarnation; nil between restarts
+	why    string    // why it cannot fork now
 	// refused: it runs threads; no restart would change that until the next reload.
 	refused  bool
 	restarts int
@@ -80,10 +83,11 @@ func New(opts Options) *Templates {
 }
 
 // Begin starts the template of generation gen, built from cfg and warmed with plan; env is its
-// base environment, nice its CPU nice value (the effective warmup.nice). The templates of older
-// generations stop once it is ready to fork.
-func (ts *Templates) Begin(gen int, cfg *config.Config, plan *warmup.Plan, env []string, nice int) {
-	g := &generation{gen: gen, cfg: cfg, plan: plan, env: env, nice: nice, stop: make(chan struct{}), state: TemplateBooting,
+// base environment, nice its CPU nice value (the effective warmup.nice); urgent says no worker
+// serves meanwhile (it boots at normal priority). The templates of older generations stop once
+// it is ready to fork.
+func (ts *Templates) Begin(gen int, cfg *config.Config, plan *warmup.Plan, env []string, nice int, urgent bool) {
+	g := &generation{gen: gen, cfg: cfg, plan: plan, env: env, nice: nice, urgent: urgent, stop: make(chan struct{}), state: TemplateBooting,
 		warned: map[string]bool{}, changed: make(chan struct{})}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -103,7 +107,7 @@ func (ts *Templates) run(g *generation) {
 	failures := 0
 	for {
 		t := NewTemplate(TemplateSpec{Generation: g.gen, Config: g.cfg, Helper: ts.opts.Helper, SocketDir: ts.opts.SocketDir,
-			Env: g.env, Plan: g.plan, Nice: g.nice, Logger: ts.opts.Logger})
+			Env: g.env, Plan: g.plan, Nice: g.nice, BootAtNormal: g.urgent && failures == 0 && g.restarts == 0, Logger: ts.opts.Logger})
 		ts.set(g, func() { g.tpl, g.state = t, TemplateBooting })
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Warmup.Timeout.Duration)
 		ts.wg.Go(func() { // a stop cancels the boot

@@ -23,6 +23,7 @@ type Metrics struct {
 	handoffs          *prometheus.CounterVec
 	protocolErrors    *prometheus.CounterVec
 	overshoot         prometheus.Histogram
+	ceilingDrains     prometheus.Counter
 	workers           *stateCollector
 	bootCPU           prometheus.Histogram
 	recycleWait       prometheus.Histogram
@@ -74,6 +75,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "For each worker recycled at max_requests: the requests it served past its limit while its replacement booted and warmed (0 when the replacement was warm in time: warmpool starts replacements early by what it learned from the last recycles).",
 			Buckets: []float64{0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000},
 		}),
+		ceilingDrains: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "warmpool_recycle_ceiling_drains_total",
+			Help: "Workers drained at worker.max_requests_ceiling before their replacement was ready: the pool served with one worker less until it was admitted.",
+		}),
 		bootCPU: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "warmpool_worker_boot_cpu_seconds", Help: "CPU time a worker's processes used from spawn (or fork) to admission: what its boot and warm-up cost.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -108,7 +113,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		return 0
 	})
 	reg.MustRegister(m.requests, m.inFlight, m.spawns,
-		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.protocolErrors, m.overshoot, m.workers,
+		m.warmupFailures, m.recycles, m.crashes, m.warmupDuration, m.warmupEnabled, m.warmupIneffective, m.handoffs, m.protocolErrors, m.overshoot, m.ceilingDrains, m.workers,
 		m.bootCPU, m.recycleWait, m.forks, m.forkFallbacks, m.templateFailures)
 	return m
 }
@@ -221,6 +226,13 @@ func (m *Metrics) HandedOff(reason string) {
 func (m *Metrics) RecycleOvershoot(n int64) {
 	if m != nil {
 		m.overshoot.Observe(float64(max(n, 0)))
+	}
+}
+
+// RecycleCeiling counts a worker drained at max_requests_ceiling before its replacement was ready.
+func (m *Metrics) RecycleCeiling() {
+	if m != nil {
+		m.ceilingDrains.Inc()
 	}
 }
 

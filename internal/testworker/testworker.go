@@ -33,6 +33,7 @@ const (
 	EnvListenDelay = "TW_LISTEN_DELAY"          // wait this long before listening
 	EnvPathCold    = "TW_PATH_COLD"             // "/report=200ms": a lazy init on the first request to that path
 	EnvIdleTimeout = "TW_IDLE_TIMEOUT"          // close idle keep-alive connections after this long, as gunicorn does
+	EnvStopDelay   = "TW_STOP_DELAY"            // on SIGTERM, print "stopping on SIGTERM" and wait this long before stopping
 )
 
 // Response headers of the test worker.
@@ -122,6 +123,10 @@ func Main() {
 	defer stop()
 	go func() {
 		<-ctx.Done()
+		if d, err := time.ParseDuration(os.Getenv(EnvStopDelay)); err == nil {
+			fmt.Println("test worker stopping on SIGTERM")
+			time.Sleep(d)
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
