@@ -187,6 +187,7 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 		Harakiri:              cfg.Proxy.Harakiri.Duration,
 		OnStuck:               s.pool.ReportStuck,
 		OnHung:                s.pool.ReportHung,
+		OnRefusing:            s.pool.ReportRefusing,
 		Unavailable:           s.pool.Unavailable,
 		AllowedHosts:          config.CompileHosts(cfg.Proxy.AllowedHosts),
 		Observer:              &telemetry.Recorder{Metrics: s.metrics, Check: s.check, Access: s.access, History: s.history},

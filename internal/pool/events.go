@@ -18,6 +18,7 @@ func (exited) isEvent()          {}
 func (due) isEvent()             {}
 func (stuck) isEvent()           {}
 func (hung) isEvent()            {}
+func (refusing) isEvent()        {}
 func (configRejected) isEvent()  {}
 func (reload) isEvent()          {}
 func (scale) isEvent()           {}
@@ -39,6 +40,8 @@ type (
 	}
 	stuck struct{ w *worker.Worker }
 	hung  struct{ w *worker.Worker }
+	// refusing: the front found nothing listening on the worker's socket.
+	refusing struct{ w *worker.Worker }
 	// configRejected: a reload's configuration was refused, for this reason.
 	configRejected struct{ why string }
 	reload         struct{}
@@ -60,6 +63,7 @@ const (
 	ReasonReload      = "reload"
 	ReasonScaleDown   = "scale down"
 	ReasonHung        = "hung: a request passed proxy.request_timeout"
+	ReasonRefused     = "refused connections: nothing listens on its socket"
 )
 
 // dueStage is how far a worker due for recycling is past its limit.

@@ -446,7 +446,9 @@ func (p *Pool) onExited(w *worker.Worker) {
 			}
 		}
 	}
-	crashed := !w.StopRequested() && m.admitted()
+	// A worker that refused connections was not stopped by choice: its socket had closed
+	// before it was drained (it was dying, or broken).
+	crashed := m.admitted() && (!w.StopRequested() || m.stopReason == ReasonRefused)
 	if crashed {
 		p.met.WorkerCrashed("exited")
 		p.rot.Remove(w)

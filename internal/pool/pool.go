@@ -277,6 +277,10 @@ func (p *Pool) ReportConfigRejected(why string) { p.send(configRejected{why}) }
 // once; a warm replacement follows, and the worker is stopped after graceful_timeout.
 func (p *Pool) ReportHung(w *worker.Worker) { p.send(hung{w}) }
 
+// ReportRefusing drains a worker whose socket refused a connection (the front took it out of
+// rotation already); usually it is exiting, and its exit is handled as a crash.
+func (p *Pool) ReportRefusing(w *worker.Worker) { p.send(refusing{w}) }
+
 // Status is the latest snapshot of the pool.
 func (p *Pool) Status() Status {
 	p.mu.Lock()
@@ -379,6 +383,12 @@ func (p *Pool) handle(ev event) {
 		if m := p.members[ev.w]; m != nil && m.admitted() && !m.draining {
 			p.met.WorkerCrashed("hung")
 			p.drain(m, ReasonHung)
+		}
+	case refusing:
+		if m := p.members[ev.w]; m != nil && m.admitted() && !m.draining {
+			p.log.Warn("worker refused a connection: nothing listens on its socket; it leaves rotation and is replaced",
+				"worker", ev.w.ID(), "pid", ev.w.PID())
+			p.drain(m, ReasonRefused) // its exit counts as a crash (onExited)
 		}
 	case reload:
 		p.onReload()

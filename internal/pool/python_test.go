@@ -2,6 +2,7 @@ package pool_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -364,26 +365,66 @@ func TestKilledTemplateIsReplacedWithoutAFailedRequest(t *testing.T) {
 	}
 }
 
-// A template that stops answering (here: SIGSTOP) does not hold up a replacement: the fork is
-// given up after warmup.timeout, the template is killed and restarted, and the worker starts
-// fresh meanwhile.
+// A template that stops answering (here: SIGSTOP) holds up no replacement: a launch that finds
+// it stopped starts a fresh process at once, and the heartbeat kills the template and restarts
+// it warm. Both workers killed: the pool serves again as soon as fresh workers boot. (On main
+// at ff1ffd7 every replacement waited the whole warmup.timeout, and /status showed the stopped
+// template ready.)
 func TestStoppedTemplateDoesNotHoldUpAReplacement(t *testing.T) {
 	cfg := pythonConfig(t, "forkapp:application")
-	cfg.Warmup.Timeout = config.Duration{Duration: 2 * time.Second}
+	cfg.Warmup.Timeout = config.Duration{Duration: 60 * time.Second}
 	h := start(t, cfg)
 	h.waitReady()
-	tpl := readyTemplate(h.statusJSON())
+	st := h.statusJSON()
+	tpl := readyTemplate(st)
 	if err := syscall.Kill(tpl.PID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	h.get("/crash") // a replacement is needed now
-	h.logs.Wait(testutil.MsgPrefix("starting a fresh Python worker process", "reason", "fork_failed"), 10*time.Second)
+	waitProcessState(t, tpl.PID, "T")
+	for _, w := range st.Workers {
+		if err := syscall.Kill(w.PID, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.logs.Wait(testutil.MsgPrefix("starting a fresh Python worker process", "reason", "template_unavailable"), 10*time.Second)
 	h.waitStatus("two ready workers again", func(st pool.Status) bool { return st.Ready == 2 })
-	h.logs.Wait(testutil.MsgPrefix("the template died"), 10*time.Second)
+	if r := h.get("/"); r.status != 200 {
+		t.Fatalf("after the fresh workers: %d %s %v", r.status, r.body, r.err)
+	}
+	rec := h.logs.Wait(testutil.MsgPrefix("the template does not answer"), 10*time.Second)
+	if !strings.Contains(rec.Attrs["reason"], "stopped") {
+		t.Errorf("template killed because %q", rec.Attrs["reason"])
+	}
 	h.waitStatus("a new ready template", func(st pool.Status) bool {
 		n := readyTemplate(st)
 		return n != nil && n.PID != tpl.PID
 	})
+	if n := h.counter("warmpool_python_template_failures_total", map[string]string{"reason": "unresponsive"}); n != 1 {
+		t.Errorf("warmpool_python_template_failures_total{reason=unresponsive} = %v, want 1", n)
+	}
+	if n := len(h.logs.All(testutil.MsgPrefix("starting a fresh Python worker process", "reason", "fork_failed"))); n != 0 {
+		t.Errorf("%d workers waited for a fork from the stopped template", n)
+	}
+}
+
+// waitProcessState waits until pid is in state (a letter of /proc/PID/stat): signals are
+// delivered asynchronously.
+func waitProcessState(t *testing.T, pid int, state string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:])); len(f) > 0 && f[0] == state {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d never reached state %s", pid, state)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // A forked worker that crashes is a crash like any other: its exit status is known (warmpool

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -35,6 +36,9 @@ type Options struct {
 	// OnHung is told of a worker that let a request pass RequestTimeout while no Harakiri
 	// above it waits longer (so it is taken out of rotation and replaced); nil: nobody is told.
 	OnHung func(w *worker.Worker)
+	// OnRefusing is told of a worker that refused a connection (nothing listens on its socket,
+	// or the socket is gone: it died or is closing). It leaves rotation at once; nil: nobody is told.
+	OnRefusing func(w *worker.Worker)
 	// AllowedHosts, when not nil, rejects requests for other hosts with 400.
 	AllowedHosts *config.Hosts
 	// TrustedProxies are the peers whose forwarding headers pass to the worker as sent; from
@@ -275,6 +279,10 @@ func (f *Front) releaseAfterFailure(lease Lease, err error) {
 	if errors.Is(err, errResponseTimeout) {
 		f.reportHung(lease.Worker())
 	}
+	var dial *worker.DialError
+	if errors.As(err, &dial) && (errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT)) {
+		f.reportRefusing(lease.Worker())
+	}
 	if isTimeout(err) || errors.Is(err, h1.ErrMalformedResponse) || errors.Is(err, context.Canceled) || chanClosed(lease.Gone()) {
 		lease.Release()
 		return
@@ -303,6 +311,16 @@ func (f *Front) reportHung(w *worker.Worker) {
 	f.log.Error("worker let a request pass the request timeout; it leaves rotation, a warm replacement follows, and it is stopped after graceful_timeout",
 		"worker", w.ID(), "pid", w.PID(), "request_timeout", opts.RequestTimeout)
 	opts.OnHung(w)
+}
+
+// reportRefusing takes a worker whose socket refused a connection out of rotation at once, so
+// that no retry or queued request is handed to it again while the pool learns of its exit, and
+// tells the pool (a worker that closed its socket and lives on is replaced too).
+func (f *Front) reportRefusing(w *worker.Worker) {
+	f.bal.Remove(w)
+	if fn := f.opts.Load().OnRefusing; fn != nil {
+		fn(w)
+	}
 }
 
 func chanClosed(c <-chan struct{}) bool {

@@ -504,6 +504,43 @@ func TestNoRequestReachesAWorkerDeclaredHung(t *testing.T) {
 	}
 }
 
+// A worker whose socket refuses connections (it died) leaves rotation at the first refusal, and
+// the pool is told: a request is retried on another worker, and no later one, queued or new,
+// is handed the dead worker again while the pool learns of its exit.
+func TestRefusingWorkerLeavesRotationAtOnce(t *testing.T) {
+	refusing := make(chan *worker.Worker, 4)
+	logs := testutil.NewLogs(t)
+	e := startLean(t, 4, Options{Logger: logs.Logger(), OnRefusing: func(w *worker.Worker) { refusing <- w }})
+	other := startWorker(t)
+	e.srv.front.bal.Add(other, 4)
+	t.Cleanup(func() { e.srv.front.bal.Remove(other) })
+	if err := syscall.Kill(e.w.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-e.w.Done()
+	c := e.dial()
+	for i := range 6 { // the pick alternates between the two: some try the dead one first
+		c.send("POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi")
+		if resp, body := c.read("POST"); resp.StatusCode != 200 {
+			t.Fatalf("request %d: %d %q", i+1, resp.StatusCode, body)
+		}
+	}
+	if n := e.srv.front.bal.Len(); n != 1 {
+		t.Fatalf("%d workers in rotation, want the dead one gone; log %v", n, logs.All(func(testutil.Record) bool { return true }))
+	}
+	select {
+	case w := <-refusing:
+		if w != e.w {
+			t.Fatalf("reported worker %d", w.ID())
+		}
+	default:
+		t.Fatal("the refusing worker was not reported")
+	}
+	if len(refusing) != 0 {
+		t.Fatalf("reported %d more times", len(refusing))
+	}
+}
+
 // With harakiri above the request timeout, the client gets its 504 at the timeout while the
 // worker keeps its slot; at the hard limit the worker is reported stuck and the slot returns.
 func TestLeanHarakiriHoldsTheSlotThenReportsStuck(t *testing.T) {

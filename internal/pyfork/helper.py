@@ -25,8 +25,9 @@ Fork safety, as this file handles it:
 - The garbage collector: gc.freeze() after gc.collect() moves the warm objects out of its reach,
   so collections in a child do not write to (and unshare) the template's pages.
 
-Control messages are JSON, one per SOCK_SEQPACKET packet; file descriptors travel with them
-(SCM_RIGHTS).
+The control protocol (fd 4) is the table below, OPS and REPLIES, kept with the same version as
+warmpool's internal/pyfork/protocol.go: one JSON object per SOCK_SEQPACKET packet, its kind in
+"type", file descriptors with it (SCM_RIGHTS). warmpool checks the version in hello.
 """
 
 import argparse
@@ -67,8 +68,37 @@ def describe(fn):
     return f"{module}.{name}"
 
 
-def send(ctl, message, fds=()):
-    data = json.dumps(message).encode()
+PROTOCOL_VERSION = 1
+
+# What warmpool sends, with the fields each carries.
+OPS = {
+    "prepare": (),
+    "fork": ("id", "env", "warmpool_pid"),  # with the listener, stdout and stderr
+    "release": ("pid",),
+    "ping": ("seq",),
+}
+
+# What the template sends.
+REPLIES = {
+    "hello": ("version", "pid"),  # first, before the app's import
+    "imported": (),
+    "prepared": ("ok", "threads", "closed"),
+    "forked": ("pid",),
+    "failed": ("error",),  # an op it cannot carry out now
+    "pong": ("seq",),
+}
+
+
+class ProtocolError(Exception):
+    """A message that is not in the table."""
+
+
+def send(ctl, kind, fds=(), **fields):
+    """Send a REPLIES message of this kind, with exactly its fields."""
+    expected = REPLIES.get(kind)
+    if expected is None or set(fields) != set(expected):
+        raise ProtocolError(f"{kind!r} with fields {sorted(fields)} is not in the protocol")
+    data = json.dumps({"type": kind, **fields}).encode()
     if fds:
         socket.send_fds(ctl, [data], list(fds))
     else:
@@ -76,13 +106,21 @@ def send(ctl, message, fds=()):
 
 
 def receive(ctl):
-    """The next control message and its descriptors; (None, []) once warmpool has gone."""
+    """The next op from warmpool and its descriptors; (None, []) once warmpool has gone.
+    An op that is not in OPS, or lacks a field, raises ProtocolError (its descriptors closed)."""
     data, fds, _flags, _addr = socket.recv_fds(ctl, MAX_MESSAGE, 8)
     if not data:
         for fd in fds:
             os.close(fd)
         return None, []
-    return json.loads(data), fds
+    message = json.loads(data)
+    kind = message.get("type") if isinstance(message, dict) else None
+    expected = OPS.get(kind)
+    if expected is None or any(field not in message for field in expected):
+        for fd in fds:
+            os.close(fd)
+        raise ProtocolError(f"unexpected control message {message!r}")
+    return message, fds
 
 
 # --- serving ---------------------------------------------------------------------------------
@@ -308,6 +346,7 @@ def extra_threads(grace=1.0):
 
 
 def prepare(args):
+    """Close what must not cross a fork and check the threads: the prepared reply's fields."""
     closed = close_before_fork()
     run_hook(args.pre_fork)
     threads = extra_threads()
@@ -315,7 +354,7 @@ def prepare(args):
         return {"ok": False, "threads": threads, "closed": closed}
     gc.collect()
     gc.freeze()
-    return {"ok": True, "closed": closed}
+    return {"ok": True, "threads": [], "closed": closed}
 
 
 # --- forking ---------------------------------------------------------------------------------
@@ -353,8 +392,8 @@ def fork_child(args, app, ctl, request, fds, others):
     os.waitpid(middle, 0)  # once it is reaped, the worker's parent is warmpool
     if not reported:
         os.close(release_w)
-        return {"error": "the fork failed in the intermediate process"}, None
-    return {"pid": int(reported)}, release_w
+        return "the fork failed in the intermediate process", None
+    return int(reported), release_w
 
 
 def child_main(args, app, ctl, request, listen_fd, out_fd, err_fd, release_r, others):
@@ -420,43 +459,53 @@ def set_parent_death_signal():
 def template_main(args):
     ctl = socket.socket(fileno=CONTROL_FD)
     listener = socket.socket(fileno=LISTEN_FD)
+    send(ctl, "hello", version=PROTOCOL_VERSION, pid=os.getpid())
     import_server(args.interface)
     warm_server_start(args.interface, args.threads, listener)
     load_libc()
     app = load(args.app)
-    send(ctl, {"event": "imported"})
+    send(ctl, "imported")
     WARMERS[args.interface](app, listener, ctl)
     message, fds = receive(ctl)
     if message is None:
         return
-    if message.get("op") != "prepare":
-        raise SystemExit(f"warmpool: unexpected control message {message!r}")
+    if message["type"] != "prepare":
+        raise SystemExit(f"warmpool: expected prepare, got {message!r}")
     try:
         listener.close()
     except OSError:
         pass
     result = prepare(args)
-    send(ctl, result)
+    send(ctl, "prepared", **result)
+    serve_control(args, app, ctl, result["ok"])
+
+
+def serve_control(args, app, ctl, can_fork):
+    """Answer warmpool's ops until it closes the control socket."""
     pending = {}  # pid -> the pipe that releases it
     while True:
         message, fds = receive(ctl)
         if message is None:
             break
-        op = message.get("op")
-        if op == "fork" and result["ok"] and len(fds) == 3:
+        op = message["type"]
+        if op == "fork" and can_fork and len(fds) == 3:
             reply, release = fork_child(args, app, ctl, message, fds, list(pending.values()))
-            if release is not None:
-                pending[reply["pid"]] = release
-            send(ctl, reply)
+            if release is None:
+                send(ctl, "failed", error=reply)
+            else:
+                pending[reply] = release
+                send(ctl, "forked", pid=reply)
         elif op == "release":
-            release = pending.pop(message.get("pid"), None)
+            release = pending.pop(message["pid"], None)
             if release is not None:
                 os.write(release, b"1")
                 os.close(release)
+        elif op == "ping":
+            send(ctl, "pong", seq=message["seq"])
         else:
             for fd in fds:
                 os.close(fd)
-            send(ctl, {"error": f"cannot {op!r} now"})
+            send(ctl, "failed", error=f"cannot {op!r} now")
     for release in pending.values():
         os.close(release)
 

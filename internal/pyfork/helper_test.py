@@ -4,7 +4,9 @@ Run: python3 -m unittest -v helper_test (from internal/pyfork); `go test ./inter
 them too.
 """
 import gc
+import json
 import os
+import socket
 import sys
 import threading
 import types
@@ -142,25 +144,74 @@ class PrepareTest(unittest.TestCase):
 
 
 class ControlTest(unittest.TestCase):
-    def test_messages_carry_descriptors(self):
-        import socket
+    """The template's end of the control protocol; warmpool's end writes plain JSON."""
 
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    def setUp(self):
+        self.warmpool, self.template = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+    def tearDown(self):
+        self.warmpool.close()
+        self.template.close()
+
+    def replies(self):
+        out = []
+        self.warmpool.settimeout(5)
+        while True:
+            data = self.warmpool.recv(1 << 16)
+            if not data:
+                return out
+            out.append(json.loads(data))
+
+    def test_ops_carry_descriptors(self):
         r, w = os.pipe()
         try:
-            helper.send(a, {"op": "fork", "id": 7}, [r])
-            message, fds = helper.receive(b)
-            self.assertEqual(message, {"op": "fork", "id": 7})
+            socket.send_fds(self.warmpool, [b'{"type":"fork","id":7,"env":{},"warmpool_pid":1}'], [r])
+            message, fds = helper.receive(self.template)
+            self.assertEqual(message, {"type": "fork", "id": 7, "env": {}, "warmpool_pid": 1})
             self.assertEqual(len(fds), 1)
             os.write(w, b"x")
             self.assertEqual(os.read(fds[0], 1), b"x")
             os.close(fds[0])
-            a.close()
-            self.assertEqual(helper.receive(b), (None, []))
+            self.warmpool.shutdown(socket.SHUT_WR)
+            self.assertEqual(helper.receive(self.template), (None, []))
         finally:
             os.close(r)
             os.close(w)
-            b.close()
+
+    def test_replies_are_typed_and_complete(self):
+        helper.send(self.template, "forked", pid=42)
+        self.assertEqual(json.loads(self.warmpool.recv(1 << 16)), {"type": "forked", "pid": 42})
+        with self.assertRaises(helper.ProtocolError):
+            helper.send(self.template, "forked")  # its field is missing
+        with self.assertRaises(helper.ProtocolError):
+            helper.send(self.template, "pid", pid=1)  # no such reply
+
+    def test_unknown_ops_are_refused_and_their_descriptors_closed(self):
+        r, w = os.pipe()
+        try:
+            socket.send_fds(self.warmpool, [b'{"type":"explode"}'], [r])
+            with self.assertRaises(helper.ProtocolError):
+                helper.receive(self.template)
+            self.warmpool.send(b'{"type":"ping"}')  # its seq is missing
+            with self.assertRaises(helper.ProtocolError):
+                helper.receive(self.template)
+        finally:
+            os.close(r)
+            os.close(w)
+
+    def test_pings_are_answered_and_ops_it_cannot_do_fail(self):
+        self.warmpool.send(b'{"type":"ping","seq":3}')
+        self.warmpool.send(b'{"type":"prepare"}')  # only once, before the forks
+        self.warmpool.send(b'{"type":"release","pid":99}')  # none pending: no reply
+        self.warmpool.send(b'{"type":"ping","seq":4}')
+        self.warmpool.shutdown(socket.SHUT_WR)
+        helper.serve_control(None, None, self.template, can_fork=True)
+        self.template.shutdown(socket.SHUT_WR)
+        self.assertEqual(self.replies(), [
+            {"type": "pong", "seq": 3},
+            {"type": "failed", "error": "cannot 'prepare' now"},
+            {"type": "pong", "seq": 4},
+        ])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -48,7 +49,7 @@ type Template struct {
 	proc *worker.Worker
 	// process is proc once it exists, for readers on other goroutines (the status).
 	process atomic.Pointer[worker.Worker]
-	ctl     *control
+	ctl     *Conn
 	mu      sync.Mutex // one fork at a time: the control socket carries one exchange at a time
 }
 
@@ -147,7 +148,7 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 	err = t.proc.Start(ctx)
 	theirs.Close()
 	if err != nil {
-		ctl.close()
+		ctl.Close()
 		return err
 	}
 	if !t.spec.BootAtNormal {
@@ -175,12 +176,16 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		case <-ctx.Done():
 		}
 	})
-	m, err := ctl.receive(ctx)
+	hello, err := expect[Hello](ctx, ctl)
 	if err != nil {
-		return fmt.Errorf("importing %s: %w", cfg.Worker.Python.App, err)
+		return fmt.Errorf("starting the helper: %w", t.explain(err))
 	}
-	if m.Event != "imported" {
-		return fmt.Errorf("the template said %+v before importing the app", m)
+	if hello.Version != ProtocolVersion {
+		return fmt.Errorf("the helper %s speaks control protocol version %d and this warmpool version %d: it is not the helper this warmpool wrote (restart warmpool, which writes its own)",
+			t.spec.Helper, hello.Version, ProtocolVersion)
+	}
+	if _, err := expect[Imported](ctx, ctl); err != nil {
+		return fmt.Errorf("importing %s: %w", cfg.Worker.Python.App, t.explain(err))
 	}
 	t.log.Info("template imported the app", "pid", t.proc.PID(), "app", cfg.Worker.Python.App)
 	if cfg.Warmup.Enabled && t.spec.Plan != nil {
@@ -197,23 +202,21 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		}
 		t.log.Info("template warmed", "requests", res.Requests, "warmup", res.Duration.Round(1e6), "slowest_warmup_request", res.Slowest.Round(1e6))
 	}
-	if err := ctl.send(map[string]string{"op": "prepare"}); err != nil {
+	if err := ctl.Send(Prepare{}); err != nil {
 		return err
 	}
-	if m, err = ctl.receive(ctx); err != nil {
-		return fmt.Errorf("preparing to fork: %w", err)
+	prepared, err := expect[Prepared](ctx, ctl)
+	if err != nil {
+		return fmt.Errorf("preparing to fork: %w", t.explain(err))
 	}
-	if m.OK == nil {
-		return fmt.Errorf("the template answered prepare with %+v", m)
-	}
-	if !*m.OK {
-		return &RefusedError{Threads: m.Threads}
+	if !prepared.OK {
+		return &RefusedError{Threads: prepared.Threads}
 	}
 	if t.spec.BootAtNormal {
 		t.setNice(t.spec.Nice)
 	}
 	t.proc.SetState(worker.Ready)
-	t.log.Info("template ready to fork", "pid", t.proc.PID(), "closed_before_fork", strings.Join(m.Closed, ", "))
+	t.log.Info("template ready to fork", "pid", t.proc.PID(), "closed_before_fork", strings.Join(prepared.Closed, ", "))
 	return nil
 }
 
@@ -227,24 +230,28 @@ func (t *Template) setNice(nice int) {
 	}
 }
 
-// lastWords is what a process said last, for an error that explains its exit.
+// lastWords is what a process said last (all warmpool keeps of it), for an error that
+// explains its exit: a traceback's last lines name the exception.
 func lastWords(w *worker.Worker) string {
-	if said := w.RecentOutput(5); len(said) > 0 {
-		return "; its last output: " + strings.Join(said, " | ")
+	if said := w.RecentOutput(20); len(said) > 0 {
+		return "; its last output:\n" + strings.Join(said, "\n")
 	}
 	return ""
 }
 
-type forkRequest struct {
-	Op          string            `json:"op"`
-	ID          int               `json:"id"`
-	Env         map[string]string `json:"env"`
-	WarmpoolPID int               `json:"warmpool_pid"`
-}
-
-type releaseRequest struct {
-	Op  string `json:"op"`
-	PID int    `json:"pid"`
+// explain turns a control socket's end into the template's exit and last output, when it
+// exited: the socket closes as the process ends, before its exit status is known, and "EOF"
+// would hide the SyntaxError the template printed.
+func (t *Template) explain(err error) error {
+	if !errors.Is(err, errTemplateGone) && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+		return err
+	}
+	select {
+	case <-t.proc.Done():
+		return fmt.Errorf("the template exited: %s%s", worker.DescribeExit(t.proc.ExitErr()), lastWords(t.proc))
+	case <-time.After(2 * time.Second):
+		return err
+	}
 }
 
 // Fork makes a worker process: a child of the template, adopted by warmpool.
@@ -265,31 +272,65 @@ func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, e
 		k, v, _ := strings.Cut(kv, "=")
 		vars[k] = v
 	}
-	req := forkRequest{Op: "fork", ID: l.ID, Env: vars, WarmpoolPID: os.Getpid()}
-	if err := t.ctl.send(req, l.Listener, l.Stdout, l.Stderr); err != nil {
+	if err := t.ctl.Send(Fork{ID: l.ID, Env: vars, WarmpoolPID: os.Getpid()}, l.Listener, l.Stdout, l.Stderr); err != nil {
 		return nil, err
 	}
-	m, err := t.ctl.receive(ctx)
+	forked, err := expect[Forked](ctx, t.ctl)
 	if err != nil {
-		// The answer may still come and would be read as the next one's: this template is done.
-		t.proc.Kill()
+		if failed := (*FailedError)(nil); !errors.As(err, &failed) {
+			// No answer: it may still come, and would be read as the next one's. This
+			// template is done.
+			t.proc.Kill()
+		}
 		return nil, fmt.Errorf("fork: %w", err)
 	}
-	if m.Error != "" || m.PID <= 0 {
-		return nil, fmt.Errorf("fork: the template answered %+v", m)
+	pid := forked.PID
+	if pid <= 0 {
+		return nil, fmt.Errorf("fork: the template answered pid %d", pid)
 	}
-	guard.Adopt(m.PID)
-	if _, ppid, err := guard.StateAndParent(m.PID); err != nil || ppid != os.Getpid() {
-		guard.ChildDone(m.PID)
-		_ = syscall.Kill(m.PID, syscall.SIGKILL)
-		return nil, fmt.Errorf("fork: worker %d (pid %d) was not adopted by warmpool (its parent is %d: %v); is warmpool a child subreaper?", l.ID, m.PID, ppid, err)
+	guard.Adopt(pid)
+	if _, ppid, err := guard.StateAndParent(pid); err != nil || ppid != os.Getpid() {
+		guard.ChildDone(pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		return nil, fmt.Errorf("fork: worker %d (pid %d) was not adopted by warmpool (its parent is %d: %v); is warmpool a child subreaper?", l.ID, pid, ppid, err)
 	}
-	if err := t.ctl.send(releaseRequest{Op: "release", PID: m.PID}); err != nil {
-		_ = syscall.Kill(m.PID, syscall.SIGKILL)
-		_ = guard.WaitAdopted(m.PID)
+	if err := t.ctl.Send(Release{PID: pid}); err != nil {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = guard.WaitAdopted(pid)
 		return nil, err
 	}
-	return forkedProcess(m.PID), nil
+	return forkedProcess(pid), nil
+}
+
+// Ping is the heartbeat: the template must answer within ctx. busy: a fork holds the control
+// socket now (its own timeout watches the template then), and nothing was sent.
+func (t *Template) Ping(ctx context.Context, seq int) (busy bool, err error) {
+	if !t.mu.TryLock() {
+		return true, nil
+	}
+	defer t.mu.Unlock()
+	if err := t.ctl.Send(Ping{Seq: seq}); err != nil {
+		return false, err
+	}
+	pong, err := expect[Pong](ctx, t.ctl)
+	if err != nil {
+		return false, t.explain(err)
+	}
+	if pong.Seq != seq {
+		return false, fmt.Errorf("the template answered ping %d with pong %d", seq, pong.Seq)
+	}
+	return false, nil
+}
+
+// Stopped says whether the template's process is stopped (SIGSTOP, a debugger): it answers
+// nothing until it is continued.
+func (t *Template) Stopped() bool {
+	pid := t.PID()
+	if pid == 0 {
+		return false
+	}
+	state, _, err := guard.StateAndParent(pid)
+	return err == nil && (state == "T" || state == "t")
 }
 
 // forkedProcess is a worker forked by a template and adopted by warmpool.
@@ -319,7 +360,7 @@ func (t *Template) Stop(ctx context.Context) {
 	if t.proc == nil {
 		return
 	}
-	t.ctl.close()
+	t.ctl.Close()
 	t.proc.Stop(ctx)
 	t.proc.Wait()
 }

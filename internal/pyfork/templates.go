@@ -60,7 +60,19 @@ type generation struct {
 	warned   map[string]bool // fallback reasons already logged at WARN
 	changed  chan struct{}   // closed and replaced at each state change
 	stopOnce sync.Once
+	// suspect asks the heartbeat to look at the template now (a launch found it stopped).
+	suspect chan struct{}
 }
+
+// The heartbeat: a ready template is pinged every heartbeatEvery and must answer within
+// heartbeatWithin; one that does not (stopped, frozen, stuck) is killed and restarted warm, and
+// workers start as fresh processes meanwhile. A fork must be answered within forkWithin (less
+// when warmup.timeout is shorter): it takes milliseconds.
+const (
+	heartbeatEvery  = time.Second
+	heartbeatWithin = 2 * time.Second
+	forkWithin      = 5 * time.Second
+)
 
 // TemplateState is where a generation's template is.
 type TemplateState string
@@ -88,7 +100,7 @@ func New(opts Options) *Templates {
 // it is ready to fork.
 func (ts *Templates) Begin(gen int, cfg *config.Config, plan *warmup.Plan, env []string, nice int, urgent bool) {
 	g := &generation{gen: gen, cfg: cfg, plan: plan, env: env, nice: nice, urgent: urgent, stop: make(chan struct{}), state: TemplateBooting,
-		warned: map[string]bool{}, changed: make(chan struct{})}
+		warned: map[string]bool{}, changed: make(chan struct{}), suspect: make(chan struct{}, 1)}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	select {
@@ -147,8 +159,25 @@ func (ts *Templates) run(g *generation) {
 			}
 			continue
 		}
+		watchCtx, stopWatch := context.WithCancel(context.Background())
+		unresponsive := ts.heartbeat(watchCtx, g, t)
 		select {
+		case why := <-unresponsive:
+			stopWatch()
+			failures++
+			ts.opts.Metrics.TemplateFailed("unresponsive")
+			ts.log.Error("the template does not answer: it is killed and restarted warm, and workers start as fresh processes meanwhile",
+				"generation", g.gen, "pid", t.PID(), "reason", why)
+			ts.set(g, func() {
+				g.state, g.why, g.tpl, g.restarts = TemplateRestarting, "the template did not answer: "+why, nil, g.restarts+1
+			})
+			t.Process().Kill() // SIGKILL ends a stopped process too
+			ts.stopTemplate(t)
+			if !ts.backoff(g, failures) {
+				return
+			}
 		case <-t.Done():
+			stopWatch()
 			failures++
 			ts.opts.Metrics.TemplateFailed("exited")
 			why := "the template exited: " + worker.DescribeExit(t.Process().ExitErr()) + lastWords(t.Process())
@@ -159,10 +188,44 @@ func (ts *Templates) run(g *generation) {
 				return
 			}
 		case <-g.stop:
+			stopWatch()
 			ts.stopTemplate(t)
 			return
 		}
 	}
+}
+
+// heartbeat pings the ready template t until ctx ends; the channel tells why it stopped
+// answering, once.
+func (ts *Templates) heartbeat(ctx context.Context, g *generation, t *Template) <-chan string {
+	failed := make(chan string, 1)
+	ts.wg.Go(func() {
+		tick := time.NewTicker(heartbeatEvery)
+		defer tick.Stop()
+		for seq := 1; ; seq++ {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			case <-g.suspect:
+			}
+			if t.Stopped() {
+				failed <- "its process is stopped (SIGSTOP, or a debugger)"
+				return
+			}
+			pingCtx, cancel := context.WithTimeout(ctx, heartbeatWithin)
+			_, err := t.Ping(pingCtx, seq) // busy: a fork is under way, with its own timeout
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				failed <- fmt.Sprintf("no answer to its heartbeat within %s: %v", heartbeatWithin, err)
+				return
+			}
+		}
+	})
+	return failed
 }
 
 func (ts *Templates) isStopped(g *generation) bool {
@@ -245,10 +308,19 @@ func (ts *Templates) Launch(ctx context.Context, l worker.Launch) (worker.Proces
 	if ctx.Err() != nil {
 		return nil, context.Cause(ctx)
 	}
+	if t != nil && t.Stopped() {
+		// It would answer nothing: this worker starts fresh at once, and the heartbeat,
+		// told now, kills and restarts the template.
+		select {
+		case g.suspect <- struct{}{}:
+		default:
+		}
+		t, reason, why = nil, "template_unavailable", "the template's process is stopped (SIGSTOP, or a debugger)"
+	}
 	if t != nil {
-		// A fork takes milliseconds; a template that does not answer within warmup.timeout
-		// (stopped, or stuck in the app's code) is killed by Fork and restarted.
-		forkCtx, cancel := context.WithTimeout(ctx, g.cfg.Warmup.Timeout.Duration)
+		// A fork takes milliseconds; a template that does not answer in time (stopped, or
+		// frozen) is killed by Fork and restarted.
+		forkCtx, cancel := context.WithTimeout(ctx, min(forkWithin, g.cfg.Warmup.Timeout.Duration))
 		p, err := t.Fork(forkCtx, l)
 		cancel()
 		if err == nil {

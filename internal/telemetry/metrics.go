@@ -97,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"reason"}),
 		templateFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warmpool_python_template_failures_total",
-			Help: "Template processes lost, by reason: boot (failed to import or warm; restarted with backoff), exited (died after it was ready; restarted with backoff), threads (refused to fork because it runs other threads; its generation's workers start fresh).",
+			Help: "Template processes lost, by reason: boot (failed to import or warm; restarted with backoff), exited (died after it was ready; restarted with backoff), unresponsive (stopped answering its heartbeat, or found stopped: killed and restarted warm), threads (refused to fork because it runs other threads; its generation's workers start fresh).",
 		}, []string{"reason"}),
 		workers: &stateCollector{desc: prometheus.NewDesc("warmpool_workers", "Workers by state.", []string{"state"}, nil)},
 	}

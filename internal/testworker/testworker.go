@@ -33,6 +33,7 @@ const (
 	EnvListenDelay = "TW_LISTEN_DELAY"          // wait this long before listening
 	EnvPathCold    = "TW_PATH_COLD"             // "/report=200ms": a lazy init on the first request to that path
 	EnvIdleTimeout = "TW_IDLE_TIMEOUT"          // close idle keep-alive connections after this long, as gunicorn does
+	EnvListenFD    = "TW_LISTEN_FD3"            // "1": serve on the socket warmpool bound and passed as fd 3
 	EnvStopDelay   = "TW_STOP_DELAY"            // on SIGTERM, print "stopping on SIGTERM" and wait this long before stopping
 )
 
@@ -94,7 +95,13 @@ func Main() {
 	if d, err := time.ParseDuration(os.Getenv(EnvListenDelay)); err == nil {
 		time.Sleep(d) // simulates a slow import at startup
 	}
-	ln, err := worker.ListenFromEnv()
+	var ln net.Listener
+	var err error
+	if os.Getenv(EnvListenFD) == "1" {
+		ln, err = net.FileListener(os.NewFile(worker.ListenFD, "listener"))
+	} else {
+		ln, err = worker.ListenFromEnv()
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "test worker:", err)
 		os.Exit(1)

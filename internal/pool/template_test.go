@@ -1,0 +1,115 @@
+package pool_test
+
+import (
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"warmpool/internal/config"
+	"warmpool/internal/pool"
+	"warmpool/internal/pyfork"
+	"warmpool/internal/testutil"
+	"warmpool/internal/testworker"
+)
+
+// These tests run the pool's side of the template protocol against a fake template in Go (the
+// test binary, testworker.EnvFakeTemplate): no Python needed, and each fault on demand.
+
+// fakeTemplateConfig is a [worker.python] app whose "interpreter" is the test binary, acting as
+// a fake template with the given behaviours; its fresh processes are test workers.
+func fakeTemplateConfig(behaviours string) *config.Config {
+	cfg := baseConfig()
+	cfg.Worker.Command = nil
+	cfg.Worker.Python = config.Python{App: "fake:app", Interface: config.InterfaceWSGI, Executable: os.Args[0]}
+	cfg.Worker.Env[testworker.EnvFakeTemplate] = behaviours
+	cfg.Warmup.Timeout = config.Duration{Duration: 10 * time.Second}
+	return cfg
+}
+
+// The fake speaks the protocol: workers are forks, adopted by warmpool, and serve.
+func TestFakeTemplateForksWorkers(t *testing.T) {
+	h := start(t, fakeTemplateConfig("ok"))
+	h.waitReady()
+	st := h.statusJSON()
+	if tpl := readyTemplate(st); tpl == nil {
+		t.Fatalf("no ready template: %+v", st.Templates)
+	}
+	for _, w := range st.Workers {
+		if w.Origin != "fork" {
+			t.Errorf("worker %d started as %q, want a fork", w.ID, w.Origin)
+		}
+	}
+	if r := h.get("/"); r.status != 200 {
+		t.Fatalf("%d %s %v", r.status, r.body, r.err)
+	}
+}
+
+// A template that speaks another protocol version is refused with both versions named, and
+// workers start fresh.
+func TestTemplateOfAnotherProtocolVersionIsRefused(t *testing.T) {
+	h := start(t, fakeTemplateConfig("version=99"))
+	rec := h.logs.Wait(testutil.MsgPrefix("the template failed to boot"), 10*time.Second)
+	if !strings.Contains(rec.Attrs["error"], "control protocol version 99 and this warmpool version 1") {
+		t.Errorf("error: %s", rec.Attrs["error"])
+	}
+	h.waitReady()
+	if r := h.get("/"); r.status != 200 {
+		t.Fatalf("%d %s %v", r.status, r.body, r.err)
+	}
+}
+
+// A template that stays alive but stops answering its heartbeat is killed and restarted warm;
+// the workers serve on.
+func TestTemplateThatStopsAnsweringItsHeartbeatIsRestarted(t *testing.T) {
+	h := start(t, fakeTemplateConfig("no-pong"))
+	h.waitReady()
+	first := readyTemplate(h.statusJSON())
+	rec := h.logs.Wait(testutil.MsgPrefix("the template does not answer"), 10*time.Second)
+	if !strings.Contains(rec.Attrs["reason"], "no answer to its heartbeat within 2s") {
+		t.Errorf("reason: %s", rec.Attrs["reason"])
+	}
+	h.waitStatus("a new ready template", func(st pool.Status) bool {
+		tpl := readyTemplate(st)
+		return tpl != nil && tpl.PID != first.PID && tpl.Restarts == 1
+	})
+	if r := h.get("/"); r.status != 200 {
+		t.Fatalf("%d %s %v", r.status, r.body, r.err)
+	}
+	if n := h.counter("warmpool_python_template_failures_total", map[string]string{"reason": "unresponsive"}); n < 1 {
+		t.Errorf("warmpool_python_template_failures_total{reason=unresponsive} = %v", n)
+	}
+}
+
+// A fork that is never answered is given up within the fork timeout (not warmup.timeout): the
+// worker starts fresh, and the template is killed and restarted.
+func TestForkThatIsNeverAnsweredFallsBackToAFreshProcess(t *testing.T) {
+	cfg := fakeTemplateConfig("no-fork-answer")
+	cfg.Warmup.Timeout = config.Duration{Duration: 60 * time.Second}
+	began := time.Now()
+	h := start(t, cfg)
+	rec := h.logs.Wait(testutil.MsgPrefix("starting a fresh Python worker process", "reason", "fork_failed"), 20*time.Second)
+	if waited := time.Since(began); waited > 15*time.Second {
+		t.Errorf("the fork was given up after %s; warmup.timeout is 60s, the fork timeout 5s", waited)
+	}
+	if !strings.Contains(rec.Attrs["why"], "context deadline exceeded") {
+		t.Errorf("why: %s", rec.Attrs["why"])
+	}
+	h.waitReady()
+	h.logs.Wait(testutil.MsgPrefix("the template died"), 10*time.Second)
+}
+
+// A template that fails at import is reported with its own output (the SyntaxError), not with
+// the control socket's end ("EOF"), and restarted with backoff while workers start fresh.
+func TestTemplateImportFailureIsReportedWithItsOutput(t *testing.T) {
+	h := start(t, fakeTemplateConfig("fail-import"))
+	rec := h.logs.Wait(testutil.MsgPrefix("the template failed to boot"), 10*time.Second)
+	if e := rec.Attrs["error"]; !strings.Contains(e, "SyntaxError: invalid syntax") || !strings.Contains(e, "the template exited: exit status 1") {
+		t.Errorf("error: %s", e)
+	}
+	h.waitReady()
+	st := h.statusJSON()
+	if len(st.Templates) != 1 || st.Templates[0].State != pyfork.TemplateRestarting || !strings.Contains(st.Templates[0].Problem, "SyntaxError") {
+		t.Errorf("templates: %+v", st.Templates)
+	}
+}
