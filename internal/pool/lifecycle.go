@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os/exec"
 	"sort"
 	"strings"
 	"time"
@@ -86,6 +88,9 @@ func (p *Pool) reconcile() {
 		}
 		return
 	}
+	if p.halted != "" {
+		return // until a reload: retrying would fail the same way
+	}
 	for ; booting < want; booting++ {
 		p.spawn(booting >= missing+overdue)
 	}
@@ -146,6 +151,10 @@ func WorkerSpec(cfg *config.Config, id, generation int, socketDir string, env []
 	return spec
 }
 
+// exitingGrace is how long a worker whose boot failed may take to exit by itself before it is
+// stopped.
+const exitingGrace = 300 * time.Millisecond
+
 // bootSpec is what a worker's goroutine needs of the configuration, fixed at its spawn so a
 // reload never changes a boot under way.
 type bootSpec struct {
@@ -159,6 +168,13 @@ func (p *Pool) run(ctx context.Context, w *worker.Worker, b bootSpec) {
 	res, err := p.boot(ctx, w, b)
 	p.send(booted{w: w, result: res, err: err})
 	if err != nil {
+		// A boot often fails because the worker is exiting (its socket closed under the
+		// warm-up): a moment to exit by itself keeps its exit status, which can say that
+		// retrying is pointless (cannotHeal), instead of our SIGTERM's.
+		select {
+		case <-w.Done():
+		case <-time.After(exitingGrace):
+		}
 		// It never served a client; stop it politely but briefly.
 		stopCtx, cancel := context.WithTimeout(p.killCtx, min(b.cfg.Worker.GracefulTimeout.Duration, 5*time.Second))
 		w.Stop(stopCtx)
@@ -243,10 +259,8 @@ func (p *Pool) onBooted(ev booted) {
 		delay := p.backoff()
 		p.nextStart = time.Now().Add(delay)
 		p.problem = fmt.Sprintf("worker %d (generation %d) failed to boot: %v", w.ID(), w.Generation(), ev.err)
-		m.bootProblem = p.problem
-		p.log.Error("worker failed its boot or warm-up; it is stopped and never admitted",
-			"worker", w.ID(), "generation", w.Generation(), "pid", w.PID(), "error", ev.err,
-			"consecutive_failures", p.failures, "retry_in", delay)
+		// Reported once it exited (onExited), with what it said last: all of it is read then.
+		m.bootProblem, m.bootErr, m.retryIn = p.problem, ev.err, delay
 		m.stopReason = "failed warm-up"
 		if errors.Is(ev.err, errSpawn) {
 			m.stopReason = "failed to start"
@@ -302,6 +316,7 @@ func (p *Pool) admit(m *member) {
 	m.bootCPU, _ = w.CPUTime() // 0 if it exited meanwhile; its exit event follows
 	p.met.WorkerBootCPU(m.bootCPU)
 	p.failures, p.problem, p.nextStart = 0, "", time.Time{}
+	p.bootRepeats.Reset()
 	p.log.Info("worker admitted into rotation", "worker", w.ID(), "generation", w.Generation(), "pid", w.PID(),
 		"boot", m.admittedAt.Sub(w.StartedAt()).Round(time.Millisecond), "boot_cpu", m.bootCPU.Round(time.Millisecond),
 		"origin", w.Origin(), "warmup_requests", m.warmup.Requests,
@@ -435,16 +450,8 @@ func (p *Pool) onExited(w *worker.Worker) {
 		m.lifetime.Stop()
 	}
 	reason := m.stopReason
-	if m.bootProblem != "" {
-		// What the worker itself said last often explains its failure (Django's "Invalid
-		// HTTP_HOST header ... add it to ALLOWED_HOSTS", a traceback); all of it has been read
-		// now that it exited.
-		if said := w.RecentOutput(5); len(said) > 0 {
-			p.log.Warn("what the worker that failed its boot said last", "worker", w.ID(), "output", strings.Join(said, "\n"))
-			if p.problem == m.bootProblem {
-				p.problem += "; the worker's last output: " + strings.Join(said, " | ")
-			}
-		}
+	if m.bootErr != nil {
+		p.reportBootFailure(m)
 	}
 	// A worker that refused connections was not stopped by choice: its socket had closed
 	// before it was drained (it was dying, or broken).
@@ -492,6 +499,50 @@ func (p *Pool) onExited(w *worker.Worker) {
 	}
 }
 
+// reportBootFailure logs a failed boot once it exited: in full at ERROR, with what the worker
+// said last (Django's "Invalid HTTP_HOST header ... add it to ALLOWED_HOSTS", a traceback), the
+// first time; a crash loop's repeats of the same failure as one short line each. A failure that
+// retrying cannot heal stops the retries.
+func (p *Pool) reportBootFailure(m *member) {
+	w := m.w
+	said := w.RecentOutput(20)
+	if p.problem == m.bootProblem && len(said) > 0 {
+		p.problem += "; the worker's last output: " + said[len(said)-1]
+	}
+	text := m.bootErr.Error()
+	if len(said) > 0 {
+		text += "\n" + said[len(said)-1]
+	}
+	if first, times, since := p.bootRepeats.Seen(text); first {
+		p.log.Error("worker failed its boot or warm-up; it is stopped and never admitted",
+			"worker", w.ID(), "generation", w.Generation(), "pid", w.PID(), "error", m.bootErr,
+			"output", strings.Join(said, "\n"), "consecutive_failures", p.failures, "retry_in", m.retryIn)
+	} else {
+		p.log.Warn("worker failed its boot again, the same way (logged in full the first time)",
+			"worker", w.ID(), "times", times, "since", since.Format(time.DateTime), "consecutive_failures", p.failures, "retry_in", m.retryIn)
+	}
+	if why := cannotHeal(m.bootErr, w, p.cfg.Worker.IsPython()); why != "" && p.halted == "" {
+		p.halted = why
+		p.problem = fmt.Sprintf("retries stopped: %s; fix it, then reload (SIGHUP) or restart warmpool", why)
+		p.log.Error("workers cannot start, and retrying will not change that: warmpool stops retrying until a reload (SIGHUP) or restart",
+			"reason", why)
+	}
+}
+
+// cannotHeal says why a boot failure is one that retrying cannot heal, or "": the worker's
+// program (the Python interpreter) does not exist or cannot be run, or the Python helper said
+// its server package is missing.
+func cannotHeal(err error, w *worker.Worker, python bool) string {
+	if errors.Is(err, errSpawn) && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, exec.ErrNotFound)) {
+		return "the worker's program cannot be run: " + err.Error()
+	}
+	if code, ok := worker.ExitCode(w.ExitErr()); python && ok && code == pyfork.ExitUnfixable {
+		said := w.RecentOutput(1)
+		return "the app's Python environment lacks what the helper needs: " + strings.Join(said, "")
+	}
+	return ""
+}
+
 func (p *Pool) onStuck(w *worker.Worker) {
 	m := p.members[w]
 	if m == nil || !m.admitted() || m.draining {
@@ -519,8 +570,10 @@ func (p *Pool) onReload() {
 			m.cancelBoot()
 		}
 	}
-	// A reload is a deliberate new attempt: do not make it wait for an old backoff.
-	p.nextStart = time.Time{}
+	// A reload is a deliberate new attempt: do not make it wait for an old backoff, nor stay
+	// halted by a failure retrying could not heal.
+	p.nextStart, p.halted = time.Time{}, ""
+	p.bootRepeats.Reset()
 	if p.retry != nil {
 		p.retry.Stop()
 		p.retry = nil
@@ -603,7 +656,7 @@ func (p *Pool) publish() {
 		}
 		st.Workers = append(st.Workers, ws)
 	}
-	if p.failures > 0 && time.Until(p.nextStart) > 0 {
+	if p.failures > 0 && time.Until(p.nextStart) > 0 && p.halted == "" {
 		next := p.nextStart
 		st.NextTry = &next
 	}
@@ -613,7 +666,7 @@ func (p *Pool) publish() {
 	// way, and requests wait in the queue for it.
 	if st.Ready == 0 && p.failures > 0 && p.problem != "" && !p.shuttingDown {
 		unavailable = p.problem
-		if wait := time.Until(p.nextStart); wait > 0 {
+		if wait := time.Until(p.nextStart); wait > 0 && p.halted == "" {
 			unavailable += fmt.Sprintf("; the next try is in %s", wait.Round(time.Millisecond))
 		}
 	}

@@ -81,15 +81,18 @@ type Pool struct {
 	wg         sync.WaitGroup
 
 	// Owned by the loop goroutine.
-	summary      string
-	count        int // desired ready workers: worker.count, changed by Scale
-	members      map[*worker.Worker]*member
-	nextID       int
-	generation   int
-	failures     int
-	nextStart    time.Time
-	retry        *time.Timer
-	problem      string
+	summary    string
+	count      int // desired ready workers: worker.count, changed by Scale
+	members    map[*worker.Worker]*member
+	nextID     int
+	generation int
+	failures   int
+	nextStart  time.Time
+	retry      *time.Timer
+	problem    string
+	// halted says why no worker is started until a reload: a failure retrying cannot heal.
+	halted       string
+	bootRepeats  telemetry.Repeats // the last boot failure, to log a crash loop once in full
 	isFirstReady bool
 	shuttingDown bool
 	exits        []ExitRecord
@@ -124,6 +127,8 @@ type member struct {
 	draining    bool
 	stopReason  string
 	bootProblem string // why its boot failed, as the status said it
+	bootErr     error  // why its boot failed; reported once it exited
+	retryIn     time.Duration
 	priority    *bootPriority
 	span        trace.Span // the whole life of the worker
 	drainSpan   trace.Span

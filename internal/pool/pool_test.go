@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -95,14 +96,19 @@ func TestWarmupRejectedWith400IsReportedAndNeverAdmitted(t *testing.T) {
 	cfg.Proxy.QueueTimeout = config.Duration{Duration: 100 * time.Millisecond}
 	h := start(t, cfg)
 
-	fails := h.logs.WaitN(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 3, 20*time.Second)
-	msg := fails[0].Attrs["error"]
+	fail := h.logs.Wait(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 20*time.Second)
+	msg := fail.Attrs["error"]
 	for _, want := range []string{"GET /", "got status 400", "Invalid HTTP_HOST header"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("failure log %q does not mention %q", msg, want)
 		}
 	}
-	if a, b := fails[1].Attrs["retry_in"], fails[2].Attrs["retry_in"]; a == b {
+	// What the worker itself logged explains it, in the same record.
+	if !strings.Contains(fail.Attrs["output"], "Bad Request: Invalid HTTP_HOST header: 'localhost'") {
+		t.Fatalf("worker output: %q", fail.Attrs["output"])
+	}
+	again := h.logs.WaitN(testutil.MsgPrefix("worker failed its boot again, the same way"), 2, 20*time.Second)
+	if a, b := again[0].Attrs["retry_in"], again[1].Attrs["retry_in"]; a == b {
 		t.Errorf("backoff did not grow: %s then %s", a, b)
 	}
 	if n := len(h.rot.added); n != 0 {
@@ -111,11 +117,6 @@ func TestWarmupRejectedWith400IsReportedAndNeverAdmitted(t *testing.T) {
 	st := h.statusJSON()
 	if !strings.Contains(st.Problem, "got status 400") || st.Ready != 0 || st.FirstReady {
 		t.Fatalf("status does not say why nothing is ready: %+v", st)
-	}
-	// What the worker itself logged explains it, in the log and in the status.
-	said := h.logs.Wait(testutil.Msg("what the worker that failed its boot said last"), 10*time.Second)
-	if !strings.Contains(said.Attrs["output"], "Bad Request: Invalid HTTP_HOST header: 'localhost'") {
-		t.Fatalf("worker output: %q", said.Attrs["output"])
 	}
 	h.waitStatus("the worker's own line in the problem", func(st pool.Status) bool {
 		return strings.Contains(st.Problem, "the worker's last output: ") && strings.Contains(st.Problem, "Invalid HTTP_HOST header")
@@ -290,22 +291,59 @@ func TestCrashLoopBacksOff(t *testing.T) {
 	cfg.Worker.Count = 1
 	cfg.Worker.Env[testworker.EnvExitAtStart] = "7"
 	h := start(t, cfg)
-	fails := h.logs.WaitN(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 4, 20*time.Second)
-	if !strings.Contains(fails[0].Attrs["error"], "exit status 7") {
-		t.Errorf("error should carry the exit status: %s", fails[0].Attrs["error"])
+	// The first failure in full, with what the worker said; each repeat as one short line
+	// (issue 21: a crash loop logged 370 KB of tracebacks at INFO per cycle).
+	first := h.logs.Wait(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"), 20*time.Second)
+	if !strings.Contains(first.Attrs["error"], "exit status 7") || !strings.Contains(first.Attrs["output"], "test worker exiting at start as told") {
+		t.Errorf("first failure: error %q, output %q", first.Attrs["error"], first.Attrs["output"])
 	}
+	again := h.logs.WaitN(testutil.MsgPrefix("worker failed its boot again, the same way"), 3, 20*time.Second)
 	var delays []time.Duration
-	for _, f := range fails {
+	for i, f := range again {
 		d, err := time.ParseDuration(f.Attrs["retry_in"])
 		if err != nil {
 			t.Fatal(err)
 		}
 		delays = append(delays, d)
+		if f.Attrs["times"] != strconv.Itoa(i+1) {
+			t.Errorf("repeat %d says times=%s", i+1, f.Attrs["times"])
+		}
 	}
 	if !(delays[0] < delays[1] && delays[1] < delays[2]) {
 		t.Errorf("backoff should grow: %v", delays)
 	}
-	h.logs.Wait(testutil.Msg("test worker exiting at start as told", "worker", "1", "stream", "stderr"), 5*time.Second)
+	if n := len(h.logs.All(testutil.Msg("worker failed its boot or warm-up; it is stopped and never admitted"))); n != 1 {
+		t.Errorf("the same failure was logged in full %d times", n)
+	}
+	// The worker's own output is never above debug level while it boots.
+	for _, r := range h.logs.All(testutil.Msg("test worker exiting at start as told")) {
+		if r.Level > slog.LevelDebug {
+			t.Errorf("a booting worker's output at %s: %+v", r.Level, r)
+		}
+	}
+}
+
+// A worker whose program cannot be run fails the same way at every retry: warmpool stops
+// retrying with one clear line, answers 503 with the reason at once, and a reload tries again.
+func TestFailureThatCannotHealStopsTheRetries(t *testing.T) {
+	cfg := baseConfig()
+	cfg.Worker.Count = 1
+	cfg.Worker.Command = []string{"/no/such/app-xyz", "{socket}"}
+	h := start(t, cfg)
+	stop := h.logs.Wait(testutil.MsgPrefix("workers cannot start, and retrying will not change that"), 10*time.Second)
+	if !strings.Contains(stop.Attrs["reason"], "no such file or directory") {
+		t.Errorf("reason: %q", stop.Attrs["reason"])
+	}
+	st := h.waitStatus("the retries stopped", func(st pool.Status) bool { return strings.HasPrefix(st.Problem, "retries stopped") })
+	if st.NextTry != nil {
+		t.Errorf("status shows a next try at %v", st.NextTry)
+	}
+	if why := h.pool.Unavailable(); !strings.Contains(why, "retries stopped") {
+		t.Errorf("Unavailable() = %q", why)
+	}
+	spawned := len(h.logs.All(testutil.MsgPrefix("worker failed its boot")))
+	h.pool.Reload()
+	h.logs.WaitN(testutil.MsgPrefix("worker failed its boot"), spawned+1, 10*time.Second)
 }
 
 // Scale-up goes through the same warm admission; scale-down drains the oldest workers.

@@ -505,3 +505,25 @@ func errString(err error) string {
 	}
 	return " " + err.Error()
 }
+
+// An app environment without its server package (here waitress is shadowed) cannot heal by
+// retrying: the template and the fresh workers exit with the helper's "unfixable" status, the
+// template is not restarted, and the pool stops its retries with one line naming the fix.
+// (Issue 21: a missing waitress looped forever.)
+func TestMissingServerPackageStopsTheRetries(t *testing.T) {
+	cfg := pythonConfig(t, "forkapp:application")
+	cfg.Worker.Env["PYTHONPATH"] = filepath.Join(pythonApps, "nowaitress")
+	h := start(t, cfg)
+	h.logs.Wait(testutil.MsgPrefix("the template cannot start, and retrying will not change that"), 20*time.Second)
+	stop := h.logs.Wait(testutil.MsgPrefix("workers cannot start, and retrying will not change that"), 20*time.Second)
+	if !strings.Contains(stop.Attrs["reason"], "cannot import waitress") || !strings.Contains(stop.Attrs["reason"], "pip install waitress") {
+		t.Errorf("reason: %q", stop.Attrs["reason"])
+	}
+	st := h.waitStatus("the retries stopped", func(st pool.Status) bool { return strings.HasPrefix(st.Problem, "retries stopped") })
+	if len(st.Templates) != 1 || st.Templates[0].State != pyfork.TemplateFailed {
+		t.Errorf("templates: %+v", st.Templates)
+	}
+	if n := len(h.logs.All(testutil.MsgPrefix("the template failed to boot"))); n != 1 {
+		t.Errorf("the template was tried %d times", n)
+	}
+}

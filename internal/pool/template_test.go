@@ -113,3 +113,29 @@ func TestTemplateImportFailureIsReportedWithItsOutput(t *testing.T) {
 		t.Errorf("templates: %+v", st.Templates)
 	}
 }
+
+// A reload supersedes a generation whose template keeps failing: it is stopped at once instead
+// of respawning templates beside the new one.
+func TestSupersededFailingTemplateIsStoppedAtOnce(t *testing.T) {
+	h := start(t, fakeTemplateConfig("fail-import"))
+	h.logs.Wait(testutil.MsgPrefix("the template failed to boot", "generation", "1"), 10*time.Second)
+	h.pool.Reload()
+	h.logs.Wait(testutil.MsgPrefix("the template failed", "generation", "2"), 10*time.Second)
+	h.waitStatus("only generation 2's template", func(st pool.Status) bool {
+		return len(st.Templates) == 1 && st.Templates[0].Generation == 2
+	})
+	before := len(h.logs.All(testutil.MsgPrefix("the template failed to boot", "generation", "1")))
+	h.logs.WaitN(testutil.MsgPrefix("the template failed", "generation", "2"), 3, 10*time.Second)
+	if after := len(h.logs.All(testutil.MsgPrefix("the template failed to boot", "generation", "1"))); after != before {
+		t.Errorf("generation 1's template failed %d more times after it was superseded", after-before)
+	}
+}
+
+// A crash-looping template is logged once in full, then one short line per repeat.
+func TestCrashLoopingTemplateIsLoggedOnceInFull(t *testing.T) {
+	h := start(t, fakeTemplateConfig("fail-import"))
+	h.logs.WaitN(testutil.MsgPrefix("the template failed to boot again, the same way"), 2, 10*time.Second)
+	if n := len(h.logs.All(testutil.Msg("the template failed to boot; workers start as fresh processes meanwhile"))); n != 1 {
+		t.Errorf("logged in full %d times", n)
+	}
+}

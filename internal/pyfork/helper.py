@@ -45,6 +45,9 @@ import traceback
 
 LISTEN_FD = 3
 CONTROL_FD = 4
+# The exit status (EX_CONFIG) that tells warmpool retrying cannot help: keep it equal to
+# ExitUnfixable in protocol.go.
+EXIT_UNFIXABLE = 78
 MAX_MESSAGE = 1 << 20
 
 
@@ -187,11 +190,13 @@ def import_server(interface):
         else:
             import uvicorn  # noqa: F401
     except ImportError as e:
-        raise SystemExit(
+        print(
             f"warmpool: {sys.executable} cannot import {server}, which serves a {interface.upper()} app "
             f"({e}): install it in the app's environment (pip install {server}; Debian: python3-{server}), "
-            "or point worker.python.executable at the environment that has it"
-        ) from None
+            "or point worker.python.executable at the environment that has it",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_UNFIXABLE) from None
 
 
 def warm_server_start(interface, threads, sock):

@@ -2,9 +2,13 @@ package pyfork
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -63,5 +67,49 @@ func TestWriteHelper(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, helperSource) {
 		t.Error("a stale helper was not replaced")
+	}
+}
+
+// The helper's protocol tables are Go's: the same version, the same messages each way with the
+// same fields, and the same exit status for a failure retrying cannot heal.
+func TestHelperSpeaksTheSameProtocol(t *testing.T) {
+	python, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3 on PATH")
+	}
+	out, err := exec.Command(python, "-c", `import helper, json
+print(json.dumps({"version": helper.PROTOCOL_VERSION, "unfixable": helper.EXIT_UNFIXABLE,
+    "ops": {k: sorted(v) for k, v in helper.OPS.items()}, "replies": {k: sorted(v) for k, v in helper.REPLIES.items()}}))`).Output()
+	if err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	var py struct {
+		Version, Unfixable int
+		Ops, Replies       map[string][]string
+	}
+	if err := json.Unmarshal(out, &py); err != nil {
+		t.Fatal(err)
+	}
+	fields := func(table map[string]reflect.Type) map[string][]string {
+		out := map[string][]string{}
+		for kind, typ := range table {
+			names := []string{}
+			for i := range typ.NumField() {
+				name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+				names = append(names, name)
+			}
+			slices.Sort(names)
+			out[kind] = names
+		}
+		return out
+	}
+	if py.Version != ProtocolVersion || py.Unfixable != ExitUnfixable {
+		t.Errorf("helper: version %d, unfixable exit %d; Go: %d, %d", py.Version, py.Unfixable, ProtocolVersion, ExitUnfixable)
+	}
+	if want := fields(ops); !reflect.DeepEqual(py.Ops, want) {
+		t.Errorf("ops: helper %v, Go %v", py.Ops, want)
+	}
+	if want := fields(replies); !reflect.DeepEqual(py.Replies, want) {
+		t.Errorf("replies: helper %v, Go %v", py.Replies, want)
 	}
 }

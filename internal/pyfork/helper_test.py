@@ -31,12 +31,16 @@ class LoadTest(unittest.TestCase):
 
 
 class ImportServerTest(unittest.TestCase):
-    def test_a_missing_server_names_what_to_install(self):
+    def test_a_missing_server_names_what_to_install_and_cannot_heal(self):
+        import contextlib
+        import io
+
         saved = {name: sys.modules.get(name) for name in ["waitress", "waitress.server"]}
         sys.modules["waitress"] = None  # makes "import waitress" raise ImportError
         sys.modules["waitress.server"] = None
+        stderr = io.StringIO()
         try:
-            with self.assertRaises(SystemExit) as caught:
+            with self.assertRaises(SystemExit) as caught, contextlib.redirect_stderr(stderr):
                 helper.import_server("wsgi")
         finally:
             for name, module in saved.items():
@@ -44,7 +48,9 @@ class ImportServerTest(unittest.TestCase):
                     sys.modules.pop(name, None)
                 else:
                     sys.modules[name] = module
-        message = str(caught.exception.code)
+        # The exit status tells warmpool that retrying cannot help.
+        self.assertEqual(caught.exception.code, helper.EXIT_UNFIXABLE)
+        message = stderr.getvalue()
         self.assertIn("cannot import waitress", message)
         self.assertIn("pip install waitress", message)
         self.assertIn("worker.python.executable", message)

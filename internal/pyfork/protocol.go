@@ -33,6 +33,10 @@ import (
 // An op the template cannot carry out now is answered failed{error}.
 const ProtocolVersion = 1
 
+// ExitUnfixable is the helper's exit status (EX_CONFIG) when the app's environment lacks what it
+// needs to serve (waitress or uvicorn): retrying cannot help, so warmpool stops retrying.
+const ExitUnfixable = 78
+
 // Message is one message of the protocol; Kind is its "type".
 type Message interface{ Kind() string }
 

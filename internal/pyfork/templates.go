@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os/exec"
 	"slices"
 	"sync"
 	"time"
@@ -32,6 +34,7 @@ type Options struct {
 type Templates struct {
 	opts    Options
 	log     *slog.Logger
+	repeats telemetry.Repeats // the last template failure, to log a crash loop once in full
 	closing chan struct{}
 	once    sync.Once
 	wg      sync.WaitGroup
@@ -83,6 +86,7 @@ const (
 	TemplateReady      TemplateState = "ready"      // forks the workers
 	TemplateRefused    TemplateState = "refused"    // runs threads: workers start fresh
 	TemplateRestarting TemplateState = "restarting" // failed or died; a new one starts after backoff
+	TemplateFailed     TemplateState = "failed"     // cannot heal by retrying: workers start fresh until a reload
 )
 
 // New returns the templates; nothing runs until Begin.
@@ -107,6 +111,13 @@ func (ts *Templates) Begin(gen int, cfg *config.Config, plan *warmup.Plan, env [
 	case <-ts.closing:
 		return
 	default:
+	}
+	// An older generation that is not ready to fork is superseded now: it would only keep
+	// failing, or booting, for nothing. A ready one forks until this one is ready.
+	for _, old := range ts.gens {
+		if old.gen < gen && old.state != TemplateReady {
+			old.stopOnce.Do(func() { close(old.stop) })
+		}
 	}
 	ts.gens[gen] = g
 	ts.wg.Go(func() { ts.run(g) })
@@ -152,13 +163,28 @@ func (ts *Templates) run(g *generation) {
 			}
 			failures++
 			ts.opts.Metrics.TemplateFailed("boot")
+			if first, times, since := ts.repeats.Seen(err.Error()); first {
+				ts.log.Error("the template failed to boot; workers start as fresh processes meanwhile", "generation", g.gen, "error", err)
+			} else {
+				ts.log.Warn("the template failed to boot again, the same way (logged in full the first time)",
+					"generation", g.gen, "times", times, "since", since.Format(time.DateTime))
+			}
+			if unfixable(t, err) {
+				ts.log.Error("the template cannot start, and retrying will not change that: no template runs until a reload (SIGHUP) or restart",
+					"generation", g.gen)
+				ts.set(g, func() {
+					g.state, g.why, g.tpl = TemplateFailed, "the template cannot start (retries stopped): "+err.Error(), nil
+				})
+				<-g.stop
+				return
+			}
 			ts.set(g, func() { g.state, g.why, g.tpl = TemplateRestarting, "the template failed: "+err.Error(), nil })
-			ts.log.Error("the template failed to boot; workers start as fresh processes meanwhile", "generation", g.gen, "error", err)
 			if !ts.backoff(g, failures) {
 				return
 			}
 			continue
 		}
+		ts.repeats.Reset()
 		watchCtx, stopWatch := context.WithCancel(context.Background())
 		unresponsive := ts.heartbeat(watchCtx, g, t)
 		select {
@@ -226,6 +252,21 @@ func (ts *Templates) heartbeat(ctx context.Context, g *generation, t *Template) 
 		}
 	})
 	return failed
+}
+
+// unfixable says whether the template t failed in a way retrying cannot heal: its interpreter
+// could not be run, or the helper said the app's environment lacks its server package.
+func unfixable(t *Template, err error) bool {
+	p := t.Process()
+	if p == nil {
+		return false
+	}
+	if p.PID() == 0 {
+		// It never started: the interpreter is missing or not executable.
+		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, exec.ErrNotFound)
+	}
+	code, ok := worker.ExitCode(p.ExitErr())
+	return ok && code == ExitUnfixable
 }
 
 func (ts *Templates) isStopped(g *generation) bool {
@@ -353,7 +394,7 @@ func (ts *Templates) await(ctx context.Context, g *generation, gen int) (t *Temp
 			return tpl, "", ""
 		case TemplateRefused:
 			return nil, "threads", why
-		case TemplateRestarting: // it failed or died: no child comes before its backoff and boot
+		case TemplateRestarting, TemplateFailed: // no child comes before its backoff and boot, or ever
 			return nil, "template_unavailable", why
 		}
 		select {

@@ -150,3 +150,28 @@ func TestCombinedAccessLog(t *testing.T) {
 		t.Fatalf("got:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// A failure repeats when only its numbers differ; another failure, or a Reset, starts anew.
+func TestRepeats(t *testing.T) {
+	var r Repeats
+	steps := []struct {
+		text  string
+		first bool
+		times int
+	}{
+		{"worker 3 (pid 120) exited: exit status 1; SyntaxError: invalid syntax", true, 0},
+		{"worker 4 (pid 131) exited: exit status 1; SyntaxError: invalid syntax", false, 1},
+		{"worker 5 (pid 140) exited: exit status 1; SyntaxError: invalid syntax", false, 2},
+		{"worker 6 (pid 150) exited: exit status 1; ImportError: no module named x", true, 0},
+	}
+	for i, s := range steps {
+		first, times, _ := r.Seen(s.text)
+		if first != s.first || times != s.times {
+			t.Fatalf("step %d: first %v times %d, want %v %d", i, first, times, s.first, s.times)
+		}
+	}
+	r.Reset()
+	if first, _, _ := r.Seen(steps[3].text); !first {
+		t.Fatal("after Reset the same failure is not first")
+	}
+}

@@ -12,21 +12,26 @@ import (
 
 // lineLogger turns a worker's stdout or stderr into one log record per line, tagged with the
 // worker id. exec.Cmd calls Write from a single goroutine per stream.
+//
+// Until the worker is admitted (served reports false) its lines are logged at debug level
+// only, and kept: a boot that fails is reported once, at ERROR, with its last lines (the pool
+// and the templates do that), so a crash loop does not log every attempt's traceback at INFO.
 type lineLogger struct {
 	recent *recentLines // the worker's last lines, both streams; nil: not kept
 	log    *slog.Logger
 	stream string
 	level  slog.Level
-	off    bool // worker.log_output = "off": read and dropped
+	served func() bool // the worker was admitted; nil: always
+	off    bool        // worker.log_output = "off": read and dropped
 	buf    []byte
 	// trace gathers a Python traceback's lines, to be logged as one record: its header, the
 	// indented frames, and the exception line that ends it.
 	trace []byte
 }
 
-// newLineLogger logs a stream at level ("info" or "debug"), or drops it ("off").
-func newLineLogger(log *slog.Logger, stream, level string, recent *recentLines) *lineLogger {
-	l := &lineLogger{log: log, stream: stream, level: slog.LevelInfo, recent: recent}
+// newLineLogger logs a stream at level ("info" or "debug") once served, or drops it ("off").
+func newLineLogger(log *slog.Logger, stream, level string, recent *recentLines, served func() bool) *lineLogger {
+	l := &lineLogger{log: log, stream: stream, level: slog.LevelInfo, recent: recent, served: served}
 	switch level {
 	case "debug":
 		l.level = slog.LevelDebug
@@ -81,13 +86,21 @@ func (l *lineLogger) emit(line []byte) {
 		l.trace = append([]byte(nil), line...)
 		return
 	}
-	l.log.Log(context.Background(), l.level, string(line), "stream", l.stream)
+	l.log.Log(context.Background(), l.levelNow(), string(line), "stream", l.stream)
+}
+
+// levelNow is the level of a record now: debug until the worker was admitted.
+func (l *lineLogger) levelNow() slog.Level {
+	if l.served != nil && !l.served() {
+		return slog.LevelDebug
+	}
+	return l.level
 }
 
 // flushTrace logs a gathered traceback as one record.
 func (l *lineLogger) flushTrace() {
 	if l.trace != nil {
-		l.log.Log(context.Background(), l.level, string(l.trace), "stream", l.stream)
+		l.log.Log(context.Background(), l.levelNow(), string(l.trace), "stream", l.stream)
 		l.trace = nil
 	}
 }

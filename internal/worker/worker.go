@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"warmpool/internal/guard"
 )
 
 // Spec is everything needed to spawn one worker.
@@ -75,6 +78,7 @@ type Worker struct {
 	pumped  chan struct{} // one value per output pump that finished
 	exitErr error         // valid after done
 	stopped atomic.Bool   // warmpool asked the worker to stop
+	served  atomic.Bool   // it reached Ready: its output is logged at the log_output level
 	recent  recentLines   // its last output lines
 	wg      sync.WaitGroup
 }
@@ -111,7 +115,13 @@ func (w *Worker) PID() int { return int(w.pid.Load()) }
 func (w *Worker) State() State { return w.state.load() }
 
 // SetState moves the worker to s, unless it already stopped or failed.
-func (w *Worker) SetState(s State) bool { return w.state.advance(s) }
+func (w *Worker) SetState(s State) bool {
+	ok := w.state.advance(s)
+	if ok && s == Ready {
+		w.served.Store(true)
+	}
+	return ok
+}
 
 // StartedAt is when the process was spawned.
 func (w *Worker) StartedAt() time.Time {
@@ -211,11 +221,11 @@ func (w *Worker) Start(ctx context.Context) (err error) {
 	}
 	w.pumped = make(chan struct{}, 2)
 	w.wg.Go(func() {
-		pumpLines(outR, newLineLogger(w.log, "stdout", w.spec.LogOutput, &w.recent))
+		pumpLines(outR, newLineLogger(w.log, "stdout", w.spec.LogOutput, &w.recent, w.served.Load))
 		w.pumped <- struct{}{}
 	})
 	w.wg.Go(func() {
-		pumpLines(errR, newLineLogger(w.log, "stderr", w.spec.LogOutput, &w.recent))
+		pumpLines(errR, newLineLogger(w.log, "stderr", w.spec.LogOutput, &w.recent, w.served.Load))
 		w.pumped <- struct{}{}
 	})
 	w.wg.Go(w.reap)
@@ -462,6 +472,20 @@ func (w *Worker) RSS() (int64, error) {
 }
 
 // DescribeExit renders an exit error for humans ("exit status 3", "signal: killed").
+// ExitCode is the exit status of a process that exited by itself (not by a signal), whichever
+// way it was waited for (os/exec, or an adopted fork); false when it did not.
+func ExitCode(err error) (int, bool) {
+	var execExit *exec.ExitError
+	if errors.As(err, &execExit) && execExit.Exited() {
+		return execExit.ExitCode(), true
+	}
+	var adopted *guard.ExitError
+	if errors.As(err, &adopted) && adopted.Status.Exited() {
+		return adopted.Status.ExitStatus(), true
+	}
+	return 0, false
+}
+
 func DescribeExit(err error) string {
 	if err == nil {
 		return "exit status 0"

@@ -1,0 +1,2 @@
+"""Shadows waitress on PYTHONPATH in a test: an environment that lacks the WSGI server."""
+raise ImportError("waitress is not installed in this test environment")
