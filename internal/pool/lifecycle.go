@@ -52,8 +52,12 @@ func (p *Pool) reconcile() {
 		p.learnLead(due[0])
 		wait := time.Since(due[0].flaggedAt)
 		p.met.RecycleWait(wait)
+		var past time.Duration // how long it served past its limit
+		if due[0].overdue {
+			past = time.Since(due[0].overdueAt)
+		}
 		p.log.Info("replacement admitted for a worker due for recycling", "worker", due[0].w.ID(), "reason", due[0].recycle,
-			"waited", wait.Round(time.Millisecond))
+			"waited", wait.Round(time.Millisecond), "past_limit", past.Round(time.Millisecond))
 		p.drain(due[0], "recycled: "+due[0].recycle)
 		due = due[1:]
 		ready--
@@ -64,21 +68,22 @@ func (p *Pool) reconcile() {
 		p.drain(steady[0], ReasonScaleDown)
 		steady = steady[1:]
 	}
-	for want := max(0, count-ready) + min(len(due), surge); booting > want && len(boots) > 0; booting-- {
-		m := boots[len(boots)-1]
-		boots = boots[:len(boots)-1]
-		m.cancelled, m.stopReason = true, ReasonScaleDown
-		m.cancelBoot()
-	}
-	missing := max(0, count-ready)
-	overdue := 0
+	missing, overdue := max(0, count-ready), 0
 	for _, m := range due {
 		if m.overdue {
 			overdue++
 		}
 	}
+	// surge bounds the replacements started early; a worker past its limit gets its
+	// replacement now, as a missing one does.
+	want := missing + max(overdue, min(len(due), surge))
+	for ; booting > want && len(boots) > 0; booting-- {
+		m := boots[len(boots)-1]
+		boots = boots[:len(boots)-1]
+		m.cancelled, m.stopReason = true, ReasonScaleDown
+		m.cancelBoot()
+	}
 	raiseNeeded(boots, missing+overdue)
-	want := missing + min(len(due), surge)
 	if booting >= want {
 		return
 	}
@@ -369,7 +374,7 @@ func requestCeiling(maxRequests int64, factor float64) int64 {
 func (p *Pool) onDue(m *member, ev due) {
 	p.flag(m, ev.reason)
 	if ev.stage >= dueAtLimit {
-		m.overdue = true
+		p.markOverdue(m)
 	}
 	if ev.stage == dueAtCeiling && m.admitted() && !m.draining {
 		p.met.RecycleCeiling()
@@ -377,6 +382,25 @@ func (p *Pool) onDue(m *member, ev due) {
 			"worker", m.w.ID(), "requests", p.served(m.w), "max_requests", m.maxRequests,
 			"max_requests_ceiling", p.cfg.Worker.MaxRequestsCeiling, "waited", time.Since(m.flaggedAt).Round(time.Millisecond))
 		p.drain(m, "recycled: max_requests_ceiling reached before its replacement was ready")
+	}
+}
+
+// markOverdue notes that m is past its limit: its replacement is needed now (reconcile raises
+// it), and m itself yields the CPU to that replacement until it is admitted (priority.go).
+func (p *Pool) markOverdue(m *member) {
+	if m.overdue {
+		return
+	}
+	m.overdue, m.overdueAt = true, time.Now()
+	if !m.admitted() || m.draining {
+		return
+	}
+	if p.nice > 0 {
+		if err := m.w.SetPriority(worker.Priority{Nice: p.nice}); err != nil {
+			p.log.Debug("could not lower the priority of a worker past its limit", "worker", m.w.ID(), "error", err)
+			return
+		}
+		m.yielding = true
 	}
 }
 
@@ -388,7 +412,9 @@ func (p *Pool) flag(m *member, reason string) {
 	m.recycle, m.flaggedAt = reason, time.Now()
 	// A lifetime or memory limit is reached when it fires: its replacement is needed now.
 	// (max_requests fires early, by the lead, and is needed at the limit: onDue.)
-	m.overdue = reason == ReasonMaxLifetime || reason == ReasonMaxRSS
+	if reason == ReasonMaxLifetime || reason == ReasonMaxRSS {
+		p.markOverdue(m)
+	}
 	p.met.RecycleDue(reason)
 	p.log.Info("worker due for recycling; its replacement is started and warmed first",
 		"worker", m.w.ID(), "reason", reason, "requests", p.served(m.w), "age", time.Since(m.w.StartedAt()).Round(time.Millisecond))
@@ -408,6 +434,11 @@ func (p *Pool) drain(m *member, why string) {
 	w := m.w
 	w.SetState(worker.Draining)
 	drained := p.rot.Remove(w)
+	if m.yielding { // it finishes its requests and stops at normal priority
+		if err := w.SetPriority(worker.Priority{}); err != nil {
+			p.log.Debug("could not restore a draining worker's priority", "worker", w.ID(), "error", err)
+		}
+	}
 	grace := p.cfg.Worker.GracefulTimeout.Duration
 	p.log.Info("draining worker", "worker", w.ID(), "reason", why, "in_flight", p.inFlight(w))
 	p.wg.Go(func() {
@@ -474,7 +505,7 @@ func (p *Pool) onExited(w *worker.Worker) {
 		if reason == "" {
 			reason = "exited: " + worker.DescribeExit(w.ExitErr())
 		}
-		p.log.Info("worker stopped", "worker", w.ID(), "pid", w.PID(), "reason", reason, "served", p.served(w))
+		p.log.Info("worker stopped", "worker", w.ID(), "pid", w.PID(), "reason", reason, "served", p.served(w), "max_requests", m.maxRequests)
 	}
 	if m.drainSpan != nil {
 		m.drainSpan.End()

@@ -121,7 +121,9 @@ type member struct {
 	bootCPU     time.Duration // CPU its processes used from spawn to admission
 	recycle     string        // why it is due for recycling; "" when it is not
 	overdue     bool          // past its limit: its replacement is needed now
-	maxRequests int64         // its max_requests with jitter; 0: none
+	overdueAt   time.Time
+	yielding    bool  // overdue and at overdueNice until it drains
+	maxRequests int64 // its max_requests with jitter; 0: none
 	flaggedAt   time.Time
 	lifetime    *time.Timer
 	draining    bool

@@ -20,6 +20,10 @@ import (
 //     never starves it into a failed boot.
 //   - Every worker runs at normal priority once admitted, and stops at normal priority: a drain
 //     or a shutdown in the idle class waits for CPU the machine does not give.
+//   - A worker past its limit whose replacement is not admitted yet runs at warmup.nice: on a
+//     saturated machine it yields CPU to its replacement's boot and serves fewer requests past
+//     its limit; the other workers take up the CPU it leaves (the scheduler gives idle CPU to
+//     whoever runs). It drains at normal priority.
 //
 // The template of a Python app runs at warmup.nice while workers serve (normal priority at the
 // first start), and forks a needed worker at normal priority (internal/pyfork).

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -397,4 +399,30 @@ func TestRemoveTwiceWaitsForTheSameRequests(t *testing.T) {
 	}
 	l.Release()
 	<-second
+}
+
+// The rule for retrying on another worker: a refused connection, and nothing sent, or only an
+// idempotent request sent to a worker that then refused a fresh connection (it died).
+func TestRetryElsewhereRule(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	refused := &worker.DialError{WorkerID: 1, Err: syscall.ECONNREFUSED}
+	for _, c := range []struct {
+		err    error
+		sent   bool
+		method string
+		want   bool
+	}{
+		{refused, false, "POST", true},
+		{refused, true, "GET", true},
+		{refused, true, "POST", false},
+		{errors.New("read: connection reset by peer"), false, "GET", false},
+		{nil, false, "GET", false},
+	} {
+		if got := retryElsewhere(log, c.err, 1, c.sent, c.method); got != c.want {
+			t.Errorf("%v, sent %v, %s: retry %v, want %v", c.err, c.sent, c.method, got, c.want)
+		}
+	}
+	if retryElsewhere(log, refused, maxAttempts, false, "GET") {
+		t.Error("retried past maxAttempts")
+	}
 }

@@ -134,7 +134,7 @@ func (f *Front) forward(x exchanger, opts *Options) (status int, n int64, err er
 		if err == nil || status != 0 {
 			return status, n, err
 		}
-		if retryElsewhere(f.log, err, attempt, reached) {
+		if retryElsewhere(f.log, err, attempt, reached, x.method()) {
 			avoid = w
 			continue
 		}

@@ -254,10 +254,13 @@ func noteLease(ctx context.Context, lease Lease, now time.Time, waited time.Dura
 }
 
 // retryElsewhere reports whether a failed request may go to another worker: only when the
-// worker refused the connection and no byte of the request reached any worker.
-func retryElsewhere(log *slog.Logger, err error, attempt int, sent bool) bool {
+// worker refused the connection, and no byte of the request reached any worker, or only an
+// idempotent request's bytes reached one whose kept-alive connection broke before any answer
+// and which then refused a fresh connection (it died: http.Transport retries such a request
+// too).
+func retryElsewhere(log *slog.Logger, err error, attempt int, sent bool, method string) bool {
 	var dial *worker.DialError
-	if err == nil || sent || attempt >= maxAttempts || !errors.As(err, &dial) {
+	if err == nil || (sent && !idempotent(method)) || attempt >= maxAttempts || !errors.As(err, &dial) {
 		return false
 	}
 	log.Debug("retrying on another worker", "worker", dial.WorkerID, "error", dial.Err)

@@ -412,8 +412,9 @@ func (ts *Templates) await(ctx context.Context, g *generation, gen int) (t *Temp
 	}
 }
 
-// fallback tells of a worker started fresh: at WARN the first time for each reason of a
-// generation, then at INFO; the metric counts every one.
+// fallback tells of a worker started fresh: at WARN with why the first time for each reason of
+// a generation, then in one short INFO line (why may carry a template's traceback, already
+// logged); the metric counts every one.
 func (ts *Templates) fallback(l worker.Launch, reason, why string) {
 	ts.opts.Metrics.ForkFallback(reason)
 	ts.mu.Lock()
@@ -423,12 +424,12 @@ func (ts *Templates) fallback(l worker.Launch, reason, why string) {
 		g.warned[reason] = true
 	}
 	ts.mu.Unlock()
-	level := slog.LevelInfo
+	const msg = "starting a fresh Python worker process instead of forking one from the warm template"
 	if first || g == nil {
-		level = slog.LevelWarn
+		ts.log.Warn(msg, "worker", l.ID, "generation", l.Generation, "reason", reason, "why", why)
+		return
 	}
-	ts.log.Log(context.Background(), level, "starting a fresh Python worker process instead of forking one from the warm template",
-		"worker", l.ID, "generation", l.Generation, "reason", reason, "why", why)
+	ts.log.Info(msg, "worker", l.ID, "generation", l.Generation, "reason", reason)
 }
 
 // TemplateStatus is a template as /status shows it.
