@@ -108,6 +108,7 @@ func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
 // serve far past its limit (issue 21: 3568 requests against a limit of 205).
 func TestEarlyReplacementIsRaisedWhenItsPredecessorReachesItsLimit(t *testing.T) {
 	cfg := slowBootConfig(t, 10)
+	cfg.Worker.Env[testworker.EnvStopDelay] = "1s" // a drained worker lives on a moment, to be looked at
 	h := start(t, cfg)
 	h.waitReady()
 	// The first recycle teaches the lead: worker 1 serves 16 requests against its limit of 10
@@ -142,7 +143,17 @@ func TestEarlyReplacementIsRaisedWhenItsPredecessorReachesItsLimit(t *testing.T)
 	if raised.Attrs["to"] != "normal priority" {
 		t.Errorf("raised to %q, want normal priority", raised.Attrs["to"])
 	}
+	// Past its limit, worker 3 yields the CPU to its replacement (warmup.nice) until it drains,
+	// and drains at normal priority.
+	pid3 := workerPID(h, 3)
+	if policy, nice := schedOf(t, pid3); policy != schedNormal || nice != cfg.Warmup.Nice {
+		t.Errorf("worker past its limit runs with policy %d nice %d, want normal at warmup.nice %d", policy, nice, cfg.Warmup.Nice)
+	}
 	h.logs.Wait(testutil.Msg("worker admitted into rotation", "worker", "4"), 10*time.Second)
+	h.logs.Wait(testutil.Msg("draining worker", "worker", "3"), 10*time.Second)
+	if policy, nice := schedOf(t, pid3); policy != schedNormal || nice != 0 {
+		t.Errorf("draining worker runs with policy %d nice %d, want normal priority", policy, nice)
+	}
 }
 
 // An idle replacement that has not passed its warm-up by half its warmup.timeout is raised to
