@@ -172,6 +172,7 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 	watch.Go(func() {
 		select {
 		case <-t.proc.Done():
+			t.proc.Wait() // its output read to the end
 			cancel(fmt.Errorf("the template exited: %s%s", worker.DescribeExit(t.proc.ExitErr()), lastWords(t.proc)))
 		case <-ctx.Done():
 		}
@@ -248,6 +249,7 @@ func (t *Template) explain(err error) error {
 	}
 	select {
 	case <-t.proc.Done():
+		t.proc.Wait() // its output read to the end (bounded by the worker's own grace)
 		return fmt.Errorf("the template exited: %s%s", worker.DescribeExit(t.proc.ExitErr()), lastWords(t.proc))
 	case <-time.After(2 * time.Second):
 		return err
