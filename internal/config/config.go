@@ -124,7 +124,21 @@ type Python struct {
 	// PreFork is a "module:callable" called once in the template, after its warm-up and before
 	// its first fork: the place to close what must not be shared.
 	PreFork string `toml:"pre_fork"`
+	// Lifespan is where an ASGI app's lifespan runs: "template" (once per template generation;
+	// forked workers inherit what its startup made, and run neither startup nor shutdown) or
+	// "worker" (in every worker process, for an app whose lifespan opens per-process resources).
+	Lifespan string `toml:"lifespan"`
+	// AllowInheritedSockets names connections the template may hold when it forks (their peer:
+	// "host:port", or a unix socket's path): every worker then shares them. Any other
+	// connected socket keeps the template from forking.
+	AllowInheritedSockets []string `toml:"allow_inherited_sockets"`
 }
+
+// Where an ASGI app's lifespan runs.
+const (
+	LifespanTemplate = "template"
+	LifespanWorker   = "worker"
+)
 
 // Python interfaces.
 const (
@@ -276,7 +290,7 @@ func Default() Config {
 			RestartBackoff:     Duration{500 * time.Millisecond},
 			RestartBackoffMax:  Duration{30 * time.Second},
 			LogOutput:          "info",
-			Python:             Python{Interface: InterfaceWSGI, Executable: "python3"},
+			Python:             Python{Interface: InterfaceWSGI, Executable: "python3", Lifespan: LifespanTemplate},
 		},
 		Warmup: Warmup{
 			Enabled: true,

@@ -352,7 +352,8 @@ func checkCommand(l *Loaded, r *report) {
 func checkPython(l *Loaded, r *report) {
 	p := &l.Config.Worker.Python
 	if p.App == "" {
-		for _, key := range []string{"worker.python.interface", "worker.python.executable", "worker.python.post_fork", "worker.python.pre_fork"} {
+		for _, key := range []string{"worker.python.interface", "worker.python.executable", "worker.python.post_fork", "worker.python.pre_fork",
+			"worker.python.lifespan", "worker.python.allow_inherited_sockets"} {
 			if l.Explicit(key) {
 				r.add("%s is set but worker.python.app is not: it applies only to a Python app", l.kv(key))
 			}
@@ -373,6 +374,17 @@ func checkPython(l *Loaded, r *report) {
 	}
 	if p.Executable == "" {
 		r.add("%s: must name the Python interpreter of the app's environment", l.kv("worker.python.executable"))
+	}
+	switch {
+	case p.Lifespan != LifespanTemplate && p.Lifespan != LifespanWorker:
+		r.add("%s: must be %q (once, in the template) or %q (in every worker)", l.kv("worker.python.lifespan"), LifespanTemplate, LifespanWorker)
+	case p.Interface == InterfaceWSGI && l.Explicit("worker.python.lifespan"):
+		r.add("%s has no effect because %s: a WSGI app has no lifespan; remove it", l.kv("worker.python.lifespan"), l.kv("worker.python.interface"))
+	}
+	for _, name := range p.AllowInheritedSockets {
+		if name == "" || (!strings.HasPrefix(name, "/") && !strings.Contains(name, ":")) {
+			r.add("%s: %q names no connection: give its peer as host:port, or a unix socket's path", l.kv("worker.python.allow_inherited_sockets"), name)
+		}
 	}
 	if l.Config.Warmup.Ready == ReadyNotify {
 		r.add("%s cannot apply to worker.python: its workers never send READY=1 (warmpool binds their socket, and the warm-up shows when they serve); remove it",

@@ -1,11 +1,15 @@
 package pool_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,7 +44,7 @@ func pythonFor(t *testing.T) string {
 func pythonConfig(t *testing.T, app string) *config.Config {
 	cfg := baseConfig()
 	cfg.Worker.Command = nil
-	cfg.Worker.Python = config.Python{App: app, Interface: config.InterfaceWSGI, Executable: pythonFor(t),
+	cfg.Worker.Python = config.Python{App: app, Interface: config.InterfaceWSGI, Executable: pythonFor(t), Lifespan: config.LifespanTemplate,
 		PostFork: "hooks:post_fork", PreFork: "hooks:pre_fork"}
 	cfg.Worker.Dir = pythonApps
 	cfg.Worker.Env = map[string]string{"HOOK_LOG": filepath.Join(t.TempDir(), "hooks.log"), "COLD_SECONDS": "0.2"}
@@ -525,5 +529,205 @@ func TestMissingServerPackageStopsTheRetries(t *testing.T) {
 	}
 	if n := len(h.logs.All(testutil.MsgPrefix("the template failed to boot"))); n != 1 {
 		t.Errorf("the template was tried %d times", n)
+	}
+}
+
+// pythonWithModules skips unless the interpreter the tests use can import the modules.
+func pythonWithModules(t *testing.T, cfg *config.Config, modules ...string) {
+	t.Helper()
+	if err := exec.Command(cfg.Worker.Python.Executable, "-c", "import "+strings.Join(modules, ", ")).Run(); err != nil {
+		t.Skipf("%s cannot import %s (Debian: apt-get install python3-starlette python3-fastapi; CI installs them)", cfg.Worker.Python.Executable, strings.Join(modules, ", "))
+	}
+}
+
+// lifespanEvents reads $LIFESPAN_LOG: the pids that ran the app's lifespan startup and shutdown.
+func lifespanEvents(t *testing.T, cfg *config.Config) (startups, shutdowns []int) {
+	t.Helper()
+	data, err := os.ReadFile(cfg.Worker.Env["LIFESPAN_LOG"])
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		event, pid, _ := strings.Cut(line, " ")
+		n, _ := strconv.Atoi(pid)
+		switch event {
+		case "startup":
+			startups = append(startups, n)
+		case "shutdown":
+			shutdowns = append(shutdowns, n)
+		}
+	}
+	return startups, shutdowns
+}
+
+// lifespanReply is what lifespanapp.py and fastapiapp.py answer.
+type lifespanReply struct {
+	PID     int `json:"pid"`
+	BuiltIn int `json:"built_in"`
+	Weights int `json:"weights"`
+}
+
+// An ASGI app's lifespan startup runs once, in the template: every worker, first start and
+// recycle alike, serves with the state it made and runs no startup of its own; the shutdown
+// runs in the template when it retires. Starlette's lifespan and FastAPI 0.92's on_event
+// handlers alike (issue 22: every child ran the startup again).
+func TestASGILifespanRunsOnceInTheTemplate(t *testing.T) {
+	for _, app := range []struct{ spec, module string }{{"lifespanapp:application", "starlette"}, {"fastapiapp:application", "fastapi"}} {
+		t.Run(app.module, func(t *testing.T) {
+			cfg := pythonConfig(t, app.spec)
+			pythonWithModules(t, cfg, app.module)
+			cfg.Worker.Python.Interface = config.InterfaceASGI
+			cfg.Worker.MaxRequests = 5
+			cfg.Worker.Env["LIFESPAN_LOG"] = filepath.Join(t.TempDir(), "lifespan.log")
+			h := start(t, cfg)
+			h.waitReady()
+			tpl := readyTemplate(h.statusJSON())
+			if tpl == nil {
+				t.Fatal("no ready template")
+			}
+			pids := map[int]bool{}
+			for range 24 { // 2 workers recycled every 5 requests: some answers come from replacements
+				r := h.get("/")
+				if r.err != nil || r.status != 200 {
+					t.Fatalf("%v %d %s", r.err, r.status, r.body)
+				}
+				var a lifespanReply
+				if err := json.Unmarshal([]byte(r.body), &a); err != nil {
+					t.Fatalf("%v in %q", err, r.body)
+				}
+				if a.PID == tpl.PID || a.BuiltIn != tpl.PID {
+					t.Fatalf("worker %d serves state built in %d; the template is %d", a.PID, a.BuiltIn, tpl.PID)
+				}
+				pids[a.PID] = true
+			}
+			if len(pids) < 3 {
+				t.Errorf("only %d workers answered: recycles did not happen", len(pids))
+			}
+			if startups, _ := lifespanEvents(t, cfg); len(startups) != 1 || startups[0] != tpl.PID {
+				t.Fatalf("lifespan startups in %v, want once, in the template %d", startups, tpl.PID)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			if err := h.pool.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, shutdowns := lifespanEvents(t, cfg); len(shutdowns) != 1 || shutdowns[0] != tpl.PID {
+				t.Fatalf("lifespan shutdowns in %v, want once, in the retiring template %d", shutdowns, tpl.PID)
+			}
+		})
+	}
+}
+
+// lifespan = "worker" keeps a lifespan per process: the template runs one for its warm-up, and
+// each worker its own.
+func TestASGILifespanPerWorkerWhenAsked(t *testing.T) {
+	cfg := pythonConfig(t, "lifespanapp:application")
+	pythonWithModules(t, cfg, "starlette")
+	cfg.Worker.Python.Interface = config.InterfaceASGI
+	cfg.Worker.Python.Lifespan = config.LifespanWorker
+	cfg.Worker.Env["LIFESPAN_LOG"] = filepath.Join(t.TempDir(), "lifespan.log")
+	h := start(t, cfg)
+	h.waitReady()
+	st := h.statusJSON()
+	tpl := readyTemplate(st)
+	for range 6 {
+		r := h.get("/")
+		var a lifespanReply
+		if err := json.Unmarshal([]byte(r.body), &a); err != nil || a.BuiltIn != a.PID {
+			t.Fatalf("worker %d serves state built in %d (%v, %q)", a.PID, a.BuiltIn, err, r.body)
+		}
+	}
+	startups, _ := lifespanEvents(t, cfg)
+	want := []int{tpl.PID}
+	for _, w := range st.Workers {
+		want = append(want, w.PID)
+	}
+	slices.Sort(startups)
+	slices.Sort(want)
+	if !slices.Equal(startups, want) {
+		t.Fatalf("lifespan startups in %v, want the template and each worker: %v", startups, want)
+	}
+}
+
+// peerListener accepts connections on 127.0.0.1 and holds them open until the test ends.
+func peerListener(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	return ln.Addr().String()
+}
+
+// A template that holds a connection (a client opened at import, or in the lifespan's
+// startup) refuses to fork, naming each one: every worker would share it and interleave its
+// traffic. Workers start fresh, loudly and counted, until the app closes it in pre_fork or the
+// operator allows it by its peer. WSGI and ASGI alike (issue 22: one TCP connection carried
+// writes from three processes).
+func TestTemplateHoldingAConnectionRefusesToFork(t *testing.T) {
+	for _, app := range []struct{ spec, iface string }{{"sockapp:application", config.InterfaceWSGI}, {"sockapp:asgi_application", config.InterfaceASGI}} {
+		t.Run(app.iface, func(t *testing.T) {
+			peer := peerListener(t)
+			cfg := pythonConfig(t, app.spec)
+			cfg.Worker.Python.Interface = app.iface
+			cfg.Worker.Env["SOCK_PEER"] = peer
+			h := start(t, cfg)
+			rec := h.logs.Wait(testutil.MsgPrefix("the template cannot fork"), 20*time.Second)
+			reason := rec.Attrs["reason"]
+			if n := strings.Count(reason, "(tcp to "+peer+")"); n != map[string]int{"wsgi": 1, "asgi": 2}[app.iface] {
+				t.Errorf("refusal names %d connections to %s: %s", n, peer, reason)
+			}
+			if !strings.Contains(reason, "allow_inherited_sockets") {
+				t.Errorf("refusal does not say what to do: %s", reason)
+			}
+			h.waitReady()
+			for _, w := range h.statusJSON().Workers {
+				if w.Origin != "fresh" {
+					t.Errorf("worker %d started as %q, want fresh", w.ID, w.Origin)
+				}
+			}
+			if n := h.counter("warmpool_python_fork_fallbacks_total", map[string]string{"reason": "sockets"}); n < 2 {
+				t.Errorf("warmpool_python_fork_fallbacks_total{reason=sockets} = %v", n)
+			}
+		})
+	}
+}
+
+// A connection the operator allows by its peer does not keep the template from forking.
+func TestAllowedInheritedConnectionIsForked(t *testing.T) {
+	peer := peerListener(t)
+	cfg := pythonConfig(t, "sockapp:application")
+	cfg.Worker.Env["SOCK_PEER"] = peer
+	cfg.Worker.Python.AllowInheritedSockets = []string{peer}
+	h := start(t, cfg)
+	h.waitReady()
+	for _, w := range h.statusJSON().Workers {
+		if w.Origin != "fork" {
+			t.Errorf("worker %d started as %q, want a fork", w.ID, w.Origin)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package pool_test
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -21,7 +22,7 @@ import (
 func fakeTemplateConfig(behaviours string) *config.Config {
 	cfg := baseConfig()
 	cfg.Worker.Command = nil
-	cfg.Worker.Python = config.Python{App: "fake:app", Interface: config.InterfaceWSGI, Executable: os.Args[0]}
+	cfg.Worker.Python = config.Python{App: "fake:app", Interface: config.InterfaceWSGI, Executable: os.Args[0], Lifespan: config.LifespanTemplate}
 	cfg.Worker.Env[testworker.EnvFakeTemplate] = behaviours
 	cfg.Warmup.Timeout = config.Duration{Duration: 10 * time.Second}
 	return cfg
@@ -50,7 +51,7 @@ func TestFakeTemplateForksWorkers(t *testing.T) {
 func TestTemplateOfAnotherProtocolVersionIsRefused(t *testing.T) {
 	h := start(t, fakeTemplateConfig("version=99"))
 	rec := h.logs.Wait(testutil.MsgPrefix("the template failed to boot"), 10*time.Second)
-	if !strings.Contains(rec.Attrs["error"], "control protocol version 99 and this warmpool version 1") {
+	if want := fmt.Sprintf("control protocol version 99 and this warmpool version %d", pyfork.ProtocolVersion); !strings.Contains(rec.Attrs["error"], want) {
 		t.Errorf("error: %s", rec.Attrs["error"])
 	}
 	h.waitReady()

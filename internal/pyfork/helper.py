@@ -71,7 +71,7 @@ def describe(fn):
     return f"{module}.{name}"
 
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # What warmpool sends, with the fields each carries.
 OPS = {
@@ -85,7 +85,7 @@ OPS = {
 REPLIES = {
     "hello": ("version", "pid"),  # first, before the app's import
     "imported": (),
-    "prepared": ("ok", "threads", "closed"),
+    "prepared": ("ok", "threads", "sockets", "closed"),
     "forked": ("pid",),
     "failed": ("error",),  # an op it cannot carry out now
     "pong": ("seq",),
@@ -159,7 +159,9 @@ def serve_wsgi(app, sock, threads):
 
 
 def serve_asgi(app, sock, _threads):
-    """Serve an ASGI app with uvicorn's event loop until SIGTERM (uvicorn drains gracefully)."""
+    """Serve an ASGI app with uvicorn's event loop until SIGTERM (uvicorn drains gracefully). In
+    a child of a template that ran the app's lifespan, the lifespan is the inherited one: the
+    child runs neither startup nor shutdown, and its requests see what startup made."""
     import uvicorn
 
     config = uvicorn.Config(
@@ -170,7 +172,76 @@ def serve_asgi(app, sock, _threads):
         proxy_headers=True,
         forwarded_allow_ips="*",
     )
+    if TEMPLATE_LIFESPAN is not None:
+        forget_template_loop()
+        config.load()
+        config.lifespan_class = InheritedLifespan
     uvicorn.Server(config).run(sockets=[sock])
+
+
+class InheritedLifespan:
+    """The lifespan of a worker forked from a template that ran the app's lifespan startup.
+
+    uvicorn's Server makes its lifespan as config.lifespan_class(config), awaits its startup()
+    and shutdown(), and (uvicorn 0.21 and later) hands each request a copy of its `state`, the
+    dict the app's lifespan filled: this class is that surface, with startup and shutdown done
+    by the template. What startup set on the app's own objects (app.state, module globals) is in
+    the forked memory already. helper_test.py pins the surface to the installed uvicorn."""
+
+    state = {}  # the template's lifespan state, set before the first fork
+
+    def __init__(self, config):
+        self.config = config
+        self.should_exit = False
+        self.state = InheritedLifespan.state
+
+    async def startup(self):
+        pass
+
+    async def shutdown(self):
+        pass
+
+
+# (loop, lifespan) in a template that ran the app's lifespan startup ([worker.python] lifespan
+# = "template"): the lifespan's task waits on that loop, which stays open and idle until the
+# template retires and runs the lifespan's shutdown.
+TEMPLATE_LIFESPAN = None
+
+
+def forget_template_loop():
+    """In a child: let go of the template's event loop, closing this process's copies of its
+    descriptors (the template's own stay open), and never run it: its lifespan task is the
+    template's."""
+    loop, _ = TEMPLATE_LIFESPAN
+    import asyncio
+
+    asyncio.set_event_loop(None)
+    # Not loop.close(): it would unregister the loop's descriptors from the epoll instance this
+    # process shares with the template (one open file across the fork) and so break the
+    # template's loop. Closing this process's copies leaves the template's registrations be.
+    for sock in (getattr(loop, "_ssock", None), getattr(loop, "_csock", None)):
+        if sock is not None:
+            sock.close()
+    selector = getattr(loop, "_selector", None)
+    if selector is not None:
+        selector.close()
+
+
+def shutdown_template_lifespan(timeout):
+    """Run the app's lifespan shutdown in the template, as its generation retires."""
+    global TEMPLATE_LIFESPAN
+    if TEMPLATE_LIFESPAN is None:
+        return
+    import asyncio
+
+    loop, lifespan = TEMPLATE_LIFESPAN
+    TEMPLATE_LIFESPAN = None
+    try:
+        loop.run_until_complete(asyncio.wait_for(lifespan.shutdown(), timeout))
+    except asyncio.TimeoutError:
+        print(f"warmpool: the app's lifespan shutdown did not finish within {timeout} s", file=sys.stderr)
+    finally:
+        loop.close()
 
 
 SERVERS = {"wsgi": serve_wsgi, "asgi": serve_asgi}
@@ -250,9 +321,13 @@ def warm_wsgi(app, listener, ctl):
         server.handle_request()
 
 
-def warm_asgi(app, listener, ctl):
-    """Serve the warm-up plan with uvicorn in this thread's event loop until a control message
-    arrives; the loop and its executor are closed when it returns."""
+def warm_asgi(app, listener, ctl, lifespan="worker"):
+    """Serve the warm-up plan with uvicorn in this thread until a control message arrives.
+
+    lifespan "template": the app's lifespan startup runs here first, once, and its task stays
+    pending on this thread's event loop, which is left open and idle (not closed) for the forks:
+    the template runs the shutdown when it retires. "worker": the warm-up's server runs the
+    lifespan's startup and shutdown itself, and every worker runs its own."""
     import asyncio
 
     import uvicorn
@@ -261,11 +336,20 @@ def warm_asgi(app, listener, ctl):
     # As Server.run() does in each child: the event loop the children run (uvloop when it is
     # installed) is the one the template warms with, and is imported here, not in every child.
     config.setup_event_loop()
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    started = None
+    if lifespan == "template":
+        config.load()
+        started = config.lifespan_class(config)
+        loop.run_until_complete(started.startup())
+        if started.should_exit:
+            raise SystemExit("warmpool: the app's lifespan startup failed (its error is above)")
+        InheritedLifespan.state = getattr(started, "state", {})
+        config.lifespan_class = InheritedLifespan
     server = uvicorn.Server(config)
 
     async def main():
-        loop = asyncio.get_running_loop()
-
         def stop():
             loop.remove_reader(ctl.fileno())
             server.should_exit = True
@@ -273,10 +357,18 @@ def warm_asgi(app, listener, ctl):
         loop.add_reader(ctl.fileno(), stop)
         await server.serve(sockets=[listener])
 
-    asyncio.run(main())
-
-
-WARMERS = {"wsgi": warm_wsgi, "asgi": warm_asgi}
+    loop.run_until_complete(main())
+    # uvicorn's signal handlers belong to a loop that runs; the template's loop does not.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.remove_signal_handler(sig)
+    # The loop's default executor runs threads, which no fork may copy.
+    loop.run_until_complete(loop.shutdown_default_executor())
+    if started is None:
+        loop.close()
+        asyncio.set_event_loop(None)
+        return
+    global TEMPLATE_LIFESPAN
+    TEMPLATE_LIFESPAN = (loop, started)
 
 
 # --- the template's preparation for forking --------------------------------------------------
@@ -293,10 +385,72 @@ def close_before_fork():
     executor = getattr(getattr(asgiref_sync, "SyncToAsync", None), "single_thread_executor", None)
     if executor is not None:
         # asgiref runs thread-sensitive sync code (Django's ORM under ASGI) on one long-lived
-        # thread; it is stopped here and made anew in each child.
+        # thread, and Django's connections are per thread: the ones the warm-up opened there
+        # are closed there. The thread is then stopped, and made anew in each child.
+        if django_db is not None:
+            try:
+                executor.submit(django_db.connections.close_all).result(timeout=30)
+                closed.append("Django database connections of asgiref's thread")
+            except RuntimeError:
+                pass  # shut down already: no thread, no connection
         executor.shutdown(wait=True)
         closed.append("asgiref's thread-sensitive executor")
     return closed
+
+
+def inherited_sockets(allowed, own=()):
+    """The connections this process holds, besides warmpool's own (the descriptors in own):
+    connected stream sockets, TCP or unix, each {fd, kind, peer}. A fork would share each one
+    with every worker, which then interleave their traffic on it. allowed lists the peers the
+    operator lets through ("host:port", or a unix socket's path)."""
+    found = []
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return found
+    for fd in fds:
+        if fd in own:
+            continue
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            continue  # closed meanwhile (the listing's own descriptor)
+        try:
+            if sock.type not in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET):
+                continue  # a datagram socket carries whole messages: sharing mixes nothing
+            try:
+                peer = sock.getpeername()
+            except OSError:
+                continue  # listening, or not connected
+            if sock.family == socket.AF_UNIX:
+                kind, name = "unix", peer if isinstance(peer, str) else peer.decode(errors="replace")
+                name = name or "an unnamed socket (a socketpair)"
+            elif sock.family in (socket.AF_INET, socket.AF_INET6):
+                kind = "tcp" if sock.family == socket.AF_INET else "tcp6"
+                host, port = peer[0], peer[1]
+                name = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            else:
+                continue
+            if name in allowed or name.strip("[]") in allowed:
+                continue
+            found.append({"fd": fd, "kind": kind, "peer": name})
+        finally:
+            sock.close()
+    return found
+
+
+def own_descriptors():
+    """warmpool's descriptors in a template: the control socket, and the self-pipe of the event
+    loop its lifespan waits on."""
+    own = {CONTROL_FD}
+    if TEMPLATE_LIFESPAN is not None:
+        loop, _ = TEMPLATE_LIFESPAN
+        for sock in (getattr(loop, "_ssock", None), getattr(loop, "_csock", None)):
+            if sock is not None:
+                own.add(sock.fileno())
+    return own
 
 
 def reopen_after_fork():
@@ -351,15 +505,17 @@ def extra_threads(grace=1.0):
 
 
 def prepare(args):
-    """Close what must not cross a fork and check the threads: the prepared reply's fields."""
+    """Close what must not cross a fork and check the threads and connections that remain: the
+    prepared reply's fields."""
     closed = close_before_fork()
     run_hook(args.pre_fork)
     threads = extra_threads()
-    if threads:
-        return {"ok": False, "threads": threads, "closed": closed}
+    sockets = inherited_sockets(set(args.allow_sockets), own_descriptors())
+    if threads or sockets:
+        return {"ok": False, "threads": threads, "sockets": sockets, "closed": closed}
     gc.collect()
     gc.freeze()
-    return {"ok": True, "threads": [], "closed": closed}
+    return {"ok": True, "threads": [], "sockets": [], "closed": closed}
 
 
 # --- forking ---------------------------------------------------------------------------------
@@ -470,7 +626,10 @@ def template_main(args):
     load_libc()
     app = load(args.app)
     send(ctl, "imported")
-    WARMERS[args.interface](app, listener, ctl)
+    if args.interface == "asgi":
+        warm_asgi(app, listener, ctl, args.lifespan)
+    else:
+        warm_wsgi(app, listener, ctl)
     message, fds = receive(ctl)
     if message is None:
         return
@@ -480,9 +639,24 @@ def template_main(args):
         listener.close()
     except OSError:
         pass
-    result = prepare(args)
-    send(ctl, "prepared", **result)
-    serve_control(args, app, ctl, result["ok"])
+    # warmpool retires a template by closing its control socket, then SIGTERM: either ends the
+    # loop below, and the app's lifespan shutdown (when it ran here) runs before the exit.
+    signal.signal(signal.SIGTERM, exit_on_signal)
+    try:
+        result = prepare(args)
+        send(ctl, "prepared", **result)
+        serve_control(args, app, ctl, result["ok"])
+    finally:
+        shutdown_template_lifespan(LIFESPAN_SHUTDOWN_TIMEOUT)
+
+
+# How long the app's lifespan shutdown may take in a retiring template: warmpool sends SIGKILL
+# 5 s after it asked the template to stop.
+LIFESPAN_SHUTDOWN_TIMEOUT = 4.0
+
+
+def exit_on_signal(_signum, _frame):
+    raise SystemExit(0)
 
 
 def serve_control(args, app, ctl, can_fork):
@@ -532,6 +706,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--pre-fork", default="")
     parser.add_argument("--post-fork", default="")
+    parser.add_argument("--lifespan", choices=["template", "worker"], default="worker")
+    parser.add_argument("--allow-socket", action="append", default=[], dest="allow_sockets")
     args = parser.parse_args(argv)
     # The app is imported from the worker's directory, as `python -m` or gunicorn would.
     sys.path.insert(0, os.getcwd())

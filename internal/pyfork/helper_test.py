@@ -89,6 +89,7 @@ class ThreadsTest(unittest.TestCase):
 class Args:
     pre_fork = ""
     post_fork = ""
+    allow_sockets = []
 
 
 class PrepareTest(unittest.TestCase):
@@ -140,6 +141,68 @@ class PrepareTest(unittest.TestCase):
         self.assertEqual([th["name"] for th in result["threads"]], ["sdk-flusher"])
         self.assertEqual(gc.get_freeze_count(), 0, "a refused template must not freeze")
 
+    def test_a_connection_refuses_the_fork_naming_it_unless_allowed(self):
+        server = socket.socket()
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        host, port = server.getsockname()
+        client = socket.create_connection((host, port))
+        accepted, _ = server.accept()
+        try:
+            result = helper.prepare(Args())
+            self.assertEqual(result["ok"], False)
+            self.assertNotEqual(result["sockets"], [])
+            # (prepare leaves fd 4 out, warmpool's control socket in a template: here it may be
+            # any of these, so the names are read with nothing left out.)
+            found = helper.inherited_sockets(set(), own=set())
+            peers = {(s["fd"], s["kind"], s["peer"]) for s in found}
+            # The client's end names the server; the accepted end names the client. The
+            # listening socket is not connected: it is not reported.
+            self.assertIn((client.fileno(), "tcp", f"{host}:{port}"), peers)
+            self.assertIn((accepted.fileno(), "tcp", "%s:%d" % accepted.getpeername()), peers)
+            self.assertNotIn(server.fileno(), [s["fd"] for s in found])
+            args = Args()
+            args.allow_sockets = [f"{host}:{port}", "%s:%d" % accepted.getpeername()]
+            self.assertEqual(helper.prepare(args)["sockets"], [])
+        finally:
+            client.close()
+            accepted.close()
+            server.close()
+
+    def test_a_unix_connection_is_named_by_its_path(self):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "db.sock")
+            server = socket.socket(socket.AF_UNIX)
+            server.bind(path)
+            server.listen()
+            client = socket.socket(socket.AF_UNIX)
+            client.connect(path)
+            try:
+                found = helper.inherited_sockets(set(), own=set())
+                self.assertIn({"fd": client.fileno(), "kind": "unix", "peer": path}, found)
+                self.assertEqual(helper.inherited_sockets({path}, own={}), [s for s in found if s["peer"] != path])
+            finally:
+                client.close()
+                server.close()
+
+    def test_django_connections_on_asgirefs_thread_are_closed_there(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        closed_in = []
+        fake_db = types.ModuleType("django.db")
+        fake_db.connections = types.SimpleNamespace(close_all=lambda: closed_in.append(threading.current_thread().name))
+        sys.modules["django.db"] = fake_db
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asgiref-thread")
+        fake_sync = types.ModuleType("asgiref.sync")
+        fake_sync.SyncToAsync = types.SimpleNamespace(single_thread_executor=executor)
+        sys.modules["asgiref.sync"] = fake_sync
+        closed = helper.close_before_fork()
+        self.assertEqual(closed_in[0], threading.current_thread().name)
+        self.assertTrue(closed_in[1].startswith("asgiref-thread"), closed_in)
+        self.assertIn("Django database connections of asgiref's thread", closed)
+
     def test_numpy_is_reseeded_in_a_child(self):
         seeded = []
         fake = types.ModuleType("numpy")
@@ -147,6 +210,78 @@ class PrepareTest(unittest.TestCase):
         sys.modules["numpy"] = fake
         helper.reopen_after_fork()
         self.assertEqual(seeded, [True])
+
+
+class UvicornSurfaceTest(unittest.TestCase):
+    """What the inherited lifespan relies on in the installed uvicorn (Debian's 0.17.6 in CI):
+    the server makes its lifespan from config.lifespan_class and awaits its startup and
+    shutdown; a uvicorn that has lifespan state hands requests a copy of lifespan.state."""
+
+    def setUp(self):
+        try:
+            import uvicorn  # noqa: F401
+        except ImportError:
+            self.skipTest("uvicorn is not installed for this interpreter (Debian: python3-uvicorn)")
+
+    def test_the_server_uses_config_lifespan_class(self):
+        import inspect
+
+        import uvicorn
+
+        serve = inspect.getsource(uvicorn.Server.serve)
+        self.assertIn("config.lifespan_class(config)", serve)
+        startup = inspect.getsource(uvicorn.Server.startup)
+        self.assertIn("self.lifespan.startup()", startup)
+        self.assertIn("self.lifespan.should_exit", startup)
+
+    def test_an_inherited_lifespan_serves_without_startup(self):
+        import asyncio
+
+        import uvicorn
+
+        started = []
+
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                started.append(True)  # must not run: the lifespan is the template's
+                return
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": str(scope.get("state", {}).get("model")).encode()})
+
+        helper.InheritedLifespan.state = {"model": "loaded"}
+        config = uvicorn.Config(app, lifespan="auto", log_level="error")
+        config.load()
+        config.lifespan_class = helper.InheritedLifespan
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(config)
+
+        async def main():
+            task = asyncio.ensure_future(server.serve(sockets=[sock]))
+            while not server.started:
+                await asyncio.sleep(0.01)
+            reader, writer = await asyncio.open_connection(*sock.getsockname())
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            answer = await reader.read()
+            writer.close()
+            server.should_exit = True
+            await task
+            return answer
+
+        answer = asyncio.run(main())
+        self.assertEqual(started, [])
+        self.assertTrue(answer.startswith(b"HTTP/1.1 200"), answer)
+        # A uvicorn with lifespan state (0.21+) passes it to each request.
+        import uvicorn.lifespan.on as on
+
+        if "state" in inspect_source(on.LifespanOn.__init__):
+            self.assertIn(b"loaded", answer)
+
+
+def inspect_source(fn):
+    import inspect
+
+    return inspect.getsource(fn)
 
 
 class ControlTest(unittest.TestCase):

@@ -23,7 +23,7 @@ import (
 //	hello{version, pid}        ->                       at start, before the app's import
 //	imported                   ->                       the app is imported: warm-up follows
 //	                           <-      prepare          the warm-up is done
-//	prepared{ok, threads, closed} ->
+//	prepared{ok, threads, sockets, closed} ->
 //	                           <-      fork{id, env, warmpool_pid} + listener, stdout, stderr
 //	forked{pid} | failed{error} ->
 //	                           <-      release{pid}     warmpool adopted the worker: it may run
@@ -31,7 +31,7 @@ import (
 //	pong{seq}                  ->
 //
 // An op the template cannot carry out now is answered failed{error}.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // ExitUnfixable is the helper's exit status (EX_CONFIG) when the app's environment lacks what it
 // needs to serve (waitress or uvicorn): retrying cannot help, so warmpool stops retrying.
@@ -66,6 +66,7 @@ type (
 	Prepared struct {
 		OK      bool     `json:"ok"`
 		Threads []Thread `json:"threads"`
+		Sockets []Socket `json:"sockets"`
 		Closed  []string `json:"closed"`
 	}
 	Forked struct {
@@ -78,6 +79,14 @@ type (
 		Seq int `json:"seq"`
 	}
 )
+
+// Socket is a connection the template holds, which every fork would share: it keeps the
+// template from forking unless allowed by its peer.
+type Socket struct {
+	FD   int    `json:"fd"`
+	Kind string `json:"kind"` // "tcp", "tcp6" or "unix"
+	Peer string `json:"peer"` // host:port, or a unix socket's path ("" for an unnamed one)
+}
 
 // Thread is a thread the template runs besides its main one, which keeps it from forking.
 type Thread struct {

@@ -74,6 +74,14 @@ func Command(cfg *config.Config, helper, mode string) []string {
 	if p.PreFork != "" && mode == "template" {
 		argv = append(argv, "--pre-fork", p.PreFork)
 	}
+	if p.Interface == config.InterfaceASGI && mode == "template" {
+		argv = append(argv, "--lifespan", p.Lifespan)
+	}
+	if mode == "template" {
+		for _, peer := range p.AllowInheritedSockets {
+			argv = append(argv, "--allow-socket", peer)
+		}
+	}
 	return argv
 }
 
@@ -104,18 +112,40 @@ func hasVar(env []string, name string) bool {
 	return false
 }
 
-// RefusedError says the template cannot fork: it runs other threads, named here.
+// RefusedError says the template cannot fork: it runs other threads, or holds connections
+// every fork would share, named here.
 type RefusedError struct {
 	Threads []Thread
+	Sockets []Socket
+}
+
+// Reason is the refusal's label for the fallback metric: "threads" or "sockets".
+func (e *RefusedError) Reason() string {
+	if len(e.Threads) > 0 {
+		return "threads"
+	}
+	return "sockets"
 }
 
 func (e *RefusedError) Error() string {
-	names := make([]string, len(e.Threads))
-	for i, t := range e.Threads {
-		names[i] = fmt.Sprintf("%q (%s)", t.Name, t.Target)
+	var parts []string
+	if len(e.Threads) > 0 {
+		names := make([]string, len(e.Threads))
+		for i, t := range e.Threads {
+			names[i] = fmt.Sprintf("%q (%s)", t.Name, t.Target)
+		}
+		parts = append(parts, "the template runs other threads besides its main one, and a fork would copy none of them and keep any lock they hold: "+
+			strings.Join(names, ", ")+"; start them in post_fork instead of at import")
 	}
-	return "the template runs other threads besides its main one, and a fork would copy none of them and keep any lock they hold: " +
-		strings.Join(names, ", ") + "; start them in post_fork instead of at import"
+	if len(e.Sockets) > 0 {
+		names := make([]string, len(e.Sockets))
+		for i, s := range e.Sockets {
+			names[i] = fmt.Sprintf("fd %d (%s to %s)", s.FD, s.Kind, s.Peer)
+		}
+		parts = append(parts, "the template holds connections that every forked worker would share, mixing their traffic: "+
+			strings.Join(names, ", ")+"; close them in pre_fork and open them in post_fork, or allow one by its peer in worker.python.allow_inherited_sockets")
+	}
+	return strings.Join(parts, "; and ")
 }
 
 // Boot starts the template, waits for its import, warms it with the plan (one request at a
@@ -211,7 +241,7 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		return fmt.Errorf("preparing to fork: %w", t.explain(err))
 	}
 	if !prepared.OK {
-		return &RefusedError{Threads: prepared.Threads}
+		return &RefusedError{Threads: prepared.Threads, Sockets: prepared.Sockets}
 	}
 	if t.spec.BootAtNormal {
 		t.setNice(t.spec.Nice)

@@ -57,8 +57,9 @@ type generation struct {
 	state  TemplateState
 	tpl    *Template // the current incarnation; nil between restarts
 	why    string    // why it cannot fork now
-	// refused: it runs threads; no restart would change that until the next reload.
-	refused  bool
+	// refusal is why it refused to fork ("threads", "sockets"); no restart would change that
+	// until the next reload.
+	refusal  string
 	restarts int
 	warned   map[string]bool // fallback reasons already logged at WARN
 	changed  chan struct{}   // closed and replaced at each state change
@@ -84,7 +85,7 @@ type TemplateState string
 const (
 	TemplateBooting    TemplateState = "booting"    // importing and warming
 	TemplateReady      TemplateState = "ready"      // forks the workers
-	TemplateRefused    TemplateState = "refused"    // runs threads: workers start fresh
+	TemplateRefused    TemplateState = "refused"    // runs threads or holds connections: workers start fresh
 	TemplateRestarting TemplateState = "restarting" // failed or died; a new one starts after backoff
 	TemplateFailed     TemplateState = "failed"     // cannot heal by retrying: workers start fresh until a reload
 )
@@ -149,10 +150,10 @@ func (ts *Templates) run(g *generation) {
 			ts.set(g, func() { g.state, g.why = TemplateReady, "" })
 			ts.RetireOlder(g.gen)
 		case errors.As(err, &refused):
-			ts.log.Warn("the template cannot fork: every worker of this generation starts as a fresh process (slower to start, no shared memory) until the app starts its threads in post_fork",
+			ts.log.Warn("the template cannot fork: every worker of this generation starts as a fresh process (slower to start, no shared memory) until the app opens them in post_fork",
 				"generation", g.gen, "reason", err)
-			ts.opts.Metrics.TemplateFailed("threads")
-			ts.set(g, func() { g.state, g.why = TemplateRefused, err.Error() })
+			ts.opts.Metrics.TemplateFailed(refused.Reason())
+			ts.set(g, func() { g.state, g.why, g.refusal = TemplateRefused, err.Error(), refused.Reason() })
 			ts.stopTemplate(t)
 			ts.RetireOlder(g.gen)
 			<-g.stop
@@ -393,7 +394,7 @@ func (ts *Templates) await(ctx context.Context, g *generation, gen int) (t *Temp
 		case TemplateReady:
 			return tpl, "", ""
 		case TemplateRefused:
-			return nil, "threads", why
+			return nil, g.refusal, why
 		case TemplateRestarting, TemplateFailed: // no child comes before its backoff and boot, or ever
 			return nil, "template_unavailable", why
 		}

@@ -93,11 +93,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		forkFallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warmpool_python_fork_fallbacks_total",
-			Help: "Workers of a [worker.python] app started as fresh processes because no template could fork them, by reason: threads (the template runs threads besides its main one), template_unavailable (none was ready within warmup.timeout), fork_failed.",
+			Help: "Workers of a [worker.python] app started as fresh processes because no template could fork them, by reason: threads (the template runs threads besides its main one), sockets (it holds connections every fork would share), template_unavailable (none was ready within warmup.timeout), fork_failed.",
 		}, []string{"reason"}),
 		templateFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "warmpool_python_template_failures_total",
-			Help: "Template processes lost, by reason: boot (failed to import or warm; restarted with backoff), exited (died after it was ready; restarted with backoff), unresponsive (stopped answering its heartbeat, or found stopped: killed and restarted warm), threads (refused to fork because it runs other threads; its generation's workers start fresh).",
+			Help: "Template processes lost, by reason: boot (failed to import or warm; restarted with backoff), exited (died after it was ready; restarted with backoff), unresponsive (stopped answering its heartbeat, or found stopped: killed and restarted warm), threads, sockets (refused to fork because it runs other threads, or holds connections every fork would share; its generation's workers start fresh).",
 		}, []string{"reason"}),
 		workers: &stateCollector{desc: prometheus.NewDesc("warmpool_workers", "Workers by state.", []string{"state"}, nil)},
 	}
