@@ -55,6 +55,8 @@ type way struct {
 	python  bool
 	command string
 	env     map[string]string
+	// asgi serves the site's ASGI app (uvicorn in each worker) instead of its WSGI app.
+	asgi bool
 }
 
 var ways = []way{
@@ -86,7 +88,10 @@ func config(o options, w way, site, db, addr, admin string, count, maxRequests i
 	for k, v := range w.env {
 		fmt.Fprintf(&b, "%s = %q\n", k, v)
 	}
-	if w.python {
+	switch {
+	case w.python && w.asgi:
+		fmt.Fprintf(&b, "[worker.python]\napp = \"benchsite.asgi:application\"\ninterface = \"asgi\"\nexecutable = %q\n", o.python)
+	case w.python:
 		fmt.Fprintf(&b, "[worker.python]\napp = \"benchsite.wsgi:application\"\nexecutable = %q\n", o.python)
 	}
 	b.WriteString("[proxy]\nqueue_timeout = \"30s\"\n[warmup]\ntimeout = \"60s\"\n")

@@ -107,16 +107,24 @@ func (pg *postgres) backends(t *testing.T) []backend {
 
 // A real database behind forked workers: the template warms against PostgreSQL, closes its
 // connection before forking, and every worker opens its own after its fork. Under load through
-// 50 recycles no request fails and no session ever serves two processes.
+// 50 recycles no request fails and no session ever serves two processes. The same under ASGI,
+// where Django's connections live on asgiref's thread (closed there before the fork; a
+// connection left open anywhere would make the template refuse to fork, and fail this test).
 func TestPostgresSessionsAreNeverSharedAcrossForks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and warmpool")
 	}
 	python := "/usr/bin/python3"
-	if err := exec.Command(python, "-c", "import django, psycopg2, waitress").Run(); err != nil {
-		t.Skip("needs Debian's python3-django, python3-psycopg2 and python3-waitress (CI installs them)")
+	if err := exec.Command(python, "-c", "import django, psycopg2, waitress, uvicorn").Run(); err != nil {
+		t.Skip("needs Debian's python3-django, python3-psycopg2, python3-waitress and python3-uvicorn (CI installs them)")
 	}
 	pg := startPostgres(t)
+	for _, asgi := range []bool{false, true} {
+		t.Run(map[bool]string{false: "wsgi", true: "asgi"}[asgi], func(t *testing.T) { sessionsNeverShared(t, pg, python, asgi) })
+	}
+}
+
+func sessionsNeverShared(t *testing.T, pg *postgres, python string, asgi bool) {
 	site := filepath.Join(benchutil.ModuleRoot(), "bench", "fork", "site")
 	env := []string{"BENCH_PG_HOST=" + pg.sockets, "PYTHONDONTWRITEBYTECODE=1"}
 	for _, args := range [][]string{{"manage.py", "migrate", "-v0"}, {"manage.py", "seed"}} {
@@ -136,6 +144,7 @@ func TestPostgresSessionsAreNeverSharedAcrossForks(t *testing.T) {
 	// database in the template, and max_requests 12 makes 50 recycles come quickly.
 	w, _ := wayNamed("fork")
 	w.env = map[string]string{"BENCH_PG_HOST": pg.sockets}
+	w.asgi = asgi
 	cfg := config(options{python: python}, w, site, "", addr, admin, 2, 12)
 	in, err := startInstance(context.Background(), wp, tmp, cfg, addr, admin)
 	if err != nil {
@@ -148,7 +157,7 @@ func TestPostgresSessionsAreNeverSharedAcrossForks(t *testing.T) {
 	}
 	template := st.templatePID()
 	if template == 0 {
-		t.Fatalf("no ready template: %+v", st)
+		t.Fatalf("no ready template (it forks every worker, or the check below means nothing): %+v", st)
 	}
 
 	// Load from 4 clients until 50 workers were recycled (bounded in requests and time).
