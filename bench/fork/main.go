@@ -46,6 +46,7 @@ type options struct {
 	out         string
 	python      string
 	ways        []way
+	asgi        bool // measure the ASGI way too
 }
 
 // A way of making workers.
@@ -131,12 +132,13 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 15*time.Second, "measured load per way, max_requests and round")
 	flag.DurationVar(&o.warmFor, "warm", 3*time.Second, "unmeasured load first")
 	flag.StringVar(&maxRequests, "max-requests", "0,100,25", "max_requests settings to measure (0: no recycling)")
-	flag.StringVar(&wayNames, "ways", "fork,fresh,gunicorn", "ways to measure (the targets need all three)")
+	flag.StringVar(&wayNames, "ways", "fork,fresh,gunicorn", "ways to measure on the Django site (the targets need all three; \"\" for none)")
 	flag.IntVar(&o.memWorkers, "mem-workers", 8, "workers of the memory measurement (0: no memory measurement)")
 	flag.IntVar(&o.memRequests, "mem-requests", 1000, "requests per worker before memory is read")
 	flag.DurationVar(&o.tputFor, "throughput", 10*time.Second, "closed-loop load on one worker for its steady throughput (0: none)")
 	flag.StringVar(&o.out, "out", "bench/results/fork.md", "markdown results (empty: none)")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "the interpreter with Django, pandas and waitress")
+	flag.BoolVar(&o.asgi, "asgi", true, "measure the ASGI way too (Starlette and FastAPI apps whose lifespan loads a model)")
 	flag.Parse()
 	for _, f := range strings.Split(maxRequests, ",") {
 		var n int
@@ -144,6 +146,9 @@ func main() {
 		o.maxRequests = append(o.maxRequests, n)
 	}
 	for _, name := range strings.Split(wayNames, ",") {
+		if name == "" {
+			continue // -ways "": the ASGI way alone
+		}
 		w, ok := wayNamed(name)
 		if !ok {
 			fmt.Fprintf(os.Stderr, "fork: no way named %q\n", name)
@@ -180,6 +185,7 @@ type report struct {
 	latency    []*latencyResult
 	memory     []*memoryResult
 	throughput []*throughputResult
+	asgi       []*asgiResult
 }
 
 func run(ctx context.Context, o options) (*report, error) {
@@ -213,6 +219,14 @@ func run(ctx context.Context, o options) (*report, error) {
 			rep.throughput = append(rep.throughput, &throughputResult{way: w})
 		}
 	}
+	if o.asgi {
+		if why := asgiNeeds(o.python); why != "" {
+			return nil, fmt.Errorf("%s (or -asgi=false)", why)
+		}
+		for _, app := range asgiApps {
+			rep.asgi = append(rep.asgi, &asgiResult{app: app})
+		}
+	}
 	env := measureEnv{o: o, wp: wp, tmp: tmp, site: site, db: db}
 	for round := range max(o.rounds, 1) {
 		for _, r := range rep.latency {
@@ -231,6 +245,12 @@ func run(ctx context.Context, o options) (*report, error) {
 			fmt.Fprintf(os.Stderr, "fork: round %d, throughput of %s...\n", round+1, r.way.name)
 			if err := env.measureThroughput(ctx, r); err != nil {
 				return nil, fmt.Errorf("throughput of %s: %w", r.way.name, err)
+			}
+		}
+		for _, r := range rep.asgi {
+			fmt.Fprintf(os.Stderr, "fork: round %d, the ASGI way, %s...\n", round+1, r.app)
+			if err := env.measureASGI(ctx, r); err != nil {
+				return nil, fmt.Errorf("the ASGI way, %s: %w", r.app, err)
 			}
 		}
 	}

@@ -14,8 +14,11 @@ func TestSmoke(t *testing.T) {
 		t.Skip("starts warmpool with a Django site eleven times")
 	}
 	o := options{rate: 40, rounds: 1, duration: time.Second, warmFor: 500 * time.Millisecond, maxRequests: []int{0, 10},
-		memWorkers: 2, memRequests: 20, tputFor: time.Second, python: "/usr/bin/python3", ways: ways}
+		memWorkers: 2, memRequests: 20, tputFor: time.Second, python: "/usr/bin/python3", ways: ways, asgi: true}
 	if why := needs(o.python); why != "" {
+		t.Skip(why + " (CI installs them)")
+	}
+	if why := asgiNeeds(o.python); why != "" {
 		t.Skip(why + " (CI installs them)")
 	}
 	rep, err := run(context.Background(), o)
@@ -41,7 +44,12 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	md := render(o, rep)
-	for _, want := range []string{"| fork | 10 |", "| gunicorn | none |", "## Memory", "## Targets (issue 12)"} {
+	for _, r := range rep.asgi {
+		if r.sent != 40 || r.errors != 0 || r.startups != 1 || len(r.forkCPU) == 0 || len(r.freshCPU) == 0 || r.forkPSS <= 0 || r.freshPSS <= 0 {
+			t.Errorf("the ASGI way, %s: %+v", r.app, r)
+		}
+	}
+	for _, want := range []string{"| fork | 10 |", "| gunicorn | none |", "## Memory", "## Targets (issue 12)", "## The ASGI way (issue 22)", "| fastapi_app |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}

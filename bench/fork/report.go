@@ -60,6 +60,12 @@ func (rep *report) find(way string, maxRequests int) *latencyResult {
 
 func render(o options, rep *report) string {
 	var b strings.Builder
+	if len(o.ways) == 0 { // the ASGI way alone
+		fmt.Fprintf(&b, "# Warm fork: the ASGI way\n\nMachine: %d CPUs, %s. Run: %s. Command: `go run ./bench/fork -ways \"\" -rate %d -duration %s -rounds %d`\n",
+			runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.rate, o.duration, o.rounds)
+		b.WriteString(renderASGI(o, rep.asgi))
+		return b.String()
+	}
 	fmt.Fprintf(&b, "# Warm fork on a Django site\n\n")
 	fmt.Fprintf(&b, "bench/fork/site: Django %s with the admin, the ORM on SQLite (persistent connections), and a middleware that imports pandas lazily, under a lock, on each process's first request. ",
 		"3.2 (Debian)")
@@ -144,6 +150,7 @@ func render(o options, rep *report) string {
 		}
 		fmt.Fprintf(&b, "- %s: %s (%s)\n", c.what, c.got, mark)
 	}
+	b.WriteString(renderASGI(o, rep.asgi))
 	return b.String()
 }
 

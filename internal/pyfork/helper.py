@@ -17,8 +17,15 @@ Fork safety, as this file handles it:
   the child. The template refuses to fork while any other thread runs (it names each one), and
   warmpool then starts fresh processes instead, loudly.
 - Sockets and database connections: a connection shared by two processes mixes their traffic.
-  Django's connections are closed before the fork; the app's pre_fork closes the rest. Closing a
-  shared connection after the fork would end the template's session too, so it is never done.
+  Django's connections are closed before the fork (under ASGI, on asgiref's thread, where they
+  live); the app's pre_fork closes the rest. Closing a shared connection after the fork would
+  end the template's session too, so it is never done. Before forking, the template lists the
+  connected stream sockets it still holds and refuses to fork, naming each, unless the operator
+  allowed its peer.
+- An ASGI app's lifespan ("template" mode): its startup runs once, in the template, on an event
+  loop that stays open and idle; a child never runs that loop, and lets go of its copies of the
+  loop's descriptors without touching the epoll instance it shares with the template. The
+  shutdown runs in the template as it retires.
 - The warm-up listener and the control socket are closed in every child.
 - Random state: `random` reseeds itself in a forked child; `secrets` reads the OS. NumPy's global
   generator does not, so a child reseeds it when NumPy is loaded.
