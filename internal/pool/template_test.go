@@ -140,3 +140,28 @@ func TestCrashLoopingTemplateIsLoggedOnceInFull(t *testing.T) {
 		t.Errorf("logged in full %d times", n)
 	}
 }
+
+// A launch cancelled while the template forks (a scale-down, a reload, a shutdown) leaves the
+// template alive: the answer is still read, and the forked child, which nobody will release,
+// is killed and reaped. (The template was killed instead, and restarted: during a shutdown the
+// restarted one even ran an ASGI app's lifespan again.)
+func TestCancelledLaunchLeavesTheTemplateAlive(t *testing.T) {
+	cfg := fakeTemplateConfig("fork-delay=400ms")
+	cfg.Worker.Count = 1
+	cfg.MinReady = 1
+	h := start(t, cfg)
+	h.waitReady()
+	tpl := readyTemplate(h.statusJSON())
+	h.pool.Scale(1)
+	h.logs.Wait(testutil.Msg("scaling the pool", "to", "2"), 5*time.Second)
+	h.pool.Scale(-1) // cancels the boot whose fork is under way
+	h.logs.Wait(testutil.Msg("worker boot cancelled", "worker", "2"), 10*time.Second)
+	h.pool.Scale(1) // the template still forks
+	h.logs.Wait(testutil.Msg(admitted, "worker", "3"), 10*time.Second)
+	if died := h.logs.All(testutil.MsgPrefix("the template died")); len(died) > 0 {
+		t.Fatalf("the template was killed: %v", died[0].Attrs)
+	}
+	if now := readyTemplate(h.statusJSON()); now == nil || now.PID != tpl.PID {
+		t.Fatalf("template now %+v, was pid %d", now, tpl.PID)
+	}
+}

@@ -287,7 +287,11 @@ func (t *Template) explain(err error) error {
 }
 
 // Fork makes a worker process: a child of the template, adopted by warmpool.
-func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, error) {
+//
+// The exchange is waited for up to within, whether or not ctx ends meanwhile: an answer left
+// unread would be read as the next exchange's. A fork whose launch was cancelled (a shutdown,
+// a reload) is then killed and reaped, and the template lives on.
+func (t *Template) Fork(ctx context.Context, l worker.Launch, within time.Duration) (worker.Process, error) {
 	if l.Listener == nil {
 		return nil, errors.New("fork: the worker has no bound socket to pass")
 	}
@@ -307,11 +311,13 @@ func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, e
 	if err := t.ctl.Send(Fork{ID: l.ID, Env: vars, WarmpoolPID: os.Getpid()}, l.Listener, l.Stdout, l.Stderr); err != nil {
 		return nil, err
 	}
-	forked, err := expect[Forked](ctx, t.ctl)
+	exchange, cancel := context.WithTimeout(context.WithoutCancel(ctx), within)
+	defer cancel()
+	forked, err := expect[Forked](exchange, t.ctl)
 	if err != nil {
 		if failed := (*FailedError)(nil); !errors.As(err, &failed) {
-			// No answer: it may still come, and would be read as the next one's. This
-			// template is done.
+			// No answer in time: it may still come, and would be read as the next one's.
+			// This template is done.
 			t.proc.Kill()
 		}
 		return nil, fmt.Errorf("fork: %w", err)
@@ -321,6 +327,13 @@ func (t *Template) Fork(ctx context.Context, l worker.Launch) (worker.Process, e
 		return nil, fmt.Errorf("fork: the template answered pid %d", pid)
 	}
 	guard.Adopt(pid)
+	if ctx.Err() != nil {
+		// The launch was cancelled while the template forked: the child waits for a release
+		// that never comes. It is warmpool's (adopted): killed and reaped.
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+		_ = guard.WaitAdopted(pid)
+		return nil, context.Cause(ctx)
+	}
 	if _, ppid, err := guard.StateAndParent(pid); err != nil || ppid != os.Getpid() {
 		guard.ChildDone(pid)
 		_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -205,6 +205,10 @@ func (ts *Templates) run(g *generation) {
 			}
 		case <-t.Done():
 			stopWatch()
+			if ts.isStopped(g) { // it died as it was being stopped: nothing to restart
+				ts.stopTemplate(t)
+				return
+			}
 			failures++
 			ts.opts.Metrics.TemplateFailed("exited")
 			why := "the template exited: " + worker.DescribeExit(t.Process().ExitErr()) + lastWords(t.Process())
@@ -362,9 +366,7 @@ func (ts *Templates) Launch(ctx context.Context, l worker.Launch) (worker.Proces
 	if t != nil {
 		// A fork takes milliseconds; a template that does not answer in time (stopped, or
 		// frozen) is killed by Fork and restarted.
-		forkCtx, cancel := context.WithTimeout(ctx, min(forkWithin, g.cfg.Warmup.Timeout.Duration))
-		p, err := t.Fork(forkCtx, l)
-		cancel()
+		p, err := t.Fork(ctx, l, min(forkWithin, g.cfg.Warmup.Timeout.Duration))
 		if err == nil {
 			ts.opts.Metrics.WorkerForked()
 			return p, nil

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"warmpool/internal/pyfork"
 )
@@ -25,6 +26,7 @@ import (
 //	fail-import     print a traceback ending in a SyntaxError and exit 1 after hello
 //	no-pong         never answer a heartbeat (the process stays alive and running)
 //	no-fork-answer  never answer a fork
+//	fork-delay=D    answer each fork after D (a slow fork)
 //
 // Run with mode "serve" (a fresh process) it is a test worker.
 const EnvFakeTemplate = "TW_FAKE_TEMPLATE"
@@ -48,9 +50,13 @@ func fakeTemplateMain() {
 	}
 	has := func(b string) bool { return slices.Contains(strings.Split(os.Getenv(EnvFakeTemplate), ","), b) }
 	version := pyfork.ProtocolVersion
+	var forkDelay time.Duration
 	for _, b := range strings.Split(os.Getenv(EnvFakeTemplate), ",") {
 		if v, ok := strings.CutPrefix(b, "version="); ok {
 			version, _ = strconv.Atoi(v)
+		}
+		if v, ok := strings.CutPrefix(b, "fork-delay="); ok {
+			forkDelay, _ = time.ParseDuration(v)
 		}
 	}
 	ctl, err := pyfork.NewTemplateConn(os.NewFile(4, "control"))
@@ -96,6 +102,7 @@ func fakeTemplateMain() {
 				closeFiles(files)
 				continue
 			}
+			time.Sleep(forkDelay)
 			pid, err := fakeFork(m, files)
 			closeFiles(files)
 			if err != nil {
