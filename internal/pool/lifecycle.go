@@ -302,8 +302,12 @@ func (p *Pool) admit(m *member) {
 		}
 		// Its replacement starts this many requests early, so that it is warm when the worker
 		// reaches its limit rather than well after.
-		dueAt := max(1, maxRequests-int64(p.recycleLead))
-		marks = append(marks, worker.CountMark{At: dueAt, Reached: at(dueEarly)}, worker.CountMark{At: maxRequests, Reached: at(dueAtLimit)})
+		if dueAt := max(1, maxRequests-int64(p.recycleLead)); dueAt < maxRequests {
+			marks = append(marks, worker.CountMark{At: dueAt, Reached: at(dueEarly)})
+		}
+		// (With no lead the limit is the one mark: two events for one request could arrive in
+		// either order, and an early, idle replacement be started for a worker already due.)
+		marks = append(marks, worker.CountMark{At: maxRequests, Reached: at(dueAtLimit)})
 		if ceiling := requestCeiling(maxRequests, wc.MaxRequestsCeiling); ceiling > 0 {
 			marks = append(marks, worker.CountMark{At: ceiling, Reached: at(dueAtCeiling), Retire: true})
 		}

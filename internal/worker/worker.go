@@ -49,8 +49,9 @@ type Spec struct {
 	Bind bool
 	// ExtraFiles are passed to an exec'd process after the bound listener.
 	ExtraFiles []*os.File
-	// BootIdle says the worker is not needed yet (it replaces one that still serves): a launcher
-	// that can makes its process in the idle CPU class from the start (a fork inherits it).
+	// BootIdle says the worker is not needed yet (it replaces one that still serves below its
+	// limit); otherwise it is needed now, and a launcher that can makes it at normal priority
+	// (a template forks it so). The pool sets each boot's priority once the process exists.
 	BootIdle bool
 	// Role names the process in logs in place of "worker" (a Python template is one).
 	Role   string
