@@ -107,6 +107,9 @@ func TestReplacementsBootIdleUntilTheyAreNeeded(t *testing.T) {
 // reaches max_requests: under saturation the idle class would get no CPU, and the worker would
 // serve far past its limit (issue 21: 3568 requests against a limit of 205).
 func TestEarlyReplacementIsRaisedWhenItsPredecessorReachesItsLimit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three slow boots in a row")
+	}
 	cfg := slowBootConfig(t, 10)
 	cfg.Worker.Env[testworker.EnvStopDelay] = "1s" // a drained worker lives on a moment, to be looked at
 	h := start(t, cfg)

@@ -63,6 +63,9 @@ func TestTemplateOfAnotherProtocolVersionIsRefused(t *testing.T) {
 // A template that stays alive but stops answering its heartbeat is killed and restarted warm;
 // the workers serve on.
 func TestTemplateThatStopsAnsweringItsHeartbeatIsRestarted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the heartbeat")
+	}
 	h := start(t, fakeTemplateConfig("no-pong"))
 	h.waitReady()
 	first := readyTemplate(h.statusJSON())
@@ -85,6 +88,9 @@ func TestTemplateThatStopsAnsweringItsHeartbeatIsRestarted(t *testing.T) {
 // A fork that is never answered is given up within the fork timeout (not warmup.timeout): the
 // worker starts fresh, and the template is killed and restarted.
 func TestForkThatIsNeverAnsweredFallsBackToAFreshProcess(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits out the 5 s fork timeout")
+	}
 	cfg := fakeTemplateConfig("no-fork-answer")
 	cfg.Warmup.Timeout = config.Duration{Duration: 60 * time.Second}
 	began := time.Now()
