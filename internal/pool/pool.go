@@ -122,7 +122,7 @@ type member struct {
 	recycle     string        // why it is due for recycling; "" when it is not
 	overdue     bool          // past its limit: its replacement is needed now
 	overdueAt   time.Time
-	yielding    bool  // overdue and at overdueNice until it drains
+	yielding    bool  // overdue and at warmup.nice until it drains
 	maxRequests int64 // its max_requests with jitter; 0: none
 	flaggedAt   time.Time
 	lifetime    *time.Timer
