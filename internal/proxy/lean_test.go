@@ -472,17 +472,43 @@ func TestResponseTimeoutGives504(t *testing.T) {
 }
 
 // A worker declared hung (a request passed the request timeout) leaves rotation before its
-// 504 is sent, on both paths: no request reaches it afterwards, even while the pool has not yet
-// acted on the report (here it never does). Issue 21 saw two requests reach one after.
+// 504 is sent, on every front: no request reaches it afterwards, even while the pool has not
+// yet acted on the report (here it never does). Issue 21 saw two requests reach one after.
 func TestNoRequestReachesAWorkerDeclaredHung(t *testing.T) {
-	for _, way := range []struct{ name, proto string }{{"lean", "HTTP/1.1"}, {"net/http", "HTTP/1.0"}} {
-		t.Run(way.name, func(t *testing.T) {
+	for _, front := range []string{"plain", "handed off (HTTP/1.0)", "TLS HTTP/1.1", "HTTP/2"} {
+		t.Run(front, func(t *testing.T) {
 			hung := make(chan *worker.Worker, 1)
-			e := startLean(t, 4, Options{RequestTimeout: 200 * time.Millisecond, OnHung: func(w *worker.Worker) { hung <- w }})
-			c := e.dial()
-			c.send("GET /sleep?ms=2000 " + way.proto + "\r\nHost: app.test\r\n\r\n")
-			if resp, body := c.read("GET"); resp.StatusCode != http.StatusGatewayTimeout {
-				t.Fatalf("got %d %q", resp.StatusCode, body)
+			e := startFronts(t, 4, Options{RequestTimeout: 200 * time.Millisecond, OnHung: func(w *worker.Worker) { hung <- w }})
+			// get sends a GET of path on a new connection of this front and reports its status
+			// (0: no answer before the connection's deadline).
+			get := func(path string, wait time.Duration) int {
+				t.Helper()
+				if front == "HTTP/2" {
+					c := e.dialH2()
+					c.nc.SetDeadline(time.Now().Add(wait))
+					return c.do(h2Get(path)).status
+				}
+				var c *rawConn
+				proto := "HTTP/1.1"
+				switch front {
+				case "TLS HTTP/1.1":
+					c = e.dialTLS1()
+				case "handed off (HTTP/1.0)":
+					c, proto = e.dial(), "HTTP/1.0"
+				default:
+					c = e.dial()
+				}
+				c.nc.SetDeadline(time.Now().Add(wait))
+				c.send("GET " + path + " " + proto + "\r\nHost: app.test\r\n\r\n")
+				resp, err := http.ReadResponse(c.br, nil)
+				if err != nil {
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			if status := get("/sleep?ms=2000", 10*time.Second); status != http.StatusGatewayTimeout {
+				t.Fatalf("got %d, want 504", status)
 			}
 			if w := <-hung; w != e.w {
 				t.Fatalf("reported worker %d", w.ID())
@@ -490,10 +516,11 @@ func TestNoRequestReachesAWorkerDeclaredHung(t *testing.T) {
 			if n := e.srv.front.bal.Len(); n != 0 {
 				t.Fatalf("%d workers in rotation after the 504, want the hung one gone", n)
 			}
-			// The next request finds no worker: it waits in the queue, and the client gives up.
-			c = e.dial()
+			// The next request (on the plain front: the balancer is the fronts' one) finds no
+			// worker: it waits in the queue, and the client gives up.
+			c := e.dial()
 			c.nc.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
-			c.send("GET /sleep?ms=1 " + way.proto + "\r\nHost: app.test\r\n\r\n")
+			c.send("GET /sleep?ms=1 HTTP/1.1\r\nHost: app.test\r\n\r\n")
 			if _, err := c.br.ReadByte(); err == nil {
 				t.Fatal("a request was answered with no worker in rotation")
 			}
@@ -508,36 +535,56 @@ func TestNoRequestReachesAWorkerDeclaredHung(t *testing.T) {
 // the pool is told: a request is retried on another worker, and no later one, queued or new,
 // is handed the dead worker again while the pool learns of its exit.
 func TestRefusingWorkerLeavesRotationAtOnce(t *testing.T) {
-	refusing := make(chan *worker.Worker, 4)
-	logs := testutil.NewLogs(t)
-	e := startLean(t, 4, Options{Logger: logs.Logger(), OnRefusing: func(w *worker.Worker) { refusing <- w }})
-	other := startWorker(t)
-	e.srv.front.bal.Add(other, 4)
-	t.Cleanup(func() { e.srv.front.bal.Remove(other) })
-	if err := syscall.Kill(e.w.PID(), syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-e.w.Done()
-	c := e.dial()
-	for i := range 6 { // the pick alternates between the two: some try the dead one first
-		c.send("POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi")
-		if resp, body := c.read("POST"); resp.StatusCode != 200 {
-			t.Fatalf("request %d: %d %q", i+1, resp.StatusCode, body)
-		}
-	}
-	if n := e.srv.front.bal.Len(); n != 1 {
-		t.Fatalf("%d workers in rotation, want the dead one gone; log %v", n, logs.All(func(testutil.Record) bool { return true }))
-	}
-	select {
-	case w := <-refusing:
-		if w != e.w {
-			t.Fatalf("reported worker %d", w.ID())
-		}
-	default:
-		t.Fatal("the refusing worker was not reported")
-	}
-	if len(refusing) != 0 {
-		t.Fatalf("reported %d more times", len(refusing))
+	for _, front := range []string{"plain", "TLS HTTP/1.1", "HTTP/2"} {
+		t.Run(front, func(t *testing.T) {
+			refusing := make(chan *worker.Worker, 4)
+			e := startFronts(t, 4, Options{OnRefusing: func(w *worker.Worker) { refusing <- w }})
+			other := startWorker(t)
+			e.srv.front.bal.Add(other, 4)
+			t.Cleanup(func() { e.srv.front.bal.Remove(other) })
+			if err := syscall.Kill(e.w.PID(), syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			<-e.w.Done()
+			var post func() int
+			switch front {
+			case "HTTP/2":
+				c := e.dialH2()
+				post = func() int {
+					return c.do(h2Request{fields: [][2]string{{":method", "POST"}, {":scheme", "https"}, {":authority", "app.test"}, {":path", "/echo"},
+						{"content-length", "2"}}, body: []byte("hi"), hasBody: true}).status
+				}
+			default:
+				c := e.dial()
+				if front == "TLS HTTP/1.1" {
+					c = e.dialTLS1()
+				}
+				post = func() int {
+					c.send("POST /echo HTTP/1.1\r\nHost: app.test\r\nContent-Length: 2\r\n\r\nhi")
+					resp, _ := c.read("POST")
+					return resp.StatusCode
+				}
+			}
+			for i := range 6 { // the pick alternates between the two: some try the dead one first
+				if status := post(); status != 200 {
+					t.Fatalf("request %d: %d", i+1, status)
+				}
+			}
+			if n := e.srv.front.bal.Len(); n != 1 {
+				t.Fatalf("%d workers in rotation, want the dead one gone", n)
+			}
+			select {
+			case w := <-refusing:
+				if w != e.w {
+					t.Fatalf("reported worker %d", w.ID())
+				}
+			default:
+				t.Fatal("the refusing worker was not reported")
+			}
+			if len(refusing) != 0 {
+				t.Fatalf("reported %d more times", len(refusing))
+			}
+		})
 	}
 }
 
