@@ -163,7 +163,10 @@ func TestEarlyReplacementIsRaisedWhenItsPredecessorReachesItsLimit(t *testing.T)
 // warmup.nice: a busy machine slows recycling, and never starves a replacement into a failure.
 func TestIdleReplacementIsRaisedAtHalfItsWarmupTimeout(t *testing.T) {
 	cfg := slowBootConfig(t, 0)
-	cfg.Warmup.Timeout = config.Duration{Duration: time.Second}
+	// The warm-up (1.5 s) outlasts half the timeout (1.25 s), with a second to spare after it
+	// for a replacement that got no CPU before its raise (a loaded CI machine).
+	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/sleep?ms=1500", Repeat: 1}}
+	cfg.Warmup.Timeout = config.Duration{Duration: 2500 * time.Millisecond}
 	h := start(t, cfg)
 	h.waitReady()
 	h.pool.Reload()
