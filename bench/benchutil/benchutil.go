@@ -4,10 +4,12 @@ package benchutil
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"html"
 	"math"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,6 +167,19 @@ func CPUModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// Status decodes warmpool's /status, served on the admin address admin, into v.
+func Status(admin string, v any) error {
+	resp, err := http.Get("http://" + admin + "/status")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/status: %s", resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }
 
 // WriteResult writes a results file, creating its directory; an empty path writes nothing.

@@ -28,6 +28,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -203,7 +204,7 @@ type pool struct {
 
 func (e *env) config(p pool) string {
 	count := max(p.count, 2)
-	app := cmp(p.app, "app:application")
+	app := cmp.Or(p.app, "app:application")
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen = %q\nadmin_listen = %q\nlog_format = \"json\"\n[worker]\ndir = %q\ncount = %d\nconcurrency = 4\ngraceful_timeout = \"5s\"\n",
 		benchutil.FreeAddr(), benchutil.FreeAddr(), e.dir, count)
@@ -228,13 +229,6 @@ func (e *env) config(p pool) string {
 	}
 	b.WriteString("[warmup]\ntimeout = \"60s\"\n[[warmup.request]]\npath = \"/\"\nrepeat = 2\n")
 	return b.String()
-}
-
-func cmp(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // instance is one running warmpool.
@@ -363,10 +357,8 @@ func (in *instance) stop() time.Duration {
 // status is the admin /status.
 type status struct {
 	Workers []struct {
-		ID         int    `json:"id"`
-		PID        int    `json:"pid"`
-		State      string `json:"state"`
-		AdmittedAt *time.Time
+		PID   int    `json:"pid"`
+		State string `json:"state"`
 	} `json:"workers"`
 	Templates []struct {
 		PID   int    `json:"pid"`
@@ -376,12 +368,8 @@ type status struct {
 
 func (in *instance) status() (status, error) {
 	var st status
-	resp, err := http.Get("http://" + in.admin + "/status")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
+	err := benchutil.Status(in.admin, &st)
+	return st, err
 }
 
 func (in *instance) ready(timeout time.Duration) error {

@@ -3,9 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,12 +151,7 @@ type status struct {
 
 func (in *instance) status() (status, error) {
 	var st status
-	resp, err := http.Get("http://" + in.admin + "/status")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	err = json.NewDecoder(resp.Body).Decode(&st)
+	err := benchutil.Status(in.admin, &st)
 	return st, err
 }
 

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"os/exec"
 	"sort"
 	"strings"
 	"time"
@@ -568,10 +566,10 @@ func (p *Pool) reportBootFailure(m *member) {
 // program (the Python interpreter) does not exist or cannot be run, or the Python helper said
 // its server package is missing.
 func cannotHeal(err error, w *worker.Worker, python bool) string {
-	if errors.Is(err, errSpawn) && (errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, exec.ErrNotFound)) {
+	if errors.Is(err, errSpawn) && worker.CannotRun(err) {
 		return "the worker's program cannot be run: " + err.Error()
 	}
-	if code, ok := worker.ExitCode(w.ExitErr()); python && ok && code == pyfork.ExitUnfixable {
+	if python && pyfork.Unfixable(w.ExitErr()) {
 		said := w.RecentOutput(1)
 		return "the app's Python environment lacks what the helper needs: " + strings.Join(said, "")
 	}

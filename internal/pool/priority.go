@@ -43,10 +43,11 @@ type bootPriority struct {
 // bootClass is where a boot stands in the policy above.
 type bootClass int
 
+// The classes, from lowest to highest priority.
 const (
-	bootNeeded bootClass = iota // normal priority
-	bootEarly                   // the idle class: not needed yet
+	bootEarly  bootClass = iota // the idle class: not needed yet
 	bootLate                    // warmup.nice: not needed yet, and half its warmup.timeout passed
+	bootNeeded                  // normal priority
 )
 
 func (c bootClass) priority(nice int) worker.Priority {
@@ -126,7 +127,7 @@ func (b *bootPriority) isNeeded() bool {
 func (b *bootPriority) raise(to bootClass, why string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.restored || !raises(b.class, to) {
+	if b.restored || to <= b.class {
 		return
 	}
 	b.class = to
@@ -139,12 +140,6 @@ func (b *bootPriority) raise(to bootClass, why string) {
 		return
 	}
 	b.log.Info("booting replacement's CPU priority raised", "worker", b.w.ID(), "to", to.String(), "why", why)
-}
-
-// raises says whether to is above from: early < late < needed.
-func raises(from, to bootClass) bool {
-	rank := map[bootClass]int{bootEarly: 0, bootLate: 1, bootNeeded: 2}
-	return rank[to] > rank[from]
 }
 
 func (c bootClass) String() string {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"warmpool/internal/worker"
 )
 
 // The control protocol between warmpool and a template, over the template's fd 4: every
@@ -36,6 +38,13 @@ const ProtocolVersion = 2
 // ExitUnfixable is the helper's exit status (EX_CONFIG) when the app's environment lacks what it
 // needs to serve (waitress or uvicorn): retrying cannot help, so warmpool stops retrying.
 const ExitUnfixable = 78
+
+// Unfixable reports whether a helper process's exit (its wait error) says that the app's
+// environment lacks what the helper needs.
+func Unfixable(exit error) bool {
+	code, ok := worker.ExitCode(exit)
+	return ok && code == ExitUnfixable
+}
 
 // Message is one message of the protocol; Kind is its "type".
 type Message interface{ Kind() string }

@@ -202,8 +202,7 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 	watch.Go(func() {
 		select {
 		case <-t.proc.Done():
-			t.proc.Wait() // its output read to the end
-			cancel(fmt.Errorf("the template exited: %s%s", worker.DescribeExit(t.proc.ExitErr()), lastWords(t.proc)))
+			cancel(t.exited())
 		case <-ctx.Done():
 		}
 	})
@@ -270,6 +269,13 @@ func lastWords(w *worker.Worker) string {
 	return ""
 }
 
+// exited is the error of a template that exited: its status and last output, once that was
+// read to the end (bounded by the worker's own grace).
+func (t *Template) exited() error {
+	t.proc.Wait()
+	return fmt.Errorf("the template exited: %s%s", worker.DescribeExit(t.proc.ExitErr()), lastWords(t.proc))
+}
+
 // explain turns a control socket's end into the template's exit and last output, when it
 // exited: the socket closes as the process ends, before its exit status is known, and "EOF"
 // would hide the SyntaxError the template printed.
@@ -279,8 +285,7 @@ func (t *Template) explain(err error) error {
 	}
 	select {
 	case <-t.proc.Done():
-		t.proc.Wait() // its output read to the end (bounded by the worker's own grace)
-		return fmt.Errorf("the template exited: %s%s", worker.DescribeExit(t.proc.ExitErr()), lastWords(t.proc))
+		return t.exited()
 	case <-time.After(2 * time.Second):
 		return err
 	}

@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os/exec"
 	"slices"
 	"sync"
 	"time"
@@ -267,11 +265,9 @@ func unfixable(t *Template, err error) bool {
 		return false
 	}
 	if p.PID() == 0 {
-		// It never started: the interpreter is missing or not executable.
-		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, exec.ErrNotFound)
+		return worker.CannotRun(err) // it never started: the interpreter is missing or not executable
 	}
-	code, ok := worker.ExitCode(p.ExitErr())
-	return ok && code == ExitUnfixable
+	return Unfixable(p.ExitErr())
 }
 
 func (ts *Templates) isStopped(g *generation) bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -473,6 +474,12 @@ func (w *Worker) RSS() (int64, error) {
 }
 
 // DescribeExit renders an exit error for humans ("exit status 3", "signal: killed").
+// CannotRun reports whether a launch failed because the program does not exist or may not be
+// run: retrying cannot change that.
+func CannotRun(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) || errors.Is(err, exec.ErrNotFound)
+}
+
 // ExitCode is the exit status of a process that exited by itself (not by a signal), whichever
 // way it was waited for (os/exec, or an adopted fork); false when it did not.
 func ExitCode(err error) (int, bool) {
