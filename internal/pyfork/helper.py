@@ -226,12 +226,16 @@ def forget_template_loop():
     # Not loop.close(): it would unregister the loop's descriptors from the epoll instance this
     # process shares with the template (one open file across the fork) and so break the
     # template's loop. Closing this process's copies leaves the template's registrations be.
-    for sock in (getattr(loop, "_ssock", None), getattr(loop, "_csock", None)):
-        if sock is not None:
-            sock.close()
+    for sock in self_pipe(loop):
+        sock.close()
     selector = getattr(loop, "_selector", None)
     if selector is not None:
         selector.close()
+
+
+def self_pipe(loop):
+    """The socketpair an asyncio event loop wakes itself with (none known for other loops)."""
+    return [sock for sock in (getattr(loop, "_ssock", None), getattr(loop, "_csock", None)) if sock is not None]
 
 
 def shutdown_template_lifespan(timeout):
@@ -454,9 +458,7 @@ def own_descriptors():
     own = {CONTROL_FD}
     if TEMPLATE_LIFESPAN is not None:
         loop, _ = TEMPLATE_LIFESPAN
-        for sock in (getattr(loop, "_ssock", None), getattr(loop, "_csock", None)):
-            if sock is not None:
-                own.add(sock.fileno())
+        own.update(sock.fileno() for sock in self_pipe(loop))
     return own
 
 
