@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envMain) == "1" {
 		os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(testworker.IsolateLearnedState()))
 }
 
 // Help that was asked for goes to stdout with exit 0; a mistake goes to stderr with exit 2.

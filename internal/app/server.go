@@ -20,6 +20,7 @@ import (
 
 	"warmpool/internal/admin"
 	"warmpool/internal/config"
+	"warmpool/internal/learn"
 	"warmpool/internal/pool"
 	"warmpool/internal/proxy"
 	"warmpool/internal/telemetry"
@@ -42,6 +43,7 @@ type Server struct {
 	history *telemetry.History
 	access  *telemetry.AccessLog
 	check   *telemetry.WarmupCheck
+	learner *learn.Learner
 
 	frontSrv, adminSrv *http.Server
 	lean               *proxy.Server // the front (frontSrv takes what it hands off, and TLS)
@@ -127,10 +129,15 @@ func (s *Server) Start() (err error) {
 	s.metrics = telemetry.NewMetrics(reg)
 	s.history = telemetry.NewHistory()
 	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
-	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
+	identity := learn.Identity(cfg.Worker.Dir, cfg.Worker.Python.App, cfg.Worker.Command)
+	s.learner = learn.New(learn.Options{Python: cfg.Worker.IsPython(), StatePath: learnStatePath(cfg, identity), Identity: identity,
+		SocketDir: s.socketDir, IsWorker: func(pid int) bool { return s.pool.HasWorker(pid) }, OnRebuild: func() { s.pool.Rebuild() },
+		Logger: s.log})
+	reg.MustRegister(s.learner)
+	s.check = s.newWarmupCheck(cfg)
 	env := config.ChildEnv(append(os.Environ(), s.workerEnv...)) // warmpool's own, less its secrets
 	s.pool = pool.New(pool.Options{Config: cfg, Rotation: s.bal, SocketDir: s.socketDir, Logger: s.log, Env: env,
-		WarmupSummary: s.src.WarmupSummary(), Metrics: s.metrics, Tracer: s.tracer})
+		WarmupSummary: s.src.WarmupSummary(), Metrics: s.metrics, Tracer: s.tracer, Learner: s.learner})
 	s.metrics.SetInFlight(s.bal.InFlight)
 	s.metrics.SetWorkerStates(func() map[string]int {
 		counts := map[string]int{}
@@ -148,8 +155,11 @@ func (s *Server) Start() (err error) {
 	s.lean = proxy.NewServer(s.front, s.frontSrv)
 	// Keep-alive connections to the admin listener end when idle, as the front's do.
 	s.adminSrv = &http.Server{Handler: s.admin, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, ErrorLog: errLog}
-	if err := s.pool.Start(); err != nil {
+	if err := s.learner.Start(); err != nil {
 		return err
+	}
+	if err := s.pool.Start(); err != nil {
+		return errors.Join(err, s.learner.Close(context.Background()))
 	}
 	s.front.Start()
 	s.wg.Go(func() {
@@ -199,6 +209,28 @@ func (s *Server) frontOptions(cfg *config.Config) proxy.Options {
 	}
 }
 
+// newWarmupCheck is the warm-up check of cfg; with warmup.learn, it feeds the learner.
+func (s *Server) newWarmupCheck(cfg *config.Config) *telemetry.WarmupCheck {
+	var first func(*telemetry.Request, time.Duration, bool)
+	if cfg.Warmup.Learn {
+		first = s.learner.ObserveFirst
+	}
+	return telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective, first)
+}
+
+// learnStatePath is the learned state's file: warmup.learn_state, its default place for the
+// app named identity, or "" ("off").
+func learnStatePath(cfg *config.Config, identity string) string {
+	switch cfg.Warmup.LearnState {
+	case "":
+		return learn.DefaultStatePath(identity)
+	case "off":
+		return ""
+	default:
+		return cfg.Warmup.LearnState
+	}
+}
+
 // recyclingPlan states the recycle triggers in force.
 func recyclingPlan(cfg *config.Config) string {
 	w := &cfg.Worker
@@ -227,7 +259,7 @@ func (s *Server) Apply(l *config.Loaded) error {
 	}
 	s.cfg, s.src = cfg, l
 	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
-	s.check = telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective)
+	s.check = s.newWarmupCheck(cfg)
 	s.bal.SetQueue(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)
 	s.front.SetOptions(s.frontOptions(cfg))
 	s.admin.SetMinReady(cfg.MinReady)
@@ -273,6 +305,9 @@ func (s *Server) Close(ctx context.Context) error {
 	}
 	if err := s.pool.Close(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("pool: %w", err))
+	}
+	if err := s.learner.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("saving what was learned: %w", err))
 	}
 	if err := s.adminSrv.Shutdown(ctx); err != nil {
 		s.adminSrv.Close()

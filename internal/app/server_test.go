@@ -28,6 +28,8 @@ type env struct {
 	logs *testutil.Logs
 	cl   *http.Client
 	base string
+	// closed: the server was stopped.
+	closed bool
 }
 
 func testConfig() *config.Config {
@@ -41,6 +43,7 @@ func testConfig() *config.Config {
 	cfg.Worker.RestartBackoff = config.Duration{Duration: 20 * time.Millisecond}
 	cfg.Warmup.Timeout = config.Duration{Duration: 10 * time.Second}
 	cfg.Warmup.Requests = []config.WarmupRequest{{Method: "GET", Path: "/", Repeat: 2}}
+	cfg.Warmup.LearnState = "off" // each test learns afresh
 	return &cfg
 }
 
@@ -56,15 +59,22 @@ func startServer(t *testing.T, cfg *config.Config, opts ...app.Option) *env {
 	}
 	e := &env{t: t, srv: s, logs: logs, base: "http://" + s.FrontAddr(),
 		cl: &http.Client{Transport: &http.Transport{}, Timeout: 20 * time.Second}}
-	t.Cleanup(func() {
-		e.cl.CloseIdleConnections()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		if err := s.Close(ctx); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	t.Cleanup(e.close)
 	return e
+}
+
+// close stops the server (once: a test may stop it before its cleanup does).
+func (e *env) close() {
+	if e.closed {
+		return
+	}
+	e.closed = true
+	e.cl.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.srv.Close(ctx); err != nil {
+		e.t.Errorf("close: %v", err)
+	}
 }
 
 func (e *env) waitReady() {

@@ -132,6 +132,10 @@ type Python struct {
 	// "host:port", or a unix socket's path): every worker then shares them. Any other
 	// connected socket keeps the template from forking.
 	AllowInheritedSockets []string `toml:"allow_inherited_sockets"`
+	// Preload lists modules the template imports after the app, before its warm-up: the
+	// modules its workers would otherwise import on their first requests (what `warmpool
+	// learned` prints). One that fails to import fails the template, as the app would.
+	Preload []string `toml:"preload"`
 }
 
 // Where an ASGI app's lifespan runs.
@@ -162,8 +166,15 @@ type Warmup struct {
 	// Nice lowers a new worker's CPU priority (nice value, 0-19) until its warm-up passed, so
 	// warming it takes little CPU from the workers serving traffic; a replacement that is not
 	// needed yet boots in the idle class instead (pool.bootPriority). 0 turns both off.
-	Nice     int             `toml:"nice"`
-	Requests []WarmupRequest `toml:"request"`
+	Nice int `toml:"nice"`
+	// Learn lets traffic extend the warm-up: paths new workers met cold become learned warm-up
+	// requests (run after Requests), and, for a Python app, the modules forked workers import
+	// after their fork are imported by the next template (internal/learn).
+	Learn bool `toml:"learn"`
+	// LearnState is the file that keeps what was learned across restarts: "" means the default
+	// place (learn.DefaultStatePath), "off" keeps it in memory only.
+	LearnState string          `toml:"learn_state" reload:"restart"`
+	Requests   []WarmupRequest `toml:"request"`
 }
 
 // WarmupRequest is one request of the warm-up plan.
@@ -297,6 +308,7 @@ func Default() Config {
 			Timeout: Duration{60 * time.Second},
 			Ready:   ReadyRequests,
 			Nice:    10,
+			Learn:   true,
 		},
 		Proxy: Proxy{
 			QueueSize:           1024,

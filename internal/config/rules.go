@@ -353,7 +353,7 @@ func checkPython(l *Loaded, r *report) {
 	p := &l.Config.Worker.Python
 	if p.App == "" {
 		for _, key := range []string{"worker.python.interface", "worker.python.executable", "worker.python.post_fork", "worker.python.pre_fork",
-			"worker.python.lifespan", "worker.python.allow_inherited_sockets"} {
+			"worker.python.lifespan", "worker.python.allow_inherited_sockets", "worker.python.preload"} {
 			if l.Explicit(key) {
 				r.add("%s is set but worker.python.app is not: it applies only to a Python app", l.kv(key))
 			}
@@ -365,7 +365,7 @@ func checkPython(l *Loaded, r *report) {
 		if v == "" {
 			continue
 		}
-		if mod, attr, ok := strings.Cut(v, ":"); !ok || !pythonDotted(mod) || !pythonDotted(attr) {
+		if mod, attr, ok := strings.Cut(v, ":"); !ok || !PythonDotted(mod) || !PythonDotted(attr) {
 			r.add("%s: must be module:callable, such as \"mysite.wsgi:application\"", l.kv(key))
 		}
 	}
@@ -386,14 +386,19 @@ func checkPython(l *Loaded, r *report) {
 			r.add("%s: %q names no connection: give its peer as host:port, or a unix socket's path", l.kv("worker.python.allow_inherited_sockets"), name)
 		}
 	}
+	for _, name := range p.Preload {
+		if !PythonDotted(name) {
+			r.add("%s: %q is not a module name (dotted identifiers, such as \"xml.etree.ElementTree\")", l.kv("worker.python.preload"), name)
+		}
+	}
 	if l.Config.Warmup.Ready == ReadyNotify {
 		r.add("%s cannot apply to worker.python: its workers never send READY=1 (warmpool binds their socket, and the warm-up shows when they serve); remove it",
 			l.kv("warmup.ready"))
 	}
 }
 
-// pythonDotted reports whether s is a dotted Python name: identifiers joined by dots.
-func pythonDotted(s string) bool {
+// PythonDotted reports whether s is a dotted Python name: identifiers joined by dots.
+func PythonDotted(s string) bool {
 	for part := range strings.SplitSeq(s, ".") {
 		if part == "" {
 			return false

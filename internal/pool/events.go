@@ -24,6 +24,8 @@ func (reload) isEvent()          {}
 func (scale) isEvent()           {}
 func (reconfigure) isEvent()     {}
 func (templateChanged) isEvent() {}
+func (rebuild) isEvent()         {}
+func (rebuilt) isEvent()         {}
 
 // The events.
 type (
@@ -48,6 +50,13 @@ type (
 	// templateChanged: a Python template changed state; the status is published anew.
 	templateChanged struct{}
 	scale           struct{ delta int }
+	// rebuild: the learner has something new for the template.
+	rebuild struct{}
+	// rebuilt: a rebuild's template of generation gen is ready (err nil) or failed.
+	rebuilt struct {
+		gen int
+		err error
+	}
 	// reconfigure applies a new configuration and rolls the workers to it.
 	reconfigure struct {
 		cfg     *config.Config
@@ -64,6 +73,7 @@ const (
 	ReasonScaleDown   = "scale down"
 	ReasonHung        = "hung: a request passed proxy.request_timeout"
 	ReasonRefused     = "refused connections: nothing listens on its socket"
+	ReasonRebuild     = "template rebuilt with what traffic taught"
 )
 
 // dueStage is how far a worker due for recycling is past its limit.

@@ -116,7 +116,7 @@ func (p *Pool) spawn(early bool) {
 	ctx, cancel := context.WithCancel(traceCtx)
 	prio := newBootPriority(w, p.nice, early, p.log)
 	p.members[w] = &member{w: w, cancelBoot: cancel, span: span, priority: prio}
-	b := bootSpec{cfg: cfg, plan: p.plan, priority: prio}
+	b := bootSpec{cfg: cfg, plan: p.workerPlan(), priority: prio}
 	p.met.WorkerSpawned()
 	p.wg.Go(func() { p.run(ctx, w, b) })
 }
@@ -589,20 +589,11 @@ func (p *Pool) onStuck(w *worker.Worker) {
 }
 
 func (p *Pool) onReload() {
+	p.dropRebuild()
 	p.generation++
 	p.log.Info("reload: rolling every worker to a new generation, warm-first", "generation", p.generation)
 	p.beginTemplate()
-	for _, m := range p.members {
-		switch {
-		case m.w.Generation() >= p.generation || m.draining:
-		case m.admitted():
-			m.recycle = ""
-			p.flag(m, ReasonReload)
-		default:
-			m.cancelled, m.stopReason = true, "superseded by reload"
-			m.cancelBoot()
-		}
-	}
+	p.rollTo(ReasonReload)
 	// A reload is a deliberate new attempt: do not make it wait for an old backoff, nor stay
 	// halted by a failure retrying could not heal.
 	p.nextStart, p.halted = time.Time{}, ""
@@ -610,6 +601,22 @@ func (p *Pool) onReload() {
 	if p.retry != nil {
 		p.retry.Stop()
 		p.retry = nil
+	}
+}
+
+// rollTo replaces every worker of an older generation than the current one, warm-first: the
+// admitted ones are due for recycling (for reason), the booting ones are cancelled.
+func (p *Pool) rollTo(reason string) {
+	for _, m := range p.members {
+		switch {
+		case m.w.Generation() >= p.generation || m.draining:
+		case m.admitted():
+			m.recycle = ""
+			p.flag(m, reason)
+		default:
+			m.cancelled, m.stopReason = true, "superseded by "+reason
+			m.cancelBoot()
+		}
 	}
 }
 
@@ -662,6 +669,7 @@ func (p *Pool) publish() {
 		ShuttingDown:  p.shuttingDown,
 		WarmupEnabled: p.cfg.Warmup.Enabled,
 		WarmupPlan:    p.summary,
+		Learning:      p.cfg.Warmup.Learn,
 		Python:        p.cfg.Worker.IsPython(),
 		Problem:       joinProblems(p.configProblem, p.problem),
 		Failures:      p.failures,

@@ -16,6 +16,7 @@ import (
 
 	"warmpool/internal/config"
 	"warmpool/internal/guard"
+	"warmpool/internal/learn"
 	"warmpool/internal/pyfork"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/warmup"
@@ -51,7 +52,11 @@ type Options struct {
 	// Tracer makes a span per worker lifecycle (spawn, warm-up and its requests, admit, drain,
 	// exit); nil means no spans.
 	Tracer trace.Tracer
-	Logger *slog.Logger
+	// Learner is what traffic taught (warmup.learn): its requests join every warm-up after the
+	// plan, its modules every template; it calls Rebuild when a template rebuild is due. nil:
+	// nothing is learned.
+	Learner *learn.Learner
+	Logger  *slog.Logger
 }
 
 // Pool supervises the workers. New has no side effects; Start launches the event loop.
@@ -69,6 +74,7 @@ type Pool struct {
 
 	// templates fork the workers of a [worker.python] app; idle otherwise.
 	templates *pyfork.Templates
+	learner   *learn.Learner // nil: learning is off
 
 	events     chan event
 	closing    chan struct{}
@@ -99,6 +105,9 @@ type Pool struct {
 	// recycleLead is how many requests before its max_requests a worker's replacement starts
 	// (learned from past recycles; see learnLead).
 	recycleLead float64
+	// rebuilding is the generation of a rebuild's template while it boots (0: none): the pool
+	// rolls to it once it is ready.
+	rebuilding int
 
 	mu     sync.Mutex
 	status Status
@@ -173,10 +182,13 @@ func New(opts Options) *Pool {
 		count:      opts.Config.Worker.Count,
 		summary:    opts.WarmupSummary,
 		generation: 1,
+		learner:    opts.Learner,
 	}
 	p.plan = p.newPlan(opts.Config)
 	p.templates = pyfork.New(pyfork.Options{Helper: pyfork.HelperPath(p.dir), SocketDir: p.dir, Metrics: p.met, Logger: log,
-		OnChange: func() { p.send(templateChanged{}) }})
+		OnChange:    func() { p.send(templateChanged{}) },
+		OnImported:  p.learnedImports,
+		OnCandidate: func(gen int, err error) { p.send(rebuilt{gen: gen, err: err}) }})
 	return p
 }
 
@@ -184,7 +196,10 @@ func New(opts Options) *Pool {
 // (a reload may switch), the templates of earlier generations stop.
 func (p *Pool) beginTemplate() {
 	if p.cfg.Worker.IsPython() {
-		p.templates.Begin(p.generation, p.cfg, p.plan, workerEnv(p.env, p.cfg.Worker.Env), p.nice, p.readyCount() == 0)
+		learned := p.learned()
+		p.templates.Begin(pyfork.GenerationSpec{Gen: p.generation, Config: p.cfg, Plan: p.withLearned(learned.Requests),
+			Env: workerEnv(p.env, p.cfg.Worker.Env), Nice: p.nice, Urgent: p.readyCount() == 0,
+			Learned: learned.Modules, LearnSocket: p.learnSocket()})
 	} else {
 		p.templates.RetireOlder(p.generation)
 	}
@@ -194,6 +209,9 @@ func (p *Pool) newPlan(cfg *config.Config) *warmup.Plan {
 	plan := warmup.NewPlan(cfg)
 	if p.traced {
 		plan.Tracer = p.tracer
+	}
+	if p.learner != nil {
+		plan.Dropped = func(r *warmup.Request, why string) { p.learner.DropRequest(r.Method, r.Path, why) }
 	}
 	return plan
 }
@@ -284,6 +302,22 @@ func (p *Pool) ReportConfigRejected(why string) { p.send(configRejected{why}) }
 // once; a warm replacement follows, and the worker is stopped after graceful_timeout.
 func (p *Pool) ReportHung(w *worker.Worker) { p.send(hung{w}) }
 
+// Rebuild starts a template rebuild with what was learned, when one is due (the learner calls
+// it); a Python app's workers roll to it once it is warm.
+func (p *Pool) Rebuild() { p.send(rebuild{}) }
+
+// HasWorker reports whether pid is one of the pool's workers now.
+func (p *Pool) HasWorker(pid int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.statusWorkers {
+		if w.PID() == pid { // live: a fork's pid is known before the next publish
+			return true
+		}
+	}
+	return false
+}
+
 // ReportRefusing drains a worker whose socket refused a connection (the front took it out of
 // rotation already); usually it is exiting, and its exit is handled as a crash.
 func (p *Pool) ReportRefusing(w *worker.Worker) { p.send(refusing{w}) }
@@ -301,6 +335,10 @@ func (p *Pool) Status() Status {
 	}
 	if st.Python {
 		st.Templates = p.templates.Status()
+	}
+	if p.learner != nil && st.Learning {
+		learned := p.learner.Status()
+		st.Learned = &learned
 	}
 	return st
 }
@@ -400,6 +438,10 @@ func (p *Pool) handle(ev event) {
 	case reload:
 		p.onReload()
 	case templateChanged: // published below
+	case rebuild:
+		p.startRebuild()
+	case rebuilt:
+		p.onRebuilt(ev)
 	case configRejected:
 		p.configProblem = ev.why
 	case reconfigure:

@@ -3,6 +3,7 @@ package pool
 import (
 	"time"
 
+	"warmpool/internal/learn"
 	"warmpool/internal/pyfork"
 	"warmpool/internal/worker"
 )
@@ -60,6 +61,9 @@ type Status struct {
 	// Python is set for a [worker.python] app; Templates are its template processes.
 	Python    bool                    `json:"python,omitempty"`
 	Templates []pyfork.TemplateStatus `json:"templates,omitempty"`
+	Learning  bool                    `json:"learning"`
+	// Learned is what traffic taught the warm-up (warmup.learn); nil when it is off.
+	Learned *learn.Status `json:"learned,omitempty"`
 }
 
 const recentExits = 20

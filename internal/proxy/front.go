@@ -20,6 +20,7 @@ import (
 
 	"warmpool/internal/config"
 	"warmpool/internal/h1"
+	"warmpool/internal/learn"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 )
@@ -157,6 +158,9 @@ func (f *Front) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if span != nil {
 		endServerSpan(span, info)
+	}
+	if info.FirstRequests {
+		info.Credentials = learn.CarriesCredentials(r.Header)
 	}
 	if obs != nil {
 		obs.ObserveRequest(info)

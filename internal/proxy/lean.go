@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"warmpool/internal/h1"
+	"warmpool/internal/learn"
 	"warmpool/internal/telemetry"
 	"warmpool/internal/worker"
 
@@ -87,6 +88,9 @@ func (c *clientConn) serveRequest(body []byte) bool {
 	}
 	if info := c.infoOrNil; info != nil {
 		info.Status, info.Bytes, info.Duration = status, bytes, c.now.Sub(start)
+		if info.FirstRequests {
+			info.Credentials = carriesCredentials(req)
+		}
 		if span != nil {
 			endServerSpan(span, info)
 		}
@@ -293,6 +297,16 @@ func fieldValue(r *h1.Request, name string) []byte {
 		}
 	}
 	return nil
+}
+
+// carriesCredentials reports whether r has a credential header (learn.IsCredentialHeader).
+func carriesCredentials(r *h1.Request) bool {
+	for i := range r.Fields {
+		if learn.IsCredentialHeader(r.Fields[i].Name) {
+			return true
+		}
+	}
+	return false
 }
 
 // traceIDOf is the trace id of the client's W3C traceparent, for the access log ("" if none).

@@ -78,7 +78,7 @@ def describe(fn):
     return f"{module}.{name}"
 
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 # What warmpool sends, with the fields each carries.
 OPS = {
@@ -91,7 +91,7 @@ OPS = {
 # What the template sends.
 REPLIES = {
     "hello": ("version", "pid"),  # first, before the app's import
-    "imported": (),
+    "imported": ("preloaded", "dropped"),  # learned modules imported {name: ms}; dropped [{module, reason, fatal}]
     "prepared": ("ok", "threads", "sockets", "closed"),
     "forked": ("pid",),
     "failed": ("error",),  # an op it cannot carry out now
@@ -295,6 +295,138 @@ def run_hook(spec):
     """Call the hook named "module:callable", if one is named."""
     if spec:
         load(spec)()
+
+
+# --- what the template learned from traffic --------------------------------------------------
+
+
+def preload(args):
+    """Import the operator's preload list (a failure fails the template, as the app's own import
+    would), then the modules warmpool learned that forked workers import after their fork
+    (internal/learn), one by one. A learned module that fails to import is dropped; one that
+    starts a thread or opens a connection is dropped as fatal, and stops the preload: this
+    process can no longer fork, and warmpool starts a new template without it. Returns
+    (preloaded {module: milliseconds}, dropped [{module, reason, fatal}])."""
+    for name in args.preload:
+        importlib.import_module(name)
+    if not args.learned:
+        return {}, []
+    with open(args.learned) as f:
+        names = json.load(f).get("modules", [])
+    allowed = set(args.allow_sockets)
+    preloaded, dropped = {}, []
+    for name in names:
+        if name in sys.modules:
+            continue  # imported by the app, or by a module before it
+        threads, fds = thread_count(), open_descriptors()
+        start = time.perf_counter()
+        try:
+            importlib.import_module(name)
+        except (Exception, SystemExit) as e:
+            dropped.append({"module": name, "reason": f"import failed: {type(e).__name__}: {e}", "fatal": False})
+            continue
+        took = (time.perf_counter() - start) * 1000
+        started = new_threads(threads)
+        if started:
+            dropped.append({"module": name, "reason": f"its import started {started}", "fatal": True})
+            break
+        opened = inherited_sockets(allowed, fds)
+        if opened:
+            conns = ", ".join(f"fd {c['fd']} ({c['kind']} to {c['peer']})" for c in opened)
+            dropped.append({"module": name, "reason": f"its import opened connections: {conns}", "fatal": True})
+            break
+        preloaded[name] = round(took, 3)
+    return preloaded, dropped
+
+
+def thread_count():
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def open_descriptors():
+    try:
+        return {int(name) for name in os.listdir("/proc/self/fd")}
+    except OSError:
+        return set()
+
+
+def new_threads(before, grace=0.2):
+    """What started since there were `before` threads, named; "" when none still runs after
+    grace (a thread that just ended may be listed for a moment)."""
+    deadline = time.monotonic() + grace
+    while thread_count() > before:
+        if time.monotonic() >= deadline:
+            names = [f"{t.name!r} ({describe(getattr(t, '_target', None) or type(t).run)})"
+                     for t in threading.enumerate() if t is not threading.current_thread()]
+            return "a thread: " + (", ".join(names) if names else "one the threading module does not know (a C extension's)")
+        time.sleep(0.01)
+    return ""
+
+
+# How long a forked worker gathers the names of the modules it imports before it sends them, and
+# how large one report may be (warmpool reads up to 64 KiB).
+REPORT_DELAY = 0.5
+REPORT_LIMIT = 60000
+
+
+class ImportReporter:
+    """In a forked worker: notes the modules it imports after the fork and sends their names to
+    warmpool, which learns from them what the next template imports (internal/learn).
+
+    It is a finder first on sys.meta_path that finds nothing: the import system asks it only
+    about modules not imported yet, so a warm worker never calls it, and every import goes on
+    as without it. The names of a burst of imports go in datagrams on a unix socket REPORT_DELAY
+    after its first; a report that cannot be sent at once is dropped (learning is best effort,
+    serving never waits for it). warmpool takes reports only from its workers' pids.
+
+    Fork safety: it is made in the child, after the fork; the template never has one."""
+
+    def __init__(self, path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.names = []
+        self.timer = None
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        self.sock.setblocking(False)
+
+    def find_spec(self, name, path=None, target=None):
+        with self.lock:
+            self.names.append(name)
+            if self.timer is None:
+                self.timer = threading.Timer(REPORT_DELAY, self.flush)
+                self.timer.daemon = True
+                self.timer.start()
+        return None
+
+    def flush(self):
+        with self.lock:
+            names, self.names, self.timer = self.names, [], None
+        batch, size = [], 16
+        for name in dict.fromkeys(names):
+            if name not in sys.modules:
+                continue  # not found, or its import failed
+            if size + len(name) + 4 > REPORT_LIMIT:
+                self.send(batch)
+                batch, size = [], 16
+            batch.append(name)
+            size += len(name) + 4
+        if batch:
+            self.send(batch)
+
+    def send(self, names):
+        try:
+            self.sock.sendto(json.dumps({"modules": names}).encode(), self.path)
+        except OSError:
+            pass
+
+
+def report_imports(path):
+    """Install the ImportReporter in this (forked) worker, when warmpool learns."""
+    if path:
+        sys.meta_path.insert(0, ImportReporter(path))
 
 
 # --- the template's warm-up ------------------------------------------------------------------
@@ -586,6 +718,7 @@ def child_main(args, app, ctl, request, listen_fd, out_fd, err_fd, release_r, ot
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.environ.update(request["env"])
+        report_imports(args.learn_socket)
         reopen_after_fork()
         run_hook(args.post_fork)
         SERVERS[args.interface](app, socket.socket(fileno=listen_fd), args.threads)
@@ -634,7 +767,8 @@ def template_main(args):
     warm_server_start(args.interface, args.threads, listener)
     load_libc()
     app = load(args.app)
-    send(ctl, "imported")
+    preloaded, dropped = preload(args)
+    send(ctl, "imported", preloaded=preloaded, dropped=dropped)
     if args.interface == "asgi":
         warm_asgi(app, listener, ctl, args.lifespan)
     else:
@@ -702,6 +836,8 @@ def serve_main(args):
     sock = socket.socket(fileno=LISTEN_FD)
     import_server(args.interface)
     app = load(args.app)
+    for name in args.preload:
+        importlib.import_module(name)
     reopen_after_fork()
     run_hook(args.post_fork)
     SERVERS[args.interface](app, sock, args.threads)
@@ -717,6 +853,9 @@ def main(argv=None):
     parser.add_argument("--post-fork", default="")
     parser.add_argument("--lifespan", choices=["template", "worker"], default="worker")
     parser.add_argument("--allow-socket", action="append", default=[], dest="allow_sockets")
+    parser.add_argument("--preload", action="append", default=[])
+    parser.add_argument("--learned", default="", help="a JSON file: the learned modules to import")
+    parser.add_argument("--learn-socket", default="", help="where forked workers report their imports")
     args = parser.parse_args(argv)
     # The app is imported from the worker's directory, as `python -m` or gunicorn would.
     sys.path.insert(0, os.getcwd())

@@ -23,7 +23,7 @@ import (
 //
 //	template                           warmpool
 //	hello{version, pid}        ->                       at start, before the app's import
-//	imported                   ->                       the app is imported: warm-up follows
+//	imported{preloaded, dropped} ->                     the app and its preloads are imported: warm-up follows
 //	                           <-      prepare          the warm-up is done
 //	prepared{ok, threads, sockets, closed} ->
 //	                           <-      fork{id, env, warmpool_pid} + listener, stdout, stderr
@@ -33,7 +33,7 @@ import (
 //	pong{seq}                  ->
 //
 // An op the template cannot carry out now is answered failed{error}.
-const ProtocolVersion = 2
+const ProtocolVersion = 3
 
 // ExitUnfixable is the helper's exit status (EX_CONFIG) when the app's environment lacks what it
 // needs to serve (waitress or uvicorn): retrying cannot help, so warmpool stops retrying.
@@ -71,7 +71,12 @@ type (
 		Version int `json:"version"`
 		PID     int `json:"pid"`
 	}
-	Imported struct{}
+	Imported struct {
+		// Preloaded are the learned modules the template imported, with what each took (ms).
+		Preloaded map[string]float64 `json:"preloaded"`
+		// Dropped are the learned modules it left out, and why.
+		Dropped []DroppedModule `json:"dropped"`
+	}
 	Prepared struct {
 		OK      bool     `json:"ok"`
 		Threads []Thread `json:"threads"`
@@ -88,6 +93,14 @@ type (
 		Seq int `json:"seq"`
 	}
 )
+
+// DroppedModule is a learned module a template did not keep. Fatal: its import started a
+// thread or opened a connection, and the template can no longer fork.
+type DroppedModule struct {
+	Module string `json:"module"`
+	Reason string `json:"reason"`
+	Fatal  bool   `json:"fatal"`
+}
 
 // Socket is a connection the template holds, which every fork would share: it keeps the
 // template from forking unless allowed by its peer.

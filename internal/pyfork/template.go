@@ -2,6 +2,7 @@ package pyfork
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +31,11 @@ type TemplateSpec struct {
 	// Env is the template's environment before warmpool's own variables (worker.env applied).
 	Env  []string
 	Plan *warmup.Plan
+	// Learned are the modules learned from traffic (internal/learn) that the template imports
+	// after the app, one by one, leaving out any that fails.
+	Learned []string
+	// LearnSocket is where its forked workers report the modules they import; "" for none.
+	LearnSocket string
 	// Nice is the template's CPU nice value: it yields the CPU to the workers serving traffic.
 	// A worker that is needed now (not Launch.Idle) is forked at normal priority; the pool sets
 	// each fork's boot priority right after (internal/pool's priority policy). The template is
@@ -51,6 +57,30 @@ type Template struct {
 	process atomic.Pointer[worker.Worker]
 	ctl     *Conn
 	mu      sync.Mutex // one fork at a time: the control socket carries one exchange at a time
+	// imported is the template's report of its learned modules, once Boot got it.
+	imported Imported
+}
+
+// Imported is the template's report of the learned modules it imported and dropped (after
+// Boot returned).
+func (t *Template) Imported() Imported { return t.imported }
+
+// writeLearned writes the learned modules for the helper's --learned, in the private socket
+// directory; Boot removes it.
+func (t *Template) writeLearned() (string, error) {
+	f, err := os.CreateTemp(t.spec.SocketDir, "learned-*.json")
+	if err != nil {
+		return "", fmt.Errorf("writing the learned modules for the template: %w", err)
+	}
+	err = json.NewEncoder(f).Encode(map[string][]string{"modules": t.spec.Learned})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("writing the learned modules for the template: %w", err)
+	}
+	return f.Name(), nil
 }
 
 // NewTemplate prepares a template; nothing runs until Boot.
@@ -81,6 +111,9 @@ func Command(cfg *config.Config, helper, mode string) []string {
 		for _, peer := range p.AllowInheritedSockets {
 			argv = append(argv, "--allow-socket", peer)
 		}
+	}
+	for _, name := range p.Preload {
+		argv = append(argv, "--preload", name)
 	}
 	return argv
 }
@@ -148,6 +181,18 @@ func (e *RefusedError) Error() string {
 	return strings.Join(parts, "; and ")
 }
 
+// PreloadError says a learned module made the template unfit to fork (its import started a
+// thread or opened a connection): a new template is started without it.
+type PreloadError struct{ Dropped []DroppedModule }
+
+func (e *PreloadError) Error() string {
+	parts := make([]string, len(e.Dropped))
+	for i, d := range e.Dropped {
+		parts[i] = d.Module + ": " + d.Reason
+	}
+	return "a learned module made the template unfit to fork: " + strings.Join(parts, "; ")
+}
+
 // Boot starts the template, waits for its import, warms it with the plan (one request at a
 // time, in its main thread) and has it prepare to fork. nil means it can fork; a *RefusedError
 // that it runs threads; any other error that it failed (it is then stopped).
@@ -158,11 +203,25 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		return err
 	}
 	t.ctl = ctl
+	argv := Command(cfg, t.spec.Helper, "template")
+	if t.spec.LearnSocket != "" {
+		argv = append(argv, "--learn-socket", t.spec.LearnSocket)
+	}
+	if len(t.spec.Learned) > 0 {
+		file, err := t.writeLearned()
+		if err != nil {
+			ctl.Close()
+			theirs.Close()
+			return err
+		}
+		defer os.Remove(file)
+		argv = append(argv, "--learned", file)
+	}
 	t.proc = worker.New(worker.Spec{
 		ID:                    t.spec.Generation,
 		Generation:            t.spec.Generation,
 		Role:                  "template",
-		Command:               Command(cfg, t.spec.Helper, "template"),
+		Command:               argv,
 		UsePort:               cfg.Worker.UsesPort(),
 		Dir:                   cfg.Worker.Dir,
 		Env:                   Env(t.spec.Env),
@@ -214,10 +273,21 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		return fmt.Errorf("the helper %s speaks control protocol version %d and this warmpool version %d: it is not the helper this warmpool wrote (restart warmpool, which writes its own)",
 			t.spec.Helper, hello.Version, ProtocolVersion)
 	}
-	if _, err := expect[Imported](ctx, ctl); err != nil {
+	imported, err := expect[Imported](ctx, ctl)
+	if err != nil {
 		return fmt.Errorf("importing %s: %w", cfg.Worker.Python.App, t.explain(err))
 	}
-	t.log.Info("template imported the app", "pid", t.proc.PID(), "app", cfg.Worker.Python.App)
+	t.imported = imported
+	var fatal []DroppedModule
+	for _, d := range imported.Dropped {
+		if d.Fatal {
+			fatal = append(fatal, d)
+		}
+	}
+	if len(fatal) > 0 {
+		return &PreloadError{Dropped: fatal}
+	}
+	t.log.Info("template imported the app", "pid", t.proc.PID(), "app", cfg.Worker.Python.App, "learned_modules", len(imported.Preloaded))
 	if cfg.Warmup.Enabled && t.spec.Plan != nil {
 		t.proc.SetState(worker.Warming)
 		plan := *t.spec.Plan

@@ -23,7 +23,36 @@ type Options struct {
 	Metrics   *telemetry.Metrics
 	// OnChange is called after a template changed state (to republish the status).
 	OnChange func()
-	Logger   *slog.Logger
+	// OnImported is told what each template made of its learned modules (nil: no one is).
+	OnImported func(Imported)
+	// OnCandidate is told how a rebuild's template (GenerationSpec.Candidate) ended its boot:
+	// nil when it is ready to fork, else why it failed (the older template keeps forking).
+	OnCandidate func(gen int, err error)
+	Logger      *slog.Logger
+}
+
+// GenerationSpec is how to build one generation's template.
+type GenerationSpec struct {
+	Gen    int
+	Config *config.Config
+	Plan   *warmup.Plan
+	// Env is its base environment, Nice its CPU nice value (the effective warmup.nice).
+	Env  []string
+	Nice int
+	// Urgent: no worker serves while it boots first (the first start): it boots at normal
+	// priority.
+	Urgent bool
+	// LearnSocket is where its forked workers report the modules they import (internal/learn);
+	// "" when nothing is learned.
+	LearnSocket string
+	// Learned are the modules learned from traffic that it imports after the app. One that
+	// makes a template unfit to fork is left out (Options.OnImported hears of it) and a new
+	// template starts without it at once.
+	Learned []string
+	// Candidate marks a rebuild: its template is not restarted, older ones are not retired when
+	// it is ready, and Options.OnCandidate hears how its boot ended. The pool then adopts its
+	// generation (Adopt), or drops it (Discard).
+	Candidate bool
 }
 
 // Templates keeps one template per generation and is the pool's worker.Launcher for a Python
@@ -50,11 +79,14 @@ type generation struct {
 	nice int
 	// urgent: no worker serves while it boots first (the first start): it boots at normal
 	// priority. Its restarts yield to the workers serving meanwhile.
-	urgent bool
-	stop   chan struct{} // closed when a newer generation's template is ready, or at Close
-	state  TemplateState
-	tpl    *Template // the current incarnation; nil between restarts
-	why    string    // why it cannot fork now
+	urgent    bool
+	learned   []string      // less what made a template unfit to fork
+	socket    string        // where its workers report their imports
+	candidate bool          // a rebuild not adopted yet (under the lock)
+	stop      chan struct{} // closed when a newer generation's template is ready, or at Close
+	state     TemplateState
+	tpl       *Template // the current incarnation; nil between restarts
+	why       string    // why it cannot fork now
 	// refusal is why it refused to fork ("threads", "sockets"); no restart would change that
 	// until the next reload.
 	refusal  string
@@ -97,12 +129,12 @@ func New(opts Options) *Templates {
 	return &Templates{opts: opts, log: log, closing: make(chan struct{}), gens: map[int]*generation{}}
 }
 
-// Begin starts the template of generation gen, built from cfg and warmed with plan; env is its
-// base environment, nice its CPU nice value (the effective warmup.nice); urgent says no worker
-// serves meanwhile (it boots at normal priority). The templates of older generations stop once
-// it is ready to fork.
-func (ts *Templates) Begin(gen int, cfg *config.Config, plan *warmup.Plan, env []string, nice int, urgent bool) {
-	g := &generation{gen: gen, cfg: cfg, plan: plan, env: env, nice: nice, urgent: urgent, stop: make(chan struct{}), state: TemplateBooting,
+// Begin starts the template of a generation. The templates of older generations stop once it is
+// ready to fork (a candidate's: once the pool adopts it).
+func (ts *Templates) Begin(spec GenerationSpec) {
+	gen := spec.Gen
+	g := &generation{gen: gen, cfg: spec.Config, plan: spec.Plan, env: spec.Env, nice: spec.Nice, urgent: spec.Urgent,
+		learned: spec.Learned, socket: spec.LearnSocket, candidate: spec.Candidate, stop: make(chan struct{}), state: TemplateBooting,
 		warned: map[string]bool{}, changed: make(chan struct{}), suspect: make(chan struct{}, 1)}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
@@ -112,9 +144,10 @@ func (ts *Templates) Begin(gen int, cfg *config.Config, plan *warmup.Plan, env [
 	default:
 	}
 	// An older generation that is not ready to fork is superseded now: it would only keep
-	// failing, or booting, for nothing. A ready one forks until this one is ready.
+	// failing, or booting, for nothing. A ready one forks until this one is ready. (A rebuild
+	// supersedes nothing until it is adopted.)
 	for _, old := range ts.gens {
-		if old.gen < gen && old.state != TemplateReady {
+		if old.gen < gen && old.state != TemplateReady && !spec.Candidate {
 			old.stopOnce.Do(func() { close(old.stop) })
 		}
 	}
@@ -129,7 +162,8 @@ func (ts *Templates) run(g *generation) {
 	failures := 0
 	for {
 		t := NewTemplate(TemplateSpec{Generation: g.gen, Config: g.cfg, Helper: ts.opts.Helper, SocketDir: ts.opts.SocketDir,
-			Env: g.env, Plan: g.plan, Nice: g.nice, BootAtNormal: g.urgent && failures == 0 && g.restarts == 0, Logger: ts.opts.Logger})
+			Env: g.env, Plan: g.plan, Nice: g.nice, BootAtNormal: g.urgent && failures == 0 && g.restarts == 0, Logger: ts.opts.Logger,
+			Learned: g.learned, LearnSocket: g.socket})
 		ts.set(g, func() { g.tpl, g.state = t, TemplateBooting })
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Warmup.Timeout.Duration)
 		ts.wg.Go(func() { // a stop cancels the boot
@@ -141,12 +175,43 @@ func (ts *Templates) run(g *generation) {
 		})
 		err := t.Boot(ctx)
 		cancel()
+		if ts.opts.OnImported != nil && t.Process() != nil {
+			ts.opts.OnImported(t.Imported())
+		}
 		var refused *RefusedError
+		var unfit *PreloadError
+		ts.mu.Lock()
+		candidate := g.candidate
+		ts.mu.Unlock()
 		switch {
+		case errors.As(err, &unfit) && !ts.isStopped(g):
+			// Not the app's failure: the same template without that module, at once.
+			ts.log.Warn("a learned module made the template unfit to fork: a new template starts without it", "generation", g.gen, "reason", err)
+			g.learned = slices.DeleteFunc(g.learned, func(name string) bool {
+				return slices.ContainsFunc(unfit.Dropped, func(d DroppedModule) bool { return d.Module == name })
+			})
+			continue
+		case candidate && err != nil:
+			if !ts.isStopped(g) {
+				ts.opts.Metrics.TemplateFailed("rebuild")
+				if ts.opts.OnCandidate != nil {
+					ts.opts.OnCandidate(g.gen, err)
+				}
+			}
+			if errors.As(err, &refused) {
+				ts.stopTemplate(t)
+			}
+			return
 		case err == nil:
 			failures = 0
 			ts.set(g, func() { g.state, g.why = TemplateReady, "" })
-			ts.RetireOlder(g.gen)
+			if candidate {
+				if ts.opts.OnCandidate != nil {
+					ts.opts.OnCandidate(g.gen, nil)
+				}
+			} else {
+				ts.RetireOlder(g.gen)
+			}
 		case errors.As(err, &refused):
 			ts.log.Warn("the template cannot fork: every worker of this generation starts as a fresh process (slower to start, no shared memory) until the app opens them in post_fork",
 				"generation", g.gen, "reason", err)
@@ -299,6 +364,34 @@ func (ts *Templates) backoff(g *generation, failures int) bool {
 		return true
 	case <-g.stop:
 		return false
+	}
+}
+
+// Ready reports whether generation gen's template can fork now.
+func (ts *Templates) Ready(gen int) bool {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	g := ts.gens[gen]
+	return g != nil && g.state == TemplateReady
+}
+
+// Adopt makes a rebuild's ready template its generation's for good (restarted when it dies)
+// and retires the older ones: the pool now launches its workers from it.
+func (ts *Templates) Adopt(gen int) {
+	ts.mu.Lock()
+	if g := ts.gens[gen]; g != nil {
+		g.candidate = false
+	}
+	ts.mu.Unlock()
+	ts.RetireOlder(gen)
+}
+
+// Discard stops a rebuild's template that will not be adopted (a reload supersedes it).
+func (ts *Templates) Discard(gen int) {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if g := ts.gens[gen]; g != nil && g.candidate {
+		g.stopOnce.Do(func() { close(g.stop) })
 	}
 }
 

@@ -21,7 +21,10 @@ type Request struct {
 	WorkerAge    time.Duration // since the worker was spawned
 	// FirstRequests is true among the first cold_window requests of the worker.
 	FirstRequests bool
-	TraceID       string
+	// Credentials: the request carried Cookie, Authorization or another credential header
+	// (learn.IsCredentialHeader). Set for FirstRequests only: nothing else reads it.
+	Credentials bool
+	TraceID     string
 	// The client's side, for the access log. They are views into the front's buffers, valid
 	// only while ObserveRequest runs: an observer that keeps one copies it.
 	Client, Host, Query, UserAgent []byte

@@ -23,7 +23,7 @@ func steadyReq(path string, d time.Duration) *Request {
 func TestWarmupCheckWarnsOncePerWorkerAboveFactorAndFloor(t *testing.T) {
 	var logs bytes.Buffer
 	misses := 0
-	c := NewWarmupCheck(5, 50*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)), func() { misses++ })
+	c := NewWarmupCheck(5, 50*time.Millisecond, slog.New(slog.NewTextHandler(&logs, nil)), func() { misses++ }, nil)
 	first := func(worker int, d time.Duration) {
 		c.Observe(&Request{Path: "/api", Status: 200, WorkerID: worker, RequestIndex: 1, FirstRequests: true, Upstream: d})
 	}

@@ -16,6 +16,9 @@ type WarmupCheck struct {
 	floor  time.Duration
 	log    *slog.Logger
 	onMiss func()
+	// first is told of every request among a new worker's first, with the pool's steady median
+	// for its path (ok false: none yet): the learner's feed.
+	first func(req *Request, steady time.Duration, ok bool)
 
 	mu     sync.Mutex
 	routes map[string]*latencyRing
@@ -29,9 +32,10 @@ const (
 	maxWarnedKept = 1024
 )
 
-// NewWarmupCheck returns a check; onMiss (may be nil) is called for each warning.
-func NewWarmupCheck(factor float64, floor time.Duration, log *slog.Logger, onMiss func()) *WarmupCheck {
-	return &WarmupCheck{factor: factor, floor: floor, log: log, onMiss: onMiss,
+// NewWarmupCheck returns a check; onMiss (may be nil) is called for each warning, first (may be
+// nil) for each request among a new worker's first.
+func NewWarmupCheck(factor float64, floor time.Duration, log *slog.Logger, onMiss func(), first func(req *Request, steady time.Duration, ok bool)) *WarmupCheck {
+	return &WarmupCheck{factor: factor, floor: floor, log: log, onMiss: onMiss, first: first,
 		routes: map[string]*latencyRing{}, warned: map[int]bool{}}
 }
 
@@ -53,17 +57,20 @@ func (c *WarmupCheck) Observe(req *Request) {
 		c.mu.Unlock()
 		return
 	}
-	if c.warned[req.WorkerID] || ring == nil {
-		c.mu.Unlock()
-		return
+	var median time.Duration
+	var ok bool
+	if ring != nil {
+		median, ok = ring.median()
 	}
-	median, ok := ring.median()
-	slow := ok && float64(req.Upstream) > c.factor*float64(median) && req.Upstream-median > c.floor
+	slow := ok && !c.warned[req.WorkerID] && float64(req.Upstream) > c.factor*float64(median) && req.Upstream-median > c.floor
 	if slow {
 		c.warned[req.WorkerID] = true
 		c.pruneLocked(req.WorkerID)
 	}
 	c.mu.Unlock()
+	if c.first != nil {
+		c.first(req, median, ok)
+	}
 	if !slow {
 		return
 	}

@@ -1,6 +1,7 @@
 package testworker
 
 import (
+	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -18,5 +19,19 @@ func RunTests(m *testing.M) {
 		Main()
 		return
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, goleak.Cleanup(IsolateLearnedState()))
+}
+
+// IsolateLearnedState points the default place of warmpool's learned state (learn.
+// DefaultStatePath) at a temporary directory for the tests and the processes they start, so
+// that no test reads what another run learned, nor writes into the user's state directory. The
+// function returned removes it.
+func IsolateLearnedState() func(exitCode int) {
+	dir, err := os.MkdirTemp("", "warmpool-test-state-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_STATE_HOME", dir)
+	os.Unsetenv("STATE_DIRECTORY")
+	return func(int) { os.RemoveAll(dir) }
 }

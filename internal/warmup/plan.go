@@ -23,7 +23,13 @@ type Request struct {
 
 // Plan is the ordered list of warm-up requests and how many run at once.
 type Plan struct {
-	Requests    []Request
+	Requests []Request
+	// Learned are requests learned from traffic (internal/learn), sent once each after Requests.
+	// One that fails (no 2xx, or no answer within learnedTimeout) fails no warm-up: it is left
+	// out and reported to Dropped.
+	Learned []Request
+	// Dropped is told of each learned request that failed, and why; nil: no one is.
+	Dropped     func(r *Request, why string)
 	Concurrency int
 	// Tracer makes a span per warm-up request, a child of the span in Run's context, and its
 	// trace context goes to the worker; nil means no spans.
@@ -52,7 +58,7 @@ func NewPlan(cfg *config.Config) *Plan {
 
 // Total is the number of requests the plan sends.
 func (p *Plan) Total() int {
-	n := 0
+	n := len(p.Learned)
 	for _, r := range p.Requests {
 		n += r.Repeat
 	}

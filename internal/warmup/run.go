@@ -28,6 +28,8 @@ type Result struct {
 	Duration time.Duration
 	// Slowest is the slowest single warm-up request: usually the one that met the cold code.
 	Slowest time.Duration
+	// Learned is how many of the plan's learned requests passed.
+	Learned int
 	// NotSuccess lists the answers an expect accepted that were no 2xx ("GET /x: 400 Bad
 	// Request: <title>"), once per request: a warm-up refused by the app warms nothing.
 	NotSuccess []string
@@ -105,8 +107,44 @@ func (p *Plan) Run(ctx context.Context, rt http.RoundTripper) (Result, error) {
 		}
 		res.Requests += r.Repeat
 	}
+	for i := range p.Learned {
+		if ctx.Err() != nil {
+			return res, context.Cause(ctx)
+		}
+		d, ok := p.sendLearned(ctx, rt, &p.Learned[i])
+		res.Slowest = max(res.Slowest, d)
+		if ok {
+			res.Learned++
+			res.Requests++
+		}
+	}
 	res.Duration = time.Since(start)
 	return res, nil
+}
+
+// learnedTimeout bounds one learned request: a slow one is dropped rather than spend the boot's
+// warmup.timeout, which the operator's plan was sized for.
+const learnedTimeout = 10 * time.Second
+
+// sendLearned sends a learned request; one that fails is reported to p.Dropped.
+func (p *Plan) sendLearned(ctx context.Context, rt http.RoundTripper, r *Request) (time.Duration, bool) {
+	rctx, cancel := context.WithTimeoutCause(ctx, learnedTimeout, fmt.Errorf("no answer within %s", learnedTimeout))
+	defer cancel()
+	d, note, err := r.send(rctx, rt, 1, p.Tracer)
+	if ctx.Err() != nil {
+		return d, false // the boot ended (its timeout, a cancel): not the request's fault
+	}
+	why := note
+	if err != nil {
+		why = err.Error()
+	}
+	if why == "" {
+		return d, true
+	}
+	if p.Dropped != nil {
+		p.Dropped(r, why)
+	}
+	return d, false
 }
 
 // send sends one warm-up request. note describes an accepted answer that was no 2xx.

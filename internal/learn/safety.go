@@ -1,0 +1,127 @@
+package learn
+
+import (
+	"bytes"
+	"net/http"
+	"strings"
+
+	"warmpool/internal/config"
+)
+
+// Bounds on what is learned: a hostile or merely varied traffic grows nothing without limit.
+const (
+	// MaxRequests is how many learned requests run in a warm-up, the most costly first.
+	MaxRequests = 16
+	// MaxModules is how many learned modules a template imports.
+	MaxModules = 2000
+	maxPaths   = 1024 // paths observed; more are ignored
+	maxTracked = 8192 // module names observed; more are ignored
+	maxPathLen = 512
+	maxNameLen = 200
+)
+
+// credentialWords are parts of header names that carry credentials (X-Api-Key, X-Auth-Token,
+// X-Session-Id, X-Amz-Security-Token, X-Hub-Signature).
+var credentialWords = [][]byte{[]byte("auth"), []byte("token"), []byte("key"), []byte("session"),
+	[]byte("secret"), []byte("password"), []byte("signature"), []byte("csrf")}
+
+// IsCredentialHeader reports whether a request header named name carries credentials: Cookie,
+// Authorization, Proxy-Authorization, or any name with a word of credentialWords in it. A
+// request with one is never learned.
+func IsCredentialHeader(name []byte) bool {
+	if len(name) == 6 && asciiEqualFold(name, "cookie") {
+		return true
+	}
+	var lower [64]byte
+	if len(name) > len(lower) {
+		return true // no header of ours is this long: suspicious enough
+	}
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		lower[i] = c
+	}
+	l := lower[:len(name)]
+	for _, w := range credentialWords {
+		if bytes.Contains(l, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// CarriesCredentials reports whether h has a credential header (IsCredentialHeader).
+func CarriesCredentials(h http.Header) bool {
+	for name := range h {
+		if IsCredentialHeader([]byte(name)) {
+			return true
+		}
+	}
+	return false
+}
+
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != s[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// learnablePath says why a path may not become a learned request ("" when it may): it must be
+// an absolute path of printable ASCII, and none of its segments may look like a secret (a
+// password-reset or unsubscribe token, a signed link).
+func learnablePath(path string) string {
+	if path == "" || path[0] != '/' || len(path) > maxPathLen {
+		return "not a short absolute path"
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= ' ' || c >= 0x7f {
+			return "has bytes outside printable ASCII"
+		}
+	}
+	for seg := range strings.SplitSeq(path, "/") {
+		if looksLikeToken(seg) {
+			return "a segment looks like a token (" + seg[:4] + "...)"
+		}
+	}
+	return ""
+}
+
+// looksLikeToken: a long segment that mixes letters and digits, as tokens, hashes and signed ids
+// do (a slug such as "annual-report-2024" has separators; a UUID is caught too: it names one
+// object, not a route).
+func looksLikeToken(seg string) bool {
+	if len(seg) < 20 {
+		return false
+	}
+	letters, digits, separators := 0, 0, 0
+	for _, c := range seg {
+		switch {
+		case c >= '0' && c <= '9':
+			digits++
+		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
+			letters++
+		default:
+			separators++
+		}
+	}
+	return digits > 0 && letters > 0 && (digits >= 4 || separators*8 < len(seg))
+}
+
+// learnableMethod: only GET and HEAD are replayed; they change nothing on a well-behaved app.
+func learnableMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead }
+
+// validModule reports whether name can be a module a template imports.
+func validModule(name string) bool {
+	return len(name) <= maxNameLen && config.PythonDotted(name) && !strings.HasPrefix(name, "__main__")
+}

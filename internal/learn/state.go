@@ -1,0 +1,157 @@
+package learn
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+// stateVersion is the state file's format; a file of another version is ignored.
+const stateVersion = 1
+
+// stateFile is the state file's content.
+type stateFile struct {
+	Version  int           `json:"version"`
+	Identity string        `json:"identity"`
+	SavedAt  time.Time     `json:"saved_at"`
+	Requests []*pathStat   `json:"requests"`
+	Modules  []*moduleStat `json:"modules"`
+}
+
+// Identity names an app for its state file: the same directory and the same app or command.
+func Identity(dir string, app string, command []string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	sum := sha256.Sum256([]byte(dir + "\x00" + app + "\x00" + strings.Join(command, "\x00")))
+	return hex.EncodeToString(sum[:4])
+}
+
+// DefaultStatePath is where the state of the app named identity is kept unless warmup.learn_state
+// says otherwise: in systemd's StateDirectory when the unit has one, else in the XDG state
+// directory ($XDG_STATE_HOME, or ~/.local/state) under warmpool/, else in the temporary
+// directory (kept across restarts, not across reboots).
+func DefaultStatePath(identity string) string {
+	name := "learned-" + identity + ".json"
+	if dir, _, _ := strings.Cut(os.Getenv("STATE_DIRECTORY"), ":"); dir != "" {
+		return filepath.Join(dir, name)
+	}
+	if dir := os.Getenv("XDG_STATE_HOME"); dir != "" {
+		return filepath.Join(dir, "warmpool", name)
+	}
+	if home, err := os.UserHomeDir(); err == nil && home != "/" {
+		return filepath.Join(home, ".local", "state", "warmpool", name)
+	}
+	return filepath.Join(os.TempDir(), "warmpool-"+name)
+}
+
+// ReadState reads a state file for `warmpool learned`: what it holds as a Status.
+func ReadState(path string) (Status, error) {
+	l := New(Options{StatePath: path})
+	if err := l.loadFile(false); err != nil {
+		return Status{}, err
+	}
+	return l.Status(), nil
+}
+
+// load reads the state file, if any, into an empty learner: what was learned is learned again.
+func (l *Learner) load() error {
+	err := l.loadFile(true)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
+}
+
+func (l *Learner) loadFile(checkIdentity bool) error {
+	if l.opts.StatePath == "" {
+		return nil
+	}
+	data, err := os.ReadFile(l.opts.StatePath)
+	if err != nil {
+		return err
+	}
+	var st stateFile
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("%s: %w", l.opts.StatePath, err)
+	}
+	if st.Version != stateVersion {
+		return fmt.Errorf("%s is of format version %d, not %d", l.opts.StatePath, st.Version, stateVersion)
+	}
+	if checkIdentity && st.Identity != l.opts.Identity {
+		return fmt.Errorf("%s belongs to another app (identity %s, this one is %s)", l.opts.StatePath, st.Identity, l.opts.Identity)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, ps := range st.Requests {
+		if ps == nil || len(l.paths) >= maxPaths || learnablePath(ps.Path) != "" || !learnableMethod(ps.Method) {
+			continue
+		}
+		l.paths[ps.Method+" "+ps.Path] = ps
+	}
+	for _, ms := range st.Modules {
+		if ms == nil || len(l.modules) >= maxTracked || !validModule(ms.Name) {
+			continue
+		}
+		l.modules[ms.Name] = ms
+		l.seq = max(l.seq, ms.Seq)
+	}
+	return nil
+}
+
+// save writes the state file whole (a temporary file renamed over it: a crash leaves the old
+// one or the new one).
+func (l *Learner) save() error {
+	if l.opts.StatePath == "" {
+		return nil
+	}
+	l.mu.Lock()
+	st := stateFile{Version: stateVersion, Identity: l.opts.Identity, SavedAt: time.Now().UTC()}
+	for _, ps := range l.paths {
+		if ps.ColdHits > 0 || ps.Dropped != "" {
+			c := *ps
+			st.Requests = append(st.Requests, &c)
+		}
+	}
+	for _, ms := range l.modules {
+		c := *ms
+		st.Modules = append(st.Modules, &c)
+	}
+	l.dirty = false
+	l.mu.Unlock()
+	sortState(&st)
+	data, err := json.MarshalIndent(&st, "", "  ")
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(l.opts.StatePath)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, ".learned-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(append(data, '\n')); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), l.opts.StatePath)
+}
+
+func sortState(st *stateFile) {
+	slices.SortFunc(st.Requests, func(a, b *pathStat) int { return strings.Compare(a.Method+" "+a.Path, b.Method+" "+b.Path) })
+	slices.SortFunc(st.Modules, func(a, b *moduleStat) int { return a.Seq - b.Seq })
+}
