@@ -97,25 +97,30 @@ func learnablePath(path string) string {
 	return ""
 }
 
-// looksLikeToken: a long segment that mixes letters and digits, as tokens, hashes and signed ids
-// do (a slug such as "annual-report-2024" has separators; a UUID is caught too: it names one
-// object, not a route).
+// looksLikeToken: a segment with a long run of letters and digits mixed (tokens, hashes, signed
+// ids), or a UUID (it names one object, not a route). A slug ("annual-report-2024") is neither.
 func looksLikeToken(seg string) bool {
-	if len(seg) < 20 {
-		return false
-	}
-	letters, digits, separators := 0, 0, 0
-	for _, c := range seg {
-		switch {
-		case c >= '0' && c <= '9':
-			digits++
-		case c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z':
-			letters++
-		default:
-			separators++
+	run, letters, digits, hex := 0, false, false, 0
+	for i := 0; i <= len(seg); i++ {
+		var c byte
+		if i < len(seg) {
+			c = seg[i]
 		}
+		isDigit, isLetter := c >= '0' && c <= '9', c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if isDigit || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' {
+			hex++
+		}
+		if isDigit || isLetter {
+			run++
+			letters, digits = letters || isLetter, digits || isDigit
+			continue
+		}
+		if run >= 16 && letters && digits {
+			return true
+		}
+		run, letters, digits = 0, false, false
 	}
-	return digits > 0 && letters > 0 && (digits >= 4 || separators*8 < len(seg))
+	return hex >= 32 && len(seg) <= 36+4
 }
 
 // learnableMethod: only GET and HEAD are replayed; they change nothing on a well-behaved app.

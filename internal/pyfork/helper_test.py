@@ -357,3 +357,104 @@ class ControlTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class PreloadTest(unittest.TestCase):
+    """The learned modules a template imports: one that fails is dropped, one that starts a thread
+    or opens a connection is dropped as fatal and ends the preload."""
+
+    def setUp(self):
+        import tempfile
+
+        self.dir = tempfile.mkdtemp()
+        sys.path.insert(0, self.dir)
+        self.stop = threading.Event()
+        self.held = []
+        helper_test_hooks.update(stop=self.stop, held=self.held)
+        self.modules = []
+
+    def tearDown(self):
+        self.stop.set()
+        for sock in self.held:
+            sock.close()
+        sys.path.remove(self.dir)
+        for name in self.modules:
+            sys.modules.pop(name, None)
+
+    def module(self, name, source):
+        with open(os.path.join(self.dir, name + ".py"), "w") as f:
+            f.write(source)
+        self.modules.append(name)
+        return name
+
+    def run_preload(self, names):
+        path = os.path.join(self.dir, "learned.json")
+        with open(path, "w") as f:
+            json.dump({"modules": names}, f)
+
+        class PreloadArgs(Args):
+            preload = []
+            learned = path
+
+        return helper.preload(PreloadArgs)
+
+    def test_failing_and_threaded_imports_are_dropped(self):
+        good = self.module("wp_good", "VALUE = 1\n")
+        bad = self.module("wp_bad", "raise RuntimeError('needs what post_fork opens')\n")
+        thready = self.module("wp_thready", "import threading, helper_test\n"
+                              "threading.Thread(target=helper_test.helper_test_hooks['stop'].wait, name='flusher').start()\n")
+        after = self.module("wp_after", "VALUE = 2\n")
+        preloaded, dropped = self.run_preload([good, "os", bad, thready, after])
+        self.assertEqual(list(preloaded), [good])  # os was imported already: nothing to do
+        self.assertGreaterEqual(preloaded[good], 0)
+        self.assertEqual([(d["module"], d["fatal"]) for d in dropped], [(bad, False), (thready, True)])
+        self.assertIn("RuntimeError: needs what post_fork opens", dropped[0]["reason"])
+        self.assertIn("flusher", dropped[1]["reason"])
+        self.assertNotIn(after, sys.modules)  # the template is unfit: the preload stopped
+
+    def test_a_connection_opened_by_an_import_is_fatal(self):
+        conn = self.module("wp_conn", "import socket, helper_test\n"
+                           "a, b = socket.socketpair()\nhelper_test.helper_test_hooks['held'].extend([a, b])\n")
+        preloaded, dropped = self.run_preload([conn])
+        self.assertEqual(preloaded, {})
+        self.assertEqual(len(dropped), 1)
+        self.assertTrue(dropped[0]["fatal"])
+        self.assertIn("opened connections", dropped[0]["reason"])
+        self.assertIn("unix to an unnamed socket", dropped[0]["reason"])
+
+
+helper_test_hooks = {}
+
+
+class ImportReporterTest(unittest.TestCase):
+    def test_the_modules_imported_after_install_are_reported_once(self):
+        import tempfile
+
+        d = tempfile.mkdtemp()
+        path = os.path.join(d, "learn.sock")
+        server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        server.bind(path)
+        server.settimeout(5)
+        with open(os.path.join(d, "wp_reported.py"), "w") as f:
+            f.write("import wp_reported_dep\n")
+        with open(os.path.join(d, "wp_reported_dep.py"), "w") as f:
+            f.write("")
+        sys.path.insert(0, d)
+        reporter = helper.ImportReporter(path)
+        sys.meta_path.insert(0, reporter)
+        try:
+            import wp_reported  # noqa: F401
+
+            with self.assertRaises(ImportError):
+                import wp_not_there  # noqa: F401
+            import json as _json  # imported already: the finder is not asked  # noqa: F401
+
+            report = json.loads(server.recv(65536))
+        finally:
+            sys.meta_path.remove(reporter)
+            reporter.sock.close()
+            sys.path.remove(d)
+            server.close()
+            for name in ["wp_reported", "wp_reported_dep"]:
+                sys.modules.pop(name, None)
+        self.assertEqual(report, {"modules": ["wp_reported", "wp_reported_dep"]})
