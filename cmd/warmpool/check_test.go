@@ -10,6 +10,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"warmpool/internal/config"
+	"warmpool/internal/learn"
+	"warmpool/internal/telemetry"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -215,5 +220,42 @@ func TestInitWritesAConfigOnce(t *testing.T) {
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "warmpool.toml")); !bytes.Equal(before, after) {
 		t.Fatal("--force did not write the starter config again")
+	}
+}
+
+// `warmpool learned` prints the state file of the config's app as config to commit; another
+// app's file, or none, is an error that says so.
+func TestLearnedPrintsTheStateAsConfig(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "learned.json")
+	cfgPath := writeConfig(t, fmt.Sprintf("[worker]\ncommand = [\"app\", \"{socket}\"]\n[warmup]\nlearn_state = %q\n[[warmup.request]]\npath = \"/\"\n", state))
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"learned", "--config", cfgPath}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "nothing learned at "+state) {
+		t.Fatalf("no state yet: exit %d, %s", code, stderr.String())
+	}
+	l, err := config.LoadAndValidate(config.Layers{Files: []string{cfgPath}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	learner := learn.New(learn.Options{StatePath: state, Identity: learn.AppIdentity(&l.Config)})
+	for w := 1; w <= 2; w++ {
+		learner.ObserveFirst(&telemetry.Request{Method: "GET", Path: "/export.csv", Status: 200, Upstream: 300 * time.Millisecond,
+			WorkerID: w, FirstRequests: true, Host: []byte("app.example")}, 2*time.Millisecond, true)
+	}
+	if err := learner.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"learned", "--config", cfgPath}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	if out := stdout.String(); !strings.Contains(out, "[[warmup.request]]\npath = \"/export.csv\"\nheaders = { Host = \"app.example\" }") {
+		t.Fatalf("%s", out)
+	}
+	other := writeConfig(t, fmt.Sprintf("[worker]\ncommand = [\"other\", \"{socket}\"]\n[warmup]\nlearn_state = %q\n[[warmup.request]]\npath = \"/\"\n", state))
+	stderr.Reset()
+	if code := run([]string{"learned", "--config", other}, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), "belongs to another app") {
+		t.Fatalf("another app's state: exit %d, %s", code, stderr.String())
 	}
 }

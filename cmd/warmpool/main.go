@@ -30,6 +30,7 @@ func commands(stdout, stderr io.Writer) map[string]command {
 		"import":      &importCommand{stdout: stdout, stderr: stderr},
 		"init":        &initCommand{stdout: stdout, stderr: stderr},
 		"diagnose":    &diagnoseCommand{log: log, stdout: stdout},
+		"learned":     &learnedCommand{stdout: stdout},
 		"demo":        &demoCommand{log: log, stdout: stdout},
 		"demo-worker": &demoWorkerCommand{},
 		"version":     &versionCommand{stdout: stdout},
@@ -48,6 +49,9 @@ Usage:
   warmpool diagnose [--config F] [--path P]... [--host H]
                                                     measure cold, warmed and steady latency per path:
                                                     does the warm-up plan reach the slow code?
+  warmpool learned [--config F] [--state FILE] [--json]
+                                                    what traffic taught the warm-up (warmup.learn), printed
+                                                    as [[warmup.request]] tables and a preload list to commit
   warmpool demo                                     the built-in demo: warm recycling with nothing installed
   warmpool version (or --version)                   print the version, revision and build time
 

@@ -129,8 +129,7 @@ func (s *Server) Start() (err error) {
 	s.metrics = telemetry.NewMetrics(reg)
 	s.history = telemetry.NewHistory()
 	s.metrics.SetWarmupEnabled(cfg.Warmup.Enabled)
-	identity := learn.Identity(cfg.Worker.Dir, cfg.Worker.Python.App, cfg.Worker.Command)
-	s.learner = learn.New(learn.Options{Python: cfg.Worker.IsPython(), StatePath: learnStatePath(cfg, identity), Identity: identity,
+	s.learner = learn.New(learn.Options{Python: cfg.Worker.IsPython(), StatePath: learn.StatePath(cfg), Identity: learn.AppIdentity(cfg),
 		SocketDir: s.socketDir, IsWorker: func(pid int) bool { return s.pool.HasWorker(pid) }, OnRebuild: func() { s.pool.Rebuild() },
 		Logger: s.log})
 	reg.MustRegister(s.learner)
@@ -216,19 +215,6 @@ func (s *Server) newWarmupCheck(cfg *config.Config) *telemetry.WarmupCheck {
 		first = s.learner.ObserveFirst
 	}
 	return telemetry.NewWarmupCheck(cfg.Telemetry.WarmupCheckFactor, cfg.Telemetry.WarmupCheckFloor.Duration, s.log, s.metrics.WarmupIneffective, first)
-}
-
-// learnStatePath is the learned state's file: warmup.learn_state, its default place for the
-// app named identity, or "" ("off").
-func learnStatePath(cfg *config.Config, identity string) string {
-	switch cfg.Warmup.LearnState {
-	case "":
-		return learn.DefaultStatePath(identity)
-	case "off":
-		return ""
-	default:
-		return cfg.Warmup.LearnState
-	}
 }
 
 // recyclingPlan states the recycle triggers in force.

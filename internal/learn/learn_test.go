@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"warmpool/internal/config"
 	"warmpool/internal/telemetry"
 )
 
@@ -201,5 +202,45 @@ func TestModuleReportsAndState(t *testing.T) {
 	other := New(Options{StatePath: state, Identity: "app2"})
 	if err := other.load(); err == nil || len(other.Current().Modules) != 0 {
 		t.Fatalf("another app's state was taken: %v", err)
+	}
+}
+
+// What `warmpool learned` prints is config: it parses, and carries the learned requests (Host
+// included) and the preload list; dropped items are only comments.
+func TestWriteConfigIsConfig(t *testing.T) {
+	l := New(Options{Python: true})
+	for w := 1; w <= 2; w++ {
+		l.ObserveFirst(first(w, "GET", "/export.csv", 200, 400*time.Millisecond, false), 3*time.Millisecond, true)
+		l.ObserveFirst(first(w, "HEAD", "/feed", 200, 90*time.Millisecond, false), 2*time.Millisecond, true)
+		l.ObserveFirst(first(w, "GET", "/gone", 200, 90*time.Millisecond, false), 2*time.Millisecond, true)
+		l.fromWorker(w, []string{"csv", "xml.dom.minidom", "lazy_thread"})
+	}
+	l.opts.IsWorker = func(int) bool { return true }
+	for w := 1; w <= 2; w++ {
+		l.fromWorker(w, []string{"csv", "xml.dom.minidom", "lazy_thread"})
+	}
+	l.Preloaded(map[string]float64{"xml.dom.minidom": 12.5})
+	l.DropModule("lazy_thread", "its import started a thread: 'flusher'")
+	l.DropRequest("GET", "/gone", "got status 404")
+	var out strings.Builder
+	l.Status().WriteConfig(&out)
+	text := out.String()
+	parsed, err := config.Parse("learned.toml", []byte(text))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, text)
+	}
+	reqs := parsed.Config.Warmup.Requests
+	if len(reqs) != 2 || reqs[0].Path != "/export.csv" || reqs[0].Method != "GET" || reqs[0].Headers["Host"] != "app.example" ||
+		reqs[1].Method != "HEAD" || reqs[1].Path != "/feed" {
+		t.Errorf("requests %+v\n%s", reqs, text)
+	}
+	if got := parsed.Config.Worker.Python.Preload; strings.Join(got, ",") != "csv,xml.dom.minidom" {
+		t.Errorf("preload %v\n%s", got, text)
+	}
+	for _, want := range []string{"first request: 400 ms, steady: 3.0 ms", "12 ms in the template", "module lazy_thread: its import started a thread",
+		"GET /gone: got status 404"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("no %q in\n%s", want, text)
+		}
 	}
 }

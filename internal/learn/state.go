@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"warmpool/internal/config"
 )
 
 // stateVersion is the state file's format; a file of another version is ignored.
@@ -26,8 +28,26 @@ type stateFile struct {
 	Modules  []*moduleStat `json:"modules"`
 }
 
-// Identity names an app for its state file: the same directory and the same app or command.
-func Identity(dir string, app string, command []string) string {
+// StatePath is where the learned state of cfg's app is kept: warmup.learn_state, else its
+// default place (DefaultStatePath); "" for "off" (memory only).
+func StatePath(cfg *config.Config) string {
+	switch cfg.Warmup.LearnState {
+	case "":
+		return DefaultStatePath(AppIdentity(cfg))
+	case "off":
+		return ""
+	default:
+		return cfg.Warmup.LearnState
+	}
+}
+
+// AppIdentity names cfg's app for its state file (identity).
+func AppIdentity(cfg *config.Config) string {
+	return identity(cfg.Worker.Dir, cfg.Worker.Python.App, cfg.Worker.Command)
+}
+
+// identity names an app: the same directory and the same app or command.
+func identity(dir string, app string, command []string) string {
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs
 	}
@@ -53,41 +73,43 @@ func DefaultStatePath(identity string) string {
 	return filepath.Join(os.TempDir(), "warmpool-"+name)
 }
 
-// ReadState reads a state file for `warmpool learned`: what it holds as a Status.
-func ReadState(path string) (Status, error) {
-	l := New(Options{StatePath: path})
-	if err := l.loadFile(false); err != nil {
-		return Status{}, err
+// ReadState reads a state file for `warmpool learned`: what it holds, as a Status, and when it
+// was saved. identity, unless "", must be the file's app.
+func ReadState(path, identity string) (Status, time.Time, error) {
+	l := New(Options{StatePath: path, Identity: identity})
+	saved, err := l.loadFile(identity != "")
+	if err != nil {
+		return Status{}, time.Time{}, err
 	}
-	return l.Status(), nil
+	return l.Status(), saved, nil
 }
 
 // load reads the state file, if any, into an empty learner: what was learned is learned again.
 func (l *Learner) load() error {
-	err := l.loadFile(true)
+	_, err := l.loadFile(true)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}
 	return err
 }
 
-func (l *Learner) loadFile(checkIdentity bool) error {
+func (l *Learner) loadFile(checkIdentity bool) (saved time.Time, err error) {
 	if l.opts.StatePath == "" {
-		return nil
+		return time.Time{}, nil
 	}
 	data, err := os.ReadFile(l.opts.StatePath)
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	var st stateFile
 	if err := json.Unmarshal(data, &st); err != nil {
-		return fmt.Errorf("%s: %w", l.opts.StatePath, err)
+		return time.Time{}, fmt.Errorf("%s: %w", l.opts.StatePath, err)
 	}
 	if st.Version != stateVersion {
-		return fmt.Errorf("%s is of format version %d, not %d", l.opts.StatePath, st.Version, stateVersion)
+		return time.Time{}, fmt.Errorf("%s is of format version %d, not %d", l.opts.StatePath, st.Version, stateVersion)
 	}
 	if checkIdentity && st.Identity != l.opts.Identity {
-		return fmt.Errorf("%s belongs to another app (identity %s, this one is %s)", l.opts.StatePath, st.Identity, l.opts.Identity)
+		return time.Time{}, fmt.Errorf("%s belongs to another app (identity %s, this one is %s)", l.opts.StatePath, st.Identity, l.opts.Identity)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -104,7 +126,7 @@ func (l *Learner) loadFile(checkIdentity bool) error {
 		l.modules[ms.Name] = ms
 		l.seq = max(l.seq, ms.Seq)
 	}
-	return nil
+	return st.SavedAt, nil
 }
 
 // save writes the state file whole (a temporary file renamed over it: a crash leaves the old
