@@ -130,15 +130,22 @@ func (l *Loaded) WarmupSummary() string {
 		paths[r.Path] = true
 	}
 	ready := "when its socket accepts connections"
+	learning := "; learning from traffic is off (warmup.learn = false)"
+	if wu.Learn {
+		learning = "; learning from traffic: paths new workers meet cold join the plan after it"
+		if l.Config.Worker.IsPython() {
+			learning += ", and the modules forked workers import join the template"
+		}
+	}
 	if l.Config.Worker.IsPython() {
-		return fmt.Sprintf("warm-up: ENABLED, %s to %s, timeout %s; it warms each generation's template (one request at a time), then each worker forked from it (concurrency %d, for its own connections) before admission",
-			plural(total, "request"), plural(len(paths), "path"), wu.Timeout.Duration, l.Config.WarmupConcurrency())
+		return fmt.Sprintf("warm-up: ENABLED, %s to %s, timeout %s; it warms each generation's template (one request at a time), then each worker forked from it (concurrency %d, for its own connections) before admission%s",
+			plural(total, "request"), plural(len(paths), "path"), wu.Timeout.Duration, l.Config.WarmupConcurrency(), learning)
 	}
 	if wu.Ready == ReadyNotify {
 		ready = "after READY=1 on its NOTIFY_SOCKET"
 	}
-	return fmt.Sprintf("warm-up: ENABLED, %s to %s, concurrency %d, timeout %s; each worker is warmed %s, then admitted",
-		plural(total, "request"), plural(len(paths), "path"), l.Config.WarmupConcurrency(), wu.Timeout.Duration, ready)
+	return fmt.Sprintf("warm-up: ENABLED, %s to %s, concurrency %d, timeout %s; each worker is warmed %s, then admitted%s",
+		plural(total, "request"), plural(len(paths), "path"), l.Config.WarmupConcurrency(), wu.Timeout.Duration, ready, learning)
 }
 
 func plural(n int, noun string) string {

@@ -51,7 +51,7 @@ func TestSchedule(t *testing.T) {
 	}
 	s.learned(t0)
 	s.learned(t0.Add(2 * time.Second)) // the first item counts
-	if s.due(t0.Add(settle - time.Millisecond)) || !s.due(t0.Add(settle)) {
+	if s.due(t0.Add(settle-time.Millisecond)) || !s.due(t0.Add(settle)) {
 		t.Fatal("the first rebuild is not due settle after the first item")
 	}
 	at := t0.Add(settle)
