@@ -10,8 +10,11 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"warmpool/internal/telemetry"
 )
 
 // The differential test over every front: the same logical request, sent over plain HTTP/1.1
@@ -255,4 +258,59 @@ func hasField(fields [][2]string, name string) bool {
 		}
 	}
 	return false
+}
+
+// credentialsSeen records, per request target, whether the front said it carried credentials.
+type credentialsSeen struct {
+	mu  sync.Mutex
+	got map[string]bool
+}
+
+func (c *credentialsSeen) ObserveRequest(r *telemetry.Request) {
+	if !r.FirstRequests {
+		return
+	}
+	c.mu.Lock()
+	c.got[r.Path+"?"+string(r.Query)] = r.Credentials
+	c.mu.Unlock()
+}
+
+// Every front tells the learner alike whether a new worker's request carried credentials
+// (learn.IsCredentialHeader): one that did is never learned as a warm-up request.
+func TestEveryFrontMarksRequestsWithCredentials(t *testing.T) {
+	rec := &credentialsSeen{got: map[string]bool{}}
+	e := startFronts(t, 8, Options{Observer: rec, ColdWindow: 1 << 30})
+	cases := []struct {
+		field [2]string
+		want  bool
+	}{
+		{[2]string{"Accept", "*/*"}, false},
+		{[2]string{"Cookie", "sessionid=1"}, true},
+		{[2]string{"Authorization", "Bearer x"}, true},
+		{[2]string{"Proxy-Authorization", "Basic eA=="}, true},
+		{[2]string{"X-Api-Key", "k"}, true},
+		{[2]string{"X-Auth-Token", "t"}, true},
+	}
+	for i, c := range cases {
+		lr := logicalRequest{method: "GET", target: fmt.Sprintf("/echo?case=%d", i), fields: [][2]string{c.field}}
+		for front, send := range map[string]func(){
+			"plain":        func() { viewHTTP1(t, e.dial(), lr) },
+			"plain 1.0":    func() { c := e.dial(); c.send(strings.Replace(lr.http1(), "HTTP/1.1", "HTTP/1.0", 1)); c.read("GET") },
+			"TLS HTTP/1.1": func() { viewHTTP1(t, e.dialTLS1(), lr) },
+			"HTTP/2":       func() { viewHTTP2(t, e.dialH2(), lr) },
+		} {
+			rec.mu.Lock()
+			clear(rec.got)
+			rec.mu.Unlock()
+			send()
+			key := "/echo?" + strings.TrimPrefix(lr.target, "/echo?")
+			waitFor(t, func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); _, ok := rec.got[key]; return ok })
+			rec.mu.Lock()
+			got := rec.got[key]
+			rec.mu.Unlock()
+			if got != c.want {
+				t.Errorf("%s, %s: credentials %v, want %v", front, c.field[0], got, c.want)
+			}
+		}
+	}
 }
