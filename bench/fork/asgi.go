@@ -83,7 +83,7 @@ func (e measureEnv) measureASGI(ctx context.Context, r *asgiResult) error {
 	if err != nil {
 		return err
 	}
-	url := "http://" + in.addr + "/"
+	url := "http://" + in.Addr + "/"
 	loadgen.Run(ctx, url, e.o.rate, e.o.warmFor, 30*time.Second)
 	from := time.Now()
 	lr := loadgen.Run(ctx, url, e.o.rate, e.o.duration, 30*time.Second)
@@ -93,18 +93,18 @@ func (e measureEnv) measureASGI(ctx context.Context, r *asgiResult) error {
 	if r.firstErr == "" {
 		r.firstErr = lr.FirstErr
 	}
-	for _, line := range in.logged("replacement admitted for a worker due for recycling", from, to) {
-		if attr(line, "reason") == "max_requests" {
+	for _, line := range in.Logged("replacement admitted for a worker due for recycling", from, to) {
+		if benchutil.Attr(line, "reason") == "max_requests" {
 			r.recycles++
-			r.waits = append(r.waits, durationAttr(line, "waited"))
+			r.waits = append(r.waits, benchutil.DurationAttr(line, "waited"))
 		}
 	}
-	for _, line := range in.logged("worker admitted into rotation", time.Time{}, to) { // the first forks too
-		if attr(line, "origin") == "fork" {
-			r.forkCPU = append(r.forkCPU, durationAttr(line, "boot_cpu"))
+	for _, line := range in.Logged("worker admitted into rotation", time.Time{}, to) { // the first forks too
+		if benchutil.Attr(line, "origin") == "fork" {
+			r.forkCPU = append(r.forkCPU, benchutil.DurationAttr(line, "boot_cpu"))
 		}
 	}
-	in.stop()
+	in.Stop()
 	r.generations++ // one template generation per run
 	data, _ := os.ReadFile(startupLog)
 	r.startups += strings.Count(string(data), "\n")
@@ -114,11 +114,11 @@ func (e measureEnv) measureASGI(ctx context.Context, r *asgiResult) error {
 	if err != nil {
 		return err
 	}
-	loadgen.Run(ctx, "http://"+in.addr+"/", e.o.rate/4, e.o.duration/2, 30*time.Second)
-	for _, line := range in.logged("worker admitted into rotation", time.Time{}, time.Now().Add(time.Hour)) {
-		r.freshCPU = append(r.freshCPU, durationAttr(line, "boot_cpu"))
+	loadgen.Run(ctx, "http://"+in.Addr+"/", e.o.rate/4, e.o.duration/2, 30*time.Second)
+	for _, line := range in.Logged("worker admitted into rotation", time.Time{}, time.Now().Add(time.Hour)) {
+		r.freshCPU = append(r.freshCPU, benchutil.DurationAttr(line, "boot_cpu"))
 	}
-	in.stop()
+	in.Stop()
 
 	// Memory: memWorkers workers after memRequests requests each, forked and fresh.
 	for _, fork := range []bool{true, false} {
@@ -126,10 +126,10 @@ func (e measureEnv) measureASGI(ctx context.Context, r *asgiResult) error {
 		if err != nil {
 			return err
 		}
-		closedLoop(ctx, "http://"+in.addr+"/", 2*e.o.memWorkers, e.o.memWorkers*e.o.memRequests, 10*time.Minute)
+		closedLoop(ctx, "http://"+in.Addr+"/", 2*e.o.memWorkers, e.o.memWorkers*e.o.memRequests, 10*time.Minute)
 		st, err := in.status()
 		if err != nil {
-			in.stop()
+			in.Stop()
 			return err
 		}
 		var total int64
@@ -139,7 +139,7 @@ func (e measureEnv) measureASGI(ctx context.Context, r *asgiResult) error {
 		for _, w := range st.Workers {
 			total += treePSS(w.PID)
 		}
-		in.stop()
+		in.Stop()
 		if fork {
 			r.forkPSS = total
 		} else {

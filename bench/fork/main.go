@@ -300,8 +300,8 @@ func (e measureEnv) measureLatency(ctx context.Context, r *latencyResult) error 
 	if err != nil {
 		return err
 	}
-	defer in.stop()
-	url := "http://" + in.addr + "/products/?page=3"
+	defer in.Stop()
+	url := "http://" + in.Addr + "/products/?page=3"
 	loadgen.Run(ctx, url, e.o.rate, e.o.warmFor, 30*time.Second)
 	st, _ := in.status()
 	tpl := st.templatePID()
@@ -327,14 +327,14 @@ func (e measureEnv) measureLatency(ctx context.Context, r *latencyResult) error 
 	r.latencies = append(r.latencies, lr.Latencies...)
 	_, p99, _ := loadgen.Percentiles(lr.Latencies)
 	r.roundP99s = append(r.roundP99s, p99)
-	for _, line := range in.logged("replacement admitted for a worker due for recycling", from, to) {
-		if attr(line, "reason") == "max_requests" {
+	for _, line := range in.Logged("replacement admitted for a worker due for recycling", from, to) {
+		if benchutil.Attr(line, "reason") == "max_requests" {
 			r.recycles++
-			r.waits = append(r.waits, durationAttr(line, "waited"))
+			r.waits = append(r.waits, benchutil.DurationAttr(line, "waited"))
 		}
 	}
-	for _, line := range in.logged("worker admitted into rotation", from, to) {
-		r.bootCPU = append(r.bootCPU, durationAttr(line, "boot_cpu"))
+	for _, line := range in.Logged("worker admitted into rotation", from, to) {
+		r.bootCPU = append(r.bootCPU, benchutil.DurationAttr(line, "boot_cpu"))
 	}
 	return nil
 }
@@ -375,8 +375,8 @@ func (e measureEnv) measureMemory(ctx context.Context, r *memoryResult) error {
 	if err != nil {
 		return err
 	}
-	defer in.stop()
-	closedLoop(ctx, "http://"+in.addr+"/products/?page=3", 2*e.o.memWorkers, e.o.memWorkers*e.o.memRequests, 10*time.Minute)
+	defer in.Stop()
+	closedLoop(ctx, "http://"+in.Addr+"/products/?page=3", 2*e.o.memWorkers, e.o.memWorkers*e.o.memRequests, 10*time.Minute)
 	st, err := in.status()
 	if err != nil {
 		return err
@@ -414,8 +414,8 @@ func (e measureEnv) measureThroughput(ctx context.Context, r *throughputResult) 
 	if err != nil {
 		return err
 	}
-	defer in.stop()
-	url := "http://" + in.addr + "/products/?page=3"
+	defer in.Stop()
+	url := "http://" + in.Addr + "/products/?page=3"
 	closedLoop(ctx, url, 8, 1<<30, 2*time.Second) // unmeasured
 	ok, errs, d := closedLoop(ctx, url, 8, 1<<30, e.o.tputFor)
 	r.rps = append(r.rps, float64(ok)/d.Seconds())
@@ -440,7 +440,7 @@ func warmPlanCPU(ctx context.Context, in *instance) (time.Duration, error) {
 	pid := st.Workers[0].PID
 	cl := &http.Client{Timeout: 30 * time.Second}
 	get := func(path string) error {
-		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+in.addr+path, nil)
+		req, err := http.NewRequestWithContext(ctx, "GET", "http://"+in.Addr+path, nil)
 		if err != nil {
 			return err
 		}

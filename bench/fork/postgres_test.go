@@ -150,7 +150,7 @@ func sessionsNeverShared(t *testing.T, pg *postgres, python string, asgi bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer in.stop()
+	defer in.Stop()
 	st, err := in.status()
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +168,7 @@ func sessionsNeverShared(t *testing.T, pg *postgres, python string, asgi bool) {
 		requests   int
 		violations []string
 	)
-	recycled := func() int { return len(in.logged("worker stopped", time.Time{}, time.Now().Add(time.Hour))) }
+	recycled := func() int { return len(in.Logged("worker stopped", time.Time{}, time.Now().Add(time.Hour))) }
 	deadline := time.Now().Add(90 * time.Second)
 	cl := &http.Client{Timeout: 30 * time.Second}
 	var wg sync.WaitGroup

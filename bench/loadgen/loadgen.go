@@ -16,7 +16,9 @@ import (
 // Result of one open-loop run.
 type Result struct {
 	Latencies []time.Duration // from each request's scheduled start
-	Errors    int
+	// URL is, per request, the index of its URL in RunMix's urls.
+	URL    []int
+	Errors int
 	FirstErr  string
 	Cold      int // responses with X-Cold: 1 (the request met a cold start)
 	Pids      map[string]bool
@@ -24,17 +26,24 @@ type Result struct {
 
 // Run sends rate requests per second to url for d; every request is bounded by timeout.
 func Run(ctx context.Context, url string, rate int, d, timeout time.Duration) Result {
+	return RunMix(ctx, []string{url}, rate, d, timeout)
+}
+
+// RunMix is Run over several URLs, taken in turn (mixed traffic).
+func RunMix(ctx context.Context, urls []string, rate int, d, timeout time.Duration) Result {
 	tr := &http.Transport{MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
 	defer tr.CloseIdleConnections()
 	cl := &http.Client{Transport: tr, Timeout: timeout}
 	total := int(d.Seconds() * float64(rate))
-	res := Result{Latencies: make([]time.Duration, total), Pids: map[string]bool{}}
+	res := Result{Latencies: make([]time.Duration, total), URL: make([]int, total), Pids: map[string]bool{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	start := time.Now().Add(20 * time.Millisecond)
 	for i := range total {
 		at := start.Add(time.Duration(i) * time.Second / time.Duration(rate))
 		time.Sleep(time.Until(at))
+		res.URL[i] = i % len(urls)
+		url := urls[i%len(urls)]
 		wg.Go(func() {
 			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 			resp, err := cl.Do(req)
@@ -43,7 +52,7 @@ func Run(ctx context.Context, url string, rate int, d, timeout time.Duration) Re
 				_, err = io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if err == nil && resp.StatusCode != 200 {
-					err = fmt.Errorf("status %d", resp.StatusCode)
+					err = fmt.Errorf("GET %s: status %d", req.URL.Path, resp.StatusCode)
 				}
 				cold = resp.Header.Get("X-Cold") == "1"
 				pid = resp.Header.Get("X-Worker-Pid")
