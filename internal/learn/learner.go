@@ -78,6 +78,7 @@ type moduleStat struct {
 	Name     string    `json:"name"`
 	Children int       `json:"children"`
 	ImportMS float64   `json:"import_ms,omitempty"` // measured by the template that imported it
+	Implied  bool      `json:"implied,omitempty"`   // imported already by another's import when its turn came
 	Learned  bool      `json:"learned"`
 	Dropped  string    `json:"dropped,omitempty"`
 	Seq      int       `json:"seq"` // first-seen order
@@ -405,8 +406,9 @@ func (l *Learner) RebuildDone(err error) {
 	l.outcomes["ready"]++
 }
 
-// Preloaded records what each learned module cost the template that imported it.
-func (l *Learner) Preloaded(costs map[string]float64) {
+// Preloaded records what each learned module cost the template that imported it (costs, ms),
+// and which came with another's import (implied): `warmpool learned` lists the ones to import.
+func (l *Learner) Preloaded(costs map[string]float64, implied []string) {
 	if l == nil {
 		return
 	}
@@ -414,7 +416,13 @@ func (l *Learner) Preloaded(costs map[string]float64) {
 	defer l.mu.Unlock()
 	for name, ms := range costs {
 		if m := l.modules[name]; m != nil {
-			m.ImportMS = ms
+			m.ImportMS, m.Implied = ms, false
+			l.dirty = true
+		}
+	}
+	for _, name := range implied {
+		if m := l.modules[name]; m != nil && !m.Implied {
+			m.Implied = true
 			l.dirty = true
 		}
 	}

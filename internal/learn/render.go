@@ -19,8 +19,13 @@ func (st Status) WriteConfig(w io.Writer) {
 		}
 	}
 	var mods []ModuleStatus
+	implied := 0
 	for _, m := range st.Modules {
-		if m.State == "learned" {
+		switch {
+		case m.State != "learned":
+		case m.Implied:
+			implied++ // another's import brings it
+		default:
 			mods = append(mods, m)
 		}
 	}
@@ -50,6 +55,9 @@ func (st Status) WriteConfig(w io.Writer) {
 		}
 		fmt.Fprintln(w, "# Learned modules: forked workers imported them after their fork, on their first requests.")
 		fmt.Fprintln(w, "# Put preload in your [worker.python] table: the template imports them before its warm-up.")
+		if implied > 0 {
+			fmt.Fprintf(w, "# (%d more learned modules come with these: importing them imports those.)\n", implied)
+		}
 		fmt.Fprintln(w, "[worker.python]")
 		fmt.Fprintln(w, "preload = [")
 		width := 0

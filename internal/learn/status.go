@@ -49,6 +49,8 @@ type ModuleStatus struct {
 	Why      string  `json:"why,omitempty"`
 	Children int     `json:"children"`
 	ImportMS float64 `json:"import_ms,omitempty"`
+	// Implied: another module's import brings it (the preload list leaves it out).
+	Implied bool `json:"implied,omitempty"`
 }
 
 // Status is a snapshot of what was learned.
@@ -121,7 +123,7 @@ func (l *Learner) Status() Status {
 		return a.Seq - b.Seq
 	})
 	for _, m := range mods {
-		s := ModuleStatus{Name: m.Name, State: "learned", Children: m.Children, ImportMS: m.ImportMS}
+		s := ModuleStatus{Name: m.Name, State: "learned", Children: m.Children, ImportMS: m.ImportMS, Implied: m.Implied}
 		if m.Dropped != "" {
 			s.State, s.Why = "dropped", m.Dropped
 		}

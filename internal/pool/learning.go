@@ -52,7 +52,7 @@ func (p *Pool) learnedImports(im pyfork.Imported) {
 	if p.learner == nil {
 		return
 	}
-	p.learner.Preloaded(im.Preloaded)
+	p.learner.Preloaded(im.Preloaded, im.Implied)
 	for _, d := range im.Dropped {
 		p.learner.DropModule(d.Module, d.Reason)
 	}

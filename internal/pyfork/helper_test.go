@@ -96,7 +96,9 @@ print(json.dumps({"version": helper.PROTOCOL_VERSION, "unfixable": helper.EXIT_U
 			names := []string{}
 			for i := range typ.NumField() {
 				name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
-				names = append(names, name)
+				if name != "-" { // warmpool's own, not on the wire
+					names = append(names, name)
+				}
 			}
 			slices.Sort(names)
 			out[kind] = names

@@ -76,6 +76,9 @@ type (
 		Preloaded map[string]float64 `json:"preloaded"`
 		// Dropped are the learned modules it left out, and why.
 		Dropped []DroppedModule `json:"dropped"`
+		// Implied are the learned modules that were imported already when their turn came
+		// (the app, or a module before them, imported them): warmpool's own tally, not sent.
+		Implied []string `json:"-"`
 	}
 	Prepared struct {
 		OK      bool     `json:"ok"`

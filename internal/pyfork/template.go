@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -276,6 +277,12 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 	imported, err := expect[Imported](ctx, ctl)
 	if err != nil {
 		return fmt.Errorf("importing %s: %w", cfg.Worker.Python.App, t.explain(err))
+	}
+	for _, name := range t.spec.Learned {
+		_, loaded := imported.Preloaded[name]
+		if !loaded && !slices.ContainsFunc(imported.Dropped, func(d DroppedModule) bool { return d.Module == name }) {
+			imported.Implied = append(imported.Implied, name)
+		}
 	}
 	t.imported = imported
 	var fatal []DroppedModule
