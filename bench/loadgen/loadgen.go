@@ -17,11 +17,11 @@ import (
 type Result struct {
 	Latencies []time.Duration // from each request's scheduled start
 	// URL is, per request, the index of its URL in RunMix's urls.
-	URL    []int
-	Errors int
-	FirstErr  string
-	Cold      int // responses with X-Cold: 1 (the request met a cold start)
-	Pids      map[string]bool
+	URL      []int
+	Errors   int
+	FirstErr string
+	Cold     int // responses with X-Cold: 1 (the request met a cold start)
+	Pids     map[string]bool
 }
 
 // Run sends rate requests per second to url for d; every request is bounded by timeout.
