@@ -179,7 +179,7 @@ func (s *Server) Start() (err error) {
 	})
 	s.log.Info("warmpool started", "listen", s.frontLn.Addr().String(), "admin", s.adminLn.Addr().String(),
 		"workers", cfg.Worker.Count, "concurrency", cfg.Worker.Concurrency, "recycling", recyclingPlan(cfg),
-		"warmup", s.src.WarmupSummary())
+		"warmup", s.src.WarmupSummary(), "learned_state", s.learner.Status().StateFile)
 	return nil
 }
 

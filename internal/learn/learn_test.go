@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -170,6 +171,25 @@ func TestModuleReportsAndState(t *testing.T) {
 	send("xml.etree.ElementTree") // not a worker: ignored
 	waitFor("the rejection", func() bool { return l.Status().Rejected == 1 })
 	workers.Store(me, true)
+	// A worker's garbage: not JSON, too long (truncated at 64 KiB), too many names. Ignored, and
+	// the next report is heard.
+	raw := func(data []byte) {
+		c, err := net.Dial("unixgram", l.ReportSocket())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := c.Write(data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw([]byte("not json"))
+	raw([]byte(`{"modules": ["` + strings.Repeat("a", 100<<10) + `"]}`))
+	many := make([]string, maxReportModules+1)
+	for i := range many {
+		many[i] = "m" + strconv.Itoa(i)
+	}
+	send(many...)
 	send("xml.etree.ElementTree", "os; import evil", "csv")
 	waitFor("a candidate", func() bool { return l.Status().Candidates == 2 })
 	if b := l.Current(); len(b.Modules) != 0 {
