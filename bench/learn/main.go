@@ -115,7 +115,8 @@ type result struct {
 	latencies            []time.Duration
 	roundP99s            []time.Duration
 	recycles             int
-	busy                 float64 // busy cores, summed over rounds
+	bootCPU              []time.Duration // per worker admitted while measured: its CPU from fork to admission
+	busy                 float64         // busy cores, summed over rounds
 	measured             time.Duration
 	learnedRequests      []int // per round: learned requests and modules when measured
 	learnedModules       []int
@@ -266,6 +267,9 @@ func (e measureEnv) measure(ctx context.Context, r *result, round int) error {
 		if benchutil.Attr(line, "reason") == "max_requests" {
 			r.recycles++
 		}
+	}
+	for _, line := range in.Logged("worker admitted into rotation", from, to) {
+		r.bootCPU = append(r.bootCPU, benchutil.DurationAttr(line, "boot_cpu"))
 	}
 	var st struct {
 		Learned *struct {

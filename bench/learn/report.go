@@ -45,6 +45,15 @@ func (r *result) cpuPerRequest() time.Duration {
 	return time.Duration(busySeconds / float64(r.sent) * float64(time.Second))
 }
 
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
 func ints(xs []int) string {
 	parts := make([]string, len(xs))
 	for i, x := range xs {
@@ -86,8 +95,8 @@ func render(o options, rep *report) string {
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", t.what, t.measured, met)
 	}
 	b.WriteString("\n## Recycling under mixed traffic\n\n")
-	b.WriteString("| scenario | max_requests | requests | errors | recycles (max_requests asks) | P50 | P99 | P99 per round | P99 / every route (median of rounds) | learned requests, modules (per round) | rebuilds (per round) | busy cores |\n")
-	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|---:|\n")
+	b.WriteString("| scenario | max_requests | requests | errors | recycles (max_requests asks) | P50 | P99 | P99 per round | P99 / every route (median of rounds) | learned requests, modules (per round) | rebuilds (per round) | worker CPU to admission (median) | busy cores |\n")
+	b.WriteString("|---|---:|---:|---:|---:|---:|---:|---|---:|---|---|---:|---:|\n")
 	for _, r := range rep.results {
 		p50, p99, _ := loadgen.Percentiles(r.latencies)
 		ratio := ""
@@ -99,10 +108,10 @@ func render(o options, rep *report) string {
 			learned = ints(r.learnedRequests) + "; " + ints(r.learnedModules)
 			rebuilds = ints(r.rebuilds)
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d (%.0f) | %s | %s | %s | %s | %s | %s | %.2f |\n", r.sc.name, r.maxRequests, r.sent, r.errors,
-			r.recycles, r.asked(), ms(p50), ms(p99), durations(r.roundP99s), ratio, learned, rebuilds, r.busy/float64(max(len(r.roundP99s), 1)))
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d (%.0f) | %s | %s | %s | %s | %s | %s | %s | %.2f |\n", r.sc.name, r.maxRequests, r.sent, r.errors,
+			r.recycles, r.asked(), ms(p50), ms(p99), durations(r.roundP99s), ratio, learned, rebuilds, ms(median(r.bootCPU)), r.busy/float64(max(len(r.roundP99s), 1)))
 	}
-	b.WriteString("\nRebuilds count the template rebuilds of that warmpool since it started (the restarted one starts with the learned state: its first template has it). Busy cores: the whole machine, load generator included.\n")
+	b.WriteString("\nRebuilds count the template rebuilds of that warmpool since it started (the restarted one starts with the learned state: its first template has it). Worker CPU to admission: a new worker's CPU from its fork to its admission, its warm-up included (`boot_cpu` in the log). Busy cores: the whole machine, load generator included.\n")
 	for _, r := range append(slices.Clone(rep.results), rep.steady...) {
 		if r.firstErr != "" {
 			fmt.Fprintf(&b, "\n- %s at max_requests %d: first error: %s", r.sc.name, r.maxRequests, r.firstErr)

@@ -15,6 +15,7 @@ import (
 	"warmpool/internal/learn"
 	"warmpool/internal/pool"
 	"warmpool/internal/testutil"
+	"warmpool/internal/testworker"
 )
 
 // learnConfig serves pyfork/testdata/learnapp.py from a warm template whose plan covers / only,
@@ -200,4 +201,38 @@ func allOfGeneration(st pool.Status, gen int) bool {
 		}
 	}
 	return len(st.Workers) > 0
+}
+
+// Learned requests warm the workers of any command, not only a Python template's: a path new
+// workers met cold joins every later worker's warm-up, after the plan.
+func TestLearnedRequestsWarmCommandWorkers(t *testing.T) {
+	cfg := testConfig()
+	cfg.Worker.Env[testworker.EnvPathCold] = "/report=150ms"
+	cfg.Worker.MaxRequests = 8
+	e := startServer(t, cfg)
+	e.waitReady()
+	learned := func() bool {
+		st := e.srv.Pool().Status()
+		return st.Learned != nil && requestState(st.Learned, "/report") == "learned"
+	}
+	for i := 0; !learned(); i++ {
+		if i >= 3000 {
+			t.Fatalf("/report not learned after %d requests: %+v", i, e.srv.Pool().Status().Learned)
+		}
+		path := "/"
+		if i%2 == 1 {
+			path = "/report"
+		}
+		if resp, body := e.get(path); resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
+	}
+	// Workers spawned from now on run the plan (GET / twice) and the learned GET /report.
+	admitted := testutil.Msg("worker admitted into rotation", "warmup_requests", "3")
+	for i := 0; len(e.logs.All(admitted)) < 2; i++ {
+		if i >= 200 {
+			t.Fatalf("no worker admitted with the learned request in its warm-up")
+		}
+		e.get("/")
+	}
 }

@@ -94,6 +94,7 @@ func TestOnlySafeColdRequestsAreLearned(t *testing.T) {
 		l.ObserveFirst(first(w, "GET", "/redirect", 302, 300*time.Millisecond, false), steady, true)
 		l.ObserveFirst(first(w, "GET", "/fast", 200, 5*time.Millisecond, false), steady, true) // 2.5x but under the floor
 		l.ObserveFirst(first(w, "GET", "/nosteady", 200, 300*time.Millisecond, false), 0, false)
+		l.ObserveFirst(first(w, "GET", "/reset/MQ/c3l9kq-4f0a9b7e2d1c8a6f5e4d3c2b1a0f9e8d/", 200, 300*time.Millisecond, false), steady, true)
 	}
 	l.ObserveFirst(first(1, "GET", "/once", 200, 300*time.Millisecond, false), steady, true)
 	l.ObserveFirst(first(1, "GET", "/once", 200, 300*time.Millisecond, false), steady, true) // the same worker again
@@ -110,6 +111,11 @@ func TestOnlySafeColdRequestsAreLearned(t *testing.T) {
 		"GET /redirect": "2xx", "GET /once": "candidate"} {
 		if !strings.Contains(states[key], want) {
 			t.Errorf("%s: %q, want it to say %q", key, states[key], want)
+		}
+	}
+	for key := range states {
+		if strings.Contains(key, "reset") {
+			t.Errorf("a path with a token is kept: %s", key)
 		}
 	}
 	if _, shown := states["GET /fast"]; shown {
@@ -263,5 +269,29 @@ func TestWriteConfigIsConfig(t *testing.T) {
 		if !strings.Contains(text, want) {
 			t.Errorf("no %q in\n%s", want, text)
 		}
+	}
+}
+
+// The plan's own requests are never learned; a cheap learned request joins the warm-ups at once
+// but makes no template rebuild by itself, a costly one does.
+func TestPlannedAndCheapRequests(t *testing.T) {
+	l := New(Options{Python: true})
+	l.SetPlan([]Request{{Method: "GET", Path: "/"}})
+	for w := 1; w <= 2; w++ {
+		l.ObserveFirst(first(w, "GET", "/", 200, 300*time.Millisecond, false), 2*time.Millisecond, true)
+		l.ObserveFirst(first(w, "GET", "/cheap", 200, 30*time.Millisecond, false), 2*time.Millisecond, true)
+	}
+	if got := l.Requests(); len(got) != 1 || got[0].Path != "/cheap" {
+		t.Fatalf("learned %+v, want /cheap only", got)
+	}
+	if _, _, ok := l.TakeRebuild(); ok {
+		t.Fatal("a 28 ms request made a rebuild")
+	}
+	for w := 1; w <= 2; w++ {
+		l.ObserveFirst(first(w, "GET", "/costly", 200, 300*time.Millisecond, false), 2*time.Millisecond, true)
+	}
+	b, _, ok := l.TakeRebuild()
+	if !ok || len(b.Requests) != 2 || b.Requests[0].Path != "/costly" {
+		t.Fatalf("a 298 ms request: rebuild %v with %+v", ok, b.Requests)
 	}
 }

@@ -22,6 +22,11 @@ const (
 	minWorkers  = 2
 	minChildren = 2
 	firstKept   = 16 // recent first-request latencies kept per path, for the metrics
+	// rebuildWorth: a learned request whose mean cold cost is below it makes no rebuild (a
+	// template boot and a roll of every worker) by itself: each worker's own warm-up pays it, in
+	// private, until a module makes one. Learned modules always do: an import is what a fork
+	// pays most.
+	rebuildWorth = 50 * time.Millisecond
 )
 
 // Options configure a Learner.
@@ -69,8 +74,11 @@ type pathStat struct {
 	Workers    int           `json:"workers"` // distinct workers that met it cold (counted up to minWorkers)
 	first      []time.Duration
 	steady     time.Duration
-	Ineligible string    `json:"-"` // why it is never learned (credentials, method, status), for the status
-	FirstSeen  time.Time `json:"first_seen"`
+	// FirstNS and SteadyNS keep first's median and steady in the state file.
+	FirstNS    time.Duration `json:"first_ns,omitempty"`
+	SteadyNS   time.Duration `json:"steady_ns,omitempty"`
+	Ineligible string        `json:"-"` // why it is never learned (credentials, method, status), for the status
+	FirstSeen  time.Time     `json:"first_seen"`
 }
 
 // moduleStat is what is known of one module the forked workers imported after their fork.
@@ -94,6 +102,7 @@ type Learner struct {
 	log  *slog.Logger
 
 	mu       sync.Mutex
+	planned  map[string]bool      // the operator's plan, by method and path: never learned
 	paths    map[string]*pathStat // by method and path
 	modules  map[string]*moduleStat
 	seq      int
@@ -208,9 +217,15 @@ func (l *Learner) ObserveFirst(req *telemetry.Request, steady time.Duration, has
 	if l == nil {
 		return
 	}
+	if learnablePath(req.Path) != "" {
+		return // not even kept: a path with a secret in it is shown nowhere
+	}
 	key := req.Method + " " + req.Path
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.planned[key] {
+		return // the plan sends it already
+	}
 	ps := l.paths[key]
 	if ps == nil {
 		if len(l.paths) >= maxPaths {
@@ -242,10 +257,6 @@ func (l *Learner) ObserveFirst(req *telemetry.Request, steady time.Duration, has
 		ps.Ineligible = fmt.Sprintf("answered %d: only 2xx is learned", req.Status)
 		return
 	}
-	if why := learnablePath(req.Path); why != "" {
-		ps.Ineligible = why
-		return
-	}
 	ps.Ineligible = ""
 	ps.ColdHits++
 	ps.Excess += req.Upstream - steady
@@ -259,12 +270,28 @@ func (l *Learner) ObserveFirst(req *telemetry.Request, steady time.Duration, has
 	l.dirty = true
 	if ps.Workers >= minWorkers {
 		ps.Learned = true
-		if l.opts.Python {
-			l.sched.learned(time.Now()) // a command's workers run it from their next warm-up on
+		// A command's workers run it from their next warm-up on: nothing to rebuild.
+		if l.opts.Python && ps.Excess/time.Duration(ps.ColdHits) >= rebuildWorth {
+			l.sched.learned(time.Now())
 		}
 		l.log.Info("learned a warm-up request: new workers met this path cold", "method", ps.Method, "path", ps.Path,
 			"cold_hits", ps.ColdHits, "excess_mean", (ps.Excess / time.Duration(ps.ColdHits)).Round(time.Millisecond))
 	}
+}
+
+// SetPlan tells the learner the operator's plan (at the start, and at each reload): its
+// requests are never learned again.
+func (l *Learner) SetPlan(planned []Request) {
+	if l == nil {
+		return
+	}
+	set := make(map[string]bool, len(planned))
+	for _, r := range planned {
+		set[r.Method+" "+r.Path] = true
+	}
+	l.mu.Lock()
+	l.planned = set
+	l.mu.Unlock()
 }
 
 // fromWorker takes the modules a forked worker (pid) imported after its fork.

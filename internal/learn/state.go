@@ -140,6 +140,12 @@ func (l *Learner) save() error {
 	for _, ps := range l.paths {
 		if ps.ColdHits > 0 || ps.Dropped != "" {
 			c := *ps
+			if len(ps.first) > 0 {
+				c.FirstNS = median(ps.first)
+			}
+			if ps.steady > 0 {
+				c.SteadyNS = ps.steady
+			}
 			st.Requests = append(st.Requests, &c)
 		}
 	}

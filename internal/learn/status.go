@@ -73,7 +73,14 @@ func (l *Learner) Status() Status {
 		rank[r.Method+" "+r.Path] = i
 	}
 	for key, ps := range l.paths {
-		rs := RequestStatus{Request: ps.Request, ColdHits: ps.ColdHits, FirstMS: ms(median(ps.first)), SteadyMS: ms(ps.steady)}
+		first, steady := median(ps.first), ps.steady
+		if first == 0 {
+			first = ps.FirstNS // as saved: none observed since the start
+		}
+		if steady == 0 {
+			steady = ps.SteadyNS
+		}
+		rs := RequestStatus{Request: ps.Request, ColdHits: ps.ColdHits, FirstMS: ms(first), SteadyMS: ms(steady)}
 		if ps.ColdHits > 0 {
 			rs.ColdCostMS = ms(ps.Excess / time.Duration(ps.ColdHits))
 		}

@@ -47,6 +47,15 @@ func (p *Pool) workerPlan() *warmup.Plan {
 	return p.withLearned(p.learner.Requests())
 }
 
+// planned is the operator's plan as the learner knows requests.
+func planned(plan *warmup.Plan) []learn.Request {
+	out := make([]learn.Request, len(plan.Requests))
+	for i, r := range plan.Requests {
+		out[i] = learn.Request{Method: r.Method, Path: r.Path}
+	}
+	return out
+}
+
 // learnedImports takes a template's report on its learned modules (from its goroutine).
 func (p *Pool) learnedImports(im pyfork.Imported) {
 	if p.learner == nil {

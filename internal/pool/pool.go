@@ -185,6 +185,7 @@ func New(opts Options) *Pool {
 		learner:    opts.Learner,
 	}
 	p.plan = p.newPlan(opts.Config)
+	p.learner.SetPlan(planned(p.plan))
 	p.templates = pyfork.New(pyfork.Options{Helper: pyfork.HelperPath(p.dir), SocketDir: p.dir, Metrics: p.met, Logger: log,
 		OnChange:    func() { p.send(templateChanged{}) },
 		OnImported:  p.learnedImports,
@@ -447,6 +448,7 @@ func (p *Pool) handle(ev event) {
 	case reconfigure:
 		p.configProblem = ""
 		p.cfg, p.plan, p.summary = ev.cfg, p.newPlan(ev.cfg), ev.summary
+		p.learner.SetPlan(planned(p.plan))
 		p.nice = p.effectiveNice(ev.cfg)
 		p.count = ev.cfg.Worker.Count
 		p.log.Info("configuration reloaded", "workers", p.count, "warmup", ev.summary)
