@@ -31,6 +31,11 @@ Fork safety, as this file handles it:
   generator does not, so a child reseeds it when NumPy is loaded.
 - The garbage collector: gc.freeze() after gc.collect() moves the warm objects out of its reach,
   so collections in a child do not write to (and unshare) the template's pages.
+- Learning (warmpool's warmup.learn): the modules warmpool learned are imported by the template
+  after the app, one by one, each checked for threads it started and connections it opened (and
+  dropped if it did, or failed); a child notes the modules it imports after its fork with a
+  finder that finds nothing, made in the child, and sends their names in datagrams it never
+  waits on.
 
 The control protocol (fd 4) is the table below, OPS and REPLIES, kept with the same version as
 warmpool's internal/pyfork/protocol.go: one JSON object per SOCK_SEQPACKET packet, its kind in
