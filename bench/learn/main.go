@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ type options struct {
 	steady      bool
 	out         string
 	python      string
+	scenarios   []scenario // in the order of the scenarios table
 }
 
 // The routes, in the order the mixed traffic takes them.
@@ -69,13 +71,14 @@ var scenarios = []scenario{
 
 func main() {
 	var o options
-	var maxRequests string
+	var maxRequests, names string
 	flag.IntVar(&o.rate, "rate", 200, "requests per second (open loop)")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each measures every scenario in turn")
 	flag.DurationVar(&o.duration, "duration", 30*time.Second, "measured load per scenario, max_requests and round")
 	flag.DurationVar(&o.warmFor, "warm", 3*time.Second, "unmeasured load first (not for the restarted scenario)")
 	flag.DurationVar(&o.learnFor, "learn-for", 60*time.Second, "traffic before the learning scenario is measured")
 	flag.StringVar(&maxRequests, "max-requests", "100,25", "max_requests settings to measure")
+	flag.StringVar(&names, "scenarios", "every route,learning,restarted,one route", "the scenarios to measure (restarted needs learning)")
 	flag.BoolVar(&o.steady, "steady", true, "measure the steady state (no recycling) with learning on and off")
 	flag.StringVar(&o.out, "out", "bench/results/learn.md", "markdown results (empty: none)")
 	flag.StringVar(&o.python, "python", "/usr/bin/python3", "the interpreter with Django, pandas and waitress")
@@ -84,6 +87,14 @@ func main() {
 		var n int
 		fmt.Sscan(f, &n)
 		o.maxRequests = append(o.maxRequests, n)
+	}
+	for _, name := range strings.Split(names, ",") {
+		i := slices.IndexFunc(scenarios, func(sc scenario) bool { return sc.name == strings.TrimSpace(name) })
+		if i < 0 {
+			fmt.Fprintf(os.Stderr, "learn: no scenario named %q\n", name)
+			os.Exit(2)
+		}
+		o.scenarios = append(o.scenarios, scenarios[i])
 	}
 	rep, err := run(context.Background(), o)
 	if err != nil {
@@ -149,7 +160,7 @@ func run(ctx context.Context, o options) (*report, error) {
 	}
 	rep := &report{}
 	for _, mr := range o.maxRequests {
-		for _, sc := range scenarios {
+		for _, sc := range o.scenarios {
 			rep.results = append(rep.results, &result{sc: sc, maxRequests: mr, routeLatencies: make([][]time.Duration, len(routes))})
 		}
 	}
@@ -164,7 +175,11 @@ func run(ctx context.Context, o options) (*report, error) {
 		for _, r := range rep.results {
 			fmt.Fprintf(os.Stderr, "learn: round %d, %s, max_requests %d...\n", round+1, r.sc.name, r.maxRequests)
 			if r.sc.restart {
-				r.statePath = rep.find("learning", r.maxRequests).statePath
+				learning := rep.find("learning", r.maxRequests)
+				if learning == nil {
+					return nil, fmt.Errorf("the restarted scenario needs the learning one")
+				}
+				r.statePath = learning.statePath
 			}
 			if err := env.measure(ctx, r, round); err != nil {
 				return nil, fmt.Errorf("%s, max_requests %d: %w", r.sc.name, r.maxRequests, err)

@@ -14,7 +14,7 @@ func TestSmoke(t *testing.T) {
 		t.Skip("starts warmpool with a Django site six times")
 	}
 	o := options{rate: 40, rounds: 1, duration: time.Second, warmFor: 500 * time.Millisecond, learnFor: 2 * time.Second,
-		maxRequests: []int{10}, steady: true, python: "/usr/bin/python3"}
+		maxRequests: []int{10}, steady: true, python: "/usr/bin/python3", scenarios: scenarios}
 	if why := needs(o.python); why != "" {
 		t.Skip(why + " (CI installs them)")
 	}

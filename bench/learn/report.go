@@ -54,6 +54,14 @@ func median(ds []time.Duration) time.Duration {
 	return s[(len(s)-1)/2]
 }
 
+func scenarioNames(scs []scenario) string {
+	names := make([]string, len(scs))
+	for i, sc := range scs {
+		names[i] = sc.name
+	}
+	return strings.Join(names, ",")
+}
+
 func ints(xs []int) string {
 	parts := make([]string, len(xs))
 	for i, x := range xs {
@@ -81,9 +89,10 @@ func render(o options, rep *report) string {
 	fmt.Fprintf(&b, "bench/learn/site: Django 3.2 (Debian) with five routes, each with lazy work of its own: `/export.csv` imports pandas on first use, `/feed/` runs Django's syndication framework, `/report/` renders its own template with humanize filters, `/admin/login/` the admin's login page, `/` a small template. "+
 		"warmpool with 2 workers x 4 threads forked from a warm template; open loop at %d req/s of the five routes in turn for %s per scenario, max_requests and round (after %s of unmeasured load; the learning scenario after %s of traffic; the restarted one from its first request); %d rounds that interleave the scenarios.\n\n",
 		o.rate, o.duration, o.warmFor, o.learnFor, o.rounds)
-	fmt.Fprintf(&b, "Machine: %d CPUs, %s. Run: %s. Command: `go run ./bench/learn -rate %d -duration %s -learn-for %s -rounds %d`\n\n",
-		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.rate, o.duration, o.learnFor, o.rounds)
-	for _, sc := range scenarios {
+	fmt.Fprintf(&b, "Machine: %d CPUs, %s. Run: %s. Command: `go run ./bench/learn -rate %d -duration %s -learn-for %s -rounds %d -max-requests %s -scenarios %q`\n\n",
+		runtime.NumCPU(), runtime.Version(), time.Now().UTC().Format("2006-01-02 15:04 MST"), o.rate, o.duration, o.learnFor, o.rounds,
+		strings.Trim(strings.Join(strings.Fields(fmt.Sprint(o.maxRequests)), ","), "[]"), scenarioNames(o.scenarios))
+	for _, sc := range o.scenarios {
 		fmt.Fprintf(&b, "- **%s**: %s\n", sc.name, sc.note)
 	}
 	b.WriteString("\n## Targets (issue 23)\n\n| target | measured | met |\n|---|---|---|\n")

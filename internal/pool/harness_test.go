@@ -101,13 +101,23 @@ func baseConfig() *config.Config {
 
 func start(t *testing.T, cfg *config.Config) *harness {
 	t.Helper()
+	return startWith(t, cfg, nil)
+}
+
+// startWith is start with options of the test's (a learner).
+func startWith(t *testing.T, cfg *config.Config, adjust func(*pool.Options)) *harness {
+	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("test config invalid: %v", err)
 	}
 	logs := testutil.NewLogs(t)
 	rot := &recordingRotation{Balancer: proxy.NewBalancer(cfg.Proxy.QueueSize, cfg.Proxy.QueueTimeout.Duration)}
 	reg := prometheus.NewRegistry()
-	p := pool.New(pool.Options{Config: cfg, Rotation: rot, SocketDir: t.TempDir(), Logger: logs.Logger(), Metrics: telemetry.NewMetrics(reg)})
+	opts := pool.Options{Config: cfg, Rotation: rot, SocketDir: t.TempDir(), Logger: logs.Logger(), Metrics: telemetry.NewMetrics(reg)}
+	if adjust != nil {
+		adjust(&opts)
+	}
+	p := pool.New(opts)
 	front := proxy.NewFront(rot.Balancer, proxy.Options{RequestTimeout: cfg.Proxy.RequestTimeout.Duration, Logger: logs.Logger()})
 	front.Start()
 	srv := httptest.NewServer(front)

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"warmpool/internal/config"
+	"warmpool/internal/learn"
 	"warmpool/internal/pool"
 	"warmpool/internal/pyfork"
+	"warmpool/internal/telemetry"
 	"warmpool/internal/testutil"
 	"warmpool/internal/testworker"
 )
@@ -169,5 +171,57 @@ func TestCancelledLaunchLeavesTheTemplateAlive(t *testing.T) {
 	}
 	if now := readyTemplate(h.statusJSON()); now == nil || now.PID != tpl.PID {
 		t.Fatalf("template now %+v, was pid %d", now, tpl.PID)
+	}
+}
+
+// A template rebuild with what was learned that fails (here a learned request makes the new
+// template exit) changes nothing: the generation and its template stay, and workers are still
+// forks of it.
+func TestFailedRebuildLeavesTheTemplateThatWorks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the learner's first rebuild (5 s)")
+	}
+	cfg := fakeTemplateConfig("ok,exit-on=/heavy")
+	cfg.Worker.MaxRequests = 5
+	var p *pool.Pool
+	l := learn.New(learn.Options{Python: true, OnRebuild: func() { p.Rebuild() }})
+	h := startWith(t, cfg, func(o *pool.Options) { o.Learner = l })
+	p = h.pool
+	if err := l.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(t.Context()) })
+	h.waitReady()
+	for w := 1; w <= 2; w++ { // two new workers met GET /heavy 300 ms cold
+		l.ObserveFirst(&telemetry.Request{Method: "GET", Path: "/heavy", Status: 200, Upstream: 300 * time.Millisecond, WorkerID: w,
+			FirstRequests: true}, 2*time.Millisecond, true)
+	}
+	rec := h.logs.Wait(testutil.Msg("the template rebuild failed: the template that worked keeps forking the workers"), 20*time.Second)
+	if !strings.Contains(rec.Attrs["error"], "the template exited") || !strings.Contains(rec.Attrs["error"], "exiting on /heavy") {
+		t.Errorf("error: %s", rec.Attrs["error"])
+	}
+	st := h.statusJSON()
+	if st.Generation != 1 || readyTemplate(st) == nil || readyTemplate(st).Generation != 1 {
+		t.Fatalf("generation %d, templates %+v", st.Generation, st.Templates)
+	}
+	recycled := len(h.logs.All(testutil.Msg("worker admitted into rotation")))
+	for i := 0; len(h.logs.All(testutil.Msg("worker admitted into rotation"))) < recycled+2; i++ {
+		if i > 200 {
+			t.Fatal("no recycle")
+		}
+		if r := h.get("/"); r.status != 200 {
+			t.Fatalf("%d %s %v", r.status, r.body, r.err)
+		}
+	}
+	for _, w := range h.statusJSON().Workers {
+		if w.AdmittedAt == nil {
+			continue // still booting
+		}
+		if w.Origin != "fork" || w.Generation != 1 {
+			t.Errorf("worker %d: %s of generation %d, want a fork of generation 1", w.ID, w.Origin, w.Generation)
+		}
+	}
+	if l.Status().Rebuilding {
+		t.Error("the learner still counts a rebuild under way")
 	}
 }

@@ -310,7 +310,7 @@ func (t *Template) Boot(ctx context.Context) (err error) {
 		t.log.Info("template warmed", "requests", res.Requests, "warmup", res.Duration.Round(1e6), "slowest_warmup_request", res.Slowest.Round(1e6))
 	}
 	if err := ctl.Send(Prepare{}); err != nil {
-		return err
+		return fmt.Errorf("preparing to fork: %w", t.explain(err))
 	}
 	prepared, err := expect[Prepared](ctx, ctl)
 	if err != nil {
@@ -357,7 +357,7 @@ func (t *Template) exited() error {
 // exited: the socket closes as the process ends, before its exit status is known, and "EOF"
 // would hide the SyntaxError the template printed.
 func (t *Template) explain(err error) error {
-	if !errors.Is(err, errTemplateGone) && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) {
+	if !errors.Is(err, errTemplateGone) && !errors.Is(err, io.EOF) && !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
 		return err
 	}
 	select {

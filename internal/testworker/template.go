@@ -27,6 +27,7 @@ import (
 //	no-pong         never answer a heartbeat (the process stays alive and running)
 //	no-fork-answer  never answer a fork
 //	fork-delay=D    answer each fork after D (a slow fork)
+//	exit-on=PATH    exit 1 when its warm-up asks for PATH (a template that a learned request breaks)
 //
 // Run with mode "serve" (a fresh process) it is a test worker.
 const EnvFakeTemplate = "TW_FAKE_TEMPLATE"
@@ -51,7 +52,11 @@ func fakeTemplateMain() {
 	has := func(b string) bool { return slices.Contains(strings.Split(os.Getenv(EnvFakeTemplate), ","), b) }
 	version := pyfork.ProtocolVersion
 	var forkDelay time.Duration
+	var exitOn string
 	for _, b := range strings.Split(os.Getenv(EnvFakeTemplate), ",") {
+		if v, ok := strings.CutPrefix(b, "exit-on="); ok {
+			exitOn = v
+		}
 		if v, ok := strings.CutPrefix(b, "version="); ok {
 			version, _ = strconv.Atoi(v)
 		}
@@ -74,7 +79,13 @@ func fakeTemplateMain() {
 	}
 	must(ctl.Send(pyfork.Imported{}))
 	// The warm-up: every request answers 200 until warmpool says prepare.
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "fake template") })}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if exitOn != "" && r.URL.Path == exitOn {
+			fmt.Fprintf(os.Stderr, "fake template: exiting on %s\n", exitOn)
+			os.Exit(1)
+		}
+		fmt.Fprintln(w, "fake template")
+	})}
 	go srv.Serve(listener)
 	ctx := context.Background()
 	m, files, err := ctl.Receive(ctx)
