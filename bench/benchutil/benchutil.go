@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -241,4 +242,30 @@ func BarChart(title string, bars []Bar, log bool) string {
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// Median is the median of ds (the lower middle of an even count); 0 for none.
+func Median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+// PairedRatio is the median over rounds of each round's value over the reference's value in the
+// same round: paired by round, so that a noisy spell of the shared machine in one round does not
+// decide the ratio (pooled percentiles let one bad round dominate either side). false when the
+// rounds do not pair up.
+func PairedRatio(rounds, ref []time.Duration) (float64, bool) {
+	if len(ref) != len(rounds) || len(rounds) == 0 {
+		return 0, false
+	}
+	ratios := make([]float64, len(rounds))
+	for i := range rounds {
+		ratios[i] = float64(rounds[i]) / float64(ref[i])
+	}
+	slices.Sort(ratios)
+	return ratios[(len(ratios)-1)/2], true
 }

@@ -155,9 +155,9 @@ func asgiChecks(results []*asgiResult) []check {
 	for _, r := range results {
 		out = append(out, check{r.app + ": lifespan startup once per template generation",
 			fmt.Sprintf("%d startups in %d generations", r.startups, r.generations), r.startups == r.generations})
-		w := median(r.waits)
+		w := benchutil.Median(r.waits)
 		out = append(out, check{r.app + ": recycle trigger to admission, median at most 100 ms", ms(w), w > 0 && w <= 100*time.Millisecond})
-		fork, fresh := median(r.forkCPU), median(r.freshCPU)
+		fork, fresh := benchutil.Median(r.forkCPU), benchutil.Median(r.freshCPU)
 		ratio := float64(fork) / float64(max(fresh, 1))
 		out = append(out, check{r.app + ": CPU to admission at most 5 % of a fresh uvicorn worker's",
 			fmt.Sprintf("%s vs %s: %.1f %%", ms(fork), ms(fresh), 100*ratio), fork > 0 && ratio <= 0.05})
@@ -182,7 +182,7 @@ func renderASGI(o options, results []*asgiResult) string {
 	b.WriteString("| app | lifespan startups (generations) | recycles / asked | errors | trigger to admission, median | CPU to admission, fork / fresh | PSS of 8 workers, fork (with template) / fresh |\n|---|---|---|---|---|---|---|\n")
 	for _, r := range results {
 		fmt.Fprintf(&b, "| %s | %d (%d) | %d / %.0f | %d | %s | %s / %s | %s / %s |\n", r.app, r.startups, r.generations, r.recycles, r.asked(), r.errors,
-			ms(median(r.waits)), ms(median(r.forkCPU)), ms(median(r.freshCPU)), mib(r.forkPSS), mib(r.freshPSS))
+			ms(benchutil.Median(r.waits)), ms(benchutil.Median(r.forkCPU)), ms(benchutil.Median(r.freshCPU)), mib(r.forkPSS), mib(r.freshPSS))
 	}
 	b.WriteString("\n### Targets (issue 22)\n\n")
 	for _, c := range asgiChecks(results) {

@@ -25,7 +25,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -472,7 +471,7 @@ func warmPlanCPU(ctx context.Context, in *instance) (time.Duration, error) {
 		}
 		runs = append(runs, benchutil.ThreadCPU(pid)-before)
 	}
-	return median(runs), nil
+	return benchutil.Median(runs), nil
 }
 
 // closedLoop sends requests from clients goroutines, each waiting for its answer, until limit
@@ -514,15 +513,6 @@ func closedLoop(ctx context.Context, url string, clients, limit int, d time.Dura
 	}
 	wg.Wait()
 	return ok, errs, time.Since(start)
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[(len(s)-1)/2]
 }
 
 func mean(ds []time.Duration) time.Duration {

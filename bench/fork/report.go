@@ -3,10 +3,10 @@ package main
 import (
 	"fmt"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
+	"warmpool/bench/benchutil"
 	"warmpool/bench/loadgen"
 )
 
@@ -19,27 +19,21 @@ func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 // replacementCPU is a replacement's CPU to admission: its own processes', plus its share of
 // what the template spent forking.
 func (r *latencyResult) replacementCPU() time.Duration {
-	cpu := median(r.bootCPU)
+	cpu := benchutil.Median(r.bootCPU)
 	if n := len(r.bootCPU); n > 0 {
 		cpu += r.templateCPU / time.Duration(n)
 	}
 	return cpu
 }
 
-// p99VsNone is the median over rounds of this P99 over the same round's P99 without
-// recycling: paired by round, so a noisy spell of the shared machine in one round does not
-// decide the ratio (pooled percentiles let one bad round dominate either side).
+// p99VsNone is this P99 over the same round's P99 without recycling, the median over rounds
+// (benchutil.PairedRatio).
 func (rep *report) p99VsNone(r *latencyResult) (float64, bool) {
 	base := rep.find(r.way.name, 0)
-	if base == nil || len(base.roundP99s) != len(r.roundP99s) || len(r.roundP99s) == 0 {
+	if base == nil {
 		return 0, false
 	}
-	ratios := make([]float64, len(r.roundP99s))
-	for i := range r.roundP99s {
-		ratios[i] = float64(r.roundP99s[i]) / float64(base.roundP99s[i])
-	}
-	slices.Sort(ratios)
-	return ratios[(len(ratios)-1)/2], true
+	return benchutil.PairedRatio(r.roundP99s, base.roundP99s)
 }
 
 func (r *latencyResult) asked() float64 {
@@ -90,7 +84,7 @@ func render(o options, rep *report) string {
 				vsNone = fmt.Sprintf("%.2fx", ratio)
 			}
 			cpu = ms(r.replacementCPU())
-			wait = ms(median(r.waits))
+			wait = ms(benchutil.Median(r.waits))
 		}
 		busy := 0.0
 		if r.measured > 0 {
@@ -171,7 +165,7 @@ type check struct {
 func (rep *report) warmPlanCPU() time.Duration {
 	for _, t := range rep.throughput {
 		if t.way.name == "fork" {
-			return median(t.planCPU)
+			return benchutil.Median(t.planCPU)
 		}
 	}
 	return 0
@@ -196,7 +190,7 @@ func (rep *report) checks() []check {
 			}
 			out = append(out, check{fmt.Sprintf("CPU per replacement at max_requests %d, fork vs %s: at most 5 %%", mr, base.way.name), got, ratio <= 0.05})
 		}
-		w := median(fork.waits)
+		w := benchutil.Median(fork.waits)
 		out = append(out, check{fmt.Sprintf("recycle trigger to admission at max_requests %d, fork: median at most 100 ms", mr), ms(w), w > 0 && w <= 100*time.Millisecond})
 		ratio := float64(fork.recycles) / fork.asked()
 		out = append(out, check{fmt.Sprintf("recycles at max_requests %d, fork: at least 0.9 x requests / max_requests", mr),

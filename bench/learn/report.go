@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"warmpool/bench/benchutil"
 	"warmpool/bench/loadgen"
 )
 
@@ -14,18 +15,12 @@ func numCPU() int { return runtime.NumCPU() }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 
-// vs is the median over rounds of r's P99 over ref's in the same round: paired by round, so a
-// noisy spell of the shared machine in one round does not decide the ratio.
+// vs is r's P99 over ref's in the same round, the median over rounds (benchutil.PairedRatio).
 func vs(r, ref *result) (float64, bool) {
-	if ref == nil || len(ref.roundP99s) != len(r.roundP99s) || len(r.roundP99s) == 0 {
+	if ref == nil {
 		return 0, false
 	}
-	ratios := make([]float64, len(r.roundP99s))
-	for i := range r.roundP99s {
-		ratios[i] = float64(r.roundP99s[i]) / float64(ref.roundP99s[i])
-	}
-	slices.Sort(ratios)
-	return ratios[(len(ratios)-1)/2], true
+	return benchutil.PairedRatio(r.roundP99s, ref.roundP99s)
 }
 
 func (r *result) asked() float64 {
@@ -43,15 +38,6 @@ func (r *result) cpuPerRequest() time.Duration {
 	rounds := float64(max(len(r.roundP99s), 1))
 	busySeconds := r.busy / rounds * r.measured.Seconds()
 	return time.Duration(busySeconds / float64(r.sent) * float64(time.Second))
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[(len(s)-1)/2]
 }
 
 func scenarioNames(scs []scenario) string {
@@ -118,7 +104,7 @@ func render(o options, rep *report) string {
 			rebuilds = ints(r.rebuilds)
 		}
 		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d (%.0f) | %s | %s | %s | %s | %s | %s | %s | %.2f |\n", r.sc.name, r.maxRequests, r.sent, r.errors,
-			r.recycles, r.asked(), ms(p50), ms(p99), durations(r.roundP99s), ratio, learned, rebuilds, ms(median(r.bootCPU)), r.busy/float64(max(len(r.roundP99s), 1)))
+			r.recycles, r.asked(), ms(p50), ms(p99), durations(r.roundP99s), ratio, learned, rebuilds, ms(benchutil.Median(r.bootCPU)), r.busy/float64(max(len(r.roundP99s), 1)))
 	}
 	b.WriteString("\nRebuilds count the template rebuilds of that warmpool since it started (the restarted one starts with the learned state: its first template has it). Worker CPU to admission: a new worker's CPU from its fork to its admission, its warm-up included (`boot_cpu` in the log). Busy cores: the whole machine, load generator included.\n")
 	for _, r := range append(slices.Clone(rep.results), rep.steady...) {

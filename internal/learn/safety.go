@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"warmpool/internal/config"
+	"warmpool/internal/h1"
 )
 
 // Bounds on what is learned: a hostile or merely varied traffic grows nothing without limit.
@@ -29,7 +30,7 @@ var credentialWords = [][]byte{[]byte("auth"), []byte("token"), []byte("key"), [
 // Authorization, Proxy-Authorization, or any name with a word of credentialWords in it. A
 // request with one is never learned.
 func IsCredentialHeader(name []byte) bool {
-	if len(name) == 6 && asciiEqualFold(name, "cookie") {
+	if h1.EqualFold(name, "cookie") {
 		return true
 	}
 	var lower [64]byte
@@ -59,22 +60,6 @@ func CarriesCredentials(h http.Header) bool {
 		}
 	}
 	return false
-}
-
-func asciiEqualFold(b []byte, s string) bool {
-	if len(b) != len(s) {
-		return false
-	}
-	for i := range b {
-		c := b[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != s[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // learnablePath says why a path may not become a learned request ("" when it may): it must be
