@@ -155,6 +155,17 @@ func TestTemplateLearnsWhatTrafficWarms(t *testing.T) {
 	if e.logs.All(testutil.Msg("dropped a learned module: the template does not import it again", "module", "lazy_thread")) == nil {
 		t.Error("no WARN named a dropped module")
 	}
+	m := scrape(t, e)
+	rebuilds := m[`warmpool_template_rebuilds_total{reason="modules"}`] + m[`warmpool_template_rebuilds_total{reason="requests"}`] +
+		m[`warmpool_template_rebuilds_total{reason="modules+requests"}`]
+	if rebuilds < 1 || m[`warmpool_template_rebuild_results_total{outcome="ready"}`] < 1 ||
+		m[`warmpool_learned_items{kind="module",state="dropped"}`] != 2 || m[`warmpool_learned_items{kind="request",state="learned"}`] < 1 ||
+		m[`warmpool_new_worker_first_request_seconds{method="GET",path="/render"}`] <= 0 || m[`warmpool_steady_request_seconds{method="GET",path="/render"}`] <= 0 {
+		t.Errorf("metrics: %d rebuilds, %v ready, %v modules dropped, %v requests learned, /render first %v steady %v", int(rebuilds),
+			m[`warmpool_template_rebuild_results_total{outcome="ready"}`], m[`warmpool_learned_items{kind="module",state="dropped"}`],
+			m[`warmpool_learned_items{kind="request",state="learned"}`], m[`warmpool_new_worker_first_request_seconds{method="GET",path="/render"}`],
+			m[`warmpool_steady_request_seconds{method="GET",path="/render"}`])
+	}
 	// The workers of the rebuilt generation are forks of a template that imported lazy_report
 	// and ran GET /render: neither is cold in them.
 	tpl := templatePID(st, st.Generation)

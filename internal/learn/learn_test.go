@@ -50,8 +50,8 @@ func TestSchedule(t *testing.T) {
 	if s.due(t0) {
 		t.Fatal("due with nothing learned")
 	}
-	s.learned(t0)
-	s.learned(t0.Add(2 * time.Second)) // the first item counts
+	s.learned(t0, reasonModules)
+	s.learned(t0.Add(2*time.Second), reasonRequests) // the first item counts
 	if s.due(t0.Add(settle-time.Millisecond)) || !s.due(t0.Add(settle)) {
 		t.Fatal("the first rebuild is not due settle after the first item")
 	}
@@ -61,7 +61,7 @@ func TestSchedule(t *testing.T) {
 		if s.due(at.Add(time.Hour * 2)) {
 			t.Fatalf("rebuild %d: due with nothing new", i+1)
 		}
-		s.learned(at.Add(time.Second))
+		s.learned(at.Add(time.Second), reasonModules)
 		if s.due(at.Add(want - time.Millisecond)) {
 			t.Fatalf("rebuild %d: due before %s", i+1, want)
 		}
@@ -71,7 +71,7 @@ func TestSchedule(t *testing.T) {
 		at = at.Add(want)
 	}
 	s.started(at)
-	s.learned(at)
+	s.learned(at, reasonModules)
 	if s.due(at.Add(time.Hour-time.Second)) || !s.due(at.Add(time.Hour)) {
 		t.Fatal("past the table, rebuilds are an hour apart")
 	}
@@ -290,8 +290,8 @@ func TestPlannedAndCheapRequests(t *testing.T) {
 	for w := 1; w <= 2; w++ {
 		l.ObserveFirst(first(w, "GET", "/costly", 200, 300*time.Millisecond, false), 2*time.Millisecond, true)
 	}
-	b, _, ok := l.TakeRebuild()
-	if !ok || len(b.Requests) != 2 || b.Requests[0].Path != "/costly" {
-		t.Fatalf("a 298 ms request: rebuild %v with %+v", ok, b.Requests)
+	b, reason, ok := l.TakeRebuild()
+	if !ok || reason != "requests" || len(b.Requests) != 2 || b.Requests[0].Path != "/costly" {
+		t.Fatalf("a 298 ms request: rebuild %v (%q) with %+v", ok, reason, b.Requests)
 	}
 }

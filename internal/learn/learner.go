@@ -272,7 +272,7 @@ func (l *Learner) ObserveFirst(req *telemetry.Request, steady time.Duration, has
 		ps.Learned = true
 		// A command's workers run it from their next warm-up on: nothing to rebuild.
 		if l.opts.Python && ps.Excess/time.Duration(ps.ColdHits) >= rebuildWorth {
-			l.sched.learned(time.Now())
+			l.sched.learned(time.Now(), reasonRequests)
 		}
 		l.log.Info("learned a warm-up request: new workers met this path cold", "method", ps.Method, "path", ps.Path,
 			"cold_hits", ps.ColdHits, "excess_mean", (ps.Excess / time.Duration(ps.ColdHits)).Round(time.Millisecond))
@@ -332,7 +332,7 @@ func (l *Learner) fromWorker(pid int, names []string) {
 		}
 	}
 	if len(learned) > 0 {
-		l.sched.learned(now)
+		l.sched.learned(now, reasonModules)
 		l.log.Info("learned modules that forked workers import after their fork", "modules", len(learned), "first", learned[0])
 	}
 }
@@ -413,7 +413,7 @@ func (l *Learner) TakeRebuild() (b Build, reason string, ok bool) {
 		return Build{}, "", false
 	}
 	b = l.buildLocked()
-	reason = "learned"
+	reason = l.sched.reason()
 	l.building = reason
 	l.sched.started(time.Now())
 	l.rebuilds[reason]++

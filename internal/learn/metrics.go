@@ -12,7 +12,7 @@ var (
 	learnedDesc = prometheus.NewDesc("warmpool_learned_items",
 		"What traffic taught the warm-up, by kind (request, module) and state (learned, dropped).", []string{"kind", "state"}, nil)
 	rebuildsDesc = prometheus.NewDesc("warmpool_template_rebuilds_total",
-		"Template rebuilds started with what traffic taught, by reason.", []string{"reason"}, nil)
+		"Template rebuilds started with what traffic taught, by what was new: modules, requests, or modules+requests.", []string{"reason"}, nil)
 	rebuildResultsDesc = prometheus.NewDesc("warmpool_template_rebuild_results_total",
 		"How template rebuilds ended: ready (the workers rolled to it) or failed (the template that worked kept forking).", []string{"outcome"}, nil)
 	firstDesc = prometheus.NewDesc("warmpool_new_worker_first_request_seconds",
@@ -53,7 +53,9 @@ func (l *Learner) Collect(ch chan<- prometheus.Metric) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ch <- prometheus.MustNewConstMetric(rebuildsDesc, prometheus.CounterValue, float64(l.rebuilds["learned"]), "learned")
+	for _, reason := range reasons {
+		ch <- prometheus.MustNewConstMetric(rebuildsDesc, prometheus.CounterValue, float64(l.rebuilds[reason]), reason)
+	}
 	for _, outcome := range []string{"ready", "failed"} {
 		ch <- prometheus.MustNewConstMetric(rebuildResultsDesc, prometheus.CounterValue, float64(l.outcomes[outcome]), outcome)
 	}

@@ -1,6 +1,9 @@
 package learn
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // The rebuild policy: a template is rebuilt when something new was learned, settle after the
 // first new item (so that what the same traffic teaches arrives together), and each rebuild
@@ -11,18 +14,44 @@ var (
 	rebuildIntervals = []time.Duration{15 * time.Second, time.Minute, 5 * time.Minute, 15 * time.Minute, time.Hour}
 )
 
+// The reasons of a rebuild, as warmpool_template_rebuilds_total{reason} counts them: what was
+// learned since the last one.
+const (
+	reasonModules  = "modules"
+	reasonRequests = "requests"
+)
+
+// reasons lists every reason label, for the metrics.
+var reasons = []string{reasonModules, reasonRequests, reasonModules + "+" + reasonRequests}
+
 // schedule decides when a rebuild is due. Not safe for concurrent use: the Learner locks.
 type schedule struct {
 	rebuilds int       // rebuilds started since the start
 	last     time.Time // when the last one started
 	pending  time.Time // when the first item not yet in a build was learned; zero: none
+	kinds    map[string]bool
 }
 
-// learned notes that an item was learned at now.
-func (s *schedule) learned(now time.Time) {
+// learned notes that an item of a kind (reasonModules, reasonRequests) was learned at now.
+func (s *schedule) learned(now time.Time, kind string) {
 	if s.pending.IsZero() {
 		s.pending = now
 	}
+	if s.kinds == nil {
+		s.kinds = map[string]bool{}
+	}
+	s.kinds[kind] = true
+}
+
+// reason is what was learned since the last rebuild: "modules", "requests" or both.
+func (s *schedule) reason() string {
+	var parts []string
+	for _, k := range []string{reasonModules, reasonRequests} {
+		if s.kinds[k] {
+			parts = append(parts, k)
+		}
+	}
+	return strings.Join(parts, "+")
 }
 
 // due reports whether a rebuild should start at now.
@@ -52,6 +81,7 @@ func (s *schedule) started(now time.Time) {
 	s.rebuilds++
 	s.last = now
 	s.pending = time.Time{}
+	clear(s.kinds)
 }
 
 // interval is the least time between the last rebuild and the next.

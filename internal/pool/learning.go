@@ -74,13 +74,13 @@ func (p *Pool) startRebuild() {
 		p.halted != "" || !p.templates.Ready(p.generation) {
 		return // the learner asks again each second while it is due
 	}
-	b, _, ok := p.learner.TakeRebuild()
+	b, reason, ok := p.learner.TakeRebuild()
 	if !ok {
 		return
 	}
 	p.rebuilding = p.generation + 1
 	p.log.Info("rebuilding the template with what traffic taught: the workers roll to it once it is warm",
-		"generation", p.rebuilding, "learned_modules", len(b.Modules), "learned_requests", len(b.Requests))
+		"generation", p.rebuilding, "new", reason, "learned_modules", len(b.Modules), "learned_requests", len(b.Requests))
 	p.templates.Begin(pyfork.GenerationSpec{Gen: p.rebuilding, Config: p.cfg, Plan: p.withLearned(b.Requests),
 		Env: workerEnv(p.env, p.cfg.Worker.Env), Nice: p.nice, Learned: b.Modules, LearnSocket: p.learnSocket(), Candidate: true})
 }
