@@ -295,3 +295,20 @@ func TestPlannedAndCheapRequests(t *testing.T) {
 		t.Fatalf("a 298 ms request: rebuild %v (%q) with %+v", ok, reason, b.Requests)
 	}
 }
+
+// A client that sends new workers random paths, cold each time, grows nothing without bound:
+// at most maxPaths are kept, and at most MaxRequests sent.
+func TestRandomPathsAreBounded(t *testing.T) {
+	l := New(Options{Python: true})
+	for i := range 5 * maxPaths {
+		for w := 1; w <= 2; w++ {
+			l.ObserveFirst(first(w, "GET", "/p"+strconv.Itoa(i), 200, 300*time.Millisecond, false), time.Millisecond, true)
+		}
+	}
+	if n := len(l.paths); n != maxPaths {
+		t.Fatalf("%d paths kept", n)
+	}
+	if n := len(l.Requests()); n != MaxRequests {
+		t.Fatalf("%d learned requests sent", n)
+	}
+}
