@@ -60,9 +60,6 @@ type Build struct {
 	Modules  []string  // in the order the workers first imported them
 }
 
-// Empty reports whether b adds nothing to the operator's configuration.
-func (b Build) Empty() bool { return len(b.Requests) == 0 && len(b.Modules) == 0 }
-
 // pathStat is what is known of one path's first requests on new workers.
 type pathStat struct {
 	Request
