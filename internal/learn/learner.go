@@ -304,6 +304,7 @@ func (l *Learner) fromWorker(pid int, names []string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var learned []string
+	count := l.learnedModulesLocked() // once per report, not once per module
 	for _, name := range names {
 		if !validModule(name) {
 			continue
@@ -323,9 +324,10 @@ func (l *Learner) fromWorker(pid int, names []string) {
 		ms.LastPID = pid
 		ms.Children++
 		l.dirty = true
-		if !ms.Learned && ms.Dropped == "" && ms.Children >= minChildren && l.learnedModulesLocked() < MaxModules {
+		if !ms.Learned && ms.Dropped == "" && ms.Children >= minChildren && count < MaxModules {
 			ms.Learned = true
 			learned = append(learned, name)
+			count++
 		}
 	}
 	if len(learned) > 0 {

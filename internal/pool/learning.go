@@ -8,17 +8,20 @@ import (
 	"warmpool/internal/warmup"
 )
 
+// learning reports whether traffic extends the warm-up now (a learner, and warmup.learn).
+func (p *Pool) learning() bool { return p.learner != nil && p.cfg.Warmup.Learn }
+
 // learned is what the learner has for a plan or template built now; nothing when learning is
 // off.
 func (p *Pool) learned() learn.Build {
-	if p.learner == nil || !p.cfg.Warmup.Learn {
+	if !p.learning() {
 		return learn.Build{}
 	}
 	return p.learner.Current()
 }
 
 func (p *Pool) learnSocket() string {
-	if p.learner == nil || !p.cfg.Warmup.Learn {
+	if !p.learning() {
 		return ""
 	}
 	return p.learner.ReportSocket()
@@ -41,7 +44,7 @@ func (p *Pool) withLearned(reqs []learn.Request) *warmup.Plan {
 // workerPlan is the warm-up plan of a worker spawned now: learned requests dropped since the
 // last one are left out.
 func (p *Pool) workerPlan() *warmup.Plan {
-	if p.learner == nil || !p.cfg.Warmup.Learn {
+	if !p.learning() {
 		return p.plan
 	}
 	return p.withLearned(p.learner.Requests())
@@ -70,7 +73,7 @@ func (p *Pool) learnedImports(im pyfork.Imported) {
 // startRebuild starts a template of the next generation with what was learned, while the
 // current one keeps forking; the workers roll to it once it is warm (onRebuilt).
 func (p *Pool) startRebuild() {
-	if p.learner == nil || !p.cfg.Warmup.Learn || !p.cfg.Worker.IsPython() || p.shuttingDown || p.rebuilding != 0 ||
+	if !p.learning() || !p.cfg.Worker.IsPython() || p.shuttingDown || p.rebuilding != 0 ||
 		p.halted != "" || !p.templates.Ready(p.generation) {
 		return // the learner asks again each second while it is due
 	}
